@@ -1,0 +1,516 @@
+"""The FactorySpec resource: one repository's assembly line.
+
+Everything a factory decides (agents, checks, retries, concurrency, merge policy,
+guardrails, escalation, budget) is a field here, documented by its docstring; the CRD and
+``docs/reference.md`` are generated from these models.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from agentfactory.core.base import Model, StatusModel
+from agentfactory.core.common import (
+    KEY_PATTERN,
+    LOGIN_PATTERN,
+    QUANTITY_PATTERN,
+    Check,
+    ConfigMapKeyRef,
+    ObjectMeta,
+    SecretKeyRef,
+    check_regex,
+    unique_by,
+)
+from agentfactory.core.conditions import Condition
+from agentfactory.core.globs import Glob
+from agentfactory.core.names import K8sName
+
+DEFAULT_IMAGE = "ghcr.io/agentfactory/agent-runner:0.1.0"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_TEST_PATHS = [
+    "tests/**",
+    "test/**",
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/*_test.go",
+    "**/*.test.[jt]s",
+    "**/*.test.[jt]sx",
+    "**/*.spec.[jt]s",
+    "**/__tests__/**",
+]
+
+
+class GitHubAppCredentials(Model):
+    """A GitHub App installation: tokens are minted per pod, for one repository."""
+
+    secret_name: K8sName
+    """Secret holding the App's id, installation id and private key."""
+    app_id_key: str = "app-id"
+    """Key of the App id in the Secret."""
+    installation_id_key: str = "installation-id"
+    """Key of the installation id in the Secret."""
+    private_key_key: str = "private-key"
+    """Key of the PEM private key in the Secret."""
+
+
+class TokenCredentials(Model):
+    """A plain token (or deploy key): usable, but it cannot be scoped per pod."""
+
+    secret_name: K8sName
+    """Secret holding the token."""
+    key: str = "token"
+    """Key of the token in the Secret."""
+
+
+class RepositoryCredentials(Model):
+    """How the operator authenticates to the forge: exactly one of githubApp or token."""
+
+    github_app: GitHubAppCredentials | None = None
+    """GitHub App credentials (preferred: per-pod, per-role, expiring tokens)."""
+    token: TokenCredentials | None = None
+    """A token Secret; the CredentialsValid condition warns that it cannot be scoped."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RepositoryCredentials:
+        if (self.github_app is None) == (self.token is None):
+            raise PydanticCustomError(
+                "credentials",
+                "set exactly one of githubApp or token; remove the other",
+                {"field": "githubApp"},
+            )
+        return self
+
+
+class Repository(Model):
+    """The target repository."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    """Clone URL (``https://github.com/org/repo.git``, ``git@host:org/repo.git``, a path)."""
+    base_branch: str = Field(default="main", min_length=1, max_length=255)
+    """Branch that tasks start from and merge into."""
+    branch_prefix: str = Field(default="factory/", max_length=100, pattern=r"^[A-Za-z0-9._/-]*$")
+    """Prefix of task branches; the task name follows (``factory/add-webhook``)."""
+    forge: Literal["github", "git"] = "git"
+    """``github`` (PRs, checks, reviews through the GitHub API) or ``git`` (any remote;
+    CI runs in a sandbox and the operator merges with git)."""
+    credentials: RepositoryCredentials | None = None
+    """Forge credentials; required for ``github``, optional for a public or local git remote."""
+
+
+class RoleOverride(Model):
+    """Per-role settings that replace the factory-wide agent defaults."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    """Model for this role (for example a cheaper one for reviewers)."""
+    max_turns: int | None = Field(default=None, ge=1, le=1000)
+    """Tool-loop turns this role may take per stage attempt."""
+    instructions: str | None = Field(default=None, max_length=20000)
+    """Extra instructions appended to the role's system prompt."""
+
+
+class Roles(Model):
+    """Overrides for each agent role."""
+
+    planner: RoleOverride = Field(default_factory=RoleOverride)
+    """The planner: writes the plan."""
+    plan_reviewer: RoleOverride = Field(default_factory=RoleOverride)
+    """The plan reviewer: approves the plan or sends it back."""
+    implementer: RoleOverride = Field(default_factory=RoleOverride)
+    """The implementer: changes the code and runs the checks."""
+    code_reviewer: RoleOverride = Field(default_factory=RoleOverride)
+    """The code reviewer: a fresh session that approves the patch or sends it back."""
+
+
+class Agents(Model):
+    """How agents run: image, model, credentials and shared context."""
+
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=512)
+    """Container image honouring the agent pod contract (inputs under ``/factory/input``,
+    workspace at ``/workspace``, JSON result)."""
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=200)
+    """Default model for every role."""
+    max_turns: int = Field(default=40, ge=1, le=1000)
+    """Default tool-loop turns per stage attempt."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the Anthropic API key (required on a cluster)."""
+    base_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    """Any Anthropic-compatible endpoint; unset means Anthropic's API."""
+    constitution: ConfigMapKeyRef | None = None
+    """ConfigMap with the project's principles (AGENTS.md) that every agent reads first."""
+    roles: Roles = Field(default_factory=Roles)
+    """Per-role overrides."""
+
+
+class ResourceList(Model):
+    """Compute resources, as Kubernetes quantities."""
+
+    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    """CPU (``500m``, ``2``)."""
+    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    """Memory (``2Gi``)."""
+    ephemeral_storage: str | None = Field(
+        default=None, alias="ephemeral-storage", pattern=QUANTITY_PATTERN
+    )
+    """Scratch disk for the workspace (``10Gi``)."""
+
+
+class Resources(Model):
+    """Requests and limits for every agent pod."""
+
+    requests: ResourceList = Field(
+        default_factory=lambda: ResourceList(cpu="500m", memory="1Gi", ephemeral_storage="2Gi")
+    )
+    """What the scheduler reserves."""
+    limits: ResourceList = Field(
+        default_factory=lambda: ResourceList(cpu="2", memory="4Gi", ephemeral_storage="10Gi")
+    )
+    """The most a pod may use."""
+
+
+class Egress(Model):
+    """What agent pods may reach (the factory's NetworkPolicy)."""
+
+    cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], max_length=100)
+    """Destination networks agents may reach (the model API, package registries)."""
+    ports: list[int] = Field(default_factory=lambda: [443], max_length=20)
+    """Destination TCP ports agents may reach."""
+    allow_dns: bool = True
+    """Allow DNS (UDP and TCP 53) to the cluster resolver."""
+
+    @field_validator("cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "cidr",
+                    "'{value}' is not a network: {error}; write it as '10.0.0.0/8'",
+                    {"value": value, "error": str(exc)},
+                ) from None
+        return values
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, values: list[int]) -> list[int]:
+        for value in values:
+            if not 1 <= value <= 65535:
+                raise PydanticCustomError(
+                    "port", "port {value} is out of range; use 1 to 65535", {"value": value}
+                )
+        return values
+
+
+class Sandbox(Model):
+    """The pod every stage runs in."""
+
+    runtime_class_name: str | None = Field(default=None, max_length=253)
+    """RuntimeClass for stronger isolation (``gvisor``, ``kata``)."""
+    resources: Resources = Field(default_factory=Resources)
+    """Requests and limits, including ephemeral storage."""
+    timeout_seconds: int = Field(default=1800, ge=60, le=86400)
+    """Deadline of one stage attempt (the pod's activeDeadlineSeconds)."""
+    egress: Egress = Field(default_factory=Egress)
+    """Network egress allowed to agent pods."""
+
+
+class CI(Model):
+    """The gate between implementation and code review."""
+
+    source: Literal["github-checks", "sandbox"] = "sandbox"
+    """``sandbox``: run the factory's checks on the exact head in a fresh pod;
+    ``github-checks``: wait for check runs and statuses on the head commit."""
+    required_checks: list[str] = Field(default_factory=list, max_length=100)
+    """Checks that must pass. Empty with ``sandbox`` means every factory check."""
+    timeout_seconds: int = Field(default=3600, ge=60, le=86400)
+    """How long to wait for CI before the task needs attention."""
+
+
+class Retries(Model):
+    """How many times a stage may be tried again."""
+
+    per_stage: int = Field(default=2, ge=0, le=20)
+    """Retries of one stage after its first attempt (each back-edge spends one)."""
+    max_total_attempts: int = Field(default=12, ge=1, le=200)
+    """Attempts of all stages together before the task needs attention."""
+
+
+class Concurrency(Model):
+    """How many tasks run at once."""
+
+    max_active_tasks: int = Field(default=2, ge=1, le=1000)
+    """Tasks that may hold a slot (planning through merging) at once."""
+    exclusive_paths: bool = True
+    """Never run two tasks whose ``scope.paths`` can touch the same file."""
+
+
+class Merge(Model):
+    """How a finished task lands."""
+
+    method: Literal["squash", "rebase", "merge"] = "squash"
+    """Merge method."""
+    auto: bool = True
+    """Merge without a person when nothing escalated; ``false`` makes every task wait in
+    AwaitingApproval."""
+    delete_branch: bool = True
+    """Delete the task branch after the merge."""
+
+
+class Guardrails(Model):
+    """Limits every patch is checked against before it leaves the sandbox."""
+
+    protected_paths: list[Glob] = Field(
+        default_factory=lambda: [".github/workflows/**"], max_length=200
+    )
+    """Paths no agent may change; a patch touching one is sent back."""
+    max_changed_files: int = Field(default=50, ge=1, le=100000)
+    """Most files one patch may change."""
+    max_changed_lines: int = Field(default=1500, ge=1, le=10000000)
+    """Most lines (added plus removed) one patch may change."""
+    forbid_test_weakening: bool = True
+    """Reject patches that delete test files or test functions, remove assertions or add
+    skips in test files."""
+    test_paths: list[Glob] = Field(default_factory=lambda: list(DEFAULT_TEST_PATHS), max_length=200)
+    """Which files are tests, for ``forbidTestWeakening``."""
+
+
+class EscalationRule(Model):
+    """A change that needs a person: matched on paths and/or added lines."""
+
+    name: str = Field(pattern=KEY_PATTERN)
+    """Unique rule name, shown in the task's status and events."""
+    paths: list[Glob] = Field(default_factory=list, max_length=200)
+    """Globs of changed files that trigger the rule (``migrations/**``)."""
+    content_patterns: list[str] = Field(default_factory=list, max_length=200)
+    """Regular expressions searched in added lines only (``(?i)drop\\s+table``)."""
+    action: Literal["RequireApproval", "Park"] = "RequireApproval"
+    """``RequireApproval``: finish review, then wait in AwaitingApproval before merging;
+    ``Park``: stop at once in NeedsAttention until a person approves."""
+
+    @field_validator("content_patterns")
+    @classmethod
+    def _patterns_compile(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        rule = info.data.get("name", "?")
+        for index, pattern in enumerate(values):
+            try:
+                check_regex(pattern)
+            except PydanticCustomError as exc:
+                raise PydanticCustomError(
+                    "regex",
+                    "rule '{rule}': contentPatterns[{index}] {message}",
+                    {"rule": rule, "index": index, "message": exc.message()},
+                ) from None
+        return values
+
+    @model_validator(mode="after")
+    def _has_matcher(self) -> EscalationRule:
+        if not self.paths and not self.content_patterns:
+            raise PydanticCustomError(
+                "escalation_rule",
+                "rule '{rule}' matches nothing; give it paths, contentPatterns, or both",
+                {"rule": self.name, "field": "paths"},
+            )
+        return self
+
+
+class Notify(Model):
+    """Who hears about escalations."""
+
+    webhook_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a webhook URL that receives escalation and NeedsAttention events."""
+    mention_on_pr: list[str] = Field(default_factory=list, max_length=50)
+    """Logins or teams mentioned in the PR comment an escalation posts."""
+
+    @field_validator("mention_on_pr")
+    @classmethod
+    def _logins(cls, values: list[str]) -> list[str]:
+        return _check_logins(values)
+
+
+def _check_logins(values: list[str]) -> list[str]:
+    for value in values:
+        if not re.match(LOGIN_PATTERN, value):
+            raise PydanticCustomError(
+                "login",
+                "'{value}' is not a forge login or team; write 'alice' or '@org/team'",
+                {"value": value},
+            )
+    return values
+
+
+class Escalation(Model):
+    """When a person must look before a change lands."""
+
+    rules: list[EscalationRule] = Field(default_factory=list, max_length=100)
+    """Rules checked against every accepted patch."""
+    approvers: list[str] = Field(default_factory=list, max_length=200)
+    """Logins whose approval counts; empty means anyone who may annotate the task."""
+    notify: Notify = Field(default_factory=Notify)
+    """Notifications on escalation."""
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, values: list[EscalationRule]) -> list[EscalationRule]:
+        unique_by(values, "name", "escalation rule")
+        return values
+
+    @field_validator("approvers")
+    @classmethod
+    def _logins(cls, values: list[str]) -> list[str]:
+        return _check_logins(values)
+
+
+class Budget(Model):
+    """Spending limits per task."""
+
+    max_tokens_per_task: int = Field(default=5_000_000, ge=1)
+    """Tokens (input, output, cache writes and reads) all of a task's stages may use."""
+    max_cost_usd_per_task: float = Field(default=25.0, gt=0)
+    """Dollars all of a task's stages may spend."""
+
+
+class GitHubIssuesIntake(Model):
+    """Turn labelled GitHub issues into AgentTasks."""
+
+    label: str = Field(min_length=1, max_length=50)
+    """Open issues with this label become AgentTasks, once each."""
+
+
+class Intake(Model):
+    """Where tasks come from besides ``kubectl apply``."""
+
+    github_issues: GitHubIssuesIntake | None = None
+    """GitHub issue intake (``github`` forge only)."""
+
+
+class FactorySpecSpec(Model):
+    """One repository's assembly line."""
+
+    repository: Repository
+    """The target repository."""
+    agents: Agents = Field(default_factory=Agents)
+    """Agent image, model, API key and constitution."""
+    sandbox: Sandbox = Field(default_factory=Sandbox)
+    """The pod every stage runs in."""
+    checks: list[Check] = Field(default_factory=list, max_length=50)
+    """Checks the implementer must pass; also the CI of a sandbox CI source."""
+    ci: CI = Field(default_factory=CI)
+    """The CI gate."""
+    retries: Retries = Field(default_factory=Retries)
+    """Retry caps."""
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    """Concurrency limits and path locks."""
+    merge: Merge = Field(default_factory=Merge)
+    """Merge policy."""
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    """Limits every patch must respect."""
+    escalation: Escalation = Field(default_factory=Escalation)
+    """Rules that make a person look."""
+    budget: Budget = Field(default_factory=Budget)
+    """Spending limits per task."""
+    intake: Intake | None = None
+    """Automatic task intake."""
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_checks(cls, values: list[Check]) -> list[Check]:
+        unique_by(values, "name", "check")
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FactorySpecSpec:
+        forge = self.repository.forge
+        if forge == "git" and self.ci.source == "github-checks":
+            raise PydanticCustomError(
+                "ci_source",
+                "ci.source 'github-checks' needs repository.forge 'github';"
+                " use ci.source 'sandbox' for a plain git remote",
+                {"field": "ci.source"},
+            )
+        if forge == "github" and self.repository.credentials is None:
+            raise PydanticCustomError(
+                "credentials",
+                "repository.forge 'github' needs repository.credentials;"
+                " add githubApp (preferred) or token",
+                {"field": "repository.credentials"},
+            )
+        if self.ci.source == "github-checks" and not self.ci.required_checks:
+            raise PydanticCustomError(
+                "required_checks",
+                "ci.requiredChecks is empty, so the github-checks gate would pass anything;"
+                " list the check names that must be green",
+                {"field": "ci.requiredChecks"},
+            )
+        if self.ci.source == "sandbox":
+            names = {check.name for check in self.checks}
+            unknown = [name for name in self.ci.required_checks if name not in names]
+            if unknown:
+                raise PydanticCustomError(
+                    "required_checks",
+                    "ci.requiredChecks names {unknown} but checks defines {known};"
+                    " add the checks or fix the names",
+                    {"unknown": unknown, "known": sorted(names), "field": "ci.requiredChecks"},
+                )
+        if self.intake and self.intake.github_issues and forge != "github":
+            raise PydanticCustomError(
+                "intake",
+                "intake.githubIssues needs repository.forge 'github'; remove it or change forge",
+                {"field": "intake.githubIssues"},
+            )
+        return self
+
+    @property
+    def required_check_names(self) -> list[str]:
+        """The checks CI must see green (all factory checks when none are listed)."""
+        return self.ci.required_checks or [check.name for check in self.checks]
+
+
+class TaskCounts(StatusModel):
+    """How many of the factory's tasks are where."""
+
+    total: int = 0
+    """All tasks that reference this factory."""
+    active: int = 0
+    """Tasks holding a slot (Planning through Merging)."""
+    merged: int = 0
+    """Tasks in Merged."""
+    needs_attention: int = 0
+    """Tasks in NeedsAttention."""
+    by_phase: dict[str, int] = Field(default_factory=dict)
+    """Counts for every phase that has tasks."""
+
+
+class FactorySpecStatus(StatusModel):
+    """What the operator observed about the factory."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, CredentialsValid."""
+    observed_generation: int | None = None
+    """The generation last reconciled."""
+    tasks: TaskCounts = Field(default_factory=TaskCounts)
+    """Task counts by phase."""
+    merge_queue: list[str] = Field(default_factory=list)
+    """Tasks waiting to merge, in order."""
+    merging: str | None = None
+    """The task merging now (at most one)."""
+
+
+class FactorySpec(Model):
+    """A FactorySpec object as stored in Kubernetes."""
+
+    api_version: Literal["agentfactory.dev/v1alpha1"]
+    """``agentfactory.dev/v1alpha1``."""
+    kind: Literal["FactorySpec"]
+    """``FactorySpec``."""
+    metadata: ObjectMeta
+    """Object metadata."""
+    spec: FactorySpecSpec
+    """The desired assembly line."""
+    status: FactorySpecStatus | None = None
+    """Written by the operator."""

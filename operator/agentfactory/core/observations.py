@@ -1,0 +1,177 @@
+"""Observations: the one thing that happened, fed to :func:`agentfactory.core.pipeline.decide`.
+
+Adapters (the kopf handlers, the local runner) turn pod results, forge events, scheduler
+grants and human annotations into these. Results of a stage carry the stage and attempt
+they belong to, so a late or duplicated result is recognised and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from agentfactory.core.base import Model
+from agentfactory.core.common import SHA_PATTERN
+from agentfactory.core.diff import Patch
+from agentfactory.core.phases import Stage, Verdict
+from agentfactory.core.task import FailedCheck, Finding, PlanSummary, Usage
+
+
+class _StageResult(Model):
+    stage: Stage
+    """The stage the result belongs to."""
+    attempt: int = Field(ge=1)
+    """The attempt the result belongs to."""
+    usage: Usage = Field(default_factory=Usage)
+    """Tokens and cost the attempt spent."""
+
+
+class DependenciesReady(Model):
+    """Every task in ``dependsOn`` is Merged (the scheduler saw it)."""
+
+    kind: Literal["DependenciesReady"] = "DependenciesReady"
+
+
+class DependencyCycle(Model):
+    """The task is part of a dependency cycle."""
+
+    kind: Literal["DependencyCycle"] = "DependencyCycle"
+    cycle: list[str]
+    """The cycle, first task repeated at the end (``a -> b -> a``)."""
+
+
+class Admitted(Model):
+    """The scheduler granted a slot and the path lock."""
+
+    kind: Literal["Admitted"] = "Admitted"
+
+
+class MergeSlotGranted(Model):
+    """The scheduler made this task the factory's one merging task."""
+
+    kind: Literal["MergeSlotGranted"] = "MergeSlotGranted"
+
+
+class PlanProduced(_StageResult):
+    """The planner finished."""
+
+    kind: Literal["PlanProduced"] = "PlanProduced"
+    plan: PlanSummary
+
+
+class VerdictGiven(_StageResult):
+    """A reviewer (plan or code) finished."""
+
+    kind: Literal["VerdictGiven"] = "VerdictGiven"
+    verdict: Verdict
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class CheckOutcome(Model):
+    """A check the implementer ran, as the runner observed it."""
+
+    name: str
+    exit_code: int | None
+    """None when the check did not run (skipped)."""
+    output_tail: str = ""
+
+
+class PatchProduced(_StageResult):
+    """The implementer finished; the adapter committed its workspace diff locally."""
+
+    kind: Literal["PatchProduced"] = "PatchProduced"
+    patch: Patch
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    """The local commit holding the patch (not yet pushed)."""
+    checks: list[CheckOutcome] = Field(default_factory=list)
+    summary: str = ""
+
+
+class CIFinished(Model):
+    """CI on a head finished (sandbox run or forge checks)."""
+
+    kind: Literal["CIFinished"] = "CIFinished"
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    state: Literal["success", "failure", "timeout"]
+    failed_checks: list[FailedCheck] = Field(default_factory=list)
+    attempt: int | None = None
+    """The CI attempt, for sandbox CI; None for forge checks (matched by head only)."""
+    usage: Usage = Field(default_factory=Usage)
+
+
+class MergeFinished(Model):
+    """The forge's answer to a merge request."""
+
+    kind: Literal["MergeFinished"] = "MergeFinished"
+    attempt: int = Field(ge=1)
+    outcome: Literal["merged", "conflict", "base-moved", "error"]
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    """The head the forge merged (or tried to)."""
+    merged_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """The commit on the base branch, for ``merged``."""
+    new_head_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """The rebased head, for ``base-moved``."""
+    message: str = ""
+
+
+class HumanAction(Model):
+    """A person approved, retried or cancelled (annotation or forge review)."""
+
+    kind: Literal["HumanAction"] = "HumanAction"
+    action: Literal["approve", "retry", "cancel"]
+    by: str = Field(min_length=1)
+
+
+class UsageReported(Model):
+    """Tokens spent by a running stage (increments)."""
+
+    kind: Literal["UsageReported"] = "UsageReported"
+    usage: Usage
+
+
+class StageFailed(Model):
+    """A stage attempt ended without a usable result."""
+
+    kind: Literal["StageFailed"] = "StageFailed"
+    stage: Stage
+    attempt: int = Field(ge=1)
+    reason: Literal[
+        "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout"
+    ]
+    message: str = ""
+    usage: Usage = Field(default_factory=Usage)
+
+
+class SpecInvalid(Model):
+    """The task or its factory is invalid (or the factory does not exist)."""
+
+    kind: Literal["SpecInvalid"] = "SpecInvalid"
+    message: str
+
+
+class PullRequestOpened(Model):
+    """The forge reported the task's pull request."""
+
+    kind: Literal["PullRequestOpened"] = "PullRequestOpened"
+    number: int = Field(ge=1)
+    url: str
+
+
+Observation = Annotated[
+    DependenciesReady
+    | DependencyCycle
+    | Admitted
+    | MergeSlotGranted
+    | PlanProduced
+    | VerdictGiven
+    | PatchProduced
+    | CIFinished
+    | MergeFinished
+    | HumanAction
+    | UsageReported
+    | StageFailed
+    | SpecInvalid
+    | PullRequestOpened,
+    Field(discriminator="kind"),
+]

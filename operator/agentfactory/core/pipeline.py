@@ -1,0 +1,706 @@
+"""The pipeline decision: one observation in, the new status and the actions out.
+
+:func:`decide` is pure: it reads the task's spec and status, its factory's spec, one
+observation and the time, and returns a :class:`Decision`. It never performs I/O; adapters
+perform the returned actions and write the status once. Phase moves go only along the
+edges of :mod:`agentfactory.core.transitions`.
+
+Retry accounting: entering a stage spends one attempt of it. A stage may be attempted
+``1 + retries.perStage`` times per round and all stages ``retries.maxTotalAttempts`` times
+per round; past either, or past the budget, the task goes to NeedsAttention. A person's
+retry starts a new round (attempt numbers keep counting, so pod names stay unique).
+
+Freshness: every accepted implementer patch gets a new ``patchRevision``. Reviews and
+approvals record the revision they saw; the task merges only when the code review's APPROVE
+and every escalation approval name the current revision and CI is green on the exact head
+being merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from agentfactory.core.actions import (
+    Action,
+    CancelStage,
+    EnsurePullRequest,
+    LaunchStage,
+    Notify,
+    Park,
+    PushBranch,
+    RequestMerge,
+    WaitForChecks,
+)
+from agentfactory.core.conditions import ConditionType, set_condition
+from agentfactory.core.phases import (
+    ACTIVE,
+    PHASE_OF_STAGE,
+    RETRYABLE,
+    STAGE_OF_PHASE,
+    TERMINAL,
+    Phase,
+    Stage,
+    Verdict,
+)
+from agentfactory.core.policies.escalation import evaluate_escalation
+from agentfactory.core.policies.guardrails import check_guardrails
+from agentfactory.core.task import (
+    MAX_HISTORY,
+    AgentTaskSpec,
+    AgentTaskStatus,
+    CIRecord,
+    EscalationRecord,
+    Finding,
+    GuardrailViolation,
+    HistoryEntry,
+    PullRequestRef,
+    ReviewRecord,
+    Usage,
+)
+from agentfactory.core.transitions import IllegalTransitionError, Trigger, check_edge
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from agentfactory.core.factory import FactorySpecSpec
+    from agentfactory.core.observations import (
+        Admitted,
+        CIFinished,
+        DependenciesReady,
+        DependencyCycle,
+        HumanAction,
+        MergeFinished,
+        MergeSlotGranted,
+        Observation,
+        PatchProduced,
+        PlanProduced,
+        PullRequestOpened,
+        SpecInvalid,
+        StageFailed,
+        UsageReported,
+        VerdictGiven,
+    )
+
+P = Phase
+T = Trigger
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What :func:`decide` knows about a task."""
+
+    name: str
+    spec: AgentTaskSpec
+    status: AgentTaskStatus
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one observation."""
+
+    status: AgentTaskStatus
+    """The whole new status (equal to the old one when nothing changed)."""
+    actions: list[Action] = field(default_factory=list)
+    """What to do, in order."""
+    transitions: list[tuple[Phase, Trigger, Phase]] = field(default_factory=list)
+    """The edges taken (usually one; entering a stage past its limits adds a second)."""
+    ignored: str | None = None
+    """Why the observation changed nothing, when it did not."""
+
+
+def pod_name(task: str, stage: Stage, attempt: int) -> str:
+    """Deterministic pod name of a stage attempt: ``<task>-<stage>-<attempt>``."""
+    return f"{task}-{stage.slug}-{attempt}"
+
+
+def decide(
+    task: TaskView, factory: FactorySpecSpec, observation: Observation, *, now: datetime
+) -> Decision:
+    """Apply *observation* to *task* under *factory*'s rules."""
+    return _Step(task, factory, now).run(observation)
+
+
+class _Ignored(Exception):  # noqa: N818 - control flow, not an error
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _Step:
+    """One decision in progress: a mutable copy of the status plus collected actions."""
+
+    def __init__(self, task: TaskView, factory: FactorySpecSpec, now: datetime) -> None:
+        self.name = task.name
+        self.spec = task.spec
+        self.old = task.status
+        self.status = task.status.model_copy(deep=True)
+        self.factory = factory
+        self.now = now
+        self.actions: list[Action] = []
+        self.transitions: list[tuple[Phase, Trigger, Phase]] = []
+
+    # -- entry point -------------------------------------------------------------------
+
+    def run(self, observation: Observation) -> Decision:
+        handler = getattr(self, f"_on_{observation.kind}")
+        try:
+            handler(observation)
+        except _Ignored as ignored:
+            return Decision(status=self.old, ignored=ignored.why)
+        return Decision(status=self.status, actions=self.actions, transitions=self.transitions)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.status.phase
+
+    def _require(self, *phases: Phase) -> None:
+        if self.phase not in phases:
+            raise _Ignored(f"not applicable in phase {self.phase}")
+
+    def _require_attempt(self, stage: Stage, attempt: int) -> None:
+        if PHASE_OF_STAGE[stage] != self.phase:
+            raise _Ignored(f"result of {stage} arrived in phase {self.phase}")
+        if self.status.stage != stage or self.status.attempt != attempt:
+            raise _Ignored(
+                f"stale result of {stage} attempt {attempt};"
+                f" the current attempt is {self.status.attempt}"
+            )
+
+    def _pod(self) -> str | None:
+        if self.status.stage is None or self.status.attempt == 0:
+            return None
+        return pod_name(self.name, self.status.stage, self.status.attempt)
+
+    def _live_stage(self) -> bool:
+        """Whether an agent or sandbox-CI pod is running for the current attempt."""
+        if self.phase not in ACTIVE or self.phase == P.MERGING or self.status.attempt == 0:
+            return False
+        return not (self.phase == P.CI and self.factory.ci.source == "github-checks")
+
+    def _cancel_live_stage(self) -> None:
+        if self._live_stage():
+            stage = _must(self.status.stage, "stage of a live attempt")
+            self.actions.append(CancelStage(stage, self.status.attempt, self._pod() or ""))
+
+    def _move(self, trigger: Trigger, target: Phase, message: str = "") -> None:
+        source = self.phase
+        check_edge(source, trigger, target)
+        self.transitions.append((source, trigger, target))
+        entry = HistoryEntry.model_validate(
+            {
+                "time": self.now,
+                "from": source,
+                "to": target,
+                "reason": trigger.value,
+                "message": message[:1000],
+                "pod": self._pod(),
+            }
+        )
+        history = [*self.status.history, entry]
+        dropped = max(0, len(history) - MAX_HISTORY)
+        self.status.history = history[dropped:]
+        self.status.history_dropped += dropped
+        self.status.phase = target
+        self.status.reason = trigger.value
+        self.status.message = message or None
+        if source != target:
+            self.status.last_transition_time = self.now
+        self._set_conditions()
+
+    def _set_conditions(self) -> None:
+        phase, reason, message = self.phase, self.status.reason or "", self.status.message or ""
+        progressing = phase in ACTIVE or phase in (P.PENDING, P.QUEUED)
+        conds = set_condition(
+            self.status.conditions,
+            type=ConditionType.PROGRESSING,
+            status="True" if progressing else "False",
+            reason=reason,
+            message=message,
+            now=self.now,
+        )
+        waiting = phase in (P.AWAITING_APPROVAL, P.NEEDS_ATTENTION)
+        conds = set_condition(
+            conds,
+            type=ConditionType.AWAITING_HUMAN,
+            status="True" if waiting else "False",
+            reason=reason,
+            message=message if waiting else "",
+            now=self.now,
+        )
+        succeeded = {P.MERGED: "True", P.FAILED: "False", P.CANCELLED: "False"}.get(
+            phase, "Unknown"
+        )
+        self.status.conditions = set_condition(
+            conds,
+            type=ConditionType.SUCCEEDED,
+            status=succeeded,  # type: ignore[arg-type]
+            reason=reason,
+            message=message if succeeded != "Unknown" else "",
+            now=self.now,
+        )
+
+    def _spent(self, stage: Stage) -> int:
+        """Attempts of *stage* in this round."""
+        return self.status.attempts.of(stage) - self.status.round_baseline.of(stage)
+
+    def _limit_problem(self, stage: Stage) -> tuple[Trigger, str] | None:
+        """Why no new attempt of *stage* may start (budget or retry caps), or None."""
+        problem = self._budget_problem()
+        if problem is not None:
+            return T.BUDGET_EXHAUSTED, f"budget exhausted: {problem}"
+        limits = self.factory.retries
+        if self._spent(stage) >= 1 + limits.per_stage:
+            return T.RETRIES_EXHAUSTED, (
+                f"{stage} was attempted {self._spent(stage)} times (retries.perStage is"
+                f" {limits.per_stage}); read the history and the last feedback, then fix the"
+                " spec or the code and retry"
+            )
+        total = self.status.total_attempts - self.status.round_baseline_total
+        if total >= limits.max_total_attempts:
+            return T.RETRIES_EXHAUSTED, (
+                f"{total} attempts in this round reached retries.maxTotalAttempts"
+                f" {limits.max_total_attempts}; read the history, then fix the spec or the"
+                " code and retry"
+            )
+        return None
+
+    def _budget_problem(self) -> str | None:
+        budget, usage = self.factory.budget, self.status.usage
+        if usage.total_tokens >= budget.max_tokens_per_task:
+            return (
+                f"used {usage.total_tokens} tokens, budget.maxTokensPerTask is"
+                f" {budget.max_tokens_per_task}; raise it in the FactorySpec and retry,"
+                " or narrow the task"
+            )
+        if usage.cost_usd >= budget.max_cost_usd_per_task:
+            return (
+                f"spent ${usage.cost_usd:.2f}, budget.maxCostUSDPerTask is"
+                f" ${budget.max_cost_usd_per_task:.2f}; raise it in the FactorySpec and retry,"
+                " or narrow the task"
+            )
+        return None
+
+    def _add_usage(self, usage: Usage) -> bool:
+        """Count *usage*; park the task and return False when the budget is gone."""
+        self.status.usage = self.status.usage + usage
+        problem = self._budget_problem()
+        if problem is None:
+            return True
+        self._cancel_live_stage()
+        self._park(T.BUDGET_EXHAUSTED, f"budget exhausted: {problem}")
+        return False
+
+    def _park(self, trigger: Trigger, message: str) -> None:
+        self._move(trigger, P.NEEDS_ATTENTION, message)
+        self.actions.append(Park(trigger.value))
+        self.actions.append(Notify(trigger.value, f"{self.name}: {message}"))
+
+    def _enter(self, stage: Stage, trigger: Trigger, message: str, feedback: str | None) -> None:
+        """Move to *stage*'s phase along *trigger*, spending an attempt (or park)."""
+        target = PHASE_OF_STAGE[stage]
+        limit = self._limit_problem(stage)
+        if limit is not None:
+            exhausted, problem = limit
+            if self.phase in ACTIVE:
+                # The last attempt's outcome and why no new attempt starts, in one entry.
+                self._park(exhausted, f"{message}; {problem}" if message else problem)
+            else:
+                self._move(trigger, target, message)
+                self._park(exhausted, problem)
+            # A person's retry resumes at this stage, with these objections.
+            self.status.feedback = feedback
+            self.status.stage, self.status.attempt = stage, 0
+            return
+        self._move(trigger, target, message)
+        self.status.feedback = feedback
+        self.status.stage = stage
+        if stage == Stage.MERGE:
+            self.status.attempt = 0  # waits for the factory's merge slot
+            return
+        self._start_attempt(stage)
+
+    def _start_attempt(self, stage: Stage) -> None:
+        self.status.attempts = self.status.attempts.bumped(stage)
+        self.status.total_attempts += 1
+        self.status.attempt = self.status.attempts.of(stage)
+        if stage == Stage.CI and self.factory.ci.source == "github-checks":
+            self.actions.append(
+                WaitForChecks(
+                    head_sha=_must(self.status.head_sha, "head to check"),
+                    required=tuple(self.factory.required_check_names),
+                    timeout_seconds=self.factory.ci.timeout_seconds,
+                )
+            )
+            return
+        if stage == Stage.MERGE:
+            self.actions.append(
+                RequestMerge(
+                    branch=_must(self.status.branch, "branch to merge"),
+                    head_sha=_must(self.status.head_sha, "head to merge"),
+                    method=self.factory.merge.method,
+                    attempt=self.status.attempt,
+                    delete_branch=self.factory.merge.delete_branch,
+                )
+            )
+            return
+        self.actions.append(
+            LaunchStage(
+                stage=stage,
+                attempt=self.status.attempt,
+                pod=pod_name(self.name, stage, self.status.attempt),
+                feedback=self.status.feedback,
+            )
+        )
+
+    def _approval_needed(self) -> bool:
+        record = self.status.escalation
+        if record is None or record.revision != self.status.patch_revision:
+            return True  # no escalation record for this patch: a bug upstream; stop safely
+        if record.approved_by is not None:
+            return False
+        return bool(record.matches) or not self.factory.merge.auto
+
+    def _after_review(self, trigger: Trigger, message: str) -> None:
+        if self._approval_needed():
+            record = self.status.escalation
+            why = (
+                f"escalation rules {record.rules} matched: {record.reason}"
+                if record and record.matches
+                else "merge.auto is false: every task waits for a person"
+            )
+            self._move(
+                T.APPROVAL_REQUIRED,
+                P.AWAITING_APPROVAL,
+                f"{why}; approve with: kubectl annotate agenttask {self.name}"
+                " agentfactory.dev/approved-by=<login>",
+            )
+            self.status.attempt = 0
+            self.actions.append(Park(T.APPROVAL_REQUIRED.value))
+            self.actions.append(Notify(T.APPROVAL_REQUIRED.value, f"{self.name}: {why}"))
+            return
+        self._enter(Stage.MERGE, trigger, message, None)
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def _on_DependenciesReady(self, _: DependenciesReady) -> None:  # noqa: N802
+        self._require(P.PENDING)
+        self._move(T.DEPENDENCIES_READY, P.QUEUED, "every dependency is Merged")
+
+    def _on_DependencyCycle(self, obs: DependencyCycle) -> None:  # noqa: N802
+        self._require(P.PENDING)
+        cycle = " -> ".join(obs.cycle)
+        self._move(
+            T.DEPENDENCY_CYCLE,
+            P.FAILED,
+            f"dependency cycle {cycle}; remove one of these dependsOn entries",
+        )
+        self.actions.append(Notify(T.DEPENDENCY_CYCLE.value, f"{self.name}: cycle {cycle}"))
+
+    def _on_Admitted(self, _: Admitted) -> None:  # noqa: N802
+        self._require(P.QUEUED)
+        resume = self.status.resume_from
+        self.status.resume_from = None
+        self.status.branch = self.status.branch or (
+            self.factory.repository.branch_prefix + self.name
+        )
+        if resume is None or resume == Stage.PLAN:
+            trigger = T.ADMITTED if resume is None else T.RESUMED
+            self._enter(Stage.PLAN, trigger, "slot granted", self.status.feedback)
+            return
+        self._enter(resume, T.RESUMED, f"resuming at {resume}", self.status.feedback)
+
+    def _on_MergeSlotGranted(self, _: MergeSlotGranted) -> None:  # noqa: N802
+        self._require(P.MERGING)
+        if self.status.attempt != 0:
+            raise _Ignored(f"merge attempt {self.status.attempt} is already running")
+        limit = self._limit_problem(Stage.MERGE)
+        if limit is not None:
+            self._park(*limit)
+            return
+        self._move(T.MERGE_STARTED, P.MERGING, "merge slot granted")
+        self._start_attempt(Stage.MERGE)
+
+    # -- stage results -----------------------------------------------------------------
+
+    def _on_PlanProduced(self, obs: PlanProduced) -> None:  # noqa: N802
+        self._require_attempt(obs.stage, obs.attempt)
+        if not self._add_usage(obs.usage):
+            return
+        self.status.plan = obs.plan
+        self._enter(Stage.PLAN_REVIEW, T.PLAN_PRODUCED, obs.plan.summary[:200], None)
+
+    def _on_VerdictGiven(self, obs: VerdictGiven) -> None:  # noqa: N802
+        if obs.stage not in (Stage.PLAN_REVIEW, Stage.CODE_REVIEW):
+            raise _Ignored(f"a verdict cannot come from stage {obs.stage}")
+        self._require_attempt(obs.stage, obs.attempt)
+        if not self._add_usage(obs.usage):
+            return
+        revision = self.status.patch_revision if obs.stage == Stage.CODE_REVIEW else 0
+        self.status.last_review = ReviewRecord(
+            stage=obs.stage,
+            attempt=obs.attempt,
+            verdict=obs.verdict,
+            findings=obs.findings[:50],
+            revision=revision,
+        )
+        approved = obs.verdict == Verdict.APPROVE
+        if obs.stage == Stage.PLAN_REVIEW:
+            if approved:
+                self._enter(Stage.IMPLEMENT, T.PLAN_APPROVED, "plan approved", None)
+            else:
+                self._enter(
+                    Stage.PLAN,
+                    T.PLAN_REJECTED,
+                    f"plan review asked for changes ({len(obs.findings)} findings)",
+                    _findings_feedback("The plan reviewer asked for changes", obs.findings),
+                )
+            return
+        if approved:
+            self._after_review(T.REVIEW_APPROVED, "code review approved")
+        else:
+            self._enter(
+                Stage.IMPLEMENT,
+                T.REVIEW_REJECTED,
+                f"code review asked for changes ({len(obs.findings)} findings)",
+                _findings_feedback("The code reviewer asked for changes", obs.findings),
+            )
+
+    def _on_PatchProduced(self, obs: PatchProduced) -> None:  # noqa: N802
+        self._require_attempt(obs.stage, obs.attempt)
+        if not self._add_usage(obs.usage):
+            return
+        scope = self.spec.scope.paths
+        violations = check_guardrails(obs.patch, self.factory.guardrails, scope)
+        violations += [
+            GuardrailViolation(
+                rule="checks-failed",
+                message=f"check {check.name!r} exited {check.exit_code}:"
+                f" {check.output_tail[-400:]}",
+            )
+            for check in obs.checks
+            if check.exit_code not in (0, None)
+        ]
+        self.status.guardrail_violations = violations[:50]
+        if violations:
+            self._enter(
+                Stage.IMPLEMENT,
+                T.PATCH_REJECTED,
+                f"patch rejected: {violations[0].message}"
+                + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""),
+                "The patch was rejected; fix every item and hand off again:\n"
+                + "\n".join(f"- [{v.rule}] {v.message}" for v in violations[:50]),
+            )
+            return
+        self.status.patch_revision += 1
+        self.status.head_sha = obs.head_sha
+        self.status.ci = None
+        matches = evaluate_escalation(self.factory.escalation.rules, obs.patch)
+        rules = list(dict.fromkeys(m.rule for m in matches))
+        self.status.escalation = EscalationRecord(
+            revision=self.status.patch_revision,
+            matches=matches,
+            rules=rules,
+            reason="; ".join(
+                f"{m.rule} on {m.file}" + (f":{m.line}" if m.line else "") for m in matches[:5]
+            ),
+        )
+        branch = self.status.branch or self.factory.repository.branch_prefix + self.name
+        self.status.branch = branch
+        self.actions += [PushBranch(branch, obs.head_sha), EnsurePullRequest(branch)]
+        parked = [m for m in matches if m.action == "Park"]
+        if parked:
+            rules_parked = sorted({m.rule for m in parked})
+            self._park(
+                T.ESCALATION_PARKED,
+                f"escalation rules {rules_parked} park the task:"
+                f" {self.status.escalation.reason}; approve with: kubectl annotate agenttask"
+                f" {self.name} agentfactory.dev/approved-by=<login>",
+            )
+            self.status.stage, self.status.attempt = Stage.CI, 0  # where approval resumes
+            return
+        self._enter(
+            Stage.CI,
+            T.PATCH_ACCEPTED,
+            f"revision {self.status.patch_revision}: {obs.summary[:200]}",
+            None,
+        )
+
+    def _on_CIFinished(self, obs: CIFinished) -> None:  # noqa: N802
+        self._require(P.CI)
+        if obs.head_sha != self.status.head_sha:
+            raise _Ignored(f"CI result for {obs.head_sha[:12]}, not the current head")
+        if obs.attempt is not None and obs.attempt != self.status.attempt:
+            raise _Ignored(f"stale CI attempt {obs.attempt}")
+        if not self._add_usage(obs.usage):
+            return
+        self.status.ci = CIRecord(
+            state=obs.state, head_sha=obs.head_sha, failed_checks=obs.failed_checks[:20]
+        )
+        if obs.state == "success":
+            review = self.status.last_review
+            reviewed = (
+                review is not None
+                and review.stage == Stage.CODE_REVIEW
+                and review.verdict == Verdict.APPROVE
+                and review.revision == self.status.patch_revision
+            )
+            if reviewed:
+                self._after_review(T.CI_PASSED_REVIEWED, "re-verified on the moved base")
+            else:
+                self._enter(Stage.CODE_REVIEW, T.CI_PASSED, "required checks green", None)
+            return
+        if obs.state == "timeout":
+            self._park(
+                T.CI_TIMED_OUT,
+                f"CI did not finish within ci.timeoutSeconds {self.factory.ci.timeout_seconds}"
+                " on the head; check the CI system, then retry",
+            )
+            return
+        names = [check.name for check in obs.failed_checks]
+        self._enter(
+            Stage.IMPLEMENT,
+            T.CI_FAILED,
+            f"CI failed: {', '.join(names) or 'unknown checks'}",
+            "CI failed on your last patch; make these checks pass:\n"
+            + "\n".join(f"- {c.name}:\n{c.summary[-2000:]}" for c in obs.failed_checks[:20]),
+        )
+
+    def _on_MergeFinished(self, obs: MergeFinished) -> None:  # noqa: N802
+        self._require(P.MERGING)
+        if self.status.attempt == 0 or obs.attempt != self.status.attempt:
+            raise _Ignored(f"stale merge attempt {obs.attempt}")
+        if obs.outcome == "merged":
+            problem = self._merge_unverified(obs)
+            if problem:
+                self._park(T.MERGE_UNVERIFIED, problem)
+                return
+            self.status.merged_sha = obs.merged_sha
+            self._move(T.MERGED, P.MERGED, f"merged as {obs.merged_sha or '?'}")
+            return
+        if obs.outcome == "conflict":
+            self._enter(
+                Stage.IMPLEMENT,
+                T.MERGE_CONFLICT,
+                f"merge conflict with {self.factory.repository.base_branch}",
+                "Your branch conflicts with the base branch; rebase the change onto the"
+                f" current base and resolve the conflicts.\n{obs.message[-2000:]}",
+            )
+            return
+        if obs.outcome == "base-moved":
+            if obs.new_head_sha is None:
+                raise _Ignored("base-moved without the rebased head")
+            self.status.head_sha = obs.new_head_sha
+            self.status.ci = None
+            self._enter(Stage.CI, T.BASE_MOVED, "base moved; re-verifying the rebased head", None)
+            return
+        self._enter(Stage.MERGE, T.STAGE_RETRIED, f"merge failed: {obs.message[:500]}", None)
+
+    def _merge_unverified(self, obs: MergeFinished) -> str | None:
+        """Why this merge must not count as verified, or None."""
+        status = self.status
+        review = status.last_review
+        if obs.head_sha != status.head_sha:
+            return (
+                f"the forge merged {obs.head_sha[:12]}, not the verified head"
+                f" {(status.head_sha or '?')[:12]}; inspect the base branch now"
+            )
+        if status.ci is None or status.ci.state != "success" or status.ci.head_sha != obs.head_sha:
+            return "merged without green CI on this head; inspect the base branch now"
+        if (
+            review is None
+            or review.verdict != Verdict.APPROVE
+            or review.stage != Stage.CODE_REVIEW
+            or review.revision != status.patch_revision
+        ):
+            return "merged without an approving code review of this revision; inspect it now"
+        if self._approval_needed():
+            return "merged without the required human approval; inspect the base branch now"
+        return None
+
+    def _on_StageFailed(self, obs: StageFailed) -> None:  # noqa: N802
+        self._require_attempt(obs.stage, obs.attempt)
+        if not self._add_usage(obs.usage):
+            return
+        self._enter(
+            obs.stage,
+            T.STAGE_RETRIED,
+            f"{obs.stage} attempt {obs.attempt} failed ({obs.reason}): {obs.message[:500]}",
+            self.status.feedback,
+        )
+
+    def _on_UsageReported(self, obs: UsageReported) -> None:  # noqa: N802
+        if self.phase not in ACTIVE:
+            raise _Ignored(f"usage reported in phase {self.phase}")
+        self._add_usage(obs.usage)
+
+    def _on_PullRequestOpened(self, obs: PullRequestOpened) -> None:  # noqa: N802
+        pr = PullRequestRef(number=obs.number, url=obs.url)
+        if self.status.pull_request == pr:
+            raise _Ignored("pull request already recorded")
+        self.status.pull_request = pr
+
+    # -- people and the spec -----------------------------------------------------------
+
+    def _on_HumanAction(self, obs: HumanAction) -> None:  # noqa: N802
+        if obs.action == "cancel":
+            if self.phase in (P.MERGED, P.CANCELLED):
+                raise _Ignored(f"cannot cancel a task in {self.phase}")
+            self._cancel_live_stage()
+            self._move(T.HUMAN_CANCELLED, P.CANCELLED, f"cancelled by {obs.by}")
+            self.actions.append(Park(T.HUMAN_CANCELLED.value))
+            return
+        if obs.action == "retry":
+            if self.phase not in RETRYABLE:
+                raise _Ignored(f"retry applies to {sorted(RETRYABLE)}, not {self.phase}")
+            resume = self.status.stage
+            self._move(T.HUMAN_RETRIED, P.PENDING, f"retried by {obs.by}")
+            self.status.round += 1
+            self.status.round_baseline = self.status.attempts.model_copy()
+            self.status.round_baseline_total = self.status.total_attempts
+            self.status.resume_from = resume
+            self.status.stage, self.status.attempt = None, 0
+            return
+        approvers = self.factory.escalation.approvers
+        if approvers and obs.by.lstrip("@") not in [a.lstrip("@") for a in approvers]:
+            raise _Ignored(f"{obs.by} is not in escalation.approvers {approvers}")
+        record = self.status.escalation
+        if self.phase == P.AWAITING_APPROVAL:
+            _must(record, "escalation record").approved_by = obs.by
+            self._enter(Stage.MERGE, T.HUMAN_APPROVED, f"approved by {obs.by}", None)
+            return
+        if self.phase == P.NEEDS_ATTENTION and self.status.reason == T.ESCALATION_PARKED:
+            _must(record, "escalation record").approved_by = obs.by
+            self._enter(Stage.CI, T.HUMAN_APPROVED, f"approved by {obs.by}", None)
+            return
+        raise _Ignored(f"nothing awaits approval in phase {self.phase}")
+
+    def _on_SpecInvalid(self, obs: SpecInvalid) -> None:  # noqa: N802
+        if self.phase in TERMINAL:
+            raise _Ignored(f"task already ended in {self.phase}")
+        self._cancel_live_stage()
+        self._move(T.SPEC_INVALID, P.FAILED, obs.message)
+        self.actions.append(Notify(T.SPEC_INVALID.value, f"{self.name}: {obs.message}"))
+
+
+def _must(value: _V | None, what: str) -> _V:
+    """*value*, which the pipeline's own invariants guarantee is set."""
+    if value is None:
+        raise IllegalTransitionError(f"{what} is missing: the status breaks an invariant")
+    return value
+
+
+def _findings_feedback(title: str, findings: list[Finding]) -> str:
+    lines = [f"{title}:"]
+    for finding in findings[:50]:
+        where = f"{finding.file}:{finding.line}" if finding.line else (finding.file or "general")
+        lines.append(f"- [{finding.severity}] {where}: {finding.message}")
+        if finding.would_change_verdict:
+            lines.append(f"  (would change the verdict: {finding.would_change_verdict})")
+    return "\n".join(lines)
+
+
+__all__ = ["STAGE_OF_PHASE", "Decision", "TaskView", "decide", "pod_name"]

@@ -1,0 +1,230 @@
+"""The scheduler: which tasks may move, computed from every task's phase at once.
+
+Pure and level-triggered: give it the tasks of a namespace (and their factories) as they
+are now and it returns the observations to feed :func:`agentfactory.core.pipeline.decide`:
+
+- ``DependenciesReady`` for Pending tasks whose ``dependsOn`` are all Merged;
+- ``DependencyCycle`` for Pending tasks on a cycle (named, never waited on);
+- ``Admitted`` for Queued tasks, by priority then age, while the factory has free slots
+  (``concurrency.maxActiveTasks``) and, with ``exclusivePaths``, no locked scope overlaps;
+- ``MergeSlotGranted`` for the first task waiting to merge when the factory merges nothing.
+
+Everything is linear in tasks plus dependency edges (cycle detection is an iterative
+Tarjan), except the path-lock check, which compares a candidate with the locked scopes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from agentfactory.core.globs import scopes_overlap
+from agentfactory.core.observations import (
+    Admitted,
+    DependenciesReady,
+    DependencyCycle,
+    MergeSlotGranted,
+    Observation,
+)
+from agentfactory.core.phases import ACTIVE, LOCKING, Phase
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from agentfactory.core.factory import FactorySpecSpec
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the scheduler needs of one task."""
+
+    name: str
+    factory: str
+    phase: Phase
+    depends_on: tuple[str, ...] = ()
+    scope: tuple[str, ...] = ("**",)
+    priority: int = 0
+    created: datetime | None = None
+    merge_running: bool = False
+    """In Merging with a merge attempt under way (not just waiting in the queue)."""
+    phase_since: datetime | None = None
+    """When the task entered its phase (merge queue order)."""
+
+
+@dataclass
+class Schedule:
+    """What the scheduler decided in one pass."""
+
+    observations: list[tuple[str, Observation]] = field(default_factory=list)
+    """(task, observation) pairs, in the order to apply them."""
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Why a Pending or Queued task is still waiting, for its status message."""
+    merge_queue: dict[str, list[str]] = field(default_factory=dict)
+    """Per factory: tasks waiting to merge, in merge order."""
+
+
+def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Each dependency cycle of *graph* once, as ``[a, b, ..., a]``; edges to unknown nodes
+    are ignored. Iterative, so a 100,000-task chain does not hit the recursion limit."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, edge = work.pop()
+            if edge == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            successors = graph.get(node, ())
+            advanced = False
+            while edge < len(successors):
+                nxt = successors[edge]
+                edge += 1
+                if nxt not in graph:
+                    continue
+                if nxt not in index:
+                    work.append((node, edge))
+                    work.append((nxt, 0))
+                    advanced = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph.get(node, ()):
+                    cycles.append(_cycle_through(graph, set(component)))
+    return cycles
+
+
+def _cycle_through(graph: Mapping[str, Sequence[str]], component: set[str]) -> list[str]:
+    """One concrete cycle inside a strongly connected *component*, from its smallest name."""
+    start = min(component)
+    parents: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following: list[str] = []
+        for node in frontier:
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    path = [start]
+                    while node != start:
+                        path.append(node)
+                        node = parents[node]
+                    return [start, *reversed(path[1:]), start]
+                if nxt in component and nxt not in parents:
+                    parents[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return [start, start]
+
+
+def ready_set(tasks: Iterable[TaskInfo]) -> list[str]:
+    """Pending tasks whose every dependency exists and is Merged."""
+    phases = {task.name: task.phase for task in tasks}
+    return [
+        task.name
+        for task in tasks
+        if task.phase == Phase.PENDING
+        and all(phases.get(dep) == Phase.MERGED for dep in task.depends_on)
+    ]
+
+
+def _order(task: TaskInfo) -> tuple[int, datetime, str]:
+    return (-task.priority, task.created or _EPOCH, task.name)
+
+
+def schedule(factories: Mapping[str, FactorySpecSpec], tasks: Sequence[TaskInfo]) -> Schedule:
+    """One scheduling pass over a namespace's tasks."""
+    out = Schedule()
+    by_name = {task.name: task for task in tasks}
+    in_cycle: dict[str, list[str]] = {}
+    for cycle in find_cycles({task.name: task.depends_on for task in tasks}):
+        for name in cycle[:-1]:
+            in_cycle.setdefault(name, cycle)
+    for task in tasks:
+        if task.phase != Phase.PENDING:
+            continue
+        if task.name in in_cycle:
+            out.observations.append((task.name, DependencyCycle(cycle=in_cycle[task.name])))
+            continue
+        missing = [dep for dep in task.depends_on if dep not in by_name]
+        unmerged = [
+            dep for dep in task.depends_on if dep in by_name and by_name[dep].phase != Phase.MERGED
+        ]
+        if missing:
+            out.waiting[task.name] = (
+                f"waiting for tasks that do not exist: {missing}; create them or fix dependsOn"
+            )
+        elif unmerged:
+            stuck = [
+                d
+                for d in unmerged
+                if by_name[d].phase not in ACTIVE | {Phase.PENDING, Phase.QUEUED}
+            ]
+            out.waiting[task.name] = f"waiting for {unmerged} to merge" + (
+                f" ({stuck} need a person)" if stuck else ""
+            )
+        else:
+            out.observations.append((task.name, DependenciesReady()))
+
+    by_factory: dict[str, list[TaskInfo]] = {}
+    for task in tasks:
+        by_factory.setdefault(task.factory, []).append(task)
+    for factory_name, members in by_factory.items():
+        spec = factories.get(factory_name)
+        if spec is None:
+            continue
+        _admit(spec, members, out)
+        _grant_merge(factory_name, members, out)
+    return out
+
+
+def _admit(spec: FactorySpecSpec, members: list[TaskInfo], out: Schedule) -> None:
+    limits = spec.concurrency
+    active = sum(1 for task in members if task.phase in ACTIVE)
+    locked = [task.scope for task in members if task.phase in LOCKING]
+    for task in sorted((t for t in members if t.phase == Phase.QUEUED), key=_order):
+        if active >= limits.max_active_tasks:
+            out.waiting[task.name] = (
+                f"waiting for a slot: {active} of concurrency.maxActiveTasks"
+                f" {limits.max_active_tasks} in use"
+            )
+            continue
+        if limits.exclusive_paths and any(scopes_overlap(task.scope, held) for held in locked):
+            out.waiting[task.name] = "waiting for a running task whose scope.paths overlap"
+            continue
+        out.observations.append((task.name, Admitted()))
+        locked.append(task.scope)
+        active += 1
+
+
+def _grant_merge(factory_name: str, members: list[TaskInfo], out: Schedule) -> None:
+    queue = sorted(
+        (t for t in members if t.phase == Phase.MERGING and not t.merge_running),
+        key=lambda t: (-t.priority, t.phase_since or _EPOCH, t.name),
+    )
+    out.merge_queue[factory_name] = [t.name for t in queue]
+    if queue and not any(t.merge_running for t in members):
+        out.observations.append((queue[0].name, MergeSlotGranted()))

@@ -1,0 +1,397 @@
+"""The AgentTask resource: one spec'd change (the handoff contract) and its pipeline status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from agentfactory.core.base import Model, StatusModel
+from agentfactory.core.common import SHA_PATTERN, Check, ObjectMeta, unique_by
+from agentfactory.core.conditions import Condition
+from agentfactory.core.globs import Glob
+from agentfactory.core.names import K8sName
+from agentfactory.core.phases import Phase, Stage, Verdict
+
+MAX_HISTORY = 50
+
+
+class TaskContext(Model):
+    """What the agents should read first."""
+
+    files: list[Glob] = Field(default_factory=list, max_length=200)
+    """Repository files (or globs) that matter; context selection starts from them."""
+    docs: list[str] = Field(default_factory=list, max_length=50)
+    """Documents to read: repository paths or URLs."""
+    decisions: list[str] = Field(default_factory=list, max_length=50)
+    """Prior decisions the change must respect, one per entry."""
+
+
+class Scope(Model):
+    """Which files the task may change; also its lock against overlapping tasks."""
+
+    paths: list[Glob] = Field(min_length=1, max_length=200)
+    """Globs of files the agents may change (``src/webhooks/**``, ``tests/test_webhooks.py``)."""
+
+
+class GitHubIssueSource(Model):
+    """The GitHub issue a task was created from."""
+
+    number: int = Field(ge=1)
+    """Issue number."""
+    url: str | None = Field(default=None, max_length=2048)
+    """Issue URL."""
+
+
+class TaskSource(Model):
+    """Where the task came from."""
+
+    github_issue: GitHubIssueSource | None = None
+    """Set when the task was created by GitHub issue intake."""
+
+
+class AgentTaskSpec(Model):
+    """One change, spec'd precisely enough that done is checkable."""
+
+    factory_ref: K8sName
+    """Name of the FactorySpec (same namespace) whose assembly line runs this task."""
+    goal: str = Field(min_length=1, max_length=10000)
+    """One observable behaviour the change delivers."""
+    acceptance_criteria: list[str] = Field(min_length=1, max_length=100)
+    """Checkable statements that are true when the task is done. At least one: if nobody
+    can say what done means, no agent should start."""
+    non_goals: list[str] = Field(default_factory=list, max_length=100)
+    """What the change must not do."""
+    context: TaskContext = Field(default_factory=TaskContext)
+    """Files, docs and decisions the agents read first."""
+    scope: Scope
+    """Files the agents may change."""
+    checks: list[Check] = Field(default_factory=list, max_length=50)
+    """Checks for this task, run after the factory's."""
+    depends_on: list[K8sName] = Field(default_factory=list, max_length=100)
+    """Tasks (same namespace) that must be Merged before this one starts."""
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    """Higher runs first; equal priorities run oldest first."""
+    stop_when: str | None = Field(default=None, max_length=4000)
+    """When an agent should stop and hand back instead of pressing on."""
+    source: TaskSource | None = None
+    """Origin of the task, when created by intake."""
+
+    @field_validator("acceptance_criteria", "non_goals")
+    @classmethod
+    def _no_blank(cls, values: list[str]) -> list[str]:
+        for index, value in enumerate(values):
+            if not value.strip():
+                raise PydanticCustomError(
+                    "blank",
+                    "entry {index} is blank; write the criterion or remove it",
+                    {"index": index},
+                )
+        return values
+
+    @field_validator("depends_on")
+    @classmethod
+    def _unique_deps(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            raise PydanticCustomError(
+                "duplicate",
+                "dependsOn lists {names} more than once; list each task once",
+                {"names": duplicates},
+            )
+        return values
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_checks(cls, values: list[Check]) -> list[Check]:
+        unique_by(values, "name", "check")
+        return values
+
+
+class StageAttempts(StatusModel):
+    """Attempts of each stage in the current round (a person's retry starts a new round)."""
+
+    plan: int = 0
+    """Planner sessions."""
+    plan_review: int = 0
+    """Plan-review sessions."""
+    implement: int = 0
+    """Implementer sessions."""
+    ci: int = 0
+    """CI runs."""
+    code_review: int = 0
+    """Code-review sessions."""
+    merge: int = 0
+    """Merge attempts."""
+
+    def of(self, stage: Stage) -> int:
+        """Attempts of *stage*."""
+        return int(getattr(self, _attr(stage)))
+
+    def bumped(self, stage: Stage) -> StageAttempts:
+        """A copy with one more attempt of *stage*."""
+        return self.model_copy(update={_attr(stage): self.of(stage) + 1})
+
+
+def _attr(stage: Stage) -> str:
+    return {"planReview": "plan_review", "codeReview": "code_review"}.get(stage.value, stage.value)
+
+
+class PullRequestRef(StatusModel):
+    """The task's pull request."""
+
+    number: int = Field(ge=1)
+    """PR number."""
+    url: str
+    """PR URL."""
+
+
+class PlanSummary(StatusModel):
+    """The accepted plan, in brief."""
+
+    summary: str
+    """What the planner intends."""
+    steps: list[str] = Field(default_factory=list)
+    """Planned steps."""
+    files: list[str] = Field(default_factory=list)
+    """Files the plan expects to touch."""
+
+
+class Finding(StatusModel):
+    """One reviewer finding."""
+
+    file: str | None = None
+    """File the finding is about."""
+    line: int | None = None
+    """Line the finding is about."""
+    severity: Literal["info", "minor", "major", "critical"] = "major"
+    """How much it matters."""
+    message: str
+    """What is wrong."""
+    would_change_verdict: str | None = None
+    """What would turn the verdict around."""
+
+
+class ReviewRecord(StatusModel):
+    """The last review verdict."""
+
+    stage: Stage
+    """planReview or codeReview."""
+    attempt: int
+    """The review session's attempt number."""
+    verdict: Verdict
+    """APPROVE or REQUEST_CHANGES."""
+    findings: list[Finding] = Field(default_factory=list)
+    """Findings, most important first."""
+    revision: int = 0
+    """The patch revision reviewed (0 for a plan review)."""
+
+
+class FailedCheck(StatusModel):
+    """A check that failed, with the tail of its output."""
+
+    name: str
+    """Check name."""
+    summary: str = ""
+    """Tail of its output."""
+
+
+class CIRecord(StatusModel):
+    """The CI state of the current head."""
+
+    state: Literal["pending", "success", "failure", "timeout"]
+    """pending, success, failure or timeout."""
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    """The commit the checks ran on."""
+    failed_checks: list[FailedCheck] = Field(default_factory=list)
+    """What failed."""
+
+
+class EscalationMatch(StatusModel):
+    """Where an escalation rule matched."""
+
+    rule: str
+    """Rule name."""
+    action: Literal["RequireApproval", "Park"]
+    """What the rule asks for."""
+    file: str
+    """Matched file."""
+    line: int | None = None
+    """Matched added line (content rules)."""
+    text: str | None = None
+    """The added line's text (content rules), cut to 200 characters."""
+
+
+class EscalationRecord(StatusModel):
+    """Escalation rules that matched the current patch, and who approved it."""
+
+    revision: int
+    """The patch revision the matches belong to."""
+    matches: list[EscalationMatch] = Field(default_factory=list)
+    """Every match (bounded)."""
+    rules: list[str] = Field(default_factory=list)
+    """Names of the rules that matched."""
+    reason: str = ""
+    """Human summary."""
+    approved_by: str | None = None
+    """Who approved this revision."""
+
+
+class GuardrailViolation(StatusModel):
+    """A guardrail the last rejected patch broke."""
+
+    rule: Literal[
+        "protected-path",
+        "max-changed-files",
+        "max-changed-lines",
+        "test-weakening",
+        "empty-patch",
+        "out-of-scope",
+        "checks-failed",
+    ]
+    """Which guardrail."""
+    file: str | None = None
+    """The file, where one applies."""
+    line: int | None = None
+    """The line, where one applies."""
+    message: str
+    """What is wrong."""
+
+
+class Usage(StatusModel):
+    """Tokens and dollars spent so far."""
+
+    input_tokens: int = Field(default=0, ge=0)
+    """Uncached input tokens."""
+    output_tokens: int = Field(default=0, ge=0)
+    """Output tokens."""
+    cache_creation_tokens: int = Field(default=0, ge=0)
+    """Tokens written to the prompt cache."""
+    cache_read_tokens: int = Field(default=0, ge=0)
+    """Tokens read from the prompt cache."""
+    cost_usd: float = Field(default=0.0, ge=0)
+    """Dollars."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Every billed token, as ``budget.maxTokensPerTask`` counts them."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_tokens
+            + self.cache_read_tokens
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_creation_tokens=self.cache_creation_tokens + other.cache_creation_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 6),
+        )
+
+
+class HistoryEntry(StatusModel):
+    """One transition in the audit trail."""
+
+    time: datetime
+    """When it happened."""
+    from_: Phase = Field(alias="from")
+    """Phase before."""
+    to: Phase
+    """Phase after."""
+    reason: str
+    """CamelCase reason."""
+    message: str = ""
+    """Details for humans."""
+    pod: str | None = None
+    """The stage attempt's pod, when one was involved."""
+
+
+class AgentTaskStatus(StatusModel):
+    """Where the task is and everything that happened to it."""
+
+    phase: Phase = Phase.PENDING
+    """Pipeline phase."""
+    stage: Stage | None = None
+    """Stage of the current (or, when parked, the last) step."""
+    attempt: int = Field(default=0, ge=0)
+    """Attempt number of the current stage; 0 while waiting to start it."""
+    attempts: StageAttempts = Field(default_factory=StageAttempts)
+    """Attempts per stage in this round."""
+    total_attempts: int = Field(default=0, ge=0)
+    """Attempts of all stages in this round."""
+    round: int = Field(default=1, ge=1)
+    """1, plus one for every retry a person asked for."""
+    round_baseline: StageAttempts = Field(default_factory=StageAttempts)
+    """``attempts`` when this round began; retry caps count attempts beyond it."""
+    round_baseline_total: int = Field(default=0, ge=0)
+    """``totalAttempts`` when this round began."""
+    resume_from: Stage | None = None
+    """The stage a person's retry resumes at, once the task is admitted again."""
+    branch: str | None = None
+    """Task branch."""
+    pull_request: PullRequestRef | None = None
+    """The task's pull request."""
+    patch_revision: int = Field(default=0, ge=0)
+    """Accepted implementer patches so far; reviews and approvals name the one they saw."""
+    head_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """Head of the task branch."""
+    merged_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """Commit on the base branch that landed the task."""
+    plan: PlanSummary | None = None
+    """The accepted (or latest) plan."""
+    last_review: ReviewRecord | None = None
+    """The latest review verdict."""
+    ci: CIRecord | None = None
+    """CI of the current head."""
+    escalation: EscalationRecord | None = None
+    """Escalation rules the current patch matched."""
+    guardrail_violations: list[GuardrailViolation] = Field(default_factory=list)
+    """Why the last patch was sent back."""
+    feedback: str | None = None
+    """Objections handed to the current stage attempt (review findings, CI output)."""
+    usage: Usage = Field(default_factory=Usage)
+    """Tokens and cost so far."""
+    history: list[HistoryEntry] = Field(default_factory=list)
+    """The latest transitions, oldest first (at most 50)."""
+    history_dropped: int = Field(default=0, ge=0)
+    """Older transitions dropped from ``history``."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Progressing, AwaitingHuman, Succeeded."""
+    reason: str | None = None
+    """CamelCase reason of the last transition."""
+    message: str | None = None
+    """Why the task is where it is, with the fix when it is stuck."""
+    last_transition_time: datetime | None = None
+    """When the phase last changed."""
+    observed_generation: int | None = None
+    """The spec generation this status reflects."""
+
+
+class AgentTask(Model):
+    """An AgentTask object as stored in Kubernetes."""
+
+    api_version: Literal["agentfactory.dev/v1alpha1"]
+    """``agentfactory.dev/v1alpha1``."""
+    kind: Literal["AgentTask"]
+    """``AgentTask``."""
+    metadata: ObjectMeta
+    """Object metadata."""
+    spec: AgentTaskSpec
+    """The change to make."""
+    status: AgentTaskStatus | None = None
+    """Written by the operator."""
+
+    @model_validator(mode="after")
+    def _no_self_dependency(self) -> AgentTask:
+        if self.metadata.name in self.spec.depends_on:
+            raise PydanticCustomError(
+                "self_dependency",
+                "task '{name}' depends on itself; remove '{name}' from spec.dependsOn",
+                {"name": self.metadata.name, "field": "spec.dependsOn"},
+            )
+        return self
