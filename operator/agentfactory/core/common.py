@@ -14,15 +14,20 @@ from agentfactory.core.names import K8sName
 
 #: Names of checks, escalation rules and similar keys: short, shell- and label-friendly.
 KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
-#: A forge login or team (``alice``, ``@alice``, ``@org/team``).
+#: A forge login or team (`alice`, `@alice`, `@org/team`).
 LOGIN_PATTERN = r"^@?[A-Za-z0-9]([A-Za-z0-9-]{0,38})(/[A-Za-z0-9_.-]+)?$"
 #: A 40- or 64-hex-digit git object id.
 SHA_PATTERN = r"^[0-9a-f]{40}([0-9a-f]{24})?$"
-#: Kubernetes resource quantity (``500m``, ``2Gi``).
+#: Kubernetes resource quantity (`500m`, `2Gi`).
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+
+
+def list_map(*keys: str) -> dict[str, Any]:
+    """Schema markers for a list keyed by *keys* (server-side merge, duplicate keys refused)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
 
 
 def check_regex(value: str) -> str:
@@ -68,7 +73,7 @@ class ObjectMeta(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels on the object."""
     annotations: dict[str, str] = Field(default_factory=dict)
-    """Annotations; human actions arrive here (``agentfactory.dev/approved-by`` ...)."""
+    """Annotations; human actions arrive here (`agentfactory.dev/approved-by` ...)."""
     generation: int | None = None
     """The spec generation, set by the API server."""
     creation_timestamp: datetime | None = None
@@ -99,8 +104,8 @@ class Check(Model):
     """A named shell command that must exit 0 (format, lint, typecheck, test, build)."""
 
     name: str = Field(pattern=KEY_PATTERN)
-    """Short unique name, as it appears in reports and required checks (``test``)."""
+    """Short unique name, as it appears in reports and required checks (`test`)."""
     command: str = Field(min_length=1, max_length=4096)
-    """Shell command run from the repository root in the sandbox (``pytest -q``)."""
+    """Shell command run from the repository root in the sandbox (`pytest -q`)."""
     timeout_seconds: int = Field(default=600, ge=1, le=86400)
     """Seconds before the command is killed and counted as failed."""

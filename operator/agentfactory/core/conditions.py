@@ -1,6 +1,6 @@
 """Status conditions in the Kubernetes shape, and the one function that sets them.
 
-``lastTransitionTime`` changes only when ``status`` flips (API conventions), so
+`lastTransitionTime` changes only when `status` flips (API conventions), so
 re-asserting a condition with a new message does not look like a new event.
 """
 
@@ -41,9 +41,9 @@ class Condition(StatusModel):
     message: str = Field(default="", max_length=32768)
     """A human-readable explanation."""
     last_transition_time: datetime
-    """When ``status`` last changed."""
+    """When `status` last changed."""
     observed_generation: int | None = Field(default=None, ge=0)
-    """The ``metadata.generation`` this condition was computed from."""
+    """The `metadata.generation` this condition was computed from."""
 
 
 def set_condition(

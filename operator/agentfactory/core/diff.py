@@ -1,6 +1,6 @@
 """A patch as the policies see it: changed files with their added and removed lines.
 
-:func:`parse_unified_diff` reads ``git diff`` output (the implementer's workspace diff against
+:func:`parse_unified_diff` reads `git diff` output (the implementer's workspace diff against
 the base commit), so the policies judge what the patch does, not what an agent claims.
 """
 
@@ -94,7 +94,7 @@ def _strip_prefix(path: str) -> str | None:
 
 
 def parse_unified_diff(text: str) -> Patch:
-    """Parse ``git diff`` output into a :class:`Patch`."""
+    """Parse `git diff` output into a :class:`Patch`."""
     files: list[FileChange] = []
     current: FileChange | None = None
     old_line = new_line = 0

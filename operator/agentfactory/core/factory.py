@@ -2,7 +2,7 @@
 
 Everything a factory decides (agents, checks, retries, concurrency, merge policy,
 guardrails, escalation, budget) is a field here, documented by its docstring; the CRD and
-``docs/reference.md`` are generated from these models.
+`docs/reference.md` are generated from these models.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from agentfactory.core.common import (
     ObjectMeta,
     SecretKeyRef,
     check_regex,
+    list_map,
     unique_by,
 )
 from agentfactory.core.conditions import Condition
@@ -90,16 +91,16 @@ class Repository(Model):
     """The target repository."""
 
     url: str = Field(min_length=1, max_length=2048)
-    """Clone URL (``https://github.com/org/repo.git``, ``git@host:org/repo.git``, a path)."""
+    """Clone URL (`https://github.com/org/repo.git`, `git@host:org/repo.git`, a path)."""
     base_branch: str = Field(default="main", min_length=1, max_length=255)
     """Branch that tasks start from and merge into."""
     branch_prefix: str = Field(default="factory/", max_length=100, pattern=r"^[A-Za-z0-9._/-]*$")
-    """Prefix of task branches; the task name follows (``factory/add-webhook``)."""
+    """Prefix of task branches; the task name follows (`factory/add-webhook`)."""
     forge: Literal["github", "git"] = "git"
-    """``github`` (PRs, checks, reviews through the GitHub API) or ``git`` (any remote;
+    """`github` (PRs, checks, reviews through the GitHub API) or `git` (any remote;
     CI runs in a sandbox and the operator merges with git)."""
     credentials: RepositoryCredentials | None = None
-    """Forge credentials; required for ``github``, optional for a public or local git remote."""
+    """Forge credentials; required for `github`, optional for a public or local git remote."""
 
 
 class RoleOverride(Model):
@@ -130,8 +131,8 @@ class Agents(Model):
     """How agents run: image, model, credentials and shared context."""
 
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=512)
-    """Container image honouring the agent pod contract (inputs under ``/factory/input``,
-    workspace at ``/workspace``, JSON result)."""
+    """Container image honouring the agent pod contract (inputs under `/factory/input`,
+    workspace at `/workspace`, JSON result)."""
     model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=200)
     """Default model for every role."""
     max_turns: int = Field(default=40, ge=1, le=1000)
@@ -150,13 +151,13 @@ class ResourceList(Model):
     """Compute resources, as Kubernetes quantities."""
 
     cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
-    """CPU (``500m``, ``2``)."""
+    """CPU (`500m`, `2`)."""
     memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
-    """Memory (``2Gi``)."""
+    """Memory (`2Gi`)."""
     ephemeral_storage: str | None = Field(
         default=None, alias="ephemeral-storage", pattern=QUANTITY_PATTERN
     )
-    """Scratch disk for the workspace (``10Gi``)."""
+    """Scratch disk for the workspace (`10Gi`)."""
 
 
 class Resources(Model):
@@ -211,7 +212,7 @@ class Sandbox(Model):
     """The pod every stage runs in."""
 
     runtime_class_name: str | None = Field(default=None, max_length=253)
-    """RuntimeClass for stronger isolation (``gvisor``, ``kata``)."""
+    """RuntimeClass for stronger isolation (`gvisor`, `kata`)."""
     resources: Resources = Field(default_factory=Resources)
     """Requests and limits, including ephemeral storage."""
     timeout_seconds: int = Field(default=1800, ge=60, le=86400)
@@ -224,10 +225,10 @@ class CI(Model):
     """The gate between implementation and code review."""
 
     source: Literal["github-checks", "sandbox"] = "sandbox"
-    """``sandbox``: run the factory's checks on the exact head in a fresh pod;
-    ``github-checks``: wait for check runs and statuses on the head commit."""
+    """`sandbox`: run the factory's checks on the exact head in a fresh pod;
+    `github-checks`: wait for check runs and statuses on the head commit."""
     required_checks: list[str] = Field(default_factory=list, max_length=100)
-    """Checks that must pass. Empty with ``sandbox`` means every factory check."""
+    """Checks that must pass. Empty with `sandbox` means every factory check."""
     timeout_seconds: int = Field(default=3600, ge=60, le=86400)
     """How long to wait for CI before the task needs attention."""
 
@@ -247,7 +248,7 @@ class Concurrency(Model):
     max_active_tasks: int = Field(default=2, ge=1, le=1000)
     """Tasks that may hold a slot (planning through merging) at once."""
     exclusive_paths: bool = True
-    """Never run two tasks whose ``scope.paths`` can touch the same file."""
+    """Never run two tasks whose `scope.paths` can touch the same file."""
 
 
 class Merge(Model):
@@ -256,7 +257,7 @@ class Merge(Model):
     method: Literal["squash", "rebase", "merge"] = "squash"
     """Merge method."""
     auto: bool = True
-    """Merge without a person when nothing escalated; ``false`` makes every task wait in
+    """Merge without a person when nothing escalated; `false` makes every task wait in
     AwaitingApproval."""
     delete_branch: bool = True
     """Delete the task branch after the merge."""
@@ -277,7 +278,7 @@ class Guardrails(Model):
     """Reject patches that delete test files or test functions, remove assertions or add
     skips in test files."""
     test_paths: list[Glob] = Field(default_factory=lambda: list(DEFAULT_TEST_PATHS), max_length=200)
-    """Which files are tests, for ``forbidTestWeakening``."""
+    """Which files are tests, for `forbidTestWeakening`."""
 
 
 class EscalationRule(Model):
@@ -286,12 +287,12 @@ class EscalationRule(Model):
     name: str = Field(pattern=KEY_PATTERN)
     """Unique rule name, shown in the task's status and events."""
     paths: list[Glob] = Field(default_factory=list, max_length=200)
-    """Globs of changed files that trigger the rule (``migrations/**``)."""
+    """Globs of changed files that trigger the rule (`migrations/**`)."""
     content_patterns: list[str] = Field(default_factory=list, max_length=200)
-    """Regular expressions searched in added lines only (``(?i)drop\\s+table``)."""
+    """Regular expressions searched in added lines only (`(?i)drop\\s+table`)."""
     action: Literal["RequireApproval", "Park"] = "RequireApproval"
-    """``RequireApproval``: finish review, then wait in AwaitingApproval before merging;
-    ``Park``: stop at once in NeedsAttention until a person approves."""
+    """`RequireApproval`: finish review, then wait in AwaitingApproval before merging;
+    `Park`: stop at once in NeedsAttention until a person approves."""
 
     @field_validator("content_patterns")
     @classmethod
@@ -347,7 +348,9 @@ def _check_logins(values: list[str]) -> list[str]:
 class Escalation(Model):
     """When a person must look before a change lands."""
 
-    rules: list[EscalationRule] = Field(default_factory=list, max_length=100)
+    rules: list[EscalationRule] = Field(
+        default_factory=list, max_length=100, json_schema_extra=list_map("name")
+    )
     """Rules checked against every accepted patch."""
     approvers: list[str] = Field(default_factory=list, max_length=200)
     """Logins whose approval counts; empty means anyone who may annotate the task."""
@@ -383,10 +386,10 @@ class GitHubIssuesIntake(Model):
 
 
 class Intake(Model):
-    """Where tasks come from besides ``kubectl apply``."""
+    """Where tasks come from besides `kubectl apply`."""
 
     github_issues: GitHubIssuesIntake | None = None
-    """GitHub issue intake (``github`` forge only)."""
+    """GitHub issue intake (`github` forge only)."""
 
 
 class FactorySpecSpec(Model):
@@ -398,7 +401,9 @@ class FactorySpecSpec(Model):
     """Agent image, model, API key and constitution."""
     sandbox: Sandbox = Field(default_factory=Sandbox)
     """The pod every stage runs in."""
-    checks: list[Check] = Field(default_factory=list, max_length=50)
+    checks: list[Check] = Field(
+        default_factory=list, max_length=50, json_schema_extra=list_map("name")
+    )
     """Checks the implementer must pass; also the CI of a sandbox CI source."""
     ci: CI = Field(default_factory=CI)
     """The CI gate."""
@@ -489,7 +494,7 @@ class TaskCounts(StatusModel):
 class FactorySpecStatus(StatusModel):
     """What the operator observed about the factory."""
 
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
     """Ready, CredentialsValid."""
     observed_generation: int | None = None
     """The generation last reconciled."""
@@ -505,9 +510,9 @@ class FactorySpec(Model):
     """A FactorySpec object as stored in Kubernetes."""
 
     api_version: Literal["agentfactory.dev/v1alpha1"]
-    """``agentfactory.dev/v1alpha1``."""
+    """`agentfactory.dev/v1alpha1`."""
     kind: Literal["FactorySpec"]
-    """``FactorySpec``."""
+    """`FactorySpec`."""
     metadata: ObjectMeta
     """Object metadata."""
     spec: FactorySpecSpec

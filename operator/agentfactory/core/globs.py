@@ -1,13 +1,13 @@
 """Repository path globs: validation, matching, and overlap between two globs.
 
 One semantic everywhere (escalation paths, protected paths, scopes, path locks): a glob is
-matched against the whole repository-relative path with ``/`` separators; ``*`` and ``?``
-never cross a ``/``; ``[abc]``/``[!abc]`` are character classes; ``**`` as a whole segment
-spans any number of directories (``docs/**`` is everything under ``docs``, ``**/*.py`` any
+matched against the whole repository-relative path with `/` separators; `*` and `?`
+never cross a `/`; `[abc]`/`[!abc]` are character classes; `**` as a whole segment
+spans any number of directories (`docs/**` is everything under `docs`, `**/*.py` any
 Python file). There is no brace expansion.
 
 Overlap (can one path match both globs?) decides whether two tasks' scopes may run at once.
-It is exact for literals, ``?``, ``*`` and ``**``, and errs towards "overlaps" for negated
+It is exact for literals, `?`, `*` and `**`, and errs towards "overlaps" for negated
 or very wide character classes: a false overlap only serialises two tasks; a missed one
 would let them edit the same file.
 """
@@ -30,14 +30,14 @@ GLOBSTAR = "**"
 
 @dataclass(frozen=True)
 class _Char:
-    """One character position of a segment: a literal, ``?``, ``*`` or a class."""
+    """One character position of a segment: a literal, `?`, `*` or a class."""
 
     kind: str  # "lit", "any", "star", "class"
     chars: frozenset[str] = frozenset()
     negated: bool = False
 
 
-_Segment = tuple[_Char, ...] | None  # None stands for a ``**`` segment
+_Segment = tuple[_Char, ...] | None  # None stands for a `**` segment
 
 
 class GlobError(ValueError):

@@ -2,7 +2,7 @@
 
 Factory and task names are restricted to DNS-1123 labels (63 characters), stricter than
 Kubernetes' 253-character object names, because they are used as label values, in pod names
-(``<task>-<stage>-<attempt>``) and in branch names.
+(`<task>-<stage>-<attempt>`) and in branch names.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -40,4 +40,9 @@ def check_name(value: str) -> str:
     return value
 
 
-K8sName = Annotated[str, AfterValidator(check_name)]
+#: A DNS-1123 label; the schema carries the same rule so the API server enforces it too.
+K8sName = Annotated[
+    str,
+    AfterValidator(check_name),
+    WithJsonSchema({"type": "string", "pattern": DNS1123_LABEL, "maxLength": MAX_NAME_LENGTH}),
+]

@@ -28,7 +28,7 @@ class _StageResult(Model):
 
 
 class DependenciesReady(Model):
-    """Every task in ``dependsOn`` is Merged (the scheduler saw it)."""
+    """Every task in `dependsOn` is Merged (the scheduler saw it)."""
 
     kind: Literal["DependenciesReady"] = "DependenciesReady"
 
@@ -38,7 +38,7 @@ class DependencyCycle(Model):
 
     kind: Literal["DependencyCycle"] = "DependencyCycle"
     cycle: list[str]
-    """The cycle, first task repeated at the end (``a -> b -> a``)."""
+    """The cycle, first task repeated at the end (`a -> b -> a`)."""
 
 
 class Admitted(Model):
@@ -109,9 +109,9 @@ class MergeFinished(Model):
     head_sha: str = Field(pattern=SHA_PATTERN)
     """The head the forge merged (or tried to)."""
     merged_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
-    """The commit on the base branch, for ``merged``."""
+    """The commit on the base branch, for `merged`."""
     new_head_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
-    """The rebased head, for ``base-moved``."""
+    """The rebased head, for `base-moved`."""
     message: str = ""
 
 

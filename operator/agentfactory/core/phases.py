@@ -44,7 +44,7 @@ class Stage(StrEnum):
 
     @property
     def slug(self) -> str:
-        """The stage in pod and label form: lowercase with dashes (``plan-review``)."""
+        """The stage in pod and label form: lowercase with dashes (`plan-review`)."""
         return {"planReview": "plan-review", "codeReview": "code-review"}.get(
             self.value, self.value
         )

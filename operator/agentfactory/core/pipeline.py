@@ -6,11 +6,11 @@ perform the returned actions and write the status once. Phase moves go only alon
 edges of :mod:`agentfactory.core.transitions`.
 
 Retry accounting: entering a stage spends one attempt of it. A stage may be attempted
-``1 + retries.perStage`` times per round and all stages ``retries.maxTotalAttempts`` times
+`1 + retries.perStage` times per round and all stages `retries.maxTotalAttempts` times
 per round; past either, or past the budget, the task goes to NeedsAttention. A person's
 retry starts a new round (attempt numbers keep counting, so pod names stay unique).
 
-Freshness: every accepted implementer patch gets a new ``patchRevision``. Reviews and
+Freshness: every accepted implementer patch gets a new `patchRevision`. Reviews and
 approvals record the revision they saw; the task merges only when the code review's APPROVE
 and every escalation approval name the current revision and CI is green on the exact head
 being merged.
@@ -111,7 +111,7 @@ class Decision:
 
 
 def pod_name(task: str, stage: Stage, attempt: int) -> str:
-    """Deterministic pod name of a stage attempt: ``<task>-<stage>-<attempt>``."""
+    """Deterministic pod name of a stage attempt: `<task>-<stage>-<attempt>`."""
     return f"{task}-{stage.slug}-{attempt}"
 
 

@@ -3,11 +3,11 @@
 Pure and level-triggered: give it the tasks of a namespace (and their factories) as they
 are now and it returns the observations to feed :func:`agentfactory.core.pipeline.decide`:
 
-- ``DependenciesReady`` for Pending tasks whose ``dependsOn`` are all Merged;
-- ``DependencyCycle`` for Pending tasks on a cycle (named, never waited on);
-- ``Admitted`` for Queued tasks, by priority then age, while the factory has free slots
-  (``concurrency.maxActiveTasks``) and, with ``exclusivePaths``, no locked scope overlaps;
-- ``MergeSlotGranted`` for the first task waiting to merge when the factory merges nothing.
+- `DependenciesReady` for Pending tasks whose `dependsOn` are all Merged;
+- `DependencyCycle` for Pending tasks on a cycle (named, never waited on);
+- `Admitted` for Queued tasks, by priority then age, while the factory has free slots
+  (`concurrency.maxActiveTasks`) and, with `exclusivePaths`, no locked scope overlaps;
+- `MergeSlotGranted` for the first task waiting to merge when the factory merges nothing.
 
 Everything is linear in tasks plus dependency edges (cycle detection is an iterative
 Tarjan), except the path-lock check, which compares a candidate with the locked scopes.
@@ -67,7 +67,7 @@ class Schedule:
 
 
 def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Each dependency cycle of *graph* once, as ``[a, b, ..., a]``; edges to unknown nodes
+    """Each dependency cycle of *graph* once, as `[a, b, ..., a]`; edges to unknown nodes
     are ignored. Iterative, so a 100,000-task chain does not hit the recursion limit."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}

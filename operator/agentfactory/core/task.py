@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agentfactory.core.base import Model, StatusModel
-from agentfactory.core.common import SHA_PATTERN, Check, ObjectMeta, unique_by
+from agentfactory.core.common import SHA_PATTERN, Check, ObjectMeta, list_map, unique_by
 from agentfactory.core.conditions import Condition
 from agentfactory.core.globs import Glob
 from agentfactory.core.names import K8sName
@@ -33,7 +33,7 @@ class Scope(Model):
     """Which files the task may change; also its lock against overlapping tasks."""
 
     paths: list[Glob] = Field(min_length=1, max_length=200)
-    """Globs of files the agents may change (``src/webhooks/**``, ``tests/test_webhooks.py``)."""
+    """Globs of files the agents may change (`src/webhooks/**`, `tests/test_webhooks.py`)."""
 
 
 class GitHubIssueSource(Model):
@@ -68,7 +68,9 @@ class AgentTaskSpec(Model):
     """Files, docs and decisions the agents read first."""
     scope: Scope
     """Files the agents may change."""
-    checks: list[Check] = Field(default_factory=list, max_length=50)
+    checks: list[Check] = Field(
+        default_factory=list, max_length=50, json_schema_extra=list_map("name")
+    )
     """Checks for this task, run after the factory's."""
     depends_on: list[K8sName] = Field(default_factory=list, max_length=100)
     """Tasks (same namespace) that must be Merged before this one starts."""
@@ -276,7 +278,7 @@ class Usage(StatusModel):
 
     @property
     def total_tokens(self) -> int:
-        """Every billed token, as ``budget.maxTokensPerTask`` counts them."""
+        """Every billed token, as `budget.maxTokensPerTask` counts them."""
         return (
             self.input_tokens
             + self.output_tokens
@@ -327,9 +329,9 @@ class AgentTaskStatus(StatusModel):
     round: int = Field(default=1, ge=1)
     """1, plus one for every retry a person asked for."""
     round_baseline: StageAttempts = Field(default_factory=StageAttempts)
-    """``attempts`` when this round began; retry caps count attempts beyond it."""
+    """`attempts` when this round began; retry caps count attempts beyond it."""
     round_baseline_total: int = Field(default=0, ge=0)
-    """``totalAttempts`` when this round began."""
+    """`totalAttempts` when this round began."""
     resume_from: Stage | None = None
     """The stage a person's retry resumes at, once the task is admitted again."""
     branch: str | None = None
@@ -359,8 +361,8 @@ class AgentTaskStatus(StatusModel):
     history: list[HistoryEntry] = Field(default_factory=list)
     """The latest transitions, oldest first (at most 50)."""
     history_dropped: int = Field(default=0, ge=0)
-    """Older transitions dropped from ``history``."""
-    conditions: list[Condition] = Field(default_factory=list)
+    """Older transitions dropped from `history`."""
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
     """Progressing, AwaitingHuman, Succeeded."""
     reason: str | None = None
     """CamelCase reason of the last transition."""
@@ -376,9 +378,9 @@ class AgentTask(Model):
     """An AgentTask object as stored in Kubernetes."""
 
     api_version: Literal["agentfactory.dev/v1alpha1"]
-    """``agentfactory.dev/v1alpha1``."""
+    """`agentfactory.dev/v1alpha1`."""
     kind: Literal["AgentTask"]
-    """``AgentTask``."""
+    """`AgentTask`."""
     metadata: ObjectMeta
     """Object metadata."""
     spec: AgentTaskSpec

@@ -30,7 +30,7 @@ P = Phase
 
 
 class Trigger(StrEnum):
-    """Why a task moved; also the ``reason`` of the history entry and the Event."""
+    """Why a task moved; also the `reason` of the history entry and the Event."""
 
     DEPENDENCIES_READY = "DependenciesReady"
     DEPENDENCY_CYCLE = "DependencyCycle"
