@@ -170,16 +170,22 @@ class _Step:
                 f" the current attempt is {self.status.attempt}"
             )
 
+    def _runs_in_pod(self, stage: Stage | None) -> bool:
+        """Agent stages and sandbox CI run in pods; merges and forge checks do not."""
+        if stage is None or stage == Stage.MERGE:
+            return False
+        return not (stage == Stage.CI and self.factory.ci.source == "github-checks")
+
     def _pod(self) -> str | None:
-        if self.status.stage is None or self.status.attempt == 0:
+        """The current attempt's pod, if the stage runs in one."""
+        stage = self.status.stage
+        if not self._runs_in_pod(stage) or self.status.attempt == 0 or stage is None:
             return None
-        return pod_name(self.name, self.status.stage, self.status.attempt)
+        return pod_name(self.name, stage, self.status.attempt)
 
     def _live_stage(self) -> bool:
-        """Whether an agent or sandbox-CI pod is running for the current attempt."""
-        if self.phase not in ACTIVE or self.phase == P.MERGING or self.status.attempt == 0:
-            return False
-        return not (self.phase == P.CI and self.factory.ci.source == "github-checks")
+        """Whether a pod is running for the current attempt."""
+        return self.phase in ACTIVE and self._pod() is not None
 
     def _cancel_live_stage(self) -> None:
         if self._live_stage():

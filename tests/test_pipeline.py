@@ -1,0 +1,523 @@
+"""The pipeline state machine: every edge of the transition table, every back-edge's retry
+limit, budget exhaustion, stale and duplicate results, and human actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from agentfactory.core.actions import (
+    CancelStage,
+    EnsurePullRequest,
+    LaunchStage,
+    Notify,
+    Park,
+    PushBranch,
+    RequestMerge,
+    WaitForChecks,
+)
+from agentfactory.core.observations import (
+    CIFinished,
+    PlanProduced,
+    PullRequestOpened,
+    SpecInvalid,
+    UsageReported,
+    VerdictGiven,
+)
+from agentfactory.core.phases import ACTIVE, Phase, Stage, Verdict
+from agentfactory.core.task import PlanSummary, Usage
+from agentfactory.core.transitions import TRANSITIONS, Trigger
+from tests.builders import CLEAN, Driver, factory, patch, sha
+
+P, T = Phase, Trigger
+
+
+def test_happy_path_launches_each_stage_once_and_merges_the_verified_head() -> None:
+    d = Driver().to(P.MERGED)
+    assert [a.pod for a in d.launched()] == [
+        "greet-plan-1",
+        "greet-plan-review-1",
+        "greet-implement-1",
+        "greet-ci-1",
+        "greet-code-review-1",
+    ]
+    assert [h.reason for h in d.status.history] == [
+        "DependenciesReady", "Admitted", "PlanProduced", "PlanApproved", "PatchAccepted",
+        "CIPassed", "ReviewApproved", "MergeStarted", "Merged",
+    ]  # fmt: skip
+    assert RequestMerge("factory/greet", sha(1), "squash", 1, True) in d.actions
+    assert PushBranch("factory/greet", sha(1)) in d.actions
+    assert EnsurePullRequest("factory/greet") in d.actions
+    assert d.status.merged_sha == sha(0xBEEF)
+    conditions = {c.type: c.status for c in d.status.conditions}
+    assert conditions == {"Progressing": "False", "AwaitingHuman": "False", "Succeeded": "True"}
+
+
+# -- every edge of the table -------------------------------------------------------------
+
+
+def _cycle(d: Driver) -> None:
+    from agentfactory.core.observations import DependencyCycle
+
+    d.feed(DependencyCycle(cycle=["greet", "other", "greet"]))
+
+
+def _park_at(stage_phase: Phase) -> Callable[[Driver], None]:
+    """Drive to *stage_phase*, then exhaust its retries so a person's retry resumes there."""
+
+    def setup(d: Driver) -> None:
+        d.factory = factory(retries={"perStage": 0})
+        d.to(stage_phase)
+        if stage_phase == P.MERGING:
+            d.grant()
+            d.merged(outcome="error", merged_sha=None)
+        else:
+            d.fail()
+        assert d.phase == P.NEEDS_ATTENTION and d.status.stage is not None
+
+    return setup
+
+
+def _to_needs_attention(d: Driver) -> None:
+    d.to(P.CI)
+    d.ci("timeout")
+
+
+def _to_failed(d: Driver) -> None:
+    d.feed(SpecInvalid(message="factory 'app' not found"))
+
+
+def _to_cancelled(d: Driver) -> None:
+    d.human("cancel")
+
+
+def _to_awaiting(d: Driver) -> None:
+    d.factory = factory(merge={"auto": False})
+    d.to(P.CODE_REVIEW)
+    d.verdict(Verdict.APPROVE)
+
+
+def _enter(phase: Phase) -> Callable[[Driver], None]:
+    special = {
+        P.NEEDS_ATTENTION: _to_needs_attention,
+        P.FAILED: _to_failed,
+        P.CANCELLED: _to_cancelled,
+        P.AWAITING_APPROVAL: _to_awaiting,
+    }
+    return special.get(phase, lambda d: d.to(phase) and None)
+
+
+def _stage_fails(d: Driver) -> None:
+    if d.phase == P.MERGING:
+        d.grant()
+        d.merged(outcome="error", merged_sha=None)
+    else:
+        d.fail()
+
+
+def _exhaust(d: Driver) -> None:
+    d.factory = factory(retries={"perStage": 0})
+    _stage_fails(d)
+
+
+def _burn_budget(d: Driver) -> None:
+    d.feed(UsageReported(usage=Usage(input_tokens=10**9)))
+
+
+def _resume(phase: Phase) -> Callable[[Driver], None]:
+    def run(d: Driver) -> None:
+        _park_at(phase)(d)
+        d.factory = factory()
+        d.human("retry")
+        d.ready()
+        d.admit()
+
+    return run
+
+
+#: Per trigger: how to reach the edge's source phase (given) and fire the trigger.
+FIRE: dict[Trigger, Callable[[Driver], None]] = {
+    T.DEPENDENCIES_READY: lambda d: d.ready() and None,
+    T.DEPENDENCY_CYCLE: _cycle,
+    T.ADMITTED: lambda d: d.admit() and None,
+    T.PLAN_PRODUCED: lambda d: d.plan() and None,
+    T.PLAN_APPROVED: lambda d: d.verdict(Verdict.APPROVE) and None,
+    T.PLAN_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES) and None,
+    T.PATCH_ACCEPTED: lambda d: d.patch() and None,
+    T.PATCH_REJECTED: lambda d: d.patch(patch((".github/workflows/ci.yml", ["x"]))) and None,
+    T.ESCALATION_PARKED: lambda d: d.patch(patch(("src/db.py", ["DROP TABLE users"]))) and None,
+    T.CI_PASSED: lambda d: d.ci("success") and None,
+    T.CI_FAILED: lambda d: d.ci("failure", ["test"]) and None,
+    T.CI_TIMED_OUT: lambda d: d.ci("timeout") and None,
+    T.REVIEW_APPROVED: lambda d: d.verdict(Verdict.APPROVE) and None,
+    T.REVIEW_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES) and None,
+    T.MERGE_STARTED: lambda d: d.grant() and None,
+    T.MERGED: lambda d: (d.grant(), d.merged()) and None,
+    T.MERGE_CONFLICT: lambda d: (d.grant(), d.merged(outcome="conflict", merged_sha=None))
+    and None,
+    T.BASE_MOVED: lambda d: (
+        d.grant(),
+        d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(77)),
+    )
+    and None,
+    T.MERGE_UNVERIFIED: lambda d: (d.grant(), d.merged(head_sha=sha(999))) and None,
+    T.STAGE_RETRIED: _stage_fails,
+    T.RETRIES_EXHAUSTED: _exhaust,
+    T.BUDGET_EXHAUSTED: _burn_budget,
+    T.HUMAN_RETRIED: lambda d: d.human("retry") and None,
+    T.HUMAN_CANCELLED: lambda d: d.human("cancel") and None,
+    T.SPEC_INVALID: lambda d: d.feed(SpecInvalid(message="goal removed")) and None,
+}
+
+
+def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], None]:
+    """Reach *source* in a way that lets *trigger* lead to *target*."""
+    if trigger == T.RESUMED:
+        return lambda d: None  # the resume recipe drives itself
+    if trigger == T.HUMAN_APPROVED:
+        if source == P.NEEDS_ATTENTION:
+            return lambda d: (d.to(P.IMPLEMENTING), FIRE[T.ESCALATION_PARKED](d)) and None
+        return _to_awaiting
+    if trigger == T.APPROVAL_REQUIRED and source == P.CI:
+        # A person approved, then the base moved: CI re-verifies; with merge.auto false the
+        # approval of this revision still holds, so this edge needs an unapproved revision.
+        def ci_without_approval(d: Driver) -> None:
+            d.to(P.MERGING)
+            d.factory = factory(merge={"auto": False})
+            FIRE[T.BASE_MOVED](d)
+
+        return ci_without_approval
+    if trigger == T.CI_PASSED_REVIEWED:
+        return lambda d: (d.to(P.MERGING), FIRE[T.BASE_MOVED](d)) and None
+    if trigger == T.APPROVAL_REQUIRED:
+        return _to_awaiting_minus_review
+    return _enter(source)
+
+
+def _to_awaiting_minus_review(d: Driver) -> None:
+    d.factory = factory(merge={"auto": False})
+    d.to(P.CODE_REVIEW)
+
+
+def _fire(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], None]:
+    if trigger == T.RESUMED:
+        return _resume(target)
+    if trigger == T.HUMAN_APPROVED:
+        return lambda d: d.human("approve") and None
+    if trigger in (T.APPROVAL_REQUIRED, T.CI_PASSED_REVIEWED):
+        return lambda d: (d.ci() if source == P.CI else d.verdict(Verdict.APPROVE)) and None
+    return FIRE[trigger]
+
+
+EDGES = sorted(TRANSITIONS)
+
+
+@pytest.mark.parametrize(
+    "edge", [pytest.param(e, id=f"{e[0]}-{e[1]}-{e[2]}") for e in EDGES]
+)
+def test_every_edge_of_the_table_is_reachable(edge: tuple[Phase, Trigger, Phase]) -> None:
+    source, trigger, target = edge
+    d = Driver()
+    _setup(source, trigger, target)(d)
+    assert d.phase == source or trigger == T.RESUMED, f"setup reached {d.phase}, not {source}"
+    taken_before = sum(len(x.transitions) for x in d.decisions)
+    _fire(source, trigger, target)(d)
+    taken = [t for x in d.decisions for t in x.transitions][taken_before:]
+    assert edge in taken, f"expected {edge}, took {taken}; message: {d.status.message}"
+
+
+def test_the_table_has_no_edge_out_of_merged() -> None:
+    assert not [e for e in TRANSITIONS if e[0] == P.MERGED]
+
+
+# -- back-edges spend retries of their target stage ---------------------------------------
+
+
+BACK_EDGES = [
+    pytest.param(P.PLAN_REVIEW, lambda d: d.verdict(Verdict.REQUEST_CHANGES), Stage.PLAN,
+                 id="plan-review-rejects"),
+    pytest.param(P.CI, lambda d: d.ci("failure", ["test"]), Stage.IMPLEMENT, id="ci-red"),
+    pytest.param(P.CODE_REVIEW, lambda d: d.verdict(Verdict.REQUEST_CHANGES), Stage.IMPLEMENT,
+                 id="code-review-rejects"),
+    pytest.param(P.MERGING, lambda d: (d.grant(), d.merged(outcome="conflict", merged_sha=None)),
+                 Stage.IMPLEMENT, id="merge-conflict"),
+    pytest.param(P.IMPLEMENTING, lambda d: d.patch(patch(("README.md", ["x"]))), Stage.IMPLEMENT,
+                 id="guardrail-rejects"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("per_stage", [0, 1, 2])
+@pytest.mark.parametrize(("phase", "send_back", "target"), BACK_EDGES)
+def test_each_back_edge_stops_after_per_stage_retries(
+    phase: Phase, send_back: Callable[[Driver], object], target: Stage, per_stage: int
+) -> None:
+    d = Driver(factory=factory(retries={"perStage": per_stage, "maxTotalAttempts": 100}))
+    sent_back = 0
+    while True:
+        d.to(phase)
+        send_back(d)
+        if d.phase == P.NEEDS_ATTENTION:
+            break
+        sent_back += 1
+        assert sent_back <= per_stage, "more retries than retries.perStage allows"
+    assert sent_back == per_stage
+    assert d.status.reason == T.RETRIES_EXHAUSTED
+    assert d.status.attempts.of(target) == 1 + per_stage
+    assert d.status.stage == target, "a person's retry must resume at the exhausted stage"
+    assert f"retries.perStage is {per_stage}" in (d.status.message or "")
+    assert any(isinstance(a, Notify) for a in d.decisions[-1].actions)
+    assert any(isinstance(a, Park) for a in d.decisions[-1].actions)
+
+
+def test_back_edges_hand_the_objections_to_the_next_attempt() -> None:
+    d = Driver().to(P.CI)
+    d.ci("failure", ["test"])
+    launch = d.launched()[-1]
+    assert launch.stage == Stage.IMPLEMENT and launch.attempt == 2
+    assert launch.feedback is not None and "test" in launch.feedback and "boom" in launch.feedback
+    assert d.status.feedback == launch.feedback
+
+
+def test_max_total_attempts_caps_all_stages_together() -> None:
+    d = Driver(factory=factory(retries={"perStage": 5, "maxTotalAttempts": 4}))
+    d.to(P.IMPLEMENTING)  # plan, plan review, implement: 3 attempts
+    d.fail()  # the fourth
+    assert d.phase == P.IMPLEMENTING and d.status.total_attempts == 4
+    d.fail()
+    assert d.phase == P.NEEDS_ATTENTION
+    assert "maxTotalAttempts 4" in (d.status.message or "")
+
+
+@pytest.mark.parametrize("reason", ["evicted", "oom-killed", "unschedulable", "timeout"])
+def test_a_failed_pod_is_retried_with_a_new_attempt_of_the_same_stage(reason: str) -> None:
+    d = Driver().to(P.PLAN_REVIEW)
+    d.fail(reason)
+    assert d.phase == P.PLAN_REVIEW and d.attempt == 2
+    assert d.launched()[-1].pod == "greet-plan-review-2"
+    assert reason in (d.status.history[-1].message or "")
+
+
+# -- budget --------------------------------------------------------------------------------
+
+
+def test_usage_past_the_token_budget_cancels_the_live_stage_and_parks() -> None:
+    d = Driver(factory=factory(budget={"maxTokensPerTask": 1000})).to(P.IMPLEMENTING)
+    d.feed(UsageReported(usage=Usage(input_tokens=600, output_tokens=300)))
+    assert d.phase == P.IMPLEMENTING
+    decision = d.feed(UsageReported(usage=Usage(cache_read_tokens=100)))
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.BUDGET_EXHAUSTED
+    assert CancelStage(Stage.IMPLEMENT, 1, "greet-implement-1") in decision.actions
+    assert "maxTokensPerTask is 1000" in (d.status.message or "")
+
+
+def test_a_result_that_exhausts_the_cost_budget_is_not_acted_on() -> None:
+    d = Driver(factory=factory(budget={"maxCostUSDPerTask": 1.0})).to(P.PLANNING)
+    d.feed(
+        PlanProduced(
+            stage=Stage.PLAN, attempt=1, plan=PlanSummary(summary="p"), usage=Usage(cost_usd=1.5)
+        )
+    )
+    assert d.phase == P.NEEDS_ATTENTION and d.status.plan is None
+    assert d.status.usage.cost_usd == 1.5
+    assert not [a for a in d.decisions[-1].actions if isinstance(a, LaunchStage)]
+
+
+def test_retrying_without_raising_the_budget_stops_again_before_any_launch() -> None:
+    d = Driver(factory=factory(budget={"maxTokensPerTask": 10})).to(P.PLANNING)
+    d.feed(UsageReported(usage=Usage(output_tokens=50)))
+    launches = len(d.launched())
+    d.human("retry")
+    d.ready()
+    d.admit()
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.BUDGET_EXHAUSTED
+    assert len(d.launched()) == launches
+
+
+# -- stale, duplicate and misplaced observations ----------------------------------------------
+
+
+def test_a_stale_result_from_an_earlier_attempt_is_ignored() -> None:
+    d = Driver().to(P.PLAN_REVIEW)
+    d.fail()
+    before = d.status
+    decision = d.feed(VerdictGiven(stage=Stage.PLAN_REVIEW, attempt=1, verdict=Verdict.APPROVE))
+    assert decision.ignored and "stale" in decision.ignored
+    assert d.status == before and not decision.actions
+
+
+def test_a_duplicated_result_changes_nothing_the_second_time() -> None:
+    d = Driver().to(P.PLANNING)
+    result = PlanProduced(stage=Stage.PLAN, attempt=1, plan=PlanSummary(summary="p"))
+    d.feed(result)
+    after_first = d.status
+    decision = d.feed(result)
+    assert decision.ignored and d.status == after_first
+
+
+def test_ci_for_another_head_is_ignored() -> None:
+    d = Driver().to(P.CI)
+    decision = d.feed(CIFinished(head_sha=sha(12345), state="success"))
+    assert decision.ignored and d.phase == P.CI
+
+
+def test_a_verdict_from_a_non_review_stage_is_ignored() -> None:
+    d = Driver().to(P.PLANNING)
+    decision = d.feed(VerdictGiven(stage=Stage.PLAN, attempt=1, verdict=Verdict.APPROVE))
+    assert decision.ignored and d.phase == P.PLANNING
+
+
+def test_the_pull_request_is_recorded_once() -> None:
+    d = Driver().to(P.CI)
+    d.feed(PullRequestOpened(number=7, url="https://example.test/pr/7"))
+    assert d.status.pull_request is not None and d.status.pull_request.number == 7
+    assert d.feed(PullRequestOpened(number=7, url="https://example.test/pr/7")).ignored
+
+
+# -- freshness: merges need a review and CI of exactly what is merged --------------------------
+
+
+def test_a_new_patch_needs_a_new_review_even_after_an_earlier_approve() -> None:
+    d = Driver().to(P.MERGING)
+    d.grant()
+    d.merged(outcome="conflict", merged_sha=None)
+    d.patch()
+    d.ci()
+    assert d.phase == P.CODE_REVIEW, "revision 2 must be reviewed by a fresh session"
+    assert d.status.patch_revision == 2
+
+
+def test_a_moved_base_is_re_verified_by_ci_but_keeps_the_review_of_the_same_revision() -> None:
+    d = Driver().to(P.MERGING)
+    d.grant()
+    d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(77))
+    assert d.phase == P.CI and d.status.head_sha == sha(77) and d.status.ci is None
+    d.ci()
+    assert d.phase == P.MERGING
+    d.grant()
+    d.merged()
+    assert d.phase == P.MERGED and d.status.ci is not None and d.status.ci.head_sha == sha(77)
+
+
+def test_merging_a_head_other_than_the_verified_one_parks_loudly() -> None:
+    d = Driver().to(P.MERGING)
+    d.grant()
+    d.merged(head_sha=sha(999))
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.MERGE_UNVERIFIED
+    assert "not the verified head" in (d.status.message or "")
+
+
+def test_forge_checks_are_awaited_on_the_exact_head_instead_of_a_ci_pod() -> None:
+    spec = factory(
+        repository={"forge": "github", "credentials": {"token": {"secretName": "gh"}}},
+        ci={"source": "github-checks", "requiredChecks": ["lint", "test"]},
+    )
+    d = Driver(factory=spec).to(P.CI)
+    wait = [a for a in d.actions if isinstance(a, WaitForChecks)]
+    assert wait == [WaitForChecks(sha(1), ("lint", "test"), 3600)]
+    assert not [a for a in d.launched() if a.stage == Stage.CI]
+
+
+# -- escalation and people -----------------------------------------------------------------------
+
+
+def test_a_require_approval_rule_waits_after_review_until_a_listed_approver_approves() -> None:
+    d = Driver(factory=factory(escalation={"approvers": ["alice"]})).to(P.IMPLEMENTING)
+    d.patch(patch(("migrations/0002_add.sql", ["ALTER TABLE t ADD c int;"])))
+    assert d.phase == P.CI
+    d.ci()
+    d.verdict(Verdict.APPROVE)
+    assert d.phase == P.AWAITING_APPROVAL
+    assert "migrations" in (d.status.message or "") and "approved-by" in (d.status.message or "")
+    refused = d.human("approve", by="mallory")
+    assert refused.ignored and "not in escalation.approvers" in refused.ignored
+    d.human("approve", by="alice")
+    assert d.phase == P.MERGING and d.status.escalation is not None
+    assert d.status.escalation.approved_by == "alice"
+    d.grant()
+    d.merged()
+    assert d.phase == P.MERGED
+
+
+def test_a_park_rule_stops_before_ci_and_an_approval_resumes_at_ci() -> None:
+    d = Driver().to(P.IMPLEMENTING)
+    decision = d.patch(patch(("src/db.py", ["cursor.execute('DROP TABLE users')"])))
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.ESCALATION_PARKED
+    assert PushBranch("factory/greet", sha(1)) in decision.actions, "the PR shows what parked"
+    record = d.status.escalation
+    assert record is not None and record.matches[0].rule == "drop-table"
+    assert record.matches[0].line == 1 and record.matches[0].file == "src/db.py"
+    d.human("approve", by="bob")
+    assert d.phase == P.CI
+    d.ci()
+    d.verdict(Verdict.APPROVE)
+    assert d.phase == P.MERGING, "the revision was approved once already"
+
+
+def test_approve_with_nothing_waiting_is_ignored() -> None:
+    d = Driver().to(P.CI)
+    d.ci("timeout")
+    decision = d.human("approve")
+    assert decision.ignored and d.phase == P.NEEDS_ATTENTION
+
+
+def test_cancel_stops_the_live_pod() -> None:
+    d = Driver().to(P.IMPLEMENTING)
+    decision = d.human("cancel", by="carol")
+    assert d.phase == P.CANCELLED
+    assert CancelStage(Stage.IMPLEMENT, 1, "greet-implement-1") in decision.actions
+    assert d.human("cancel").ignored
+
+
+def test_a_retry_starts_a_new_round_with_fresh_limits_and_unique_pod_names() -> None:
+    d = Driver(factory=factory(retries={"perStage": 0})).to(P.PLAN_REVIEW)
+    d.fail()
+    assert d.phase == P.NEEDS_ATTENTION
+    d.human("retry", by="dave")
+    assert d.phase == P.PENDING and d.status.round == 2
+    d.ready()
+    d.admit()
+    assert d.phase == P.PLAN_REVIEW and d.attempt == 2
+    assert d.launched()[-1].pod == "greet-plan-review-2"
+
+
+def test_retry_is_ignored_outside_terminal_phases() -> None:
+    d = Driver().to(P.IMPLEMENTING)
+    assert d.human("retry").ignored
+
+
+@pytest.mark.parametrize("phase", sorted(ACTIVE))
+def test_an_invalid_spec_fails_the_task_from_any_active_phase(phase: Phase) -> None:
+    d = Driver()
+    if phase == P.AWAITING_APPROVAL:
+        _to_awaiting(d)
+    else:
+        d.to(phase)
+    d.feed(SpecInvalid(message="spec.factoryRef: factory 'app' not found; create it"))
+    assert d.phase == P.FAILED
+    assert d.status.message == "spec.factoryRef: factory 'app' not found; create it"
+
+
+def test_history_is_bounded_and_counts_what_it_dropped() -> None:
+    d = Driver(factory=factory(retries={"perStage": 20, "maxTotalAttempts": 200})).to(P.PLANNING)
+    for _ in range(30):  # 2 + 60 transitions, past the cap of 50
+        d.plan()
+        d.verdict(Verdict.REQUEST_CHANGES)
+    assert len(d.status.history) == 50
+    assert d.status.history_dropped == len([t for x in d.decisions for t in x.transitions]) - 50
+
+
+def test_condition_transition_time_changes_only_when_the_status_flips() -> None:
+    d = Driver().to(P.PLANNING)
+    first = {c.type: c for c in d.status.conditions}["Progressing"]
+    d.plan()
+    again = {c.type: c for c in d.status.conditions}["Progressing"]
+    assert again.status == "True" and again.last_transition_time == first.last_transition_time
+    assert again.reason == "PlanProduced"
+
+
+def test_clean_patch_fixture_is_in_scope() -> None:
+    # Guards the builders: the default patch must pass the default guardrails.
+    from agentfactory.core.policies.guardrails import check_guardrails
+
+    assert check_guardrails(CLEAN, factory().guardrails, ["src/**"]) == []
