@@ -154,13 +154,14 @@ FIRE: dict[Trigger, Callable[[Driver], None]] = {
     T.REVIEW_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES) and None,
     T.MERGE_STARTED: lambda d: d.grant() and None,
     T.MERGED: lambda d: (d.grant(), d.merged()) and None,
-    T.MERGE_CONFLICT: lambda d: (d.grant(), d.merged(outcome="conflict", merged_sha=None))
-    and None,
+    T.MERGE_CONFLICT: lambda d: (d.grant(), d.merged(outcome="conflict", merged_sha=None)) and None,
     T.BASE_MOVED: lambda d: (
-        d.grant(),
-        d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(77)),
-    )
-    and None,
+        (
+            d.grant(),
+            d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(77)),
+        )
+        and None
+    ),
     T.MERGE_UNVERIFIED: lambda d: (d.grant(), d.merged(head_sha=sha(999))) and None,
     T.STAGE_RETRIED: _stage_fails,
     T.RETRIES_EXHAUSTED: _exhaust,
@@ -213,9 +214,7 @@ def _fire(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], 
 EDGES = sorted(TRANSITIONS)
 
 
-@pytest.mark.parametrize(
-    "edge", [pytest.param(e, id=f"{e[0]}-{e[1]}-{e[2]}") for e in EDGES]
-)
+@pytest.mark.parametrize("edge", [pytest.param(e, id=f"{e[0]}-{e[1]}-{e[2]}") for e in EDGES])
 def test_every_edge_of_the_table_is_reachable(edge: tuple[Phase, Trigger, Phase]) -> None:
     source, trigger, target = edge
     d = Driver()
