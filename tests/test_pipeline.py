@@ -3,7 +3,7 @@ limit, budget exhaustion, stale and duplicate results, and human actions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -29,6 +29,9 @@ from agentfactory.core.phases import ACTIVE, Phase, Stage, Verdict
 from agentfactory.core.task import PlanSummary, Usage
 from agentfactory.core.transitions import TRANSITIONS, Trigger
 from tests.builders import CLEAN, Driver, factory, patch, sha
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 P, T = Phase, Trigger
 
@@ -63,7 +66,7 @@ def _cycle(d: Driver) -> None:
     d.feed(DependencyCycle(cycle=["greet", "other", "greet"]))
 
 
-def _park_at(stage_phase: Phase) -> Callable[[Driver], None]:
+def _park_at(stage_phase: Phase) -> Callable[[Driver], object]:
     """Drive to *stage_phase*, then exhaust its retries so a person's retry resumes there."""
 
     def setup(d: Driver) -> None:
@@ -98,14 +101,14 @@ def _to_awaiting(d: Driver) -> None:
     d.verdict(Verdict.APPROVE)
 
 
-def _enter(phase: Phase) -> Callable[[Driver], None]:
+def _enter(phase: Phase) -> Callable[[Driver], object]:
     special = {
         P.NEEDS_ATTENTION: _to_needs_attention,
         P.FAILED: _to_failed,
         P.CANCELLED: _to_cancelled,
         P.AWAITING_APPROVAL: _to_awaiting,
     }
-    return special.get(phase, lambda d: d.to(phase) and None)
+    return special.get(phase, lambda d: d.to(phase))
 
 
 def _stage_fails(d: Driver) -> None:
@@ -125,7 +128,7 @@ def _burn_budget(d: Driver) -> None:
     d.feed(UsageReported(usage=Usage(input_tokens=10**9)))
 
 
-def _resume(phase: Phase) -> Callable[[Driver], None]:
+def _resume(phase: Phase) -> Callable[[Driver], object]:
     def run(d: Driver) -> None:
         _park_at(phase)(d)
         d.factory = factory()
@@ -137,48 +140,47 @@ def _resume(phase: Phase) -> Callable[[Driver], None]:
 
 
 #: Per trigger: how to reach the edge's source phase (given) and fire the trigger.
-FIRE: dict[Trigger, Callable[[Driver], None]] = {
-    T.DEPENDENCIES_READY: lambda d: d.ready() and None,
+FIRE: dict[Trigger, Callable[[Driver], object]] = {
+    T.DEPENDENCIES_READY: lambda d: d.ready(),
     T.DEPENDENCY_CYCLE: _cycle,
-    T.ADMITTED: lambda d: d.admit() and None,
-    T.PLAN_PRODUCED: lambda d: d.plan() and None,
-    T.PLAN_APPROVED: lambda d: d.verdict(Verdict.APPROVE) and None,
-    T.PLAN_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES) and None,
-    T.PATCH_ACCEPTED: lambda d: d.patch() and None,
-    T.PATCH_REJECTED: lambda d: d.patch(patch((".github/workflows/ci.yml", ["x"]))) and None,
-    T.ESCALATION_PARKED: lambda d: d.patch(patch(("src/db.py", ["DROP TABLE users"]))) and None,
-    T.CI_PASSED: lambda d: d.ci("success") and None,
-    T.CI_FAILED: lambda d: d.ci("failure", ["test"]) and None,
-    T.CI_TIMED_OUT: lambda d: d.ci("timeout") and None,
-    T.REVIEW_APPROVED: lambda d: d.verdict(Verdict.APPROVE) and None,
-    T.REVIEW_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES) and None,
-    T.MERGE_STARTED: lambda d: d.grant() and None,
-    T.MERGED: lambda d: (d.grant(), d.merged()) and None,
-    T.MERGE_CONFLICT: lambda d: (d.grant(), d.merged(outcome="conflict", merged_sha=None)) and None,
+    T.ADMITTED: lambda d: d.admit(),
+    T.PLAN_PRODUCED: lambda d: d.plan(),
+    T.PLAN_APPROVED: lambda d: d.verdict(Verdict.APPROVE),
+    T.PLAN_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES),
+    T.PATCH_ACCEPTED: lambda d: d.patch(),
+    T.PATCH_REJECTED: lambda d: d.patch(patch((".github/workflows/ci.yml", ["x"]))),
+    T.ESCALATION_PARKED: lambda d: d.patch(patch(("src/db.py", ["DROP TABLE users"]))),
+    T.CI_PASSED: lambda d: d.ci("success"),
+    T.CI_FAILED: lambda d: d.ci("failure", ["test"]),
+    T.CI_TIMED_OUT: lambda d: d.ci("timeout"),
+    T.REVIEW_APPROVED: lambda d: d.verdict(Verdict.APPROVE),
+    T.REVIEW_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES),
+    T.MERGE_STARTED: lambda d: d.grant(),
+    T.MERGED: lambda d: (d.grant(), d.merged()),
+    T.MERGE_CONFLICT: lambda d: (d.grant(), d.merged(outcome="conflict", merged_sha=None)),
     T.BASE_MOVED: lambda d: (
         (
             d.grant(),
             d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(77)),
         )
-        and None
     ),
-    T.MERGE_UNVERIFIED: lambda d: (d.grant(), d.merged(head_sha=sha(999))) and None,
+    T.MERGE_UNVERIFIED: lambda d: (d.grant(), d.merged(head_sha=sha(999))),
     T.STAGE_RETRIED: _stage_fails,
     T.RETRIES_EXHAUSTED: _exhaust,
     T.BUDGET_EXHAUSTED: _burn_budget,
-    T.HUMAN_RETRIED: lambda d: d.human("retry") and None,
-    T.HUMAN_CANCELLED: lambda d: d.human("cancel") and None,
-    T.SPEC_INVALID: lambda d: d.feed(SpecInvalid(message="goal removed")) and None,
+    T.HUMAN_RETRIED: lambda d: d.human("retry"),
+    T.HUMAN_CANCELLED: lambda d: d.human("cancel"),
+    T.SPEC_INVALID: lambda d: d.feed(SpecInvalid(message="goal removed")),
 }
 
 
-def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], None]:
+def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], object]:
     """Reach *source* in a way that lets *trigger* lead to *target*."""
     if trigger == T.RESUMED:
         return lambda d: None  # the resume recipe drives itself
     if trigger == T.HUMAN_APPROVED:
         if source == P.NEEDS_ATTENTION:
-            return lambda d: (d.to(P.IMPLEMENTING), FIRE[T.ESCALATION_PARKED](d)) and None
+            return lambda d: (d.to(P.IMPLEMENTING), FIRE[T.ESCALATION_PARKED](d))
         return _to_awaiting
     if trigger == T.APPROVAL_REQUIRED and source == P.CI:
         # A person approved, then the base moved: CI re-verifies; with merge.auto false the
@@ -190,7 +192,7 @@ def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver],
 
         return ci_without_approval
     if trigger == T.CI_PASSED_REVIEWED:
-        return lambda d: (d.to(P.MERGING), FIRE[T.BASE_MOVED](d)) and None
+        return lambda d: (d.to(P.MERGING), FIRE[T.BASE_MOVED](d))
     if trigger == T.APPROVAL_REQUIRED:
         return _to_awaiting_minus_review
     return _enter(source)
@@ -201,13 +203,13 @@ def _to_awaiting_minus_review(d: Driver) -> None:
     d.to(P.CODE_REVIEW)
 
 
-def _fire(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], None]:
+def _fire(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], object]:
     if trigger == T.RESUMED:
         return _resume(target)
     if trigger == T.HUMAN_APPROVED:
-        return lambda d: d.human("approve") and None
+        return lambda d: d.human("approve")
     if trigger in (T.APPROVAL_REQUIRED, T.CI_PASSED_REVIEWED):
-        return lambda d: (d.ci() if source == P.CI else d.verdict(Verdict.APPROVE)) and None
+        return lambda d: d.ci() if source == P.CI else d.verdict(Verdict.APPROVE)
     return FIRE[trigger]
 
 

@@ -191,7 +191,8 @@ def validate_document(file: str, index: int, doc: Any) -> tuple[Loaded | None, l
     kind = doc.get("kind")
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
-    ref = f"{kind or '?'}/{name or f'(unnamed, document {index + 1})'}"
+    shown = name if not isinstance(name, str) or name.isprintable() else repr(name)
+    ref = f"{kind or '?'}/{shown or f'(unnamed, document {index + 1})'}"
     model = MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
         return None, [

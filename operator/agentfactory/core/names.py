@@ -27,15 +27,15 @@ def check_name(value: str) -> str:
     if len(value) > MAX_NAME_LENGTH:
         raise PydanticCustomError(
             "k8s_name",
-            "'{value}' is {length} characters long; use at most 63",
-            {"value": value, "length": len(value)},
+            "{value} is {length} characters long; use at most 63",
+            {"value": repr(value), "length": len(value)},
         )
     if not _LABEL_RE.match(value):
         raise PydanticCustomError(
             "k8s_name",
-            "'{value}' is not a valid Kubernetes name; use lowercase letters, digits and '-',"
+            "{value} is not a valid Kubernetes name; use lowercase letters, digits and '-',"
             " starting and ending with a letter or digit (for example 'add-webhook')",
-            {"value": value},
+            {"value": repr(value)},
         )
     return value
 

@@ -1,0 +1,47 @@
+"""The resource models: defaults from DESIGN.md, Kubernetes spelling, status round trips."""
+
+from __future__ import annotations
+
+from agentfactory.core.factory import FactorySpecSpec
+from agentfactory.core.phases import Phase
+from agentfactory.core.task import AgentTaskStatus
+from tests.builders import Driver
+
+
+def test_a_minimal_factory_gets_the_documented_defaults() -> None:
+    spec = FactorySpecSpec.model_validate({"repository": {"url": "/srv/git/app.git"}})
+    dumped = spec.model_dump(by_alias=True)
+    assert dumped["repository"]["baseBranch"] == "main"
+    assert dumped["repository"]["branchPrefix"] == "factory/"
+    assert dumped["retries"]["perStage"] == 2
+    assert dumped["merge"] == {"method": "squash", "auto": True, "deleteBranch": True}
+    assert dumped["ci"]["source"] == "sandbox"
+    assert dumped["guardrails"]["protectedPaths"] == [".github/workflows/**"]
+    assert dumped["sandbox"]["resources"]["limits"]["ephemeral-storage"] == "10Gi"
+
+
+def test_initialisms_are_spelled_the_kubernetes_way() -> None:
+    spec = FactorySpecSpec.model_validate(
+        {
+            "repository": {"url": "x"},
+            "agents": {"baseURL": "https://llm.example.test"},
+            "budget": {"maxCostUSDPerTask": 3},
+            "escalation": {"notify": {"mentionOnPR": ["@team/x"]}},
+        }
+    )
+    dumped = spec.model_dump(by_alias=True)
+    assert dumped["agents"]["baseURL"] == "https://llm.example.test"
+    assert dumped["budget"]["maxCostUSDPerTask"] == 3
+    assert dumped["escalation"]["notify"]["mentionOnPR"] == ["@team/x"]
+
+
+def test_a_status_survives_a_round_trip_through_its_wire_form() -> None:
+    status = Driver().to(Phase.MERGED).status
+    wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert wire["headSHA"] and wire["mergedSHA"] and wire["history"][0]["from"] == "Pending"
+    assert AgentTaskStatus.model_validate(wire) == status
+
+
+def test_status_written_by_a_newer_operator_still_reads() -> None:
+    status = AgentTaskStatus.model_validate({"phase": "Queued", "someFutureField": 1})
+    assert status.phase == Phase.QUEUED

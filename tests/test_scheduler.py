@@ -1,0 +1,169 @@
+"""The scheduler: DAG readiness, cycles named and failed, priority then age, slots,
+path locks, and one merge at a time per factory."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from agentfactory.core.observations import DependencyCycle
+from agentfactory.core.phases import Phase
+from agentfactory.core.scheduler import TaskInfo, find_cycles, ready_set, schedule
+from tests.builders import T0, factory
+
+P = Phase
+
+
+def info(name: str, phase: Phase = P.PENDING, **kwargs: object) -> TaskInfo:
+    return TaskInfo(name=name, factory="app", phase=phase, **kwargs)  # type: ignore[arg-type]
+
+
+def kinds(tasks: list[TaskInfo], **factory_overrides: object) -> list[tuple[str, str]]:
+    result = schedule({"app": factory(**factory_overrides)}, tasks)
+    return [(name, obs.kind) for name, obs in result.observations]
+
+
+def test_a_task_is_ready_only_when_every_dependency_is_merged() -> None:
+    tasks = [
+        info("base", P.MERGED),
+        info("mid", P.CI),
+        info("a", depends_on=("base",)),
+        info("b", depends_on=("base", "mid")),
+        info("c"),
+    ]
+    assert ready_set(tasks) == ["a", "c"]
+
+
+def test_waiting_tasks_say_what_they_wait_for() -> None:
+    tasks = [
+        info("stuck", P.NEEDS_ATTENTION),
+        info("a", depends_on=("stuck",)),
+        info("b", depends_on=("nowhere",)),
+    ]
+    result = schedule({"app": factory()}, tasks)
+    assert result.waiting["a"] == "waiting for ['stuck'] to merge (['stuck'] need a person)"
+    assert "do not exist: ['nowhere']" in result.waiting["b"]
+    assert result.observations == []
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        pytest.param({"a": ["b"], "b": ["a"]}, [["a", "b", "a"]], id="two"),
+        pytest.param({"a": ["a"]}, [["a", "a"]], id="self"),
+        pytest.param({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}, [["a", "b", "c", "a"]],
+                     id="three-with-a-tail"),
+        pytest.param({"a": ["b"], "b": []}, [], id="none"),
+        pytest.param({"a": ["ghost"]}, [], id="unknown-dependency"),
+    ],
+)  # fmt: skip
+def test_find_cycles_names_each_cycle(
+    graph: dict[str, list[str]], expected: list[list[str]]
+) -> None:
+    assert find_cycles(graph) == expected
+
+
+def test_two_separate_cycles_are_both_named() -> None:
+    cycles = find_cycles({"a": ["b"], "b": ["a"], "x": ["y"], "y": ["z"], "z": ["x"]})
+    assert sorted(cycles) == [["a", "b", "a"], ["x", "y", "z", "x"]]
+
+
+def test_a_named_cycle_follows_real_edges_inside_a_tangle() -> None:
+    graph = {"a": ["b", "c"], "b": ["c"], "c": ["a"], "d": ["d"]}
+    cycles = find_cycles(graph)
+    assert len(cycles) == 2
+    for cycle in cycles:
+        assert cycle[0] == cycle[-1]
+        assert all(nxt in graph[node] for node, nxt in itertools.pairwise(cycle))
+
+
+def test_a_100k_chain_does_not_hit_the_recursion_limit() -> None:
+    n = 100_000
+    graph = {f"t{i}": [f"t{i + 1}"] for i in range(n)}
+    graph[f"t{n}"] = ["t0"]
+    (cycle,) = find_cycles(graph)
+    assert len(cycle) == n + 2
+
+
+def test_pending_tasks_on_a_cycle_get_the_cycle() -> None:
+    tasks = [info("a", depends_on=("b",)), info("b", depends_on=("a",)), info("c")]
+    result = schedule({"app": factory()}, tasks)
+    cycles = {name: obs for name, obs in result.observations if isinstance(obs, DependencyCycle)}
+    assert cycles["a"].cycle == ["a", "b", "a"] and cycles["b"].cycle == ["a", "b", "a"]
+    assert ("c", "DependenciesReady") in [(n, o.kind) for n, o in result.observations]
+
+
+def test_admission_goes_by_priority_then_age_within_max_active_tasks() -> None:
+    tasks = [
+        info("old-low", P.QUEUED, created=T0, scope=("a/**",)),
+        info("new-high", P.QUEUED, created=T0 + timedelta(hours=2), priority=5, scope=("b/**",)),
+        info("mid-low", P.QUEUED, created=T0 + timedelta(hours=1), scope=("c/**",)),
+    ]
+    assert kinds(tasks, concurrency={"maxActiveTasks": 2}) == [
+        ("new-high", "Admitted"),
+        ("old-low", "Admitted"),
+    ]
+
+
+def test_running_tasks_use_up_slots() -> None:
+    tasks = [
+        info("running", P.IMPLEMENTING, scope=("a/**",)),
+        info("waiting", P.QUEUED, scope=("b/**",)),
+    ]
+    result = schedule({"app": factory(concurrency={"maxActiveTasks": 1})}, tasks)
+    assert result.observations == []
+    assert "1 of concurrency.maxActiveTasks 1" in result.waiting["waiting"]
+
+
+def test_overlapping_scopes_never_run_at_once_but_others_pass_them() -> None:
+    tasks = [
+        info("holder", P.AWAITING_APPROVAL, scope=("src/api/**",)),
+        info("blocked", P.QUEUED, priority=9, scope=("src/**/handlers.py",)),
+        info("free", P.QUEUED, scope=("docs/**",)),
+    ]
+    assert kinds(tasks, concurrency={"maxActiveTasks": 5}) == [("free", "Admitted")]
+
+
+def test_two_queued_tasks_with_overlapping_scopes_are_not_admitted_together() -> None:
+    tasks = [
+        info("first", P.QUEUED, created=T0, scope=("src/**",)),
+        info("second", P.QUEUED, created=T0 + timedelta(1), scope=("src/a.py",)),
+    ]
+    assert kinds(tasks, concurrency={"maxActiveTasks": 5}) == [("first", "Admitted")]
+
+
+def test_without_exclusive_paths_overlap_is_allowed() -> None:
+    tasks = [
+        info("first", P.QUEUED, scope=("src/**",)),
+        info("second", P.QUEUED, scope=("src/a.py",)),
+    ]
+    overrides = {"concurrency": {"maxActiveTasks": 5, "exclusivePaths": False}}
+    assert len(kinds(tasks, **overrides)) == 2
+
+
+def test_one_merge_at_a_time_in_queue_order() -> None:
+    queue = [
+        info("later", P.MERGING, phase_since=T0 + timedelta(minutes=5)),
+        info("earlier", P.MERGING, phase_since=T0),
+    ]
+    result = schedule({"app": factory()}, queue)
+    assert [(n, o.kind) for n, o in result.observations] == [("earlier", "MergeSlotGranted")]
+    assert result.merge_queue["app"] == ["earlier", "later"]
+    busy = [*queue, info("merging", P.MERGING, merge_running=True)]
+    assert kinds(busy) == []
+
+
+def test_factories_merge_independently() -> None:
+    tasks = [
+        TaskInfo(name="a", factory="one", phase=P.MERGING, merge_running=True),
+        TaskInfo(name="b", factory="two", phase=P.MERGING),
+    ]
+    result = schedule({"one": factory(), "two": factory()}, tasks)
+    assert [(n, o.kind) for n, o in result.observations] == [("b", "MergeSlotGranted")]
+
+
+def test_tasks_of_an_unknown_factory_are_not_admitted() -> None:
+    tasks = [TaskInfo(name="a", factory="ghost", phase=P.QUEUED)]
+    assert schedule({}, tasks).observations == []

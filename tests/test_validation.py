@@ -1,0 +1,97 @@
+"""`agentfactory validate`: the bad-input corpus (one precise message each), the examples,
+warnings that do not fail, and the exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentfactory.cli import main
+
+ROOT = Path(__file__).parent.parent
+CORPUS = sorted((Path(__file__).parent / "bad_manifests").glob("*.yaml"))
+
+
+def expectations(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.removeprefix("# expect: ") for line in lines if line.startswith("# expect: ")]
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(CORPUS) >= 20
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
+def test_each_broken_manifest_yields_its_precise_message(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = expectations(path)
+    assert expected, f"{path.name} has no '# expect:' line"
+    code = main(["validate", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    for message in expected:
+        # Every line starts with the file, then Kind/name (or '-'), field path, message.
+        assert any(line.startswith(f"{path}: {message}") for line in out), (
+            f"expected a line starting with {message!r} in:\n" + "\n".join(out)
+        )
+
+
+def test_the_examples_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(ROOT / "examples")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert captured.out == ""
+    assert "4 valid, 0 errors, 0 warnings" in captured.err
+
+
+def test_dangling_references_warn_without_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "task.yaml"
+    manifest.write_text(
+        (ROOT / "examples" / "factory.yaml").read_text()
+        + "\n---\n"
+        + """
+apiVersion: agentfactory.dev/v1alpha1
+kind: AgentTask
+metadata: {name: lonely}
+spec:
+  factoryRef: elsewhere
+  goal: g
+  acceptanceCriteria: [c]
+  scope: {paths: ["src/**"]}
+  dependsOn: [missing]
+"""
+    )
+    assert main(["validate", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "AgentTask/lonely: spec.factoryRef: warning: names 'elsewhere'" in out
+    assert "AgentTask/lonely: spec.dependsOn: warning: names 'missing'" in out
+
+
+def test_all_problems_of_a_manifest_are_reported_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "apiVersion: agentfactory.dev/v1alpha1\nkind: AgentTask\nmetadata: {name: t}\n"
+        "spec: {goal: 3, priority: 5000, scope: {paths: []}}\n"
+    )
+    assert main(["validate", str(manifest)]) == 1
+    paths = [line.split(": ")[2] for line in capsys.readouterr().out.splitlines()]
+    assert sorted(paths) == [
+        "spec.acceptanceCriteria", "spec.factoryRef", "spec.goal", "spec.priority",
+        "spec.scope.paths",
+    ]  # fmt: skip
+
+
+def test_a_missing_file_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "/nonexistent/x.yaml"]) == 1
+    assert "/nonexistent/x.yaml: -: (file): cannot be read" in capsys.readouterr().out
+
+
+def test_an_empty_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "no manifests found" in capsys.readouterr().err
