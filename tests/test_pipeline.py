@@ -449,7 +449,9 @@ def test_a_park_rule_stops_before_ci_and_an_approval_resumes_at_ci() -> None:
     assert record is not None and record.matches[0].rule == "drop-table"
     assert record.matches[0].line == 1 and record.matches[0].file == "src/db.py"
     d.human("approve", by="bob")
-    assert d.phase == P.CI
+    assert d.phase == P.QUEUED, "parking released the slot and lock: wait for them again"
+    d.admit()
+    assert d.phase == P.CI and d.status.stage == Stage.CI
     d.ci()
     d.verdict(Verdict.APPROVE)
     assert d.phase == P.MERGING, "the revision was approved once already"

@@ -71,10 +71,12 @@ PHASE_OF_STAGE: dict[Stage, Phase] = {stage: phase for phase, stage in STAGE_OF_
 TERMINAL: frozenset[Phase] = frozenset(
     {Phase.MERGED, Phase.NEEDS_ATTENTION, Phase.FAILED, Phase.CANCELLED}
 )
-#: Phases in which a task holds a concurrency slot (agents or the merge may be working).
+#: Phases in which a stage (an agent, CI or the merge) may be under way.
 ACTIVE: frozenset[Phase] = frozenset(STAGE_OF_PHASE)
-#: Phases in which a task holds its path lock: active ones plus waiting for a person to
-#: approve, because its branch already changes the paths in its scope.
+#: Phases in which a task holds a concurrency slot and its path lock: from admission until
+#: it leaves the pipeline, including while it waits for a person's approval (its branch
+#: already changes the paths in its scope, and approval sends it straight to Merging).
+#: NeedsAttention releases both; leaving it always goes back through admission.
 LOCKING: frozenset[Phase] = ACTIVE | {Phase.AWAITING_APPROVAL}
 #: Phases a person's retry applies to.
 RETRYABLE: frozenset[Phase] = frozenset({Phase.NEEDS_ATTENTION, Phase.FAILED, Phase.CANCELLED})

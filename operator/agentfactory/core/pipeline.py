@@ -680,7 +680,9 @@ class _Step:
             return
         if self.phase == P.NEEDS_ATTENTION and self.status.reason == T.ESCALATION_PARKED:
             _must(record, "escalation record").approved_by = obs.by
-            self._enter(Stage.CI, T.HUMAN_APPROVED, f"approved by {obs.by}", None)
+            # Parking released the slot and the path lock: queue for them again.
+            self._move(T.HUMAN_APPROVED, P.QUEUED, f"approved by {obs.by}; resuming at CI")
+            self.status.resume_from, self.status.stage, self.status.attempt = Stage.CI, None, 0
             return
         raise _Ignored(f"nothing awaits approval in phase {self.phase}")
 

@@ -203,7 +203,7 @@ def schedule(factories: Mapping[str, FactorySpecSpec], tasks: Sequence[TaskInfo]
 
 def _admit(spec: FactorySpecSpec, members: list[TaskInfo], out: Schedule) -> None:
     limits = spec.concurrency
-    active = sum(1 for task in members if task.phase in ACTIVE)
+    active = sum(1 for task in members if task.phase in LOCKING)
     locked = [task.scope for task in members if task.phase in LOCKING]
     for task in sorted((t for t in members if t.phase == Phase.QUEUED), key=_order):
         if active >= limits.max_active_tasks:

@@ -10,6 +10,7 @@
     CI --CIPassedReviewed--> Merging (re-verified after the base moved)
     CodeReview --ReviewApproved--> Merging         CodeReview --ReviewRejected--> Implementing
     CodeReview --ApprovalRequired--> AwaitingApproval --HumanApproved--> Merging
+    NeedsAttention --HumanApproved--> Queued (a parked escalation, resumed at CI once admitted)
     Merging --MergeStarted--> Merging --Merged--> Merged
     Merging --MergeConflict--> Implementing        Merging --BaseMoved--> CI
     any active --RetriesExhausted|BudgetExhausted--> NeedsAttention
@@ -87,7 +88,7 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     (P.CODE_REVIEW, T.APPROVAL_REQUIRED, P.AWAITING_APPROVAL),
     (P.CODE_REVIEW, T.REVIEW_REJECTED, P.IMPLEMENTING),
     (P.AWAITING_APPROVAL, T.HUMAN_APPROVED, P.MERGING),
-    (P.NEEDS_ATTENTION, T.HUMAN_APPROVED, P.CI),
+    (P.NEEDS_ATTENTION, T.HUMAN_APPROVED, P.QUEUED),
     (P.MERGING, T.MERGE_STARTED, P.MERGING),
     (P.MERGING, T.MERGED, P.MERGED),
     (P.MERGING, T.MERGE_CONFLICT, P.IMPLEMENTING),
