@@ -11,7 +11,7 @@ import pytest
 from agentfactory.core.observations import DependencyCycle
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo, find_cycles, ready_set, schedule
-from tests.builders import T0, factory
+from tests.builders import T0, Driver, factory, patch
 
 P = Phase
 
@@ -167,3 +167,27 @@ def test_factories_merge_independently() -> None:
 def test_tasks_of_an_unknown_factory_are_not_admitted() -> None:
     tasks = [TaskInfo(name="a", factory="ghost", phase=P.QUEUED)]
     assert schedule({}, tasks).observations == []
+
+
+def test_a_task_awaiting_approval_keeps_its_slot() -> None:
+    # Approval sends it straight to Merging, so the slot must still be its own.
+    tasks = [
+        info("waiting-for-alice", P.AWAITING_APPROVAL, scope=("a/**",)),
+        info("next", P.QUEUED, scope=("b/**",)),
+    ]
+    assert kinds(tasks, concurrency={"maxActiveTasks": 1}) == []
+
+
+def test_an_approved_parked_task_queues_behind_the_task_that_took_its_lock() -> None:
+    # Found by hypothesis: approval used to jump a parked task straight back into CI
+    # while another task held an overlapping scope.
+    parked = Driver().to(P.IMPLEMENTING)
+    parked.patch(patch(("src/db.py", ["DROP TABLE users"])))
+    assert parked.phase == P.NEEDS_ATTENTION
+    parked.human("approve")
+    assert parked.phase == P.QUEUED
+    tasks = [
+        info("other", P.IMPLEMENTING, scope=("src/**",)),
+        info("greet", parked.phase, scope=("src/**",)),
+    ]
+    assert kinds(tasks, concurrency={"maxActiveTasks": 5}) == []
