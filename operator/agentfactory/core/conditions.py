@@ -57,33 +57,16 @@ def set_condition(
     observed_generation: int | None = None,
 ) -> list[Condition]:
     """Return *conditions* with *type* set; other conditions are kept in order."""
-    out: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.type != type:
-            out.append(cond)
-            continue
-        found = True
-        changed_at = cond.last_transition_time if cond.status == status else now
-        out.append(
-            Condition(
-                type=type,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=changed_at,
-                observed_generation=observed_generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=observed_generation,
-            )
-        )
-    return out
+    previous = next((cond for cond in conditions if cond.type == type), None)
+    unchanged = previous is not None and previous.status == status
+    condition = Condition(
+        type=type,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=previous.last_transition_time if previous and unchanged else now,
+        observed_generation=observed_generation,
+    )
+    if previous is None:
+        return [*conditions, condition]
+    return [condition if cond.type == type else cond for cond in conditions]

@@ -37,7 +37,6 @@ from agentfactory.core.phases import (
     ACTIVE,
     PHASE_OF_STAGE,
     RETRYABLE,
-    STAGE_OF_PHASE,
     TERMINAL,
     Phase,
     Stage,
@@ -170,27 +169,24 @@ class _Step:
                 f" the current attempt is {self.status.attempt}"
             )
 
-    def _runs_in_pod(self, stage: Stage | None) -> bool:
+    def _runs_in_pod(self, stage: Stage) -> bool:
         """Agent stages and sandbox CI run in pods; merges and forge checks do not."""
-        if stage is None or stage == Stage.MERGE:
+        if stage == Stage.MERGE:
             return False
         return not (stage == Stage.CI and self.factory.ci.source == "github-checks")
 
     def _pod(self) -> str | None:
         """The current attempt's pod, if the stage runs in one."""
         stage = self.status.stage
-        if not self._runs_in_pod(stage) or self.status.attempt == 0 or stage is None:
+        if stage is None or self.status.attempt == 0 or not self._runs_in_pod(stage):
             return None
         return pod_name(self.name, stage, self.status.attempt)
 
-    def _live_stage(self) -> bool:
-        """Whether a pod is running for the current attempt."""
-        return self.phase in ACTIVE and self._pod() is not None
-
     def _cancel_live_stage(self) -> None:
-        if self._live_stage():
-            stage = _must(self.status.stage, "stage of a live attempt")
-            self.actions.append(CancelStage(stage, self.status.attempt, self._pod() or ""))
+        """Stop the current attempt's pod, if one is running."""
+        pod, stage = self._pod(), self.status.stage
+        if self.phase in ACTIVE and pod is not None and stage is not None:
+            self.actions.append(CancelStage(stage, self.status.attempt, pod))
 
     def _move(self, trigger: Trigger, target: Phase, message: str = "") -> None:
         source = self.phase
@@ -711,4 +707,4 @@ def _findings_feedback(title: str, findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["STAGE_OF_PHASE", "Decision", "TaskView", "decide", "pod_name"]
+__all__ = ["Decision", "TaskView", "decide", "pod_name"]
