@@ -10,13 +10,13 @@ fields, and ``additionalProperties`` may not sit beside ``properties``).
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 from agentfactory import GROUP, VERSION
 from agentfactory.core.factory import FactorySpec
 from agentfactory.core.names import DNS1123_LABEL, MAX_NAME_LENGTH
+from agentfactory.core.schema import inline_schema
 from agentfactory.core.task import AgentTask
 
 Schema = dict[str, Any]
@@ -26,18 +26,6 @@ _DROP = {"title", "discriminator"}
 
 class SchemaError(ValueError):
     """A model produced a schema Kubernetes cannot take (a bug in a model)."""
-
-
-def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
-    if isinstance(node, list):
-        return [_resolve(item, defs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
-        siblings = {k: v for k, v in node.items() if k != "$ref"}
-        return _resolve({**target, **siblings}, defs)
-    return {key: _resolve(value, defs) for key, value in node.items()}
 
 
 def _structural(node: Schema, where: str) -> Schema:
@@ -88,9 +76,7 @@ def _structural_keys(node: Schema, where: str) -> Schema:
 
 def openapi_schema(model: type[FactorySpec] | type[AgentTask]) -> Schema:
     """The structural ``openAPIV3Schema`` of a resource model."""
-    raw = model.model_json_schema(by_alias=True, mode="validation")
-    defs = raw.pop("$defs", {})
-    resolved = _resolve(raw, defs)
+    resolved = inline_schema(model)
     schema = _structural(resolved, model.__name__)
     props = schema["properties"]
     props["apiVersion"] = {"type": "string", "description": props["apiVersion"]["description"]}
