@@ -1,0 +1,261 @@
+"""The bounded tool loop: one fresh agent session, from the handoff contract to one result.
+
+Each turn: check the bounds (turns, tokens, dollars, wall clock), call the model, run the
+tools it asked for inside the workspace, send the results back. The session ends when the
+model submits a valid answer through its role's `submit_*` tool, or at the first bound,
+which the result names. Failures of the API (after the SDK's own retries) end it with a
+`failed` result; the runner never ends without writing a result.
+
+For the implementer, a submission is not taken at its word: the runner runs every check on
+the workspace and, while the bounds allow, hands failures back; the patch in the result is
+the workspace's git diff against the base commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from agentfactory.agent.llm import ModelError
+from agentfactory.agent.tools import ROLES, RoleSpec, dispatch
+from agentfactory.agent.workspace import ToolError
+from agentfactory.core.handoff import (
+    AgentResult,
+    HandoffContract,
+    ImplementationOutput,
+    PlanOutput,
+    Role,
+    StopReason,
+    VerdictOutput,
+)
+from agentfactory.core.pricing import cost_usd
+from agentfactory.core.task import Usage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anthropic.types import Message
+
+    from agentfactory.agent.llm import Provider
+    from agentfactory.agent.workspace import Workspace
+
+
+def system_prompt(role: Role, instructions: str | None) -> str:
+    """The role's prompt from package data, plus the factory's extra instructions."""
+    text = resources.files("agentfactory.agent").joinpath(f"prompts/{role.value}.md").read_text()
+    if instructions:
+        text += f"\n\nInstructions from this factory:\n{instructions}\n"
+    return text
+
+
+def _section(title: str, body: str | list[str]) -> str:
+    text = body if isinstance(body, str) else "\n".join(f"- {item}" for item in body)
+    return f"# {title}\n\n{text.strip()}"
+
+
+def render_contract(contract: HandoffContract, constitution: str | None) -> str:
+    """The first user message: the contract, in the order an engineer would read it."""
+    ctx = contract.context
+    sections: list[tuple[str, str | list[str] | None]] = [
+        ("Project principles (read first)", constitution),
+        ("Goal", contract.goal),
+        ("Acceptance criteria", contract.acceptance_criteria),
+        ("Non-goals", contract.non_goals),
+        ("Scope (files that may change)", contract.scope),
+        ("Protected (never change)", contract.protected_paths),
+        (
+            "Context",
+            [f"file: {f}" for f in ctx.files]
+            + [f"doc: {d}" for d in ctx.docs]
+            + [f"decision: {d}" for d in ctx.decisions],
+        ),
+        ("Checks (must pass)", [f"{c.name}: `{c.command}`" for c in contract.checks]),
+        ("Stop and hand back when", contract.stop_when),
+        (
+            "Plan",
+            json.dumps(contract.plan.model_dump(by_alias=True), indent=2)
+            if contract.plan
+            else None,
+        ),
+        ("Objections to the previous attempt (address every one)", contract.feedback),
+    ]
+    return "\n\n".join(_section(title, body) for title, body in sections if body)
+
+
+@dataclass
+class Runner:
+    """One agent session under the contract's limits."""
+
+    contract: HandoffContract
+    workspace: Workspace
+    provider: Provider
+    constitution: str | None = None
+    clock: Callable[[], float] = time.monotonic
+    spec: RoleSpec = field(init=False)
+    usage: Usage = field(default_factory=Usage, init=False)
+    turns: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.spec = ROLES[self.contract.role]
+
+    def run(self) -> AgentResult:
+        started = self.clock()
+        limits = self.contract.limits
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": render_contract(self.contract, self.constitution)}
+        ]
+        system = [
+            {
+                "type": "text",
+                "text": system_prompt(self.contract.role, self.contract.instructions),
+                "cache_control": {"type": "ephemeral"},
+            }
+        ]
+        last_problem = ""
+        while True:
+            remaining = limits.deadline_seconds - (self.clock() - started)
+            bound = self._bound_reached(remaining)
+            if bound is not None:
+                reason, message = bound
+                return self._result("stopped", reason, f"{message}. {last_problem}".strip())
+            try:
+                reply = self.provider.create(
+                    model=self.contract.model,
+                    system=system,
+                    messages=messages,
+                    tools=self.spec.definitions(),
+                    max_tokens=limits.max_output_tokens,
+                    timeout=remaining,
+                )
+            except ModelError as exc:
+                return self._result("failed", "api-error", str(exc))
+            self._count(reply)
+            messages.append({"role": "assistant", "content": _blocks(reply)})
+            answer, results, last_problem = self._handle(reply)
+            if answer is not None:
+                return self._result("completed", "completed", "", answer)
+            if not results:
+                # A text-only turn: the answer must come through the submit tool.
+                results = [{"type": "text", "text": f"Call {self.spec.submit} with your answer."}]
+            messages.append({"role": "user", "content": results})
+
+    def _bound_reached(self, remaining: float) -> tuple[StopReason, str] | None:
+        limits = self.contract.limits
+        if remaining <= 0:
+            return "deadline", f"the deadline of {limits.deadline_seconds:g}s passed"
+        if self.turns >= limits.max_turns:
+            return "max-turns", f"{self.turns} turns reached maxTurns {limits.max_turns}"
+        if self.usage.total_tokens >= limits.max_tokens:
+            return "max-tokens", f"{self.usage.total_tokens} tokens reached {limits.max_tokens}"
+        if limits.max_cost_usd is not None and self.usage.cost_usd >= limits.max_cost_usd:
+            return "budget", f"${self.usage.cost_usd:.4f} reached ${limits.max_cost_usd:.4f}"
+        return None
+
+    def _count(self, reply: Message) -> None:
+        self.turns += 1
+        used = reply.usage
+        usage = Usage(
+            input_tokens=used.input_tokens,
+            output_tokens=used.output_tokens,
+            cache_creation_tokens=used.cache_creation_input_tokens or 0,
+            cache_read_tokens=used.cache_read_input_tokens or 0,
+        )
+        usage.cost_usd = cost_usd(self.contract.model, usage)
+        self.usage = self.usage + usage
+
+    def _handle(self, reply: Message) -> tuple[BaseModel | None, list[dict[str, Any]], str]:
+        """Run the tools the reply asks for; return (answer, tool results, last problem)."""
+        results: list[dict[str, Any]] = []
+        problem = ""
+        for block in reply.content:
+            if block.type != "tool_use":
+                continue
+            args = block.input if isinstance(block.input, dict) else {}
+            try:
+                if block.name == self.spec.submit:
+                    return self._submit(args), [], ""
+                base = self.contract.base_sha
+                text = dispatch(self.workspace, self.spec, block.name, args, base)
+                results.append({"type": "tool_result", "tool_use_id": block.id, "content": text})
+            except ToolError as refusal:
+                problem = f"Last refusal: {refusal}"
+                results.append(
+                    {"type": "tool_result", "tool_use_id": block.id, "content": str(refusal),
+                     "is_error": True}
+                )  # fmt: skip
+        return None, results, problem
+
+    def _submit(self, args: dict[str, Any]) -> BaseModel:
+        """Validate an answer; for the implementer, also run the checks. Raises ToolError."""
+        try:
+            answer = self.spec.output.model_validate(args)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(answer)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ToolError(
+                f"the answer does not match the schema: {details}; submit again"
+            ) from None
+        if isinstance(answer, ImplementationOutput):
+            runs = self.workspace.run_checks()
+            failing = [run for run in runs if run.status != "passed"]
+            limits = self.contract.limits
+            if failing and self.turns < limits.max_turns:
+                report = "\n".join(
+                    f"- {r.name} ({r.status}):\n{r.output_tail[-3000:]}" for r in failing
+                )
+                raise ToolError(
+                    f"the factory ran the checks and these failed:\n{report}\n"
+                    "fix them, then submit again"
+                )
+            answer.checks = runs
+        return answer
+
+    def _result(
+        self,
+        status: Literal["completed", "stopped", "failed"],
+        stopped_by: StopReason,
+        message: str,
+        answer: BaseModel | None = None,
+    ) -> AgentResult:
+        result = AgentResult(
+            role=self.contract.role,
+            status=status,
+            stopped_by=stopped_by,
+            message=message,
+            usage=self.usage,
+            turns=self.turns,
+            model=self.contract.model,
+            replay=self.provider.replay,
+        )
+        if isinstance(answer, PlanOutput):
+            result.plan = answer
+        elif isinstance(answer, VerdictOutput):
+            result.verdict = answer
+        elif isinstance(answer, ImplementationOutput):
+            result.implementation = answer
+        if self.contract.role == Role.IMPLEMENTER:
+            try:
+                result.diff = self.workspace.full_diff(self.contract.base_sha)
+            except ToolError as exc:
+                result.message = f"{result.message} (no diff: {exc})".strip()
+        return result
+
+
+def _blocks(reply: Message) -> list[dict[str, Any]]:
+    """The reply's content as request blocks (what the next request must carry back)."""
+    out: list[dict[str, Any]] = []
+    for block in reply.content:
+        if block.type == "text":
+            out.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            out.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+            )
+    return out
