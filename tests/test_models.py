@@ -45,3 +45,13 @@ def test_a_status_survives_a_round_trip_through_its_wire_form() -> None:
 def test_status_written_by_a_newer_operator_still_reads() -> None:
     status = AgentTaskStatus.model_validate({"phase": "Queued", "someFutureField": 1})
     assert status.phase == Phase.QUEUED
+
+
+def test_the_default_model_is_not_deprecated_by_the_sdk() -> None:
+    # The SDK warns (and our suite fails on warnings) for deprecated models: a default that
+    # reaches end of life would break every factory that relies on it.
+    from anthropic.resources.messages.messages import DEPRECATED_MODELS
+
+    from agentfactory.core.factory import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL not in DEPRECATED_MODELS

@@ -7,6 +7,7 @@ offline). The local runner, the agent runner and the operator join as they are b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +64,19 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _agent(args: argparse.Namespace) -> int:
+    # Imported here: the agent pulls in the anthropic SDK, which `validate` does not need.
+    from agentfactory.agent.entrypoint import run_agent
+
+    return run_agent(
+        role=args.role,
+        input_dir=Path(args.input),
+        workspace=Path(args.workspace),
+        output=Path(args.output),
+        replay=Path(args.replay) if args.replay else None,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -84,6 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML files or directories")
     validate.set_defaults(run=_validate)
+
+    agent = commands.add_parser(
+        "agent", help="run one stage's agent (the entrypoint of the agent image)"
+    )
+    agent.add_argument(
+        "--role",
+        required=True,
+        choices=["planner", "plan-reviewer", "implementer", "code-reviewer"],
+    )
+    agent.add_argument("--input", default="/factory/input", help="the handoff contract directory")
+    agent.add_argument("--workspace", default="/workspace", help="the git working tree")
+    agent.add_argument("--output", default="/factory/output/result.json", help="result file")
+    agent.add_argument(
+        "--replay",
+        default=os.environ.get("AGENTFACTORY_REPLAY"),
+        help="answer from a recorded script instead of the API (labelled as a replay)",
+    )
+    agent.set_defaults(run=_agent)
     return parser
 
 

@@ -231,4 +231,7 @@ def _clean_env() -> dict[str, str]:
     env = {key: os.environ[key] for key in _ENV_KEEP if key in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # A same-size edit within the same second would otherwise run stale bytecode, and
+    # __pycache__ files would land in the patch.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env

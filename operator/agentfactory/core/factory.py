@@ -32,7 +32,7 @@ from agentfactory.core.globs import Glob
 from agentfactory.core.names import K8sName
 
 DEFAULT_IMAGE = "ghcr.io/agentfactory/agent-runner:0.1.0"
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_TEST_PATHS = [
     "tests/**",
     "test/**",

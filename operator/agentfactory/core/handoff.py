@@ -158,7 +158,7 @@ class HandoffContract(Model):
 
 
 StopReason = Literal[
-    "completed", "max-turns", "max-tokens", "budget", "deadline", "api-error", "invalid-output"
+    "completed", "max-turns", "max-tokens", "budget", "deadline", "api-error", "invalid-input"
 ]
 
 

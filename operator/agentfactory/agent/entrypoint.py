@@ -1,0 +1,65 @@
+"""The agent image's entrypoint: read `/factory/input`, run one session, write the result.
+
+The exit code is 0 when the session completed with a valid answer and 1 otherwise; either
+way a result file is written, so the operator always learns what happened. Only a call that
+cannot be understood at all (a role that contradicts the contract) exits 2 without one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from agentfactory.agent.llm import AnthropicProvider, Provider, ReplayProvider
+from agentfactory.agent.runner import Runner
+from agentfactory.agent.tools import ROLES
+from agentfactory.agent.workspace import Workspace
+from agentfactory.core.handoff import AgentResult, HandoffContract, Role
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _write(output: Path, result: AgentResult) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(result.model_dump_json(by_alias=True, indent=2), encoding="utf-8")
+
+
+def run_agent(
+    *, role: str, input_dir: Path, workspace: Path, output: Path, replay: Path | None
+) -> int:
+    """Run the session the files describe; returns the process exit code."""
+    try:
+        contract = HandoffContract.model_validate_json(
+            (input_dir / "contract.json").read_text(encoding="utf-8")
+        )
+    except (OSError, ValidationError) as exc:
+        message = f"cannot read {input_dir / 'contract.json'}: {exc}"
+        _write(output, AgentResult(role=Role(role), status="failed",
+                                   stopped_by="invalid-input", message=message))  # fmt: skip
+        print(message, file=sys.stderr)  # noqa: T201 - the pod's log
+        return 1
+    if contract.role.value != role:
+        print(  # noqa: T201 - the pod's log
+            f"--role {role} but the contract says role '{contract.role.value}'; they must match",
+            file=sys.stderr,
+        )
+        return 2
+    constitution_file = input_dir / "constitution.md"
+    constitution = constitution_file.read_text() if constitution_file.is_file() else None
+    provider: Provider = ReplayProvider.load(replay) if replay else AnthropicProvider()
+    spec = ROLES[contract.role]
+    tree = Workspace(
+        root=workspace,
+        scope=contract.scope,
+        protected=contract.protected_paths,
+        checks=contract.checks,
+        allowed_programs=spec.allowed_programs,
+        writable=spec.writable,
+        command_timeout=contract.limits.command_timeout_seconds,
+    )
+    result = Runner(contract, tree, provider, constitution=constitution).run()
+    _write(output, result)
+    return 0 if result.status == "completed" else 1

@@ -1,0 +1,198 @@
+"""A local fake of the Anthropic Messages API, served over real HTTP for the real SDK.
+
+Faithful where the runner depends on it: `POST /v1/messages` with the key (`x-api-key`, or
+`Authorization: Bearer` as SDK 2.x sends it) and `anthropic-version` required; the request
+is checked the way the API checks it (roles alternate, every `tool_use` of the previous
+assistant turn answered by a `tool_result` in the next user turn, no result for an unknown
+id); responses are real `Message` shapes with
+`usage` (including prompt-cache writes and reads when `cache_control` is set); errors are
+real error bodies (`rate_limit_error` 429, `api_error` 500, `overloaded_error` 529). Error
+replies carry `retry-after-ms` so the SDK's own retry path runs without slowing the tests.
+
+A script is a list of steps consumed one per request: a `Reply`, a `Fail`, or a function of
+the request body returning either (for loops and replies that depend on what was sent).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+API_KEY = "test-key-not-a-secret"
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}  # fmt: skip
+
+
+@dataclass
+class Reply:
+    """One assistant message."""
+
+    content: list[dict[str, Any]]
+    stop_reason: str = "tool_use"
+
+
+@dataclass
+class Fail:
+    """One error response."""
+
+    status: int
+    message: str = "injected by the fake"
+
+
+Step = Reply | Fail | Callable[[dict[str, Any]], "Reply | Fail"]
+
+
+def tool(name: str, **arguments: Any) -> dict[str, Any]:
+    """A tool_use block (the id is filled in by the fake)."""
+    return {"type": "tool_use", "name": name, "input": arguments}
+
+
+def tokens(value: Any) -> int:
+    """A stable stand-in for the tokenizer: four characters a token."""
+    return max(1, len(json.dumps(value)) // 4)
+
+
+@dataclass
+class FakeAnthropic:
+    """The fake server. Use as a context manager; `url` is the SDK's base URL."""
+
+    script: list[Step]
+    repeat_last: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _cached: set[str] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FakeAnthropic:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                status, body, headers = fake.handle(self.path, dict(self.headers), self.rfile.read(
+                    int(self.headers.get("content-length", 0))))  # fmt: skip
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("request-id", f"req_{len(fake.requests):06d}")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- the API -----------------------------------------------------------------------
+
+    def handle(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if path.rstrip("/") != "/v1/messages":
+            return self._error(404, f"no route {path}")
+        bearer = lowered.get("authorization", "").removeprefix("Bearer ")
+        if API_KEY not in (lowered.get("x-api-key"), bearer):
+            return self._error(401, "invalid x-api-key")
+        if "anthropic-version" not in lowered:
+            return self._error(400, "anthropic-version header is required")
+        body = json.loads(raw)
+        self.requests.append(body)
+        problem = validate_request(body)
+        if problem:
+            return self._error(400, problem)
+        if not self.script:
+            return self._error(500, "the fake's script is exhausted")
+        step = self.script[0] if self.repeat_last and len(self.script) == 1 else self.script.pop(0)
+        if callable(step):
+            step = step(body)
+        if isinstance(step, Fail):
+            return self._error(step.status, step.message)
+        return self._reply(body, step)
+
+    def _error(self, status: int, message: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        self.statuses.append(status)
+        kind = _ERROR_TYPES.get(status, "api_error")
+        retry = {"retry-after-ms": "5"} if status in (429, 500, 529) else {}
+        return status, {"type": "error", "error": {"type": kind, "message": message}}, retry
+
+    def _reply(
+        self, body: dict[str, Any], step: Reply
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        self.statuses.append(200)
+        n = len(self.requests)
+        content = []
+        for index, block in enumerate(step.content):
+            block = dict(block)
+            if block["type"] == "tool_use":
+                block.setdefault("id", f"toolu_{n:04d}_{index:02d}")
+            content.append(block)
+        system = body.get("system")
+        cached = isinstance(system, list) and any("cache_control" in b for b in system)
+        creation = read = 0
+        if cached:
+            key = json.dumps(system)
+            if key in self._cached:
+                read = tokens(system)
+            else:
+                creation = tokens(system)
+                self._cached.add(key)
+        usage = {
+            "input_tokens": tokens(body["messages"]) + tokens(body.get("tools", [])),
+            "output_tokens": tokens(content),
+            "cache_creation_input_tokens": creation,
+            "cache_read_input_tokens": read,
+        }
+        message = {
+            "id": f"msg_fake{n:020d}", "type": "message", "role": "assistant",
+            "model": body["model"], "content": content, "stop_reason": step.stop_reason,
+            "stop_sequence": None, "usage": usage,
+        }  # fmt: skip
+        return 200, message, {}
+
+
+def validate_request(body: dict[str, Any]) -> str | None:
+    """What the real API would reject in *body* (a 400), or None."""
+    for key in ("model", "max_tokens", "messages"):
+        if key not in body:
+            return f"{key}: Field required"
+    messages = body["messages"]
+    if not messages or messages[0]["role"] != "user":
+        return "messages: first message must use the user role"
+    pending: set[str] = set()
+    for index, message in enumerate(messages):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            return f"messages.{index}: roles must alternate between user and assistant"
+        blocks = message["content"] if isinstance(message["content"], list) else []
+        if message["role"] == "user":
+            answered = {b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"}
+            if answered - pending:
+                return (
+                    f"messages.{index}: tool_result for unknown tool_use ids {answered - pending}"
+                )
+            if pending - answered:
+                return f"messages.{index}: tool_use ids {pending - answered} have no tool_result"
+            pending = set()
+        else:
+            pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+    return None

@@ -1,0 +1,396 @@
+"""The agent runner end to end: the real anthropic SDK over HTTP against the fake Messages
+API, in real git workspaces. Covers each role, the bounds, refused escapes, retries of
+transient errors, a persistent failure, and the `agentfactory agent` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
+from agentfactory.agent.runner import Runner
+from agentfactory.agent.tools import ROLES
+from agentfactory.agent.workspace import Workspace
+from agentfactory.cli import main
+from agentfactory.core.handoff import AgentResult, HandoffContract, Role
+from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TEST = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def calc_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A tiny package whose one test fails: add() subtracts."""
+    repo = tmp_path / "calc"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (repo / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
+    (repo / "conftest.py").write_text(
+        "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
+    )
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    git(repo.parent, "init", "-q", "-b", "main", str(repo))
+    git(repo, "config", "user.email", "t@example.test")
+    git(repo, "config", "user.name", "t")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    return repo, git(repo, "rev-parse", "HEAD")
+
+
+def contract(role: Role, base: str, **overrides: Any) -> HandoffContract:
+    fields: dict[str, Any] = {
+        "task": "fix-add",
+        "role": role,
+        "goal": "add() returns the sum of its arguments.",
+        "acceptanceCriteria": ["tests/test_calc.py passes"],
+        "scope": ["calc.py", "tests/**"],
+        "checks": [{"name": "test", "command": TEST}],
+        "protectedPaths": [".github/workflows/**"],
+        "baseSHA": base,
+        "model": "claude-sonnet-4-6",
+        "limits": {"maxTurns": 10, "deadlineSeconds": 120},
+    }
+    return HandoffContract.model_validate({**fields, **overrides})
+
+
+def workspace(repo: Path, spec: HandoffContract) -> Workspace:
+    role = ROLES[spec.role]
+    return Workspace(
+        root=repo,
+        scope=spec.scope,
+        protected=spec.protected_paths,
+        checks=spec.checks,
+        allowed_programs=role.allowed_programs,
+        writable=role.writable,
+    )
+
+
+def run(repo: Path, spec: HandoffContract, fake: FakeAnthropic, **kwargs: Any) -> AgentResult:
+    provider = AnthropicProvider(api_key=API_KEY, base_url=fake.url, max_retries=2)
+    return Runner(spec, workspace(repo, spec), provider, **kwargs).run()
+
+
+def tool_results(fake: FakeAnthropic, request: int) -> list[dict[str, Any]]:
+    """The tool_result blocks the runner sent in request number *request*."""
+    content = fake.requests[request]["messages"][-1]["content"]
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+PLAN = {
+    "summary": "Make add() add.",
+    "steps": ["Change the operator in calc.add", "Run the tests"],
+    "filesInScope": ["calc.py"],
+    "testsToAddFirst": ["tests/test_calc.py::test_add already fails"],
+}
+
+
+def test_the_implementer_turns_a_failing_test_green_through_tool_calls(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    script = [
+        Reply([tool("read_file", path="calc.py")]),
+        Reply([tool("run_command", command=TEST)]),
+        Reply([tool("replace_in_file", path="calc.py", old="a - b", new="a + b")]),
+        Reply([tool("run_command", command=TEST)]),
+        Reply([tool("submit_implementation", summary="add() now adds.",
+                    rollback="git revert the commit")]),
+    ]  # fmt: skip
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.IMPLEMENTER, base), fake)
+
+    assert result.status == "completed", result.message
+    assert "1 failed" in tool_results(fake, 2)[0]["content"], "the test must fail first"
+    assert "1 passed" in tool_results(fake, 4)[0]["content"]
+    assert result.implementation is not None
+    assert [(c.name, c.status, c.exit_code) for c in result.implementation.checks] == [
+        ("test", "passed", 0)
+    ], "the runner runs the checks itself on submit"
+    assert result.diff is not None and "+    return a + b" in result.diff
+    assert result.turns == 5 and not result.replay
+    assert result.usage.input_tokens > 0 and result.usage.cache_read_tokens > 0
+    assert result.usage.cost_usd > 0
+
+
+def test_a_submission_with_failing_checks_is_handed_back(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    script = [
+        Reply([tool("submit_implementation", summary="done", rollback="revert")]),
+        Reply([tool("replace_in_file", path="calc.py", old="a - b", new="a + b")]),
+        Reply([tool("submit_implementation", summary="done now", rollback="revert")]),
+    ]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.IMPLEMENTER, base), fake)
+    refusal = tool_results(fake, 1)[0]
+    assert refusal["is_error"] and "these failed" in refusal["content"]
+    assert result.status == "completed" and result.implementation is not None
+    assert result.implementation.summary == "done now"
+
+
+def test_a_reviewer_returns_request_changes_with_findings(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    (repo / "calc.py").write_text("def add(a, b):\n    return 5\n")
+    finding = {"file": "calc.py", "line": 2, "severity": "critical",
+               "message": "returns a constant", "wouldChangeVerdict": "compute a + b"}  # fmt: skip
+    script = [
+        Reply([{"type": "text", "text": "Let me look."}, tool("git_diff")]),
+        Reply([tool("submit_verdict", verdict="REQUEST_CHANGES",
+                    summary="The change hard-codes the answer.", findings=[finding])]),
+    ]  # fmt: skip
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.CODE_REVIEWER, base), fake)
+    assert "+    return 5" in tool_results(fake, 1)[0]["content"]
+    assert result.status == "completed" and result.verdict is not None
+    assert result.verdict.verdict == "REQUEST_CHANGES"
+    assert result.verdict.findings[0].line == 2
+    assert result.diff is None, "only the implementer's result carries a patch"
+
+
+@pytest.mark.parametrize("role", [Role.PLANNER, Role.PLAN_REVIEWER, Role.CODE_REVIEWER])
+def test_read_only_roles_cannot_write(tmp_path: Path, role: Role) -> None:
+    repo, base = calc_repo(tmp_path)
+    submit = ROLES[role].submit
+    answer = PLAN if role == Role.PLANNER else {"verdict": "APPROVE", "summary": "ok"}
+    script = [
+        Reply([tool("write_file", path="calc.py", content="x = 1\n")]),
+        Reply([tool(submit, **answer)]),
+    ]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(role, base), fake)
+    refusal = tool_results(fake, 1)[0]
+    assert refusal["is_error"] and "not available" in refusal["content"]
+    assert (repo / "calc.py").read_text().endswith("a - b\n")
+    assert result.status == "completed"
+
+
+def test_the_planner_submits_a_plan(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    script = [Reply([tool("search", pattern="def add")]), Reply([tool("submit_plan", **PLAN)])]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert "calc.py:1:def add(a, b):" in tool_results(fake, 1)[0]["content"]
+    assert result.plan is not None and result.plan.steps[0].startswith("Change")
+    system = fake.requests[0]["system"][0]["text"]
+    assert system.startswith("You are the planner"), "each role has its own prompt"
+
+
+ESCAPES = [
+    pytest.param("write_file", {"path": "../evil.txt", "content": "x"}, "leaves the workspace",
+                 id="dotdot"),
+    pytest.param("write_file", {"path": "/tmp/evil.txt", "content": "x"}, "is absolute",
+                 id="absolute"),
+    pytest.param("write_file", {"path": "tests/out/evil.txt", "content": "x"}, "resolves outside",
+                 id="symlinked-dir"),
+    pytest.param("read_file", {"path": "tests/out/secret.txt"}, "resolves outside",
+                 id="read-through-symlink"),
+    pytest.param("write_file", {"path": ".github/workflows/ci.yml", "content": "x"}, "is protected",
+                 id="protected"),
+    pytest.param("write_file", {"path": "docs/notes.md", "content": "x"},
+                 "outside the task's scope", id="out-of-scope"),
+    pytest.param("read_file", {"path": ".git/config"}, "inside .git", id="git-dir"),
+    pytest.param("run_command", {"command": "pytest; cat /etc/passwd"}, "metacharacters",
+                 id="shell-chain"),
+    pytest.param("run_command", {"command": "curl http://example.test"}, "is not allowed",
+                 id="not-allowed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "args", "message"), ESCAPES)
+def test_escapes_are_refused_with_a_message_to_the_model(
+    tmp_path: Path, name: str, args: dict[str, Any], message: str
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("TOP SECRET")
+    (repo / "tests" / "out").symlink_to(outside)
+    script = [
+        Reply([tool(name, **args)]),
+        Reply([tool("submit_implementation", summary="s", rollback="r")]),
+    ]
+    with FakeAnthropic(script) as fake:
+        run(repo, contract(Role.IMPLEMENTER, base, checks=[]), fake)
+    refusal = tool_results(fake, 1)[0]
+    assert refusal.get("is_error") is True
+    assert message in refusal["content"], refusal["content"]
+    assert "TOP SECRET" not in json.dumps(fake.requests)
+    assert not (outside / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert (repo / ".github" / "workflows" / "ci.yml").read_text() == "on: push\n"
+
+
+def test_commands_do_not_see_the_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, base = calc_repo(tmp_path)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-should-never-leak")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs-should-never-leak")
+    leak = f'{sys.executable} -c "import os; print(sorted(os.environ))"'
+    script = [
+        Reply([tool("run_command", command=leak)]),
+        Reply([tool("submit_implementation", summary="s", rollback="r")]),
+    ]
+    with FakeAnthropic(script) as fake:
+        run(repo, contract(Role.IMPLEMENTER, base, checks=[{"name": "env", "command": leak}]), fake)
+    output = tool_results(fake, 1)[0]["content"]
+    assert "PATH" in output
+    assert "ANTHROPIC_API_KEY" not in output and "GITHUB_TOKEN" not in output
+
+
+def looping(body: dict[str, Any]) -> Reply:
+    return Reply([tool("list_files")])
+
+
+BOUNDS = [
+    pytest.param({"maxTurns": 3}, "max-turns", 3, id="turns"),
+    pytest.param({"maxTokens": 1500}, "max-tokens", None, id="tokens"),
+    pytest.param({"maxCostUSD": 0.002}, "budget", None, id="dollars"),
+]
+
+
+@pytest.mark.parametrize(("limits", "reason", "turns"), BOUNDS)
+def test_bounds_stop_a_looping_script_and_say_which(
+    tmp_path: Path, limits: dict[str, Any], reason: str, turns: int | None
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    spec = contract(Role.PLANNER, base, limits={"maxTurns": 50, **limits})
+    with FakeAnthropic([looping], repeat_last=True) as fake:
+        result = run(repo, spec, fake)
+    assert result.status == "stopped" and result.stopped_by == reason, result.message
+    assert result.plan is None
+    assert len(fake.requests) == result.turns
+    if turns is not None:
+        assert result.turns == turns
+
+
+def test_the_deadline_stops_the_loop(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    ticks = iter(range(0, 1000, 20))  # each look at the clock is 20 s later
+    spec = contract(Role.PLANNER, base, limits={"deadlineSeconds": 50})
+    with FakeAnthropic([looping], repeat_last=True) as fake:
+        result = run(repo, spec, fake, clock=lambda: float(next(ticks)))
+    assert result.stopped_by == "deadline" and result.turns == 2
+
+
+def test_an_invalid_answer_is_refused_and_can_be_corrected(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    script = [
+        Reply([tool("submit_verdict", verdict="MAYBE", summary="hmm")]),
+        Reply([tool("submit_verdict", verdict="APPROVE", summary="fine")]),
+    ]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.PLAN_REVIEWER, base), fake)
+    refusal = tool_results(fake, 1)[0]
+    assert refusal["is_error"] and "verdict" in refusal["content"]
+    assert result.verdict is not None and result.verdict.verdict == "APPROVE"
+
+
+def test_a_text_only_turn_is_asked_for_the_submit_tool(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    script = [
+        Reply([{"type": "text", "text": "I think it is fine."}], stop_reason="end_turn"),
+        Reply([tool("submit_verdict", verdict="APPROVE", summary="fine")]),
+    ]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.PLAN_REVIEWER, base), fake)
+    assert "submit_verdict" in json.dumps(fake.requests[1]["messages"][-1])
+    assert result.status == "completed"
+
+
+@pytest.mark.parametrize("status", [429, 529, 500])
+def test_a_transient_error_is_retried_by_the_sdk(tmp_path: Path, status: int) -> None:
+    repo, base = calc_repo(tmp_path)
+    with FakeAnthropic([Fail(status), Reply([tool("submit_plan", **PLAN)])]) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert fake.statuses == [status, 200]
+    assert result.status == "completed" and result.turns == 1
+
+
+def test_a_persistent_500_yields_a_clean_failure_result(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    with FakeAnthropic([Fail(500)], repeat_last=True) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert fake.statuses == [500, 500, 500], "one try plus max_retries=2"
+    assert result.status == "failed" and result.stopped_by == "api-error"
+    assert "500" in result.message
+
+
+def test_the_replay_provider_is_labelled_in_the_result(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    recorded = [{
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "submit_plan", "input": PLAN}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 20},
+    }]  # fmt: skip
+    spec = contract(Role.PLANNER, base)
+    result = Runner(spec, workspace(repo, spec), ReplayProvider(recorded)).run()
+    assert result.replay and result.status == "completed" and result.plan is not None
+
+
+def test_the_agent_command_reads_the_input_dir_and_writes_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    spec = contract(Role.PLANNER, base)
+    (inputs / "contract.json").write_text(spec.model_dump_json(by_alias=True))
+    (inputs / "constitution.md").write_text("Prefer small functions.")
+    out = tmp_path / "result.json"
+    script = [Reply([tool("submit_plan", **PLAN)])]
+    with FakeAnthropic(script) as fake:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        code = main(["agent", "--role", "planner", "--input", str(inputs),
+                     "--workspace", str(repo), "--output", str(out)])  # fmt: skip
+    result = AgentResult.model_validate_json(out.read_text())
+    assert code == 0 and result.plan is not None
+    assert "Prefer small functions." in json.dumps(fake.requests[0]["messages"][0])
+
+
+def test_the_agent_command_refuses_a_role_that_does_not_match_the_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "contract.json").write_text(contract(Role.PLANNER, base).model_dump_json())
+    code = main(["agent", "--role", "implementer", "--input", str(inputs),
+                 "--workspace", str(repo), "--output", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 2 and "says role 'planner'" in capsys.readouterr().err
+
+
+def test_an_unreadable_contract_still_yields_a_result(tmp_path: Path) -> None:
+    repo, _ = calc_repo(tmp_path)
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "contract.json").write_text('{"role": "planner", "goal": ""}')
+    out = tmp_path / "result.json"
+    code = main(["agent", "--role", "planner", "--input", str(inputs),
+                 "--workspace", str(repo), "--output", str(out)])  # fmt: skip
+    result = AgentResult.model_validate_json(out.read_text())
+    assert code == 1 and result.status == "failed" and result.stopped_by == "invalid-input"
+    assert "goal" in result.message
+
+
+def test_a_same_size_edit_is_seen_by_the_next_check_run(tmp_path: Path) -> None:
+    # Found while writing these tests: 'a - b' -> 'a + b' keeps the size, and Python reused
+    # stale bytecode from a run in the same second.
+    repo, base = calc_repo(tmp_path)
+    spec = contract(Role.IMPLEMENTER, base)
+    tree = workspace(repo, spec)
+    assert tree.run_checks()[0].status == "failed"
+    tree.replace_in_file("calc.py", "a - b", "a + b")
+    assert tree.run_checks()[0].status == "passed"
+    assert "__pycache__" not in tree.full_diff(base)
