@@ -7,6 +7,7 @@ offline). The local runner, the agent runner and the operator join as they are b
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -77,6 +78,33 @@ def _agent(args: argparse.Namespace) -> int:
     )
 
 
+def _context(args: argparse.Namespace) -> int:
+    from agentfactory.context import select_context
+
+    selection = select_context(
+        Path(args.repo),
+        goal=args.goal,
+        scope=args.scope,
+        files=args.file,
+        budget_tokens=args.budget_tokens,
+    )
+    if args.json:
+        print(json.dumps(selection.as_dict(), indent=2))
+        return 0
+    share = selection.tokens / max(1, selection.repo_tokens)
+    print(
+        f"{len(selection.picked)} files, {selection.tokens} of {args.budget_tokens} budget tokens"
+        f" ({share:.1%} of the repository's {selection.repo_tokens})"
+    )
+    for pick in selection.picked:
+        print(f"  {pick.tokens:>7}  {pick.path}  ({pick.reason})")
+    for pick in selection.skipped[:20]:
+        print(f"  skipped {pick.path}: {pick.tokens} tokens do not fit ({pick.reason})")
+    for missing in selection.missing:
+        print(f"  not found: {missing}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -116,11 +144,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer from a recorded script instead of the API (labelled as a replay)",
     )
     agent.set_defaults(run=_agent)
+
+    context = commands.add_parser("context", help="show the files an agent would be given")
+    context.add_argument("--repo", default=".", help="git working tree (default: .)")
+    context.add_argument("--goal", required=True, help="the task's goal")
+    context.add_argument("--scope", nargs="*", default=[], metavar="GLOB", help="scope.paths")
+    context.add_argument("--file", action="append", default=[], help="a context.files entry")
+    context.add_argument("--budget-tokens", type=int, default=30_000, help="default: 30000")
+    context.add_argument("--json", action="store_true", help="print the selection as JSON")
+    context.set_defaults(run=_context)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentfactory` command."""
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result

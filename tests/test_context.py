@@ -1,0 +1,124 @@
+"""Context selection on a small real git repository: named files, goal paths and symbols,
+imports followed both ways (Python and JS), tests of the seeds, the budget, what is missing,
+and the `agentfactory context` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import TYPE_CHECKING
+
+from agentfactory.cli import main
+from agentfactory.context import select_context, words
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+import pytest
+
+FILES = {
+    "AGENTS.md": "Write tests first.\n",
+    "src/shop/__init__.py": "",
+    "src/shop/cart.py": "from shop.pricing import price_of\n\n\ndef cart_total(items):\n"
+                        "    return sum(price_of(i) for i in items)\n",
+    "src/shop/pricing.py": "from .currency import to_cents\n\n\ndef price_of(item):\n"
+                           "    return to_cents(item.price)\n",
+    "src/shop/currency.py": "def to_cents(value):\n    return round(value * 100)\n",
+    "src/shop/shipping.py": "def shipping_cost(weight):\n    return 5 * weight\n",
+    "tests/test_cart.py": "from shop.cart import cart_total\n\n\ndef test_total():\n"
+                          "    assert cart_total([]) == 0\n",
+    "tests/test_shipping.py": "from shop.shipping import shipping_cost\n",
+    "web/src/basket.ts": "import { format } from './money';\nexport const basket = 1;\n",
+    "web/src/money.ts": "export function format(n: number) { return `${n}`; }\n",
+    "web/src/basket.test.ts": "import { basket } from './basket';\n",
+    "docs/big.md": "discount " * 40_000,
+}  # fmt: skip
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    for name, text in FILES.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)
+    return tmp_path
+
+
+def picks(repo: Path, **kwargs: object) -> dict[str, str]:
+    selection = select_context(repo, **kwargs)  # type: ignore[arg-type]
+    return {pick.path: pick.reason for pick in selection.picked}
+
+
+def test_a_goal_naming_a_file_follows_its_imports_and_tests(shop: Path) -> None:
+    chosen = picks(shop, goal="Cart totals in src/shop/cart.py ignore discounts")
+    assert chosen["AGENTS.md"] == "project principles every agent reads first"
+    assert chosen["src/shop/cart.py"] == "named in the goal"
+    assert chosen["src/shop/pricing.py"] == "imported by src/shop/cart.py"
+    assert chosen["tests/test_cart.py"] == "tests src/shop/cart.py"
+
+
+def test_relative_python_imports_and_symbols_named_in_the_goal(shop: Path) -> None:
+    chosen = picks(shop, goal="price_of rounds half cents wrongly")
+    assert chosen["src/shop/pricing.py"] == "defines price_of, named in the goal"
+    assert chosen["src/shop/currency.py"] == "imported by src/shop/pricing.py"
+
+
+def test_js_relative_imports_are_followed(shop: Path) -> None:
+    chosen = picks(shop, goal="Fix rounding", files=["web/src/basket.ts"])
+    assert chosen["web/src/money.ts"] == "imported by web/src/basket.ts"
+    assert chosen["web/src/basket.test.ts"] == "tests web/src/basket.ts"
+
+
+def test_the_budget_is_respected_and_what_did_not_fit_is_reported(shop: Path) -> None:
+    selection = select_context(shop, goal="discount rules", budget_tokens=2_000)
+    assert selection.tokens <= 2_000
+    assert "docs/big.md" in [pick.path for pick in selection.skipped]
+    assert selection.repo_tokens > 10_000
+
+
+def test_missing_named_files_and_new_scope_files_are_reported(shop: Path) -> None:
+    selection = select_context(
+        shop, goal="g", files=["src/shop/gone.py"], scope=["src/shop/new_module.py"]
+    )
+    assert selection.missing == [
+        "src/shop/gone.py",
+        "src/shop/new_module.py (in scope; a new file?)",
+    ]
+
+
+def test_unrelated_files_are_left_out_even_with_budget_to_spare(shop: Path) -> None:
+    chosen = picks(shop, goal="cart total", budget_tokens=100_000)
+    assert "src/shop/cart.py" in chosen
+    assert "src/shop/shipping.py" not in chosen and "tests/test_shipping.py" not in chosen
+
+
+def test_words_split_identifiers_and_drop_stopwords() -> None:
+    assert words("Fix the cartTotal in shipping_cost") == {"cart", "total", "shipping", "cost"}
+
+
+def test_the_context_command_prints_json(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["context", "--repo", str(shop), "--goal", "price_of is wrong", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    pricing = next(p for p in data["picked"] if p["path"] == "src/shop/pricing.py")
+    assert pricing["reason"] == "defines price_of, named in the goal"
+    assert pricing["tier"] == "goal" and pricing["tokens"] > 0
+    assert data["selectedTokens"] <= data["budgetTokens"]
+
+
+def test_the_context_command_prints_a_readable_list(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["context", "--repo", str(shop), "--goal", "g", "--file", "nope.py"])
+    out = capsys.readouterr().out
+    assert "of 30000 budget tokens" in out and "not found: nope.py" in out
+
+
+def test_neighbours_of_a_keyword_match_never_outrank_it(shop: Path) -> None:
+    # Found by the history benchmark: tests and imports of a file that merely shares the
+    # goal's words used to rank above that file and crowd it out of the budget.
+    selection = select_context(shop, goal="shipping cost doubles", budget_tokens=100_000)
+    order = [pick.path for pick in selection.picked]
+    assert order.index("src/shop/shipping.py") < order.index("tests/test_shipping.py")
