@@ -311,8 +311,9 @@ def select_context(
         for path, _, reason in neighbours(seed):
             offer(path, "keyword", reason, score * 0.5)
 
-    def rank(pick: Pick) -> tuple[int, float, int, str]:
-        return (TIERS.index(pick.tier), -pick.score, pick.tokens, pick.path)
+    def rank(pick: Pick) -> tuple[int, float, bool, int, str]:
+        # On equal merit, the code before its tests, then the smaller file.
+        return (TIERS.index(pick.tier), -pick.score, _is_test(pick.path), pick.tokens, pick.path)
 
     used = 0
     for pick in sorted(candidates.values(), key=rank):
