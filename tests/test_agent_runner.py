@@ -356,7 +356,11 @@ def test_the_agent_command_reads_the_input_dir_and_writes_the_result(
                      "--workspace", str(repo), "--output", str(out)])  # fmt: skip
     result = AgentResult.model_validate_json(out.read_text())
     assert code == 0 and result.plan is not None
-    assert "Prefer small functions." in json.dumps(fake.requests[0]["messages"][0])
+    opening = fake.requests[0]["messages"][0]["content"]
+    assert "Prefer small functions." in opening
+    assert "## calc.py (a file in the task's scope)" in opening
+    assert "return a - b" in opening, "the selected files' contents come with the contract"
+    assert "calc.py (a file in the task's scope)" in result.context
 
 
 def test_the_agent_command_refuses_a_role_that_does_not_match_the_contract(

@@ -16,6 +16,7 @@ from agentfactory.agent.llm import AnthropicProvider, Provider, ReplayProvider
 from agentfactory.agent.runner import Runner
 from agentfactory.agent.tools import ROLES
 from agentfactory.agent.workspace import Workspace
+from agentfactory.context import CONSTITUTION_FILES, select_context
 from agentfactory.core.handoff import AgentResult, HandoffContract, Role
 
 if TYPE_CHECKING:
@@ -60,6 +61,18 @@ def run_agent(
         writable=spec.writable,
         command_timeout=contract.limits.command_timeout_seconds,
     )
-    result = Runner(contract, tree, provider, constitution=constitution).run()
+    selection = None
+    if contract.limits.context_tokens:
+        # The constitution is already in the contract; select among the repository's files.
+        selection = select_context(
+            workspace,
+            goal=contract.goal,
+            scope=contract.scope,
+            files=contract.context.files,
+            budget_tokens=contract.limits.context_tokens,
+            constitution=() if constitution else CONSTITUTION_FILES,
+        )
+    runner = Runner(contract, tree, provider, constitution=constitution, selection=selection)
+    result = runner.run()
     _write(output, result)
     return 0 if result.status == "completed" else 1

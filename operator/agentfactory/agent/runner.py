@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from agentfactory.agent.llm import Provider
     from agentfactory.agent.workspace import Workspace
+    from agentfactory.context import Selection
 
 
 def system_prompt(role: Role, instructions: str | None) -> str:
@@ -56,6 +57,17 @@ def system_prompt(role: Role, instructions: str | None) -> str:
 def _section(title: str, body: str | list[str]) -> str:
     text = body if isinstance(body, str) else "\n".join(f"- {item}" for item in body)
     return f"# {title}\n\n{text.strip()}"
+
+
+def render_context(workspace: Workspace, selection: Selection) -> str:
+    """The selected files, each with why it was chosen, as they are in the workspace."""
+    blocks = []
+    for pick in selection.picked:
+        text = workspace.root.joinpath(pick.path).read_text(encoding="utf-8", errors="replace")
+        blocks.append(f"## {pick.path} ({pick.reason})\n\n```\n{text}\n```")
+    if selection.missing:
+        blocks.append("Named but not found: " + ", ".join(selection.missing))
+    return "\n\n".join(blocks)
 
 
 def render_contract(contract: HandoffContract, constitution: str | None) -> str:
@@ -96,6 +108,7 @@ class Runner:
     provider: Provider
     constitution: str | None = None
     clock: Callable[[], float] = time.monotonic
+    selection: Selection | None = None
     spec: RoleSpec = field(init=False)
     usage: Usage = field(default_factory=Usage, init=False)
     turns: int = field(default=0, init=False)
@@ -106,9 +119,11 @@ class Runner:
     def run(self) -> AgentResult:
         started = self.clock()
         limits = self.contract.limits
-        messages: list[dict[str, Any]] = [
-            {"role": "user", "content": render_contract(self.contract, self.constitution)}
-        ]
+        opening = render_contract(self.contract, self.constitution)
+        if self.selection is not None and self.selection.picked:
+            context = render_context(self.workspace, self.selection)
+            opening += f"\n\n# Selected context (read these first)\n\n{context}"
+        messages: list[dict[str, Any]] = [{"role": "user", "content": opening}]
         system = [
             {
                 "type": "text",
@@ -233,6 +248,9 @@ class Runner:
             turns=self.turns,
             model=self.contract.model,
             replay=self.provider.replay,
+            context=[f"{p.path} ({p.reason})" for p in self.selection.picked]
+            if self.selection
+            else [],
         )
         if isinstance(answer, PlanOutput):
             result.plan = answer

@@ -54,6 +54,8 @@ class Limits(Model):
     """`max_tokens` of each model call."""
     command_timeout_seconds: int = Field(default=600, ge=1)
     """Timeout of one command the agent runs (a check's own timeout wins)."""
+    context_tokens: int = Field(default=20_000, ge=0)
+    """Tokens of selected files shown in the first message (0 shows none)."""
 
 
 class PlanOutput(Model):
@@ -189,3 +191,5 @@ class AgentResult(Model):
     """Model used."""
     replay: bool = False
     """True when the answers came from a recorded replay, not a live model."""
+    context: list[str] = Field(default_factory=list)
+    """Files shown to the agent up front, each with why it was chosen."""
