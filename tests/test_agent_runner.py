@@ -13,8 +13,7 @@ import pytest
 
 from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
 from agentfactory.agent.runner import Runner
-from agentfactory.agent.tools import ROLES
-from agentfactory.agent.workspace import Workspace
+from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
 from agentfactory.core.handoff import AgentResult, HandoffContract, Role
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
@@ -68,21 +67,9 @@ def contract(role: Role, base: str, **overrides: Any) -> HandoffContract:
     return HandoffContract.model_validate({**fields, **overrides})
 
 
-def workspace(repo: Path, spec: HandoffContract) -> Workspace:
-    role = ROLES[spec.role]
-    return Workspace(
-        root=repo,
-        scope=spec.scope,
-        protected=spec.protected_paths,
-        checks=spec.checks,
-        allowed_programs=role.allowed_programs,
-        writable=role.writable,
-    )
-
-
 def run(repo: Path, spec: HandoffContract, fake: FakeAnthropic, **kwargs: Any) -> AgentResult:
     provider = AnthropicProvider(api_key=API_KEY, base_url=fake.url, max_retries=2)
-    return Runner(spec, workspace(repo, spec), provider, **kwargs).run()
+    return Runner(spec, workspace_for(spec, repo), provider, **kwargs).run()
 
 
 def tool_results(fake: FakeAnthropic, request: int) -> list[dict[str, Any]]:
@@ -334,7 +321,7 @@ def test_the_replay_provider_is_labelled_in_the_result(tmp_path: Path) -> None:
         "usage": {"input_tokens": 10, "output_tokens": 20},
     }]  # fmt: skip
     spec = contract(Role.PLANNER, base)
-    result = Runner(spec, workspace(repo, spec), ReplayProvider(recorded)).run()
+    result = Runner(spec, workspace_for(spec, repo), ReplayProvider(recorded)).run()
     assert result.replay and result.status == "completed" and result.plan is not None
 
 
@@ -393,7 +380,7 @@ def test_a_same_size_edit_is_seen_by_the_next_check_run(tmp_path: Path) -> None:
     # stale bytecode from a run in the same second.
     repo, base = calc_repo(tmp_path)
     spec = contract(Role.IMPLEMENTER, base)
-    tree = workspace(repo, spec)
+    tree = workspace_for(spec, repo)
     assert tree.run_checks()[0].status == "failed"
     tree.replace_in_file("calc.py", "a - b", "a + b")
     assert tree.run_checks()[0].status == "passed"

@@ -14,8 +14,7 @@ from pydantic import ValidationError
 
 from agentfactory.agent.llm import AnthropicProvider, Provider, ReplayProvider
 from agentfactory.agent.runner import Runner
-from agentfactory.agent.tools import ROLES
-from agentfactory.agent.workspace import Workspace
+from agentfactory.agent.tools import workspace_for
 from agentfactory.context import CONSTITUTION_FILES, select_context
 from agentfactory.core.handoff import AgentResult, HandoffContract, Role
 
@@ -51,16 +50,7 @@ def run_agent(
     constitution_file = input_dir / "constitution.md"
     constitution = constitution_file.read_text() if constitution_file.is_file() else None
     provider: Provider = ReplayProvider.load(replay) if replay else AnthropicProvider()
-    spec = ROLES[contract.role]
-    tree = Workspace(
-        root=workspace,
-        scope=contract.scope,
-        protected=contract.protected_paths,
-        checks=contract.checks,
-        allowed_programs=spec.allowed_programs,
-        writable=spec.writable,
-        command_timeout=contract.limits.command_timeout_seconds,
-    )
+    tree = workspace_for(contract, workspace)
     selection = None
     if contract.limits.context_tokens:
         # The constitution is already in the contract; select among the repository's files.

@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentfactory.agent.workspace import ToolError
+from agentfactory.agent.workspace import ToolError, Workspace
 from agentfactory.core.handoff import ImplementationOutput, PlanOutput, Role, VerdictOutput
 from agentfactory.core.schema import inline_schema
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pydantic import BaseModel
 
-    from agentfactory.agent.workspace import Workspace
+    from agentfactory.core.handoff import HandoffContract
 
 
 def _tool(name: str, description: str, **properties: Any) -> dict[str, Any]:
@@ -110,6 +112,20 @@ ROLES: dict[Role, RoleSpec] = {
         Role.CODE_REVIEWER, (*_READ, "git_diff"), False, VerdictOutput, "submit_verdict"
     ),
 }
+
+
+def workspace_for(contract: HandoffContract, root: Path) -> Workspace:
+    """The workspace at *root* with the contract's rules and its role's rights."""
+    spec = ROLES[contract.role]
+    return Workspace(
+        root=root,
+        scope=contract.scope,
+        protected=contract.protected_paths,
+        checks=contract.checks,
+        allowed_programs=spec.allowed_programs,
+        writable=spec.writable,
+        command_timeout=contract.limits.command_timeout_seconds,
+    )
 
 
 def dispatch(
