@@ -1,0 +1,192 @@
+"""GitForge: any git remote (or a local bare repository) as the factory's forge.
+
+The operator keeps its own clone and is the only writer: agents hand back diffs, the forge
+commits them on the task branch, pushes, and merges with the factory's method. Every
+operation is idempotent: pushing a branch to the commit it already has changes nothing, and a
+merge commit carries trailers naming the task and the head it merged, so a merge retried after
+a crash finds the first one instead of landing twice.
+
+Merging pins the expected head (a racing push makes the merge fail), and when the base has
+moved it rebases the branch instead of merging: a clean rebase returns `base-moved` with the
+new head, so CI verifies what will land; a conflicting one returns `conflict`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TASK_TRAILER = "Agentfactory-Task"
+HEAD_TRAILER = "Agentfactory-Head"
+
+
+class ForgeError(Exception):
+    """A forge operation failed; the message says what git said."""
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What a merge request came to (mirrors the core's MergeFinished)."""
+
+    outcome: Literal["merged", "conflict", "base-moved", "error"]
+    head_sha: str
+    merged_sha: str | None = None
+    new_head_sha: str | None = None
+    message: str = ""
+
+
+@dataclass
+class GitForge:
+    """A remote plus the operator's working clone of it."""
+
+    remote: str
+    workdir: Path
+    base_branch: str = "main"
+    author_name: str = "agentfactory"
+    author_email: str = "agentfactory@localhost"
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @property
+    def clone(self) -> Path:
+        return self.workdir / "operator-clone"
+
+    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        env = {
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+            "GIT_AUTHOR_NAME": self.author_name,
+            "GIT_AUTHOR_EMAIL": self.author_email,
+            "GIT_COMMITTER_NAME": self.author_name,
+            "GIT_COMMITTER_EMAIL": self.author_email,
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        result = subprocess.run(  # noqa: S603 - fixed argv
+            ["git", *args],  # noqa: S607 - git from PATH by design
+            cwd=cwd or self.clone, capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise ForgeError(f"git {' '.join(args[:2])} failed: {result.stderr.strip()[:800]}")
+        return result.stdout.strip()
+
+    def sync(self) -> None:
+        """Make sure the operator's clone exists and knows the remote's branches."""
+        if not (self.clone / ".git").exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.git("clone", "--quiet", self.remote, str(self.clone), cwd=self.workdir)
+        self.git("fetch", "--quiet", "--prune", "origin")
+
+    def base_sha(self) -> str:
+        """The base branch's current commit on the remote."""
+        self.sync()
+        return self.git("rev-parse", f"origin/{self.base_branch}")
+
+    def branch_head(self, branch: str) -> str | None:
+        """The branch's commit on the remote, or None when it does not exist."""
+        out = self.git("ls-remote", "origin", f"refs/heads/{branch}")
+        return out.split()[0] if out else None
+
+    def checkout_into(self, dest: Path, ref: str) -> None:
+        """A fresh clone of the remote at *ref* in *dest* (a stage's workspace)."""
+        self.git("clone", "--quiet", "--no-checkout", self.remote, str(dest), cwd=self.workdir)
+        self.git("checkout", "--quiet", "--detach", ref, cwd=dest)
+
+    # -- branches ------------------------------------------------------------------------
+
+    def commit_patch(self, parent: str, diff: str, message: str) -> str:
+        """Commit *diff* on top of *parent* in the operator's clone (not pushed)."""
+        self.sync()
+        self.git("checkout", "--quiet", "--detach", "--force", parent)
+        self.git("clean", "-fdq")
+        patch = self.workdir / "incoming.patch"
+        patch.write_text(diff if diff.endswith("\n") else diff + "\n", encoding="utf-8")
+        self.git("apply", "--index", "--binary", "--whitespace=nowarn", str(patch))
+        self.git("commit", "--quiet", "--no-verify", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def push_branch(self, branch: str, sha: str) -> None:
+        """Point the remote branch at *sha* (a no-op when it already is)."""
+        if self.branch_head(branch) == sha:
+            return
+        self.git("push", "--quiet", "--force", "origin", f"{sha}:refs/heads/{branch}")
+
+    def delete_branch(self, branch: str) -> None:
+        if self.branch_head(branch) is not None:
+            self.git("push", "--quiet", "origin", f":refs/heads/{branch}")
+
+    # -- merging -------------------------------------------------------------------------
+
+    def find_merge(self, task: str, head: str) -> str | None:
+        """The commit on the base that already merged *head* for *task*, if any."""
+        self.sync()
+        out = self.git(
+            "log", f"origin/{self.base_branch}", "--format=%H",
+            f"--grep={HEAD_TRAILER}: {head}", "--grep", f"{TASK_TRAILER}: {task}", "--all-match",
+        )  # fmt: skip
+        return out.splitlines()[0] if out else None
+
+    def merge(
+        self, *, task: str, branch: str, head_sha: str, method: str, title: str, body: str,
+        delete_branch: bool,
+    ) -> MergeOutcome:  # fmt: skip
+        """Merge *branch* (which must point at *head_sha*) into the base."""
+        already = self.find_merge(task, head_sha)
+        if already:
+            if delete_branch:
+                self.delete_branch(branch)
+            return MergeOutcome("merged", head_sha, merged_sha=already, message="already merged")
+        current = self.branch_head(branch)
+        if current != head_sha:
+            return MergeOutcome(
+                "error", head_sha, message=f"{branch} is at {current}, not the verified {head_sha}"
+            )
+        base = self.git("rev-parse", f"origin/{self.base_branch}")
+        if self.git("merge-base", base, head_sha) != base:
+            return self._rebase(branch, head_sha, base)
+        message = f"{title}\n\n{body}\n\n{TASK_TRAILER}: {task}\n{HEAD_TRAILER}: {head_sha}\n"
+        self.git("checkout", "--quiet", "--detach", "--force", base)
+        if method == "squash":
+            self.git("merge", "--quiet", "--squash", head_sha)
+            self.git("commit", "--quiet", "--no-verify", "-m", message)
+        elif method == "merge":
+            self.git("merge", "--quiet", "--no-ff", "-m", message, head_sha)
+        else:  # rebase: replay the branch's commits on the base, then mark the last one
+            self.git("cherry-pick", f"{base}..{head_sha}")
+            self.git("commit", "--quiet", "--amend", "--no-verify", "-m", message)
+        merged = self.git("rev-parse", "HEAD")
+        pushed = subprocess.run(  # noqa: S603 - fixed argv
+            ["git", "push", "--quiet", f"--force-with-lease={self.base_branch}:{base}",  # noqa: S607
+             "origin", f"{merged}:refs/heads/{self.base_branch}"],
+            cwd=self.clone, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if pushed.returncode != 0:
+            return MergeOutcome(
+                "error", head_sha, message=f"the base moved during the merge: {pushed.stderr[:300]}"
+            )
+        if delete_branch:
+            self.delete_branch(branch)
+        return MergeOutcome("merged", head_sha, merged_sha=merged)
+
+    def _rebase(self, branch: str, head_sha: str, base: str) -> MergeOutcome:
+        self.git("checkout", "--quiet", "--detach", "--force", head_sha)
+        rebased = subprocess.run(  # noqa: S603 - fixed argv
+            ["git", "rebase", "--quiet", base],  # noqa: S607
+            cwd=self.clone, capture_output=True, text=True, check=False,
+            env={**os.environ, "GIT_COMMITTER_NAME": self.author_name,
+                 "GIT_COMMITTER_EMAIL": self.author_email},
+        )  # fmt: skip
+        if rebased.returncode != 0:
+            conflicted = self.git("diff", "--name-only", "--diff-filter=U", check=False)
+            self.git("rebase", "--abort", check=False)
+            return MergeOutcome(
+                "conflict", head_sha,
+                message=f"rebasing onto {base[:12]} conflicts in: {conflicted or 'unknown files'}",
+            )  # fmt: skip
+        new_head = self.git("rev-parse", "HEAD")
+        self.git("push", "--quiet", f"--force-with-lease={branch}:{head_sha}", "origin",
+                 f"{new_head}:refs/heads/{branch}")  # fmt: skip
+        return MergeOutcome("base-moved", head_sha, new_head_sha=new_head)

@@ -1,0 +1,139 @@
+"""GitForge against real bare repositories: branches, patches, the three merge methods,
+idempotency (every call twice), a pinned head against a racing push, a moved base rebased
+cleanly, and a conflict."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agentfactory.forge.git import GitForge, MergeOutcome
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def run(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare repository with one commit on main, pushed from a seed clone."""
+    bare = tmp_path / "remote.git"
+    run(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed = tmp_path / "seed"
+    run(tmp_path, "clone", "-q", str(bare), str(seed))
+    run(seed, "config", "user.email", "s@example.test")
+    run(seed, "config", "user.name", "seed")
+    (seed / "app.py").write_text("def greet():\n    return 'hi'\n")
+    (seed / "notes.txt").write_text("one\n")
+    run(seed, "add", "-A")
+    run(seed, "commit", "-qm", "base")
+    run(seed, "push", "-q", "origin", "HEAD:main")
+    return bare
+
+
+def forge(tmp_path: Path, remote: Path) -> GitForge:
+    return GitForge(remote=str(remote), workdir=tmp_path / "forge")
+
+
+def diff_of(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) -> tuple[str, str]:
+    """(base sha, diff) for editing files in a throwaway clone."""
+    work = tmp_path / name
+    run(tmp_path, "clone", "-q", str(remote), str(work))
+    for path, text in edit.items():
+        (work / path).write_text(text)
+    run(work, "add", "-A")
+    return run(work, "rev-parse", "HEAD"), run(work, "diff", "--cached", "--binary", "HEAD") + "\n"
+
+
+def push_to_main(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) -> str:
+    work = tmp_path / name
+    run(tmp_path, "clone", "-q", str(remote), str(work))
+    run(work, "config", "user.email", "o@example.test")
+    run(work, "config", "user.name", "other")
+    for path, text in edit.items():
+        (work / path).write_text(text)
+    run(work, "commit", "-qam", f"{name} moves main")
+    run(work, "push", "-q", "origin", "HEAD:main")
+    return run(work, "rev-parse", "HEAD")
+
+
+def land(f: GitForge, head: str, method: str = "squash") -> MergeOutcome:
+    return f.merge(task="greet", branch="factory/greet", head_sha=head, method=method,
+                   title="greet: say hello", body="Greets by name.", delete_branch=True)  # fmt: skip
+
+
+def test_a_patch_becomes_a_pushed_branch_and_pushing_twice_changes_nothing(
+    tmp_path: Path, remote: Path
+) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
+    head = f.commit_patch(base, diff, "greet: say hello")
+    f.push_branch("factory/greet", head)
+    f.push_branch("factory/greet", head)
+    assert f.branch_head("factory/greet") == head
+    assert run(remote, "log", "--format=%s", "factory/greet") == "greet: say hello\nbase"
+
+
+@pytest.mark.parametrize("method", ["squash", "merge", "rebase"])
+def test_each_merge_method_lands_once_with_trailers(
+    tmp_path: Path, remote: Path, method: str
+) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
+    head = f.commit_patch(base, diff, "greet: say hello")
+    f.push_branch("factory/greet", head)
+    first = land(f, head, method)
+    second = land(f, head, method)
+    assert first.outcome == "merged" and first.merged_sha
+    assert second.merged_sha == first.merged_sha and second.message == "already merged"
+    message = run(remote, "log", "-1", "--format=%B", "main")
+    assert "Agentfactory-Task: greet" in message and f"Agentfactory-Head: {head}" in message
+    assert run(remote, "show", "main:app.py") == "def greet():\n    return 'hello'"
+    assert f.branch_head("factory/greet") is None, "deleteBranch"
+    count = len(run(remote, "rev-list", "main").splitlines())
+    assert count == (3 if method == "merge" else 2), "exactly one merge landed"
+
+
+def test_a_racing_push_to_the_branch_makes_the_merge_fail(tmp_path: Path, remote: Path) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
+    verified = f.commit_patch(base, diff, "verified")
+    _, other = diff_of(tmp_path, remote, "w2", {"app.py": "x = 2\n"})
+    racing = f.commit_patch(base, other, "race")
+    f.push_branch("factory/greet", racing)
+    outcome = land(f, verified)
+    assert outcome.outcome == "error" and "not the verified" in outcome.message
+    assert len(run(remote, "rev-list", "main").splitlines()) == 1
+
+
+def test_a_moved_base_is_rebased_and_handed_back_for_ci(tmp_path: Path, remote: Path) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
+    head = f.commit_patch(base, diff, "greet")
+    f.push_branch("factory/greet", head)
+    push_to_main(tmp_path, remote, "other", {"notes.txt": "two\n"})
+    moved = land(f, head)
+    assert moved.outcome == "base-moved" and moved.new_head_sha
+    assert f.branch_head("factory/greet") == moved.new_head_sha
+    landed = land(f, moved.new_head_sha)
+    assert landed.outcome == "merged"
+    assert run(remote, "show", "main:notes.txt") == "two"
+    assert run(remote, "show", "main:app.py") == "def greet():\n    return 'hello'"
+
+
+def test_a_conflicting_base_is_reported_with_the_files(tmp_path: Path, remote: Path) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
+    head = f.commit_patch(base, diff, "greet")
+    f.push_branch("factory/greet", head)
+    push_to_main(tmp_path, remote, "other", {"app.py": "def greet():\n    return 'howdy'\n"})
+    outcome = land(f, head)
+    assert outcome.outcome == "conflict" and "app.py" in outcome.message
+    assert f.branch_head("factory/greet") == head, "a failed rebase leaves the branch alone"
