@@ -65,8 +65,15 @@ def push_to_main(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) 
 
 
 def land(f: GitForge, head: str, method: str = "squash") -> MergeOutcome:
-    return f.merge(task="greet", branch="factory/greet", head_sha=head, method=method,
-                   title="greet: say hello", body="Greets by name.", delete_branch=True)  # fmt: skip
+    return f.merge(
+        task="greet",
+        branch="factory/greet",
+        head_sha=head,
+        method=method,
+        title="greet: say hello",
+        body="Greets by name.",
+        delete_branch=True,
+    )
 
 
 def test_a_patch_becomes_a_pushed_branch_and_pushing_twice_changes_nothing(
