@@ -1,0 +1,192 @@
+"""LocalExecutor: one stage attempt as a local process, sandboxed with bubblewrap if present.
+
+Each attempt gets a fresh clone of the remote at the attempt's commit, a read-only input
+directory (the handoff contract, the constitution) and an output directory; it runs
+`agentfactory agent` there (the same entrypoint as the agent image) with the stage's deadline
+and resource limits, and the result file is read back. A sandbox CI run executes the
+factory's checks the same way on the exact head.
+
+With bubblewrap: the system is mounted read-only, only the workspace, the output directory and
+a private /tmp are writable, the operator's state directory and well-known credential files
+are hidden, the environment is cleared down to what the agent needs, and the process dies with
+its parent. Without bubblewrap the process runs unconfined, and the executor says so once.
+The network is shared in both cases: the agent must reach the model API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from agentfactory.agent.workspace import OUTPUT_CAP
+from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agentfactory.core.common import Check
+    from agentfactory.forge.git import GitForge
+
+#: Environment passed into a sandbox; everything else is dropped.
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PYTHONPATH")
+#: Credential files and directories hidden from sandboxes (relative to $HOME).
+_HIDDEN = (".ssh", ".aws", ".config/gcloud", ".kube", ".docker", ".netrc", ".git-credentials",
+           ".gnupg", ".pypirc")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """A finished attempt: a result, or why there is none."""
+
+    result: AgentResult | None
+    failure: str | None = None
+    reason: str = "error"
+    """For a failure: timeout, malformed-result, oom-killed or error."""
+
+
+@dataclass
+class LocalExecutor:
+    """Runs stage attempts as processes under the state directory."""
+
+    forge: GitForge
+    state_dir: Path
+    timeout_seconds: float = 1800
+    memory_bytes: int = 4 << 30
+    replay_dir: Path | None = None
+    say: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))  # noqa: T201
+    bwrap: str | None = field(default_factory=lambda: shutil.which("bwrap"))
+    _warned: bool = field(default=False, init=False)
+
+    @property
+    def confined(self) -> bool:
+        return self.bwrap is not None
+
+    def _warn_unconfined(self) -> None:
+        if not self.confined and not self._warned:
+            self._warned = True
+            self.say(
+                "WARNING: bubblewrap (bwrap) is not installed: agents run UNCONFINED, with your"
+                " user's access to this machine. Install it (apt-get install bubblewrap)."
+            )
+
+    def _attempt_dir(self, pod: str) -> Path:
+        path = self.state_dir / "attempts" / pod
+        if path.exists():
+            shutil.rmtree(path)  # a rerun after a crash starts clean
+        (path / "input").mkdir(parents=True)
+        (path / "output").mkdir()
+        return path
+
+    def run_agent(
+        self, *, pod: str, contract: HandoffContract, ref: str, constitution: str | None
+    ) -> StageOutcome:
+        """Run one agent attempt on a fresh clone at *ref*."""
+        self._warn_unconfined()
+        base = self._attempt_dir(pod)
+        workspace = base / "workspace"
+        self.forge.checkout_into(workspace, ref)
+        (base / "input" / "contract.json").write_text(contract.model_dump_json(by_alias=True))
+        if constitution:
+            (base / "input" / "constitution.md").write_text(constitution)
+        output = base / "output" / "result.json"
+        command = [sys.executable, "-m", "agentfactory", "agent", "--role", contract.role.value,
+                   "--input", str(base / "input"), "--workspace", str(workspace),
+                   "--output", str(output)]  # fmt: skip
+        if self.replay_dir is not None:
+            recorded = self.replay_dir / f"{pod}.json"
+            if not recorded.exists():
+                return StageOutcome(None, f"no recorded replay {recorded.name}", "error")
+            # Inputs live in the read-only input directory, the only place a sandbox sees them.
+            shutil.copyfile(recorded, base / "input" / "replay.json")
+            command += ["--replay", str(base / "input" / "replay.json")]
+        deadline = min(self.timeout_seconds, contract.limits.deadline_seconds + 60)
+        code, log = self._run(command, workspace=workspace, base=base, timeout=deadline)
+        (base / "agent.log").write_text(log)
+        if code is None:
+            return StageOutcome(None, f"killed after {deadline:g}s", "timeout")
+        if code == -signal.SIGKILL:
+            return StageOutcome(None, f"killed (out of memory?): {log[-500:]}", "oom-killed")
+        try:
+            return StageOutcome(AgentResult.model_validate_json(output.read_text()))
+        except (OSError, ValidationError) as exc:
+            return StageOutcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
+
+    def run_checks(self, *, pod: str, ref: str, checks: list[Check]) -> list[CheckRun]:
+        """Run the factory's checks on a fresh clone at exactly *ref* (sandbox CI)."""
+        self._warn_unconfined()
+        base = self._attempt_dir(pod)
+        workspace = base / "workspace"
+        self.forge.checkout_into(workspace, ref)
+        runs = []
+        for check in checks:
+            code, log = self._run(["/bin/sh", "-c", check.command], workspace=workspace,
+                                  base=base, timeout=check.timeout_seconds)  # fmt: skip
+            status = "timeout" if code is None else "passed" if code == 0 else "failed"
+            runs.append(CheckRun(name=check.name, command=check.command, exit_code=code,
+                                 status=status, output_tail=log[-OUTPUT_CAP:]))  # fmt: skip
+        (base / "checks.json").write_text(json.dumps([r.model_dump() for r in runs], indent=2))
+        return runs
+
+    def _run(
+        self, command: list[str], *, workspace: Path, base: Path, timeout: float
+    ) -> tuple[int | None, str]:
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(HOME=str(base / "home"), TMPDIR="/tmp", PYTHONDONTWRITEBYTECODE="1")  # noqa: S108 - private tmpfs
+        (base / "home").mkdir(exist_ok=True)
+        # Let the agent import this package even when it is not installed system-wide.
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        argv = self._confine(command, workspace=workspace, base=base, env=env)
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(  # noqa: S603 - argv built here
+                argv, cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=self._limits,
+            )  # fmt: skip
+            try:
+                code: int | None = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                code = None
+            log.seek(0)
+            return code, log.read().decode("utf-8", "replace")
+
+    def _limits(self) -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 30, 2 << 30))
+
+    def _confine(
+        self, command: list[str], *, workspace: Path, base: Path, env: dict[str, str]
+    ) -> list[str]:
+        if self.bwrap is None:
+            return command
+        argv = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                "--tmpfs", "/tmp", "--tmpfs", str(self.state_dir.resolve())]  # noqa: S108  # fmt: skip
+        home = Path(os.environ.get("HOME", "/root"))
+        for hidden in _HIDDEN:
+            path = home / hidden
+            if path.is_dir():
+                argv += ["--tmpfs", str(path)]
+            elif path.exists():
+                argv += ["--ro-bind", "/dev/null", str(path)]
+        argv += ["--bind", str(workspace), str(workspace),
+                 "--ro-bind", str(base / "input"), str(base / "input"),
+                 "--bind", str(base / "output"), str(base / "output"),
+                 "--bind", str(base / "home"), str(base / "home"),
+                 "--unshare-user-try", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                 "--die-with-parent", "--new-session", "--clearenv"]  # fmt: skip
+        for key, value in env.items():
+            argv += ["--setenv", key, value]
+        return [*argv, "--chdir", str(workspace), *command]
