@@ -105,6 +105,53 @@ def _context(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local(args: argparse.Namespace) -> int:
+    import shutil
+
+    from agentfactory.local.driver import LoadError, LocalFactory, announce_mode, replay_dir_for
+
+    state = Path(args.state)
+    words = list(args.args)
+    action = words[0] if words[0] in ("approve", "retry", "cancel") else None
+    if action:
+        if len(words) != 2:
+            print(f"usage: agentfactory local {action} TASK [--state DIR]", file=sys.stderr)
+            return 2
+        settings = (
+            json.loads((state / "run.json").read_text()) if (state / "run.json").exists() else {}
+        )
+        if not settings:
+            print(
+                f"no saved run in {state}; start one with: agentfactory local DIR", file=sys.stderr
+            )
+            return 2
+        paths = [str(p) for p in settings["paths"]]
+        replay = Path(str(settings["replay"])) if settings.get("replay") else None
+    else:
+        if args.fresh and state.exists():
+            shutil.rmtree(state)
+        paths = [str(Path(p).resolve()) for p in words]
+        replay = None if os.environ.get("ANTHROPIC_API_KEY") else replay_dir_for(paths)
+        if replay is None and not os.environ.get("ANTHROPIC_API_KEY"):
+            print(
+                "set ANTHROPIC_API_KEY, or put recorded replays in a replays/ directory beside"
+                " the manifests",
+                file=sys.stderr,
+            )
+            return 2
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "run.json").write_text(json.dumps({"paths": paths, "replay": str(replay or "")}))
+    try:
+        factory = LocalFactory(paths=paths, state_dir=state, replay_dir=replay)
+        announce_mode(replay, factory.out)
+        if action:
+            factory.human(words[1], action, args.by)
+        return factory.run()
+    except LoadError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -153,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--budget-tokens", type=int, default=30_000, help="default: 30000")
     context.add_argument("--json", action="store_true", help="print the selection as JSON")
     context.set_defaults(run=_context)
+
+    local = commands.add_parser(
+        "local",
+        help="run the factory on this machine (or: local approve|retry|cancel TASK)",
+        description="Run FactorySpecs and AgentTasks from files with local sandboxes and a git"
+        " forge. `local approve TASK`, `local retry TASK` and `local cancel TASK` act on a saved"
+        " run and resume it.",
+    )
+    local.add_argument("args", nargs="+", metavar="DIR|FILE|ACTION", help="manifests, or an action")
+    local.add_argument("--state", default=".agentfactory", help="state directory (.agentfactory)")
+    local.add_argument("--by", help="who approves or retries (default: $USER)")
+    local.add_argument("--fresh", action="store_true", help="discard the saved state first")
+    local.set_defaults(run=_local)
     return parser
 
 

@@ -41,8 +41,17 @@ if TYPE_CHECKING:
 #: Environment passed into a sandbox; everything else is dropped.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PYTHONPATH")
 #: Credential files and directories hidden from sandboxes (relative to $HOME).
-_HIDDEN = (".ssh", ".aws", ".config/gcloud", ".kube", ".docker", ".netrc", ".git-credentials",
-           ".gnupg", ".pypirc")  # fmt: skip
+_HIDDEN = (
+    ".ssh",
+    ".aws",
+    ".config/gcloud",
+    ".kube",
+    ".docker",
+    ".netrc",
+    ".git-credentials",
+    ".gnupg",
+    ".pypirc",
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +109,20 @@ class LocalExecutor:
         if constitution:
             (base / "input" / "constitution.md").write_text(constitution)
         output = base / "output" / "result.json"
-        command = [sys.executable, "-m", "agentfactory", "agent", "--role", contract.role.value,
-                   "--input", str(base / "input"), "--workspace", str(workspace),
-                   "--output", str(output)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "agentfactory",
+            "agent",
+            "--role",
+            contract.role.value,
+            "--input",
+            str(base / "input"),
+            "--workspace",
+            str(workspace),
+            "--output",
+            str(output),
+        ]
         if self.replay_dir is not None:
             recorded = self.replay_dir / f"{pod}.json"
             if not recorded.exists():
@@ -130,11 +150,22 @@ class LocalExecutor:
         self.forge.checkout_into(workspace, ref)
         runs = []
         for check in checks:
-            code, log = self._run(["/bin/sh", "-c", check.command], workspace=workspace,
-                                  base=base, timeout=check.timeout_seconds)  # fmt: skip
+            code, log = self._run(
+                ["/bin/sh", "-c", check.command],
+                workspace=workspace,
+                base=base,
+                timeout=check.timeout_seconds,
+            )
             status = "timeout" if code is None else "passed" if code == 0 else "failed"
-            runs.append(CheckRun(name=check.name, command=check.command, exit_code=code,
-                                 status=status, output_tail=log[-OUTPUT_CAP:]))  # fmt: skip
+            runs.append(
+                CheckRun(
+                    name=check.name,
+                    command=check.command,
+                    exit_code=code,
+                    status=status,
+                    output_tail=log[-OUTPUT_CAP:],
+                )
+            )
         (base / "checks.json").write_text(json.dumps([r.model_dump() for r in runs], indent=2))
         return runs
 
@@ -150,9 +181,14 @@ class LocalExecutor:
         argv = self._confine(command, workspace=workspace, base=base, env=env)
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(  # noqa: S603 - argv built here
-                argv, cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=self._limits,
-            )  # fmt: skip
+                argv,
+                cwd=workspace,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._limits,
+            )
             try:
                 code: int | None = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -172,8 +208,20 @@ class LocalExecutor:
     ) -> list[str]:
         if self.bwrap is None:
             return command
-        argv = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp", "--tmpfs", str(self.state_dir.resolve())]  # noqa: S108  # fmt: skip
+        argv = [
+            self.bwrap,
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",  # noqa: S108 - a private tmpfs, not the host's /tmp
+            "--tmpfs",
+            str(self.state_dir.resolve()),
+        ]
         home = Path(os.environ.get("HOME", "/root"))
         for hidden in _HIDDEN:
             path = home / hidden
@@ -181,12 +229,27 @@ class LocalExecutor:
                 argv += ["--tmpfs", str(path)]
             elif path.exists():
                 argv += ["--ro-bind", "/dev/null", str(path)]
-        argv += ["--bind", str(workspace), str(workspace),
-                 "--ro-bind", str(base / "input"), str(base / "input"),
-                 "--bind", str(base / "output"), str(base / "output"),
-                 "--bind", str(base / "home"), str(base / "home"),
-                 "--unshare-user-try", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                 "--die-with-parent", "--new-session", "--clearenv"]  # fmt: skip
+        argv += [
+            "--bind",
+            str(workspace),
+            str(workspace),
+            "--ro-bind",
+            str(base / "input"),
+            str(base / "input"),
+            "--bind",
+            str(base / "output"),
+            str(base / "output"),
+            "--bind",
+            str(base / "home"),
+            str(base / "home"),
+            "--unshare-user-try",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+        ]
         for key, value in env.items():
             argv += ["--setenv", key, value]
         return [*argv, "--chdir", str(workspace), *command]

@@ -1,0 +1,444 @@
+"""`agentfactory local`: the factory's pipeline on one machine.
+
+The driver is the operator in miniature. It loads FactorySpecs and AgentTasks from files,
+keeps each task's status in the state directory (as a cluster keeps it in the resource),
+and repeats one level-triggered step until nothing can move:
+
+1. the scheduler's observations (dependencies ready, admissions, the merge slot, cycles);
+2. otherwise the work the first task's status calls for: run its current stage attempt
+   (agents and sandbox CI through the LocalExecutor) or its merge (through the GitForge),
+   and feed the outcome to the core.
+
+Work is derived from the saved status, not from a queue, so a run killed at any moment and
+started again on the same state directory re-runs the interrupted attempt under the same
+name and continues; the forge recognises a merge that already landed, so none lands twice.
+Stages run one at a time; admission still follows `concurrency` and path locks.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from agentfactory.core.actions import Notify, PushBranch
+from agentfactory.core.contracts import contract_for
+from agentfactory.core.diff import parse_unified_diff
+from agentfactory.core.factory import FactorySpec
+from agentfactory.core.observations import (
+    CheckOutcome,
+    CIFinished,
+    HumanAction,
+    MergeFinished,
+    Observation,
+    PatchProduced,
+    PlanProduced,
+    SpecInvalid,
+    StageFailed,
+    VerdictGiven,
+)
+from agentfactory.core.phases import ACTIVE, Phase, Stage
+from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
+from agentfactory.core.scheduler import TaskInfo, find_cycles, schedule
+from agentfactory.core.task import AgentTask, FailedCheck, PlanSummary
+from agentfactory.forge.git import GitForge
+from agentfactory.local.executor import LocalExecutor
+from agentfactory.local.state import StateStore
+from agentfactory.validation import load_file, validate_document
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agentfactory.core.handoff import AgentResult
+
+
+class LoadError(Exception):
+    """The manifests cannot be run; the message lists every problem."""
+
+
+def manifest_files(paths: list[str]) -> list[Path]:
+    """Files named, plus the top-level YAML files of directories named (not recursive)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            out.append(path)
+    return out
+
+
+@dataclass
+class Factory:
+    """A loaded FactorySpec with its forge and executor."""
+
+    spec: FactorySpec
+    forge: GitForge
+    executor: LocalExecutor
+
+
+@dataclass
+class LocalFactory:
+    """One local run over a state directory."""
+
+    paths: list[str]
+    state_dir: Path
+    replay_dir: Path | None = None
+    out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))  # noqa: T201
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    factories: dict[str, Factory] = field(default_factory=dict, init=False)
+    tasks: dict[str, AgentTask] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.store = StateStore(self.state_dir)
+        self._load()
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _load(self) -> None:
+        problems: list[str] = []
+        for path in manifest_files(self.paths):
+            docs, load_problems = load_file(path)
+            problems += [str(p) for p in load_problems]
+            for index, doc in docs:
+                item, doc_problems = validate_document(str(path), index, doc)
+                problems += [str(p) for p in doc_problems]
+                if item is None:
+                    continue
+                if isinstance(item.resource, FactorySpec):
+                    self._add_factory(item.resource, path.parent, problems)
+                elif isinstance(item.resource, AgentTask):
+                    self.tasks[item.resource.metadata.name] = item.resource
+        if problems:
+            raise LoadError("\n".join(problems))
+        if not self.tasks:
+            raise LoadError(f"no AgentTasks in {self.paths}; name the files or directories")
+        for cycle in find_cycles({n: t.spec.depends_on for n, t in self.tasks.items()}):
+            self.out(f"dependency cycle {' -> '.join(cycle)}: these tasks will fail")
+        for name, task in self.tasks.items():
+            if task.spec.factory_ref not in self.factories:
+                message = (
+                    f"spec.factoryRef: FactorySpec '{task.spec.factory_ref}' is not among"
+                    " the files given; add it or fix the name"
+                )
+                self.apply(name, SpecInvalid(message=message))
+
+    def _add_factory(self, spec: FactorySpec, here: Path, problems: list[str]) -> None:
+        name = spec.metadata.name
+        repo = spec.spec.repository
+        if repo.forge != "git":
+            problems.append(
+                f"FactorySpec/{name}: spec.repository.forge: is '{repo.forge}';"
+                " `agentfactory local` runs the 'git' forge only"
+            )
+            return
+        forge = GitForge(
+            remote=self._remote(name, repo.url, here),
+            workdir=self.state_dir / "forges" / name,
+            base_branch=repo.base_branch,
+        )
+        executor = LocalExecutor(
+            forge=forge,
+            state_dir=self.state_dir / "sandboxes" / name,
+            timeout_seconds=spec.spec.sandbox.timeout_seconds,
+            replay_dir=self.replay_dir,
+            say=self.out,
+        )
+        self.factories[name] = Factory(spec, forge, executor)
+
+    def _remote(self, name: str, url: str, here: Path) -> str:
+        """The remote's URL; a `.bundle` becomes a bare repository in the state directory."""
+        local = (here / url) if not Path(url).is_absolute() and "://" not in url else Path(url)
+        if not url.endswith(".bundle"):
+            return str(local) if local.exists() else url
+        bare = self.state_dir / "remotes" / f"{name}.git"
+        if not bare.exists():
+            bare.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(  # noqa: S603 - fixed argv
+                ["git", "clone", "--quiet", "--bare", str(local), str(bare)],  # noqa: S607
+                check=True,
+                capture_output=True,
+            )
+        return str(bare)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Step until nothing can move; print the outcome; 1 if any task needs a person."""
+        while self.step():
+            pass
+        return self.finish()
+
+    def step(self) -> bool:
+        """One scheduling pass, or else one unit of work. False when nothing could move."""
+        infos = [self._info(name) for name in self.tasks]
+        specs = {name: f.spec.spec for name, f in self.factories.items()}
+        result = schedule(specs, infos)
+        for name, observation in result.observations:
+            self.apply(name, observation)
+        if result.observations:
+            return True
+        return any(self.work(name) for name in self._order())
+
+    def _order(self) -> list[str]:
+        return sorted(self.tasks, key=lambda n: (-self.tasks[n].spec.priority, n))
+
+    def _info(self, name: str) -> TaskInfo:
+        task, status = self.tasks[name], self.store.load(name)
+        return TaskInfo(
+            name=name,
+            factory=task.spec.factory_ref,
+            phase=status.phase,
+            depends_on=tuple(task.spec.depends_on),
+            scope=tuple(task.spec.scope.paths),
+            priority=task.spec.priority,
+            created=task.metadata.creation_timestamp,
+            merge_running=status.phase == Phase.MERGING and status.attempt > 0,
+            phase_since=status.last_transition_time,
+        )
+
+    def apply(self, name: str, observation: Observation) -> Decision:
+        """Feed one observation to the core, save the status, perform immediate actions."""
+        task = self.tasks[name]
+        factory = self.factories.get(task.spec.factory_ref)
+        spec = factory.spec.spec if factory else None
+        status = self.store.load(name)
+        if spec is None:
+            # Only SpecInvalid can apply without a factory; use a neutral one to decide it.
+            from agentfactory.core.factory import FactorySpecSpec
+
+            spec = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
+        decision = decide(TaskView(name, task.spec, status), spec, observation, now=self.now())
+        if decision.ignored:
+            return decision
+        self.store.save(name, decision.status)
+        for source, trigger, target in decision.transitions:
+            where = decision.status
+            stage = f"{where.stage}#{where.attempt}" if where.stage and where.attempt else "-"
+            self.out(
+                f"{self.now():%H:%M:%S}  {name:<22} {source:>16} -> {target:<16}"
+                f" {stage:<14} {trigger}: {where.message or ''}".rstrip()
+            )
+        for action in decision.actions:
+            if isinstance(action, PushBranch) and factory:
+                factory.forge.push_branch(action.branch, action.head_sha)
+            elif isinstance(action, Notify):
+                self.out(f"          ! {action.message}")
+        return decision
+
+    # -- work ------------------------------------------------------------------------------
+
+    def work(self, name: str) -> bool:
+        status = self.store.load(name)
+        if status.phase not in ACTIVE or status.attempt == 0 or status.stage is None:
+            return False
+        factory = self.factories[self.tasks[name].spec.factory_ref]
+        if status.stage == Stage.MERGE:
+            self.apply(name, self._merge(name, factory))
+        elif status.stage == Stage.CI:
+            if factory.spec.spec.ci.source != "sandbox":
+                return False
+            self.apply(name, self._ci(name, factory))
+        else:
+            self.apply(name, self._agent(name, factory))
+        return True
+
+    def _ci(self, name: str, factory: Factory) -> Observation:
+        status = self.store.load(name)
+        head, branch = status.head_sha or "", status.branch or ""
+        factory.forge.push_branch(branch, head)  # idempotent: a crash may have come first
+        required = set(factory.spec.spec.required_check_names)
+        checks = [
+            c
+            for c in [*factory.spec.spec.checks, *self.tasks[name].spec.checks]
+            if c.name in required or c in self.tasks[name].spec.checks
+        ]
+        pod = pod_name(name, Stage.CI, status.attempt)
+        self.out(f"          running CI {pod} on {head[:12]} ({len(checks)} checks)")
+        runs = factory.executor.run_checks(pod=pod, ref=head, checks=checks)
+        failed = [
+            FailedCheck(name=r.name, summary=r.output_tail[-2000:])
+            for r in runs
+            if r.status != "passed"
+        ]
+        return CIFinished(
+            head_sha=head,
+            state="failure" if failed else "success",
+            failed_checks=failed,
+            attempt=status.attempt,
+        )
+
+    def _merge(self, name: str, factory: Factory) -> Observation:
+        status, spec = self.store.load(name), factory.spec.spec
+        head, branch = status.head_sha or "", status.branch or ""
+        factory.forge.push_branch(branch, head)
+        task = self.tasks[name]
+        outcome = factory.forge.merge(
+            task=name,
+            branch=branch,
+            head_sha=head,
+            method=spec.merge.method,
+            title=f"{name}: {task.spec.goal.splitlines()[0][:72]}",
+            body="\n".join(f"- {c}" for c in task.spec.acceptance_criteria),
+            delete_branch=spec.merge.delete_branch,
+        )
+        return MergeFinished(
+            attempt=status.attempt,
+            outcome=outcome.outcome,
+            head_sha=head,
+            merged_sha=outcome.merged_sha,
+            new_head_sha=outcome.new_head_sha,
+            message=outcome.message,
+        )
+
+    def _agent(self, name: str, factory: Factory) -> Observation:
+        status, task = self.store.load(name), self.tasks[name]
+        stage, attempt = status.stage or Stage.PLAN, status.attempt
+        forge = factory.forge
+        base = forge.base_sha()
+        ref, feedback = base, None
+        if status.head_sha and stage in (Stage.IMPLEMENT, Stage.CODE_REVIEW):
+            on_base = forge.git("merge-base", status.head_sha, base) == base
+            if on_base or stage == Stage.CODE_REVIEW:
+                ref = status.head_sha
+                base = forge.git("merge-base", status.head_sha, base)
+            elif status.feedback:
+                # The base moved under a conflicting branch: start again from the new base,
+                # with the previous attempt's patch to redo.
+                previous = forge.git("diff", f"{base}...{status.head_sha}", check=False)
+                feedback = f"{status.feedback}\n\nYour previous patch:\n{previous[-20000:]}"
+        contract = contract_for(
+            task=name,
+            spec=task.spec,
+            factory=factory.spec.spec,
+            status=status,
+            stage=stage,
+            base_sha=base,
+            feedback=feedback,
+        )
+        pod = pod_name(name, stage, attempt)
+        mode = "replay" if self.replay_dir else contract.model
+        self.out(f"          running {contract.role.value} {pod} ({mode})")
+        outcome = factory.executor.run_agent(pod=pod, contract=contract, ref=ref, constitution=None)
+        if outcome.result is None:
+            return StageFailed(
+                stage=stage, attempt=attempt, reason=outcome.reason, message=outcome.failure or ""
+            )
+        return self._observe(name, factory, stage, attempt, base, outcome.result)
+
+    def _observe(
+        self,
+        name: str,
+        factory: Factory,
+        stage: Stage,
+        attempt: int,
+        base: str,
+        result: AgentResult,
+    ) -> Observation:
+        usage = result.usage
+        if result.status != "completed":
+            return StageFailed(
+                stage=stage,
+                attempt=attempt,
+                reason="error",
+                usage=usage,
+                message=f"{result.stopped_by}: {result.message}",
+            )
+        if result.plan is not None:
+            plan = PlanSummary(
+                summary=result.plan.summary,
+                steps=result.plan.steps,
+                files=result.plan.files_in_scope,
+            )
+            return PlanProduced(stage=stage, attempt=attempt, plan=plan, usage=usage)
+        if result.verdict is not None:
+            return VerdictGiven(
+                stage=stage,
+                attempt=attempt,
+                verdict=result.verdict.verdict,
+                findings=result.verdict.findings,
+                usage=usage,
+            )
+        implementation = result.implementation
+        diff = result.diff or ""
+        summary = implementation.summary if implementation else ""
+        head = base
+        if diff.strip():
+            head = factory.forge.commit_patch(base, diff, f"{name}: {summary[:72]}")
+        checks = [
+            CheckOutcome(name=c.name, exit_code=c.exit_code, output_tail=c.output_tail)
+            for c in (implementation.checks if implementation else [])
+        ]
+        return PatchProduced(
+            stage=stage,
+            attempt=attempt,
+            patch=parse_unified_diff(diff),
+            head_sha=head,
+            checks=checks,
+            summary=summary,
+            usage=usage,
+        )
+
+    # -- people and the end ------------------------------------------------------------------
+
+    def human(self, name: str, action: str, by: str | None = None) -> Decision:
+        """Apply a person's approve, retry or cancel to *name*."""
+        if name not in self.tasks:
+            raise LoadError(f"no task '{name}'; tasks are {sorted(self.tasks)}")
+        who = by or os.environ.get("USER") or getpass.getuser()
+        decision = self.apply(name, HumanAction(action=action, by=who))
+        if decision.ignored:
+            self.out(f"{name}: {action} ignored: {decision.ignored}")
+        return decision
+
+    def finish(self) -> int:
+        """Print one line per task, write final statuses as YAML, return the exit code."""
+        status_dir = self.state_dir / "status"
+        status_dir.mkdir(parents=True, exist_ok=True)
+        stuck = []
+        self.out("")
+        for name in self._order():
+            status = self.store.load(name)
+            data = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+            (status_dir / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+            extra = ""
+            if status.phase == Phase.AWAITING_APPROVAL:
+                extra = f"  -> agentfactory local approve {name} --state {self.state_dir}"
+            elif status.phase in (Phase.NEEDS_ATTENTION, Phase.FAILED):
+                stuck.append(name)
+                extra = f"  ({status.message})"
+            merged = f" {status.merged_sha[:12]}" if status.merged_sha else ""
+            self.out(f"  {name:<22} {status.phase:<17}{merged}{extra}")
+        self.out(f"statuses written to {status_dir}")
+        return 1 if stuck else 0
+
+
+def replay_dir_for(paths: list[str]) -> Path | None:
+    """Recorded replays beside the manifests (`replays/`), used when no API key is set."""
+    for raw in paths:
+        base = Path(raw) if Path(raw).is_dir() else Path(raw).parent
+        if (base / "replays").is_dir():
+            return base / "replays"
+    return None
+
+
+def announce_mode(replay: Path | None, out: Callable[[str], None]) -> None:
+    if replay is not None:
+        out(
+            f"No ANTHROPIC_API_KEY: agents answer from the recorded replays in {replay}"
+            " (every result is labelled replay)."
+        )
+    else:
+        out("Agents use the Anthropic API (ANTHROPIC_API_KEY is set).")
+
+
+def die(message: str) -> int:
+    print(message, file=sys.stderr)  # noqa: T201
+    return 2
