@@ -20,7 +20,7 @@ ROOT = Path(__file__).parent.parent
 CRDS = {name: yaml.safe_load((ROOT / "crds" / name).read_text()) for name in all_crds()}
 EXAMPLES = [
     (path, index, doc)
-    for path in sorted((ROOT / "examples").glob("*.yaml"))
+    for path in sorted((ROOT / "examples").rglob("*.yaml"))
     for index, doc in enumerate(yaml.safe_load_all(path.read_text()))
     if doc
 ]

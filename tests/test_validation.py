@@ -43,7 +43,7 @@ def test_the_examples_validate(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert code == 0, captured.out
     assert captured.out == ""
-    assert "4 valid, 0 errors, 0 warnings" in captured.err
+    assert "8 valid, 0 errors, 0 warnings" in captured.err
 
 
 def test_dangling_references_warn_without_failing(
@@ -51,7 +51,7 @@ def test_dangling_references_warn_without_failing(
 ) -> None:
     manifest = tmp_path / "task.yaml"
     manifest.write_text(
-        (ROOT / "examples" / "factory.yaml").read_text()
+        (ROOT / "examples" / "github" / "factory.yaml").read_text()
         + "\n---\n"
         + """
 apiVersion: agentfactory.dev/v1alpha1

@@ -97,6 +97,7 @@ class LocalFactory:
     tasks: dict[str, AgentTask] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        self.state_dir = self.state_dir.resolve()  # git runs in other directories
         self.store = StateStore(self.state_dir)
         self._load()
 
