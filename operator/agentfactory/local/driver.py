@@ -12,7 +12,8 @@ and repeats one level-triggered step until nothing can move:
 Work is derived from the saved status, not from a queue, so a run killed at any moment and
 started again on the same state directory re-runs the interrupted attempt under the same
 name and continues; the forge recognises a merge that already landed, so none lands twice.
-Stages run one at a time; admission still follows `concurrency` and path locks.
+Stages run one at a time, round robin across the admitted tasks; admission follows
+`concurrency` and path locks.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class LocalFactory:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     factories: dict[str, Factory] = field(default_factory=dict, init=False)
     tasks: dict[str, AgentTask] = field(default_factory=dict, init=False)
+    _last: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()  # git runs in other directories
@@ -186,7 +188,15 @@ class LocalFactory:
             self.apply(name, observation)
         if result.observations:
             return True
-        return any(self.work(name) for name in self._order())
+        # Round robin from the task after the one that worked last, so admitted tasks
+        # interleave as they would run side by side.
+        order = self._order()
+        start = (order.index(self._last) + 1) if self._last in order else 0
+        for name in order[start:] + order[:start]:
+            if self.work(name):
+                self._last = name
+                return True
+        return False
 
     def _order(self) -> list[str]:
         return sorted(self.tasks, key=lambda n: (-self.tasks[n].spec.priority, n))
