@@ -19,7 +19,7 @@ import yaml
 from agentfactory.core.phases import Phase
 from agentfactory.local.driver import LocalFactory
 from agentfactory.local.state import StateStore
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Reply, tool
+from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
 
 ROOT = Path(__file__).parent.parent
 CHECK = "python3 -m unittest discover -q"
@@ -122,7 +122,7 @@ class Router:
     started: list[tuple[str, str]] = field(default_factory=list)
     openings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
-    def __call__(self, body: dict[str, Any]) -> Reply:
+    def __call__(self, body: dict[str, Any]) -> Reply | Fail:
         system = body["system"][0]["text"]
         role = next(r for prefix, r in ROLES.items() if system.startswith(prefix))
         opening = body["messages"][0]["content"]
@@ -130,11 +130,15 @@ class Router:
         key = (task, role)
         if len(body["messages"]) == 1:
             queue = self.sessions.get(key)
-            script = queue.pop(0) if queue else {"planner": plan, "plan-reviewer": verdict,
-                                                 "code-reviewer": verdict}[role]()  # fmt: skip
+            defaults = {"planner": plan, "plan-reviewer": verdict, "code-reviewer": verdict}
+            if not queue and role not in defaults:
+                return Fail(500, f"the test scripted no more {role} sessions for {task}")
+            script = queue.pop(0) if queue else defaults[role]()
             self.current[key] = list(script)
             self.started.append(key)
             self.openings.setdefault(key, []).append(opening)
+        if not self.current[key]:
+            return Fail(500, f"the test's {role} session for {task} has no more replies")
         return self.current[key].pop(0)
 
 
@@ -276,3 +280,117 @@ def test_exhausted_retries_keep_every_attempts_diff_checks_and_review(
     assert (attempts / "fix-cart-ci-1" / "checks.json").exists()
     assert not trailers(run), "nothing merged"
     assert "fix-cart" in (tmp_path / "state" / "status" / "fix-cart.yaml").read_text()
+
+
+#: For tasks that leave the (deliberately broken) cart alone: a check that passes on the base.
+IMPORTS = [{"name": "imports", "command": "python3 -c 'import shop.pricing'"}]
+MIGRATION = task_doc("orders", "Orders are stored.", ["migrations/**", "shop/db.py"])
+ADD_MIGRATION = implement(tool("write_file", path="migrations/0002.sql",
+                               content="CREATE TABLE orders (id INTEGER);\n"))  # fmt: skip
+DROP = task_doc("cleanup", "Old carts are dropped.", ["shop/db.py"])
+RESET = "def reset(cursor):\n    cursor.execute('DROP TABLE carts')\n"
+ADD_DROP = implement(tool("write_file", path="shop/db.py", content=RESET))
+
+
+def test_escalation_by_path_waits_for_approval_then_merges(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = {("orders", "implementer"): [ADD_MIGRATION]}
+    goals = {"Orders are stored.": "orders"}
+    router = Router(goals, sessions)
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [MIGRATION], router, checks=IMPORTS)
+        assert run.factory().run() == 0, "\n".join(run.lines)
+        status = run.status("orders")
+        assert status.phase == Phase.AWAITING_APPROVAL
+        assert status.escalation.matches[0].rule == "migrations"
+        assert any("agentfactory local approve orders" in line for line in run.lines)
+        assert not trailers(run)
+        factory = run.factory()
+        factory.human("orders", "approve", by="alice")
+        assert factory.run() == 0
+    assert run.status("orders").phase == Phase.MERGED
+    assert run.status("orders").escalation.approved_by == "alice"
+    assert trailers(run) == ["orders"]
+
+
+def test_escalation_by_content_parks_before_ci_until_approved(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = {("cleanup", "implementer"): [ADD_DROP]}
+    router = Router({"Old carts are dropped.": "cleanup"}, sessions)
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [DROP], router, checks=IMPORTS)
+        assert run.factory().run() == 1
+        status = run.status("cleanup")
+        assert status.phase == Phase.NEEDS_ATTENTION and status.reason == "EscalationParked"
+        match = status.escalation.matches[0]
+        assert (match.rule, match.file, match.line) == ("drop-table", "shop/db.py", 2)
+        assert status.attempts.ci == 0, "parked before CI spent anything"
+        assert git(remote, "rev-parse", "factory/cleanup") == status.head_sha, "pushed to look at"
+        factory = run.factory()
+        factory.human("cleanup", "approve", by="bob")
+        assert factory.run() == 0
+    assert run.status("cleanup").phase == Phase.MERGED
+
+
+def test_a_protected_path_changed_through_a_program_is_refused_and_parked(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write tools refuse protected paths; a program the implementer may run can still
+    # change one, and the core's guardrail catches the patch.
+    sessions = {("fix-cart", "implementer"): [
+        implement(replace("shop/cart.py", CART, CART_FIXED),
+                  tool("run_command", command="python3 tools/bump.py")),
+    ]}  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART], sessions,
+                         retries={"perStage": 0})  # fmt: skip
+    status = run.status("fix-cart")
+    assert code == 1 and status.phase == Phase.NEEDS_ATTENTION
+    violation = status.guardrail_violations[0]
+    assert (violation.rule, violation.file) == ("protected-path", ".github/workflows/ci.yml")
+    assert git(remote, "show", "main:.github/workflows/ci.yml") == "on: push"
+    assert git(remote, "branch", "--list", "factory/fix-cart") == "", "never pushed"
+
+
+def test_a_merge_conflict_between_two_tasks_is_redone_on_the_new_base(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = task_doc("save10", "SAVE10 exists.", ["shop/pricing.py"], priority=1)
+    second = task_doc("welcome5", "WELCOME5 exists.", ["shop/pricing.py"])
+    sessions = {
+        ("save10", "implementer"): [implement(
+            replace("shop/pricing.py", "DISCOUNTS = {}", 'DISCOUNTS = {"SAVE10": 10}'))],
+        ("welcome5", "implementer"): [
+            implement(replace("shop/pricing.py", "DISCOUNTS = {}", 'DISCOUNTS = {"WELCOME5": 5}')),
+            implement(replace("shop/pricing.py", 'DISCOUNTS = {"SAVE10": 10}',
+                              'DISCOUNTS = {"SAVE10": 10, "WELCOME5": 5}')),
+        ],
+    }  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [first, second], sessions, checks=IMPORTS,
+                         concurrency={"maxActiveTasks": 2, "exclusivePaths": False})  # fmt: skip
+    assert code == 0, "\n".join(run.lines)
+    reasons = [h.reason for h in run.status("welcome5").history]
+    assert "MergeConflict" in reasons
+    redo = run.router.openings[("welcome5", "implementer")][1]
+    assert "conflicts in: shop/pricing.py" in redo and "WELCOME5" in redo
+    assert (
+        git(remote, "show", "main:shop/pricing.py") == 'DISCOUNTS = {"SAVE10": 10, "WELCOME5": 5}'
+    )
+    assert trailers(run) == ["welcome5", "save10"]
+
+
+def test_a_dependency_cycle_is_reported_at_load_time(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = [
+        task_doc("a", "A.", ["shop/a.py"], dependsOn=["b"]),
+        task_doc("b", "B.", ["shop/b.py"], dependsOn=["a"]),
+    ]
+    run, code = pipeline(tmp_path, remote, monkeypatch, tasks, {})
+    assert run.lines[0] == "dependency cycle a -> b -> a: these tasks will fail"
+    assert code == 1
+    for name in ("a", "b"):
+        status = run.status(name)
+        assert status.phase == Phase.FAILED and "a -> b -> a" in status.message
+    assert not run.router.started, "no agent ran"
