@@ -377,8 +377,7 @@ class _Step:
             self._move(
                 T.APPROVAL_REQUIRED,
                 P.AWAITING_APPROVAL,
-                f"{why}; approve with: kubectl annotate agenttask {self.name}"
-                " agentfactory.dev/approved-by=<login>",
+                f"{why}; {_approve_hint(self.name)}",
             )
             self.status.attempt = 0
             self.actions.append(Park(T.APPROVAL_REQUIRED.value))
@@ -519,8 +518,7 @@ class _Step:
             self._park(
                 T.ESCALATION_PARKED,
                 f"escalation rules {rules_parked} park the task:"
-                f" {self.status.escalation.reason}; approve with: kubectl annotate agenttask"
-                f" {self.name} agentfactory.dev/approved-by=<login>",
+                f" {self.status.escalation.reason}; {_approve_hint(self.name)}",
             )
             self.status.stage, self.status.attempt = Stage.CI, 0  # where approval resumes
             return
@@ -688,6 +686,13 @@ class _Step:
         self._cancel_live_stage()
         self._move(T.SPEC_INVALID, P.FAILED, obs.message)
         self.actions.append(Notify(T.SPEC_INVALID.value, f"{self.name}: {obs.message}"))
+
+
+def _approve_hint(task: str) -> str:
+    return (
+        f"approve with: kubectl annotate agenttask {task} agentfactory.dev/approved-by=<login>"
+        f" (locally: agentfactory local approve {task})"
+    )
 
 
 def _must(value: _V | None, what: str) -> _V:
