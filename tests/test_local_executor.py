@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +14,6 @@ from agentfactory.core.common import Check
 from agentfactory.core.handoff import HandoffContract, Role
 from agentfactory.forge.git import GitForge
 from agentfactory.local.executor import LocalExecutor
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 PLAN = {"summary": "s", "steps": ["one"]}
 
@@ -120,3 +117,16 @@ def test_without_bubblewrap_it_warns_once_and_loudly(tmp_path: Path, remote: Pat
     ex.run_checks(pod="t-ci-1", ref="main", checks=[check("true")])
     ex.run_checks(pod="t-ci-2", ref="main", checks=[check("true")])
     assert len(said) == 1 and "UNCONFINED" in said[0]
+
+
+def test_the_interpreter_is_visible_even_when_it_lives_under_tmp(
+    tmp_path: Path, remote: Path
+) -> None:
+    # Found in a fresh clone under /tmp: the sandbox's private /tmp hid the venv's python.
+    import sys
+
+    ex = executor(tmp_path, remote)
+    argv = ex._confine(["true"], workspace=tmp_path, base=tmp_path, env={})
+    binds = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--ro-bind"}
+    assert sys.prefix in binds and str(Path(sys.executable).parent) in binds
+    assert argv.index("--tmpfs") < max(i for i, a in enumerate(argv) if a == "--ro-bind")

@@ -54,6 +54,13 @@ _HIDDEN = (
 )
 
 
+def runtime_paths() -> list[str]:
+    """What a sandbox needs to run `python -m agentfactory`: the interpreter and the package."""
+    package_root = Path(__file__).resolve().parents[2]
+    candidates = {sys.prefix, sys.base_prefix, str(Path(sys.executable).parent), str(package_root)}
+    return sorted(p for p in candidates if Path(p).exists())
+
+
 @dataclass(frozen=True)
 class StageOutcome:
     """A finished attempt: a result, or why there is none."""
@@ -176,7 +183,7 @@ class LocalExecutor:
         env.update(HOME=str(base / "home"), TMPDIR="/tmp", PYTHONDONTWRITEBYTECODE="1")  # noqa: S108 - private tmpfs
         (base / "home").mkdir(exist_ok=True)
         # Let the agent import this package even when it is not installed system-wide.
-        package_root = str(Path(__file__).resolve().parents[2])
+        package_root = str(Path(__file__).resolve().parents[2])  # operator/
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         argv = self._confine(command, workspace=workspace, base=base, env=env)
         with tempfile.TemporaryFile() as log:
@@ -229,6 +236,10 @@ class LocalExecutor:
                 argv += ["--tmpfs", str(path)]
             elif path.exists():
                 argv += ["--ro-bind", "/dev/null", str(path)]
+        # The interpreter and this package may live under /tmp (a fresh clone's venv), which
+        # the private tmpfs above hides: bind them back, read-only.
+        for runtime in runtime_paths():
+            argv += ["--ro-bind", runtime, runtime]
         argv += [
             "--bind",
             str(workspace),
