@@ -394,3 +394,26 @@ def test_a_dependency_cycle_is_reported_at_load_time(
         status = run.status(name)
         assert status.phase == Phase.FAILED and "a -> b -> a" in status.message
     assert not run.router.started, "no agent ran"
+
+
+def test_a_person_retries_a_parked_task_and_it_merges(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = {("fix-cart", "implementer"): [
+        implement(replace("shop/cart.py", CART, CART_FIXED),
+                  tool("run_command", command="python3 tools/bump.py")),
+        FIX,
+    ]}  # fmt: skip
+    router = Router({"cart_total counts quantities.": "fix-cart"}, sessions)
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], router,
+                    retries={"perStage": 0})  # fmt: skip
+        assert run.factory().run() == 1
+        factory = run.factory()
+        factory.human("fix-cart", "retry", by="carol")
+        assert factory.run() == 0, "\n".join(run.lines)
+    status = run.status("fix-cart")
+    assert status.phase == Phase.MERGED and status.round == 2
+    assert status.attempts.implement == 2, "resumed at the stage that stopped, new attempt"
+    assert status.attempts.plan == 1, "the approved plan was kept"
+    assert trailers(run) == ["fix-cart"]
