@@ -5,7 +5,6 @@ transient errors, a persistent failure, and the `agentfactory agent` command."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -17,17 +16,12 @@ from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
 from agentfactory.core.handoff import AgentResult, HandoffContract, Role
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
+from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 TEST = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def calc_repo(tmp_path: Path) -> tuple[Path, str]:

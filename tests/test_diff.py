@@ -3,19 +3,13 @@ quoted paths, and line numbers on both sides."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import TYPE_CHECKING
 
 from agentfactory.core.diff import parse_unified_diff
+from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout
 
 
 def make_repo(tmp_path: Path) -> Path:

@@ -4,37 +4,31 @@ cleanly, and a conflict."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
 from agentfactory.forge.git import GitForge, MergeOutcome
+from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def run(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
     """A bare repository with one commit on main, pushed from a seed clone."""
     bare = tmp_path / "remote.git"
-    run(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     seed = tmp_path / "seed"
-    run(tmp_path, "clone", "-q", str(bare), str(seed))
-    run(seed, "config", "user.email", "s@example.test")
-    run(seed, "config", "user.name", "seed")
+    git(tmp_path, "clone", "-q", str(bare), str(seed))
+    git(seed, "config", "user.email", "s@example.test")
+    git(seed, "config", "user.name", "seed")
     (seed / "app.py").write_text("def greet():\n    return 'hi'\n")
     (seed / "notes.txt").write_text("one\n")
-    run(seed, "add", "-A")
-    run(seed, "commit", "-qm", "base")
-    run(seed, "push", "-q", "origin", "HEAD:main")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "base")
+    git(seed, "push", "-q", "origin", "HEAD:main")
     return bare
 
 
@@ -45,23 +39,23 @@ def forge(tmp_path: Path, remote: Path) -> GitForge:
 def diff_of(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) -> tuple[str, str]:
     """(base sha, diff) for editing files in a throwaway clone."""
     work = tmp_path / name
-    run(tmp_path, "clone", "-q", str(remote), str(work))
+    git(tmp_path, "clone", "-q", str(remote), str(work))
     for path, text in edit.items():
         (work / path).write_text(text)
-    run(work, "add", "-A")
-    return run(work, "rev-parse", "HEAD"), run(work, "diff", "--cached", "--binary", "HEAD") + "\n"
+    git(work, "add", "-A")
+    return git(work, "rev-parse", "HEAD"), git(work, "diff", "--cached", "--binary", "HEAD") + "\n"
 
 
 def push_to_main(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) -> str:
     work = tmp_path / name
-    run(tmp_path, "clone", "-q", str(remote), str(work))
-    run(work, "config", "user.email", "o@example.test")
-    run(work, "config", "user.name", "other")
+    git(tmp_path, "clone", "-q", str(remote), str(work))
+    git(work, "config", "user.email", "o@example.test")
+    git(work, "config", "user.name", "other")
     for path, text in edit.items():
         (work / path).write_text(text)
-    run(work, "commit", "-qam", f"{name} moves main")
-    run(work, "push", "-q", "origin", "HEAD:main")
-    return run(work, "rev-parse", "HEAD")
+    git(work, "commit", "-qam", f"{name} moves main")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return git(work, "rev-parse", "HEAD")
 
 
 def land(f: GitForge, head: str, method: str = "squash") -> MergeOutcome:
@@ -85,7 +79,7 @@ def test_a_patch_becomes_a_pushed_branch_and_pushing_twice_changes_nothing(
     f.push_branch("factory/greet", head)
     f.push_branch("factory/greet", head)
     assert f.branch_head("factory/greet") == head
-    assert run(remote, "log", "--format=%s", "factory/greet") == "greet: say hello\nbase"
+    assert git(remote, "log", "--format=%s", "factory/greet") == "greet: say hello\nbase"
 
 
 @pytest.mark.parametrize("method", ["squash", "merge", "rebase"])
@@ -100,11 +94,11 @@ def test_each_merge_method_lands_once_with_trailers(
     second = land(f, head, method)
     assert first.outcome == "merged" and first.merged_sha
     assert second.merged_sha == first.merged_sha and second.message == "already merged"
-    message = run(remote, "log", "-1", "--format=%B", "main")
+    message = git(remote, "log", "-1", "--format=%B", "main")
     assert "Agentfactory-Task: greet" in message and f"Agentfactory-Head: {head}" in message
-    assert run(remote, "show", "main:app.py") == "def greet():\n    return 'hello'"
+    assert git(remote, "show", "main:app.py") == "def greet():\n    return 'hello'"
     assert f.branch_head("factory/greet") is None, "deleteBranch"
-    count = len(run(remote, "rev-list", "main").splitlines())
+    count = len(git(remote, "rev-list", "main").splitlines())
     assert count == (3 if method == "merge" else 2), "exactly one merge landed"
 
 
@@ -117,7 +111,7 @@ def test_a_racing_push_to_the_branch_makes_the_merge_fail(tmp_path: Path, remote
     f.push_branch("factory/greet", racing)
     outcome = land(f, verified)
     assert outcome.outcome == "error" and "not the verified" in outcome.message
-    assert len(run(remote, "rev-list", "main").splitlines()) == 1
+    assert len(git(remote, "rev-list", "main").splitlines()) == 1
 
 
 def test_a_moved_base_is_rebased_and_handed_back_for_ci(tmp_path: Path, remote: Path) -> None:
@@ -131,8 +125,8 @@ def test_a_moved_base_is_rebased_and_handed_back_for_ci(tmp_path: Path, remote: 
     assert f.branch_head("factory/greet") == moved.new_head_sha
     landed = land(f, moved.new_head_sha)
     assert landed.outcome == "merged"
-    assert run(remote, "show", "main:notes.txt") == "two"
-    assert run(remote, "show", "main:app.py") == "def greet():\n    return 'hello'"
+    assert git(remote, "show", "main:notes.txt") == "two"
+    assert git(remote, "show", "main:app.py") == "def greet():\n    return 'hello'"
 
 
 def test_a_conflicting_base_is_reported_with_the_files(tmp_path: Path, remote: Path) -> None:

@@ -8,7 +8,6 @@ and a run killed with SIGKILL that resumes without losing or duplicating anythin
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from agentfactory.core.phases import Phase
 from agentfactory.local.driver import LocalFactory
 from agentfactory.local.state import StateStore
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
+from tests.gitutil import git
 
 ROOT = Path(__file__).parent.parent
 CHECK = "python3 -m unittest discover -q"
@@ -39,12 +39,6 @@ FILES = {
     ".github/workflows/ci.yml": "on: push\n",
     "migrations/0001.sql": "CREATE TABLE carts (id INTEGER);\n",
 }
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture
