@@ -72,7 +72,8 @@ WEAKENING = [
         id="removed-assert",
     ),
     pytest.param(
-        patch(("tests/test_a.py", ["@pytest.mark.skip(reason='flaky')"])).files[0],
+        # reason: data, not a skip: a patch line the test-weakening guardrail must catch
+        patch(("tests/test_a.py", ["@pytest.mark.skip(reason='flaky')"])).files[0],  # reason: data
         "adds a skip",
         id="pytest-skip",
     ),
@@ -117,7 +118,8 @@ def test_test_weakening_is_allowed_when_the_factory_turns_the_guardrail_off() ->
 
 
 def test_skips_outside_test_files_are_not_test_weakening() -> None:
-    assert check_guardrails(patch(("src/a.py", ["pytest.skip('x')"])), Guardrails(), SCOPE) == []
+    outside_tests = patch(("src/a.py", ["pytest.skip('x')"]))  # reason: data, not a skip
+    assert check_guardrails(outside_tests, Guardrails(), SCOPE) == []
 
 
 RULES = [
