@@ -1,0 +1,353 @@
+"""The Kubernetes objects of one stage attempt and of a factory's sandbox, as plain dicts.
+
+Pure builders (dicts in, dicts out) for the operator's KubernetesExecutor:
+
+- the agent Pod `<task>-<stage>-<attempt>`: restartPolicy Never, activeDeadlineSeconds, no
+  service-account token, Pod Security Standard "restricted" on every container, read-only
+  root with emptyDir work directories, an init container that checks out the exact commit;
+- its input ConfigMap (the handoff contract), owned by the task;
+- its credentials Secret (only what the role needs, minted for this pod), owned by the pod;
+- per factory: a ServiceAccount with no API rights and a NetworkPolicy that denies ingress and
+  allows egress only to DNS and the factory's CIDRs and ports.
+
+The result channel needs no write access to anything: the runner writes a compact summary
+as the container's termination message (at most 4 KiB, read from the pod status) and the full
+result as the last line of its log (read once through `pods/log`); the pod holds no
+Kubernetes credentials at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentfactory import API_VERSION
+
+if TYPE_CHECKING:
+    from agentfactory.core.factory import FactorySpecSpec
+    from agentfactory.core.handoff import HandoffContract
+    from agentfactory.core.phases import Stage
+
+INPUT_DIR = "/factory/input"
+OUTPUT_DIR = "/factory/output"
+WORKSPACE = "/workspace"
+CREDENTIALS_DIR = "/factory/credentials"
+SUMMARY_FILE = f"{OUTPUT_DIR}/summary.json"
+AGENT_UID = 10001
+#: A ConfigMap holds at most 1 MiB; leave room for metadata.
+MAX_CONTRACT_BYTES = 900 * 1024
+
+
+class ManifestError(ValueError):
+    """An object that could not be built as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The identity of one stage attempt and where it runs."""
+
+    task: str
+    task_uid: str
+    namespace: str
+    factory: str
+    stage: Stage
+    attempt: int
+
+    @property
+    def pod(self) -> str:
+        return f"{self.task}-{self.stage.slug}-{self.attempt}"
+
+    def labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": "agentfactory-agent",
+            "app.kubernetes.io/managed-by": "agentfactory",
+            "app.kubernetes.io/component": self.stage.slug,
+            "agentfactory.dev/task": self.task,
+            "agentfactory.dev/factory": self.factory,
+            "agentfactory.dev/stage": self.stage.slug,
+            "agentfactory.dev/attempt": str(self.attempt),
+        }
+
+
+def service_account_name(factory: str) -> str:
+    return f"agentfactory-agent-{factory}"
+
+
+def _owner(kind: str, name: str, uid: str, api_version: str = API_VERSION) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _restricted() -> dict[str, Any]:
+    """The container security context of the restricted Pod Security Standard, and more."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": AGENT_UID,
+        "runAsGroup": AGENT_UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(factory: FactorySpecSpec) -> dict[str, Any]:
+    res = factory.sandbox.resources
+    return {
+        "requests": res.requests.model_dump(by_alias=True, exclude_none=True),
+        "limits": res.limits.model_dump(by_alias=True, exclude_none=True),
+    }
+
+
+def input_config_map(attempt: Attempt, contract: HandoffContract) -> dict[str, Any]:
+    """The attempt's read-only inputs, owned by the task (it outlives the pod for debugging)."""
+    data = contract.model_dump_json(by_alias=True, exclude_none=True)
+    if len(data.encode()) > MAX_CONTRACT_BYTES:
+        raise ManifestError(
+            f"the contract of {attempt.pod} is {len(data.encode())} bytes, more than a"
+            f" ConfigMap holds ({MAX_CONTRACT_BYTES}); shorten the feedback or the context"
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{attempt.pod}-input",
+            "namespace": attempt.namespace,
+            "labels": attempt.labels(),
+            "ownerReferences": [_owner("AgentTask", attempt.task, attempt.task_uid)],
+        },
+        "immutable": True,
+        "data": {"contract.json": data},
+    }
+
+
+def credentials_secret(attempt: Attempt, pod_uid: str, data: dict[str, str]) -> dict[str, Any]:
+    """The pod's own credentials (for example a read-only forge token), owned by the pod so
+    they are deleted with it. *data* holds plain strings; never log the result."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": f"{attempt.pod}-credentials",
+            "namespace": attempt.namespace,
+            "labels": attempt.labels(),
+            "ownerReferences": [_owner("Pod", attempt.pod, pod_uid, "v1")],
+        },
+        "immutable": True,
+        "stringData": dict(data),
+    }
+
+
+def agent_pod(
+    attempt: Attempt, factory: FactorySpecSpec, *, role: str, repo_url: str, ref: str
+) -> dict[str, Any]:
+    """The Pod of one agent attempt."""
+    agents = factory.agents
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": "/tmp/home"},  # noqa: S108 - the pod's own emptyDir
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    if agents.api_key_secret_ref is not None:
+        ref_key = agents.api_key_secret_ref
+        env.append(
+            {
+                "name": "ANTHROPIC_API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": ref_key.name, "key": ref_key.key}},
+            }
+        )
+    if agents.base_url:
+        env.append({"name": "ANTHROPIC_BASE_URL", "value": agents.base_url})
+    mounts = [
+        {"name": "workspace", "mountPath": WORKSPACE},
+        {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
+        {"name": "output", "mountPath": OUTPUT_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, private to the pod
+    ]
+    sources: list[dict[str, Any]] = [
+        {
+            "configMap": {
+                "name": f"{attempt.pod}-input",
+                "items": [{"key": "contract.json", "path": "contract.json"}],
+            }
+        },
+    ]
+    if agents.constitution is not None:
+        sources.append(
+            {
+                "configMap": {
+                    "name": agents.constitution.name,
+                    "items": [{"key": agents.constitution.key, "path": "constitution.md"}],
+                }
+            }
+        )
+    checkout = {
+        "name": "checkout",
+        "image": agents.image,
+        "command": ["agentfactory", "checkout"],
+        "args": [
+            "--repo",
+            repo_url,
+            "--ref",
+            ref,
+            "--dest",
+            WORKSPACE,
+            "--credentials",
+            CREDENTIALS_DIR,
+        ],
+        "env": env[:2],
+        "securityContext": _restricted(),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        "volumeMounts": [
+            *mounts[:1],
+            *mounts[3:],
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
+        ],
+    }
+    agent = {
+        "name": "agent",
+        "image": agents.image,
+        "command": ["agentfactory", "agent"],
+        "args": [
+            "--role",
+            role,
+            "--input",
+            INPUT_DIR,
+            "--workspace",
+            WORKSPACE,
+            "--output",
+            f"{OUTPUT_DIR}/result.json",
+        ],
+        "env": env,
+        "securityContext": _restricted(),
+        "resources": _resources(factory),
+        "volumeMounts": mounts,
+        "terminationMessagePath": SUMMARY_FILE,
+        "terminationMessagePolicy": "File",
+    }
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": factory.sandbox.timeout_seconds,
+        "serviceAccountName": service_account_name(attempt.factory),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": AGENT_UID,
+            "runAsGroup": AGENT_UID,
+            "fsGroup": AGENT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [checkout],
+        "containers": [agent],
+        "volumes": [
+            {"name": "workspace", "emptyDir": {}},
+            {"name": "output", "emptyDir": {"sizeLimit": "64Mi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "input", "projected": {"sources": sources, "defaultMode": 0o444}},
+            {
+                "name": "credentials",
+                "secret": {"secretName": f"{attempt.pod}-credentials", "defaultMode": 0o400},
+            },
+        ],
+    }
+    if factory.sandbox.runtime_class_name:
+        spec["runtimeClassName"] = factory.sandbox.runtime_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": attempt.pod,
+            "namespace": attempt.namespace,
+            "labels": attempt.labels(),
+            "annotations": {"agentfactory.dev/ref": ref},
+            "ownerReferences": [_owner("AgentTask", attempt.task, attempt.task_uid)],
+        },
+        "spec": spec,
+    }
+
+
+def agent_service_account(factory: str, namespace: str, factory_uid: str) -> dict[str, Any]:
+    """The identity agent pods run as: no token mounted, bound to no role."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": service_account_name(factory),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "agentfactory",
+                "agentfactory.dev/factory": factory,
+            },
+            "ownerReferences": [_owner("FactorySpec", factory, factory_uid)],
+        },
+        "automountServiceAccountToken": False,
+    }
+
+
+def agent_network_policy(
+    factory: str, namespace: str, factory_uid: str, spec: FactorySpecSpec
+) -> dict[str, Any]:
+    """Deny all ingress to the factory's agent pods; allow egress to DNS and the allowed
+    networks and ports only."""
+    egress_rules = spec.sandbox.egress
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"ipBlock": {"cidr": cidr}} for cidr in egress_rules.cidrs],
+            "ports": [{"protocol": "TCP", "port": port} for port in egress_rules.ports],
+        }
+    ]
+    if egress_rules.allow_dns:
+        egress.append(
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    }
+                ],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"agentfactory-agents-{factory}",
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "agentfactory",
+                "agentfactory.dev/factory": factory,
+            },
+            "ownerReferences": [_owner("FactorySpec", factory, factory_uid)],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {"agentfactory.dev/factory": factory}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": egress,
+        },
+    }
+
+
+def summary_of(result_json: str, limit: int = 4096) -> str:
+    """The termination-message summary of a result: what fits in 4 KiB, diff left out."""
+    data = json.loads(result_json)
+    data.pop("diff", None)
+    text = json.dumps(data, separators=(",", ":"))
+    if len(text.encode()) <= limit:
+        return text
+    keep = {k: data.get(k) for k in ("role", "status", "stoppedBy", "usage", "turns", "replay")}
+    keep["truncated"] = True
+    return json.dumps(keep, separators=(",", ":"))[:limit]

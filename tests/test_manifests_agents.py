@@ -1,0 +1,151 @@
+"""The objects of an agent attempt and a factory's sandbox: valid Kubernetes objects (checked
+against the real schema with kubernetes-validate), the restricted Pod Security Standard field
+by field, ownership, labels, deterministic names, and no secret value where it does not belong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from agentfactory.core.handoff import HandoffContract, Role
+from agentfactory.core.phases import Stage
+from agentfactory.manifests.agents import (
+    Attempt,
+    ManifestError,
+    agent_network_policy,
+    agent_pod,
+    agent_service_account,
+    credentials_secret,
+    input_config_map,
+    summary_of,
+)
+from tests.builders import factory
+
+K8S = "1.31"
+ATTEMPT = Attempt(task="add-webhook", task_uid="uid-task", namespace="shop", factory="shop",
+                  stage=Stage.CODE_REVIEW, attempt=2)  # fmt: skip
+SPEC = factory(
+    agents={"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
+            "constitution": {"name": "shop-constitution"}},
+    sandbox={"runtimeClassName": "gvisor", "timeoutSeconds": 900},
+)  # fmt: skip
+
+
+def pod() -> dict[str, Any]:
+    return agent_pod(ATTEMPT, SPEC, role="code-reviewer", repo_url="https://git.example.test/s.git",
+                     ref="a" * 40)  # fmt: skip
+
+
+def contract(feedback: str = "") -> HandoffContract:
+    return HandoffContract(task="add-webhook", role=Role.CODE_REVIEWER, goal="g",
+                           acceptance_criteria=["c"], scope=["src/**"], model="m",
+                           feedback=feedback or None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(pod, id="pod"),
+        pytest.param(lambda: input_config_map(ATTEMPT, contract()), id="configmap"),
+        pytest.param(lambda: credentials_secret(ATTEMPT, "uid-pod", {"token": "t"}), id="secret"),
+        pytest.param(lambda: agent_service_account("shop", "shop", "uid-f"), id="serviceaccount"),
+        pytest.param(lambda: agent_network_policy("shop", "shop", "uid-f", SPEC), id="netpol"),
+    ],
+)
+def test_every_object_is_valid_against_the_kubernetes_schema(build: Any) -> None:
+    kubernetes_validate.validate(build(), K8S, strict=True)
+
+
+def containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_the_pod_meets_the_restricted_pod_security_standard() -> None:
+    manifest = pod()
+    spec = manifest["spec"]
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(host), host
+    allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+               "persistentVolumeClaim", "projected", "secret"}  # fmt: skip
+    for volume in spec["volumes"]:
+        kinds = set(volume) - {"name"}
+        assert kinds <= allowed, f"volume {volume['name']} uses {kinds}"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "sysctls" not in spec["securityContext"]
+    for container in containers(manifest):
+        context = container["securityContext"]
+        name = container["name"]
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["privileged"] is False, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert "procMount" not in context and "seLinuxOptions" not in context, name
+        assert not any(p.get("hostPort") for p in container.get("ports", [])), name
+        assert container["resources"]["limits"], f"{name} has no limits"
+
+
+def test_the_pod_is_short_lived_isolated_and_owned_by_its_task() -> None:
+    manifest = pod()
+    spec, meta = manifest["spec"], manifest["metadata"]
+    assert meta["name"] == "add-webhook-code-review-2"
+    assert meta["ownerReferences"] == [{
+        "apiVersion": "agentfactory.dev/v1alpha1", "kind": "AgentTask", "name": "add-webhook",
+        "uid": "uid-task", "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+    assert meta["labels"]["agentfactory.dev/stage"] == "code-review"
+    assert meta["labels"]["agentfactory.dev/attempt"] == "2"
+    assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == 900
+    assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+    assert spec["serviceAccountName"] == "agentfactory-agent-shop"
+    assert spec["runtimeClassName"] == "gvisor"
+    limits = spec["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"}
+    agent = spec["containers"][0]
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    assert mounts["/factory/input"]["readOnly"] is True
+    assert agent["terminationMessagePath"] == "/factory/output/summary.json"
+    assert "credentials" not in [m["name"] for m in agent["volumeMounts"]], (
+        "only the checkout holds the forge credentials; the agent never does"
+    )
+    sources = next(v for v in spec["volumes"] if v["name"] == "input")["projected"]["sources"]
+    assert [s["configMap"]["name"] for s in sources] == ["add-webhook-code-review-2-input",
+                                                          "shop-constitution"]  # fmt: skip
+
+
+def test_secret_values_stay_in_the_secret() -> None:
+    token = "ghs_should_not_leak_anywhere"
+    secret = credentials_secret(ATTEMPT, "uid-pod", {"token": token})
+    assert secret["stringData"] == {"token": token} and secret["immutable"] is True
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "Pod", "deleted with its pod"
+    assert token not in json.dumps(pod())
+    env = pod()["spec"]["containers"][0]["env"]
+    key = next(e for e in env if e["name"] == "ANTHROPIC_API_KEY")
+    assert key["valueFrom"] == {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}
+
+
+def test_a_contract_too_big_for_a_config_map_is_refused() -> None:
+    with pytest.raises(ManifestError, match="more than a ConfigMap holds"):
+        input_config_map(ATTEMPT, contract(feedback="x" * 1_000_000))
+
+
+def test_the_network_policy_denies_ingress_and_limits_egress() -> None:
+    policy = agent_network_policy("shop", "shop", "uid-f", SPEC)["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
+    assert policy["podSelector"] == {"matchLabels": {"agentfactory.dev/factory": "shop"}}
+    assert policy["egress"][0] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                   "ports": [{"protocol": "TCP", "port": 443}]}  # fmt: skip
+    assert {p["port"] for p in policy["egress"][1]["ports"]} == {53}
+
+
+def test_the_summary_fits_a_termination_message() -> None:
+    big = json.dumps({"role": "implementer", "status": "completed", "stoppedBy": "completed",
+                      "diff": "+" * 100_000, "message": "m" * 10_000, "turns": 3})  # fmt: skip
+    summary = summary_of(big)
+    assert len(summary.encode()) <= 4096
+    assert json.loads(summary)["truncated"] is True and "diff" not in summary
