@@ -78,6 +78,22 @@ def _agent(args: argparse.Namespace) -> int:
     )
 
 
+def _checkout(args: argparse.Namespace) -> int:
+    from agentfactory.agent.checkout import CheckoutError, checkout
+
+    try:
+        checkout(
+            repo=args.repo,
+            ref=args.ref,
+            dest=Path(args.dest),
+            credentials=Path(args.credentials) if args.credentials else None,
+        )
+    except CheckoutError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
 def _context(args: argparse.Namespace) -> int:
     from agentfactory.context import select_context
 
@@ -191,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer from a recorded script instead of the API (labelled as a replay)",
     )
     agent.set_defaults(run=_agent)
+
+    checkout = commands.add_parser(
+        "checkout", help="clone a repository at a commit (the agent pod's init container)"
+    )
+    checkout.add_argument("--repo", required=True, help="clone URL")
+    checkout.add_argument("--ref", required=True, help="commit to check out")
+    checkout.add_argument("--dest", default="/workspace", help="where to clone")
+    checkout.add_argument("--credentials", help="directory with an optional `token` file")
+    checkout.set_defaults(run=_checkout)
 
     context = commands.add_parser("context", help="show the files an agent would be given")
     context.add_argument("--repo", default=".", help="git working tree (default: .)")
