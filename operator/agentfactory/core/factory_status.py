@@ -1,0 +1,104 @@
+"""A FactorySpec's status, decided from what the operator gathered: the raw spec, which
+Secrets exist, and its tasks. Pure; the handler writes the result once if it changed.
+
+Conditions:
+- `Ready`: the spec is valid and every Secret it names exists; otherwise False with the
+  field and the fix (the same words as `agentfactory validate`).
+- `CredentialsValid`: True for a GitHub App (tokens are scoped per pod) or a forge that needs
+  none; False but usable (`TokenCannotBeScoped`) for a plain token; False when a Secret is
+  missing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from agentfactory.core.conditions import ConditionType, set_condition
+from agentfactory.core.explain import explain
+from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus, TaskCounts
+from agentfactory.core.phases import LOCKING, Phase
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+    from datetime import datetime
+
+    from agentfactory.core.conditions import ConditionStatus
+    from agentfactory.core.scheduler import TaskInfo
+
+
+def _counts(tasks: Sequence[TaskInfo]) -> TaskCounts:
+    by_phase: dict[str, int] = {}
+    for task in tasks:
+        by_phase[task.phase.value] = by_phase.get(task.phase.value, 0) + 1
+    return TaskCounts(
+        total=len(tasks),
+        active=sum(1 for t in tasks if t.phase in LOCKING),
+        merged=by_phase.get(Phase.MERGED.value, 0),
+        needs_attention=by_phase.get(Phase.NEEDS_ATTENTION.value, 0),
+        by_phase=by_phase,
+    )
+
+
+def _credentials(
+    spec: FactorySpecSpec, secrets: Collection[str]
+) -> tuple[ConditionStatus, str, str]:
+    creds = spec.repository.credentials
+    if creds is None:
+        return "True", "NoCredentialsNeeded", "the git remote needs no credentials"
+    app, token = creds.github_app, creds.token
+    name = app.secret_name if app else token.secret_name if token else ""
+    if name not in secrets:
+        keys = "app-id, installation-id, private-key" if app else "token"
+        return "False", "SecretMissing", f"Secret '{name}' does not exist; create it with {keys}"
+    if token is not None:
+        return ("False", "TokenCannotBeScoped",
+                f"Secret '{name}' holds a plain token: it works, but every agent pod gets the"
+                " same rights; use a GitHub App to scope tokens per pod and role")  # fmt: skip
+    return "True", "AppCredentials", f"GitHub App credentials in Secret '{name}'"
+
+
+def factory_status(
+    *,
+    raw_spec: Any,
+    generation: int | None,
+    old: FactorySpecStatus | None,
+    secrets: Collection[str],
+    tasks: Sequence[TaskInfo],
+    merge_queue: list[str],
+    now: datetime,
+) -> tuple[FactorySpecStatus, FactorySpecSpec | None]:
+    """The whole new status, and the validated spec (None when it is invalid)."""
+    status = (old or FactorySpecStatus()).model_copy(deep=True)
+    status.observed_generation = generation
+    status.tasks = _counts(tasks)
+    status.merge_queue = merge_queue
+    status.merging = next((t.name for t in tasks if t.merge_running), None)
+
+    def condition(kind: ConditionType, value: ConditionStatus, reason: str, message: str) -> None:
+        status.conditions = set_condition(
+            status.conditions, type=kind, status=value, reason=reason, message=message,
+            now=now, observed_generation=generation,
+        )  # fmt: skip
+
+    try:
+        spec = FactorySpecSpec.model_validate(raw_spec)
+    except ValidationError as exc:
+        problems = explain(exc, FactorySpecSpec, "spec.")
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        condition(ConditionType.READY, "False", "InvalidSpec", "; ".join(problems[:5]) + more)
+        condition(ConditionType.CREDENTIALS_VALID, "Unknown", "InvalidSpec", "the spec is invalid")
+        return status, None
+    value, reason, message = _credentials(spec, secrets)
+    condition(ConditionType.CREDENTIALS_VALID, value, reason, message)
+    key = spec.agents.api_key_secret_ref
+    if reason == "SecretMissing":
+        condition(ConditionType.READY, "False", "SecretMissing", message)
+    elif key is not None and key.name not in secrets:
+        condition(ConditionType.READY, "False", "APIKeySecretMissing",
+                  f"spec.agents.apiKeySecretRef: Secret '{key.name}' does not exist; create it"
+                  f" with the key '{key.key}'")  # fmt: skip
+    else:
+        condition(ConditionType.READY, "True", "Reconciled", "the factory is ready")
+    return status, spec

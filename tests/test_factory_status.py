@@ -1,0 +1,90 @@
+"""A FactorySpec's status: conditions for every credential case and for invalid specs (with
+the same field-and-fix words as `validate`), task counts, the merge queue, and condition
+times that move only when a status flips."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from agentfactory.core.factory_status import factory_status
+from agentfactory.core.phases import Phase
+from agentfactory.core.scheduler import TaskInfo
+from tests.builders import FACTORY, T0, merge
+
+GITHUB = {"repository": {"url": "https://github.com/o/r.git", "forge": "github"}}
+
+
+def decide(raw: dict[str, Any], secrets: set[str] = frozenset(), tasks: list[TaskInfo] = [],  # noqa: B006
+           old: Any = None, now: Any = T0) -> Any:  # fmt: skip
+    status, _ = factory_status(raw_spec=raw, generation=3, old=old, secrets=secrets, tasks=tasks,
+                               merge_queue=[t.name for t in tasks if t.phase == Phase.MERGING],
+                               now=now)  # fmt: skip
+    return status
+
+
+def conditions(status: Any) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+CASES = [
+    pytest.param(FACTORY, set(), ("True", "Reconciled"), ("True", "NoCredentialsNeeded"),
+                 id="plain-git"),
+    pytest.param(merge(FACTORY, {**GITHUB, "repository": {**GITHUB["repository"],
+                 "credentials": {"githubApp": {"secretName": "app"}}}}), {"app"},
+                 ("True", "Reconciled"), ("True", "AppCredentials"), id="github-app"),
+    pytest.param(merge(FACTORY, {"repository": {"forge": "github",
+                 "credentials": {"token": {"secretName": "tok"}}}}), {"tok"},
+                 ("True", "Reconciled"), ("False", "TokenCannotBeScoped"), id="token-usable"),
+    pytest.param(merge(FACTORY, {"repository": {"forge": "github",
+                 "credentials": {"token": {"secretName": "tok"}}}}), set(),
+                 ("False", "SecretMissing"), ("False", "SecretMissing"), id="token-missing"),
+    pytest.param(merge(FACTORY, {"agents": {"apiKeySecretRef": {"name": "anthropic"}}}), set(),
+                 ("False", "APIKeySecretMissing"), ("True", "NoCredentialsNeeded"),
+                 id="api-key-missing"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "secrets", "ready", "credentials"), CASES)
+def test_conditions_for_each_credential_case(
+    raw: dict[str, Any], secrets: set[str], ready: tuple[str, str], credentials: tuple[str, str]
+) -> None:
+    status = decide(raw, secrets)
+    assert conditions(status) == {"Ready": ready, "CredentialsValid": credentials}
+    assert all(c.observed_generation == 3 for c in status.conditions)
+
+
+def test_an_invalid_spec_sets_a_condition_with_the_field_and_the_fix() -> None:
+    raw = merge(FACTORY, {"retries": {"perStage": -1}, "merge": {"method": "ff"}})
+    status, spec = factory_status(raw_spec=raw, generation=1, old=None, secrets=set(), tasks=[],
+                                  merge_queue=[], now=T0)  # fmt: skip
+    assert spec is None
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "InvalidSpec")
+    assert "spec.retries.perStage: is -1; use a value of at least 0" in ready.message
+    assert "spec.merge.method: is 'ff'; use one of" in ready.message
+
+
+def test_task_counts_and_the_merge_queue() -> None:
+    tasks = [TaskInfo(name=n, factory="app", phase=p, merge_running=r) for n, p, r in (
+        ("a", Phase.MERGED, False), ("b", Phase.MERGING, True), ("c", Phase.MERGING, False),
+        ("d", Phase.NEEDS_ATTENTION, False), ("e", Phase.AWAITING_APPROVAL, False),
+    )]  # fmt: skip
+    status = decide(FACTORY, tasks=tasks)
+    counts = status.tasks
+    assert (counts.total, counts.active, counts.merged, counts.needs_attention) == (5, 3, 1, 1)
+    assert counts.by_phase == {"Merged": 1, "Merging": 2, "NeedsAttention": 1,
+                               "AwaitingApproval": 1}  # fmt: skip
+    assert status.merging == "b" and status.merge_queue == ["b", "c"]
+
+
+def test_condition_times_move_only_when_the_status_flips() -> None:
+    first = decide(FACTORY)
+    again = decide(FACTORY, old=first, now=T0 + timedelta(minutes=5))
+    assert again.conditions == first.conditions
+    broken = decide(merge(FACTORY, {"retries": {"perStage": -1}}), old=again,
+                    now=T0 + timedelta(minutes=9))  # fmt: skip
+    ready = next(c for c in broken.conditions if c.type == "Ready")
+    assert ready.last_transition_time == T0 + timedelta(minutes=9)
