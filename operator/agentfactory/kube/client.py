@@ -1,0 +1,129 @@
+"""A small async Kubernetes client for the operator's own objects (kopf ships none).
+
+Only what the operator does: get, list (by label), create, merge-patch, delete, and read a
+pod's log. Label selectors are sent to the server and applied again here, so an API server
+that ignores them (kmock, see tests/kube.py) cannot widen a list. Secrets are read by name,
+never listed, so the operator's RBAC needs no `list` on secrets.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class KubeError(Exception):
+    """An API call failed; carries the status code and the server's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def path_of(api_version: str, plural: str, namespace: str | None, name: str | None = None) -> str:
+    """The REST path of a collection or an object."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+def _matches(obj: dict[str, Any], labels: dict[str, str]) -> bool:
+    have = obj.get("metadata", {}).get("labels") or {}
+    return all(have.get(key) == value for key, value in labels.items())
+
+
+@dataclass
+class Kube:
+    """A connection to an API server."""
+
+    server: str
+    token: str | None = None
+    ca_file: str | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def in_cluster(cls) -> Kube:
+        """The pod's own service account, as every in-cluster client uses it."""
+        return cls(
+            server="https://kubernetes.default.svc",
+            token=(SERVICE_ACCOUNT / "token").read_text().strip(),
+            ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
+        )
+
+    async def __aenter__(self) -> Kube:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        connector = aiohttp.TCPConnector(ssl=context) if context else None
+        self._session = aiohttp.ClientSession(headers=headers, connector=connector)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self._session is None:
+            raise RuntimeError("open the client first: `async with Kube(...) as kube`")
+        async with self._session.request(method, self.server + path, **kwargs) as response:
+            if response.status >= 400:
+                raise KubeError(response.status, (await response.text())[:500])
+            if response.content_type == "application/json":
+                return await response.json()
+            return await response.text()
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object at *path*, or None when it does not exist."""
+        try:
+            found: dict[str, Any] = await self._call("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    async def list(self, path: str, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The objects of a collection, filtered by *labels*."""
+        params = (
+            {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else {}
+        )
+        data = await self._call("GET", path, params=params)
+        return [item for item in data.get("items", []) if _matches(item, labels or {})]
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = await self._call("POST", path, json=body)
+        return created
+
+    async def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        patched: dict[str, Any] = await self._call("PATCH", path, json=body, headers=headers)
+        return patched
+
+    async def delete(self, path: str) -> None:
+        try:
+            await self._call("DELETE", path)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    async def ensure(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create *body*, or bring the existing object's fields in line (idempotent)."""
+        name = body["metadata"]["name"]
+        existing = await self.get(f"{collection}/{name}")
+        if existing is None:
+            return await self.create(collection, body)
+        changes = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+        return await self.patch(f"{collection}/{name}", changes)
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        text: str = await self._call(
+            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", params={"container": container}
+        )
+        return text
