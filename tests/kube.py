@@ -8,19 +8,56 @@ What kmock 0.8 lacked, and what this module adds (see DESIGN.md section 7):
   "Non-watchable resources will not be served" and skips them.
 - Our two CRDs are declared from the generated files in `crds/`, so the emulator serves
   exactly the kinds, short names and categories we ship.
+- kopf's patches test `metadata.resourceVersion` (optimistic concurrency), and kmock keeps
+  none: every handler's status patch failed with a 500 until a timer's patch happened to land
+  (10 s later). `Emulator` issues a resourceVersion on create and a new one on every update,
+  and answers a failed JSON-patch `test` with 422 Unprocessable Entity as a real API server
+  does (kopf then retries on its next cycle; on a 500 it retried the stale patch with backoff).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+import jsonpatch
+import kmock
 import yaml
 
 if TYPE_CHECKING:
-    import kmock
+    from collections.abc import Callable
 
 CRDS = Path(__file__).parent.parent / "crds"
+_VERSIONS = itertools.count(1)
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock's emulator with resourceVersions, as a real API server keeps them."""
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and request.action in (
+            kmock.action.CREATE,
+            kmock.action.UPDATE,
+        ):
+            version = str(next(_VERSIONS))
+            if isinstance(request.data, dict):
+                request.data.setdefault("metadata", {})["resourceVersion"] = version
+            elif isinstance(request.data, list):  # a JSON patch: its tests run first
+                request.data.append(
+                    {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+                )
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise kmock.KubernetesError(
+                status=422, reason="Invalid", message=f"the object has been modified: {exc}"
+            ) from None
+
+
 VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
 BACKBONE = {
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
@@ -45,3 +82,31 @@ def declare(emulator: kmock.KubernetesEmulator) -> None:
         info.shortnames = set(names["shortNames"])
         info.categories = set(names["categories"])
         info.subresources = {"status"}
+
+
+async def wait_for(
+    url: str, collection: str, name: str, predicate: Callable[[dict[str, Any]], bool],
+    within: float = 30,
+) -> dict[str, Any]:  # fmt: skip
+    """The object *name* once *predicate* holds, awaited on a watch stream (no polling):
+    the stream is opened before the current state is read, so no change slips between."""
+
+    async def watch() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            stream = await session.get(f"{url}{collection}", params={"watch": "true"},
+                                       timeout=aiohttp.ClientTimeout(total=None))  # fmt: skip
+            current = await session.get(f"{url}{collection}/{name}")
+            if current.status == 200:
+                obj = await current.json()
+                if predicate(obj):
+                    stream.close()
+                    return dict(obj)
+            async for line in stream.content:
+                event = json.loads(line)
+                obj = event.get("object", {})
+                if obj.get("metadata", {}).get("name") == name and predicate(obj):
+                    stream.close()
+                    return dict(obj)
+        raise AssertionError(f"the watch on {collection} ended before {name} matched")
+
+    return await asyncio.wait_for(watch(), within)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import kmock
 import pytest
 from kmock._internal.apps import Server
 
 from agentfactory.kube.client import Kube, KubeError, path_of
-from tests.kube import declare
+from tests.kube import Emulator, declare
 
 CMS = path_of("v1", "configmaps", "shop")
 
@@ -21,7 +20,7 @@ def configmap(name: str, **labels: str) -> dict[str, Any]:
 
 
 async def test_get_create_ensure_list_and_delete() -> None:
-    async with kmock.KubernetesEmulator() as emulator, Server(emulator) as server:
+    async with Emulator() as emulator, Server(emulator) as server:
         declare(emulator)
         async with Kube(server=str(server.url).rstrip("/")) as kube:
             assert await kube.get(f"{CMS}/a") is None

@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
-import kmock
 import kopf
 from kmock._internal.apps import Server
 
-from tests.kube import declare
+from tests.kube import Emulator, declare
 
 FACTORY = {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
            "metadata": {"name": "shop", "namespace": "default"},
@@ -30,7 +29,7 @@ async def test_kopf_watches_our_crd_through_the_emulator() -> None:
     async def on_event(name: str, type: str, **_: Any) -> None:
         await seen.put((type, name))
 
-    async with kmock.KubernetesEmulator() as emulator, Server(emulator) as server:
+    async with Emulator() as emulator, Server(emulator) as server:
         declare(emulator)
         url = str(server.url).rstrip("/")
         stop = asyncio.Event()

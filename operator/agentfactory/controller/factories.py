@@ -1,0 +1,91 @@
+"""FactorySpec handlers: validate, set Ready and CredentialsValid, keep the agents'
+ServiceAccount and NetworkPolicy, and count the factory's tasks.
+
+One idempotent reconcile, stacked on create, update and resume; the AgentTask handlers call
+the same reconcile when a task moves, so the counts follow the tasks without a timer (a timer
+would also race the create handler for the finalizer). Bad specs never raise: they become a
+condition with the field and the fix.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from agentfactory.core.factory import FactorySpecStatus
+from agentfactory.core.factory_status import factory_status
+from agentfactory.core.phases import Phase
+from agentfactory.core.scheduler import TaskInfo
+from agentfactory.kube.client import Kube, path_of
+from agentfactory.manifests.agents import agent_network_policy, agent_service_account
+
+GROUP, VERSION = "agentfactory.dev", "v1alpha1"
+
+
+def _secret_names(spec: Any) -> set[str]:
+    """Secrets a raw spec refers to (read by name: the operator never lists Secrets)."""
+    names: set[str] = set()
+    if not isinstance(spec, dict):
+        return names
+    creds = (spec.get("repository") or {}).get("credentials") or {}
+    for kind in ("githubApp", "token"):
+        if isinstance(creds.get(kind), dict) and creds[kind].get("secretName"):
+            names.add(str(creds[kind]["secretName"]))
+    key = (spec.get("agents") or {}).get("apiKeySecretRef") or {}
+    if isinstance(key, dict) and key.get("name"):
+        names.add(str(key["name"]))
+    return names
+
+
+async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo]:
+    infos = []
+    for task in await kube.list(path_of(f"{GROUP}/{VERSION}", "agenttasks", namespace)):
+        spec, status = task.get("spec") or {}, task.get("status") or {}
+        if spec.get("factoryRef") != factory:
+            continue
+        phase = Phase(status.get("phase", "Pending"))
+        infos.append(TaskInfo(
+            name=task["metadata"]["name"], factory=factory, phase=phase,
+            merge_running=phase == Phase.MERGING and int(status.get("attempt", 0)) > 0,
+        ))  # fmt: skip
+    return infos
+
+
+async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
+    """Gather, decide, apply; the status is written once, and only when it changed."""
+    kube: Kube = memo.kube
+    meta, namespace, name = (
+        body.metadata,
+        body.metadata.namespace or "default",
+        body.metadata.name or "",
+    )
+    secrets = set()
+    for secret in _secret_names(body.get("spec")):
+        if await kube.get(path_of("v1", "secrets", namespace, secret)) is not None:
+            secrets.add(secret)
+    tasks = await _task_infos(kube, namespace, name)
+    old_raw = body.get("status")
+    old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
+    status, spec = factory_status(
+        raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
+        tasks=tasks, merge_queue=[t.name for t in tasks if t.phase == Phase.MERGING],
+        now=datetime.now(UTC),
+    )  # fmt: skip
+    if spec is not None:
+        uid = meta.uid or ""
+        await kube.ensure(path_of("v1", "serviceaccounts", namespace),
+                          agent_service_account(name, namespace, uid))  # fmt: skip
+        await kube.ensure(path_of("networking.k8s.io/v1", "networkpolicies", namespace),
+                          agent_network_policy(name, namespace, uid, spec))  # fmt: skip
+    new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if new != old_raw:
+        patch.status.update(new)
+
+
+@kopf.on.resume(GROUP, VERSION, "factoryspecs", id="factory-resume")
+@kopf.on.create(GROUP, VERSION, "factoryspecs", id="factory-create")
+@kopf.on.update(GROUP, VERSION, "factoryspecs", id="factory-update")
+async def on_factory(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+    await reconcile(body, memo, patch)
