@@ -21,7 +21,6 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ import yaml
 from agentfactory.core.actions import Notify, PushBranch
 from agentfactory.core.contracts import contract_for
 from agentfactory.core.diff import parse_unified_diff
-from agentfactory.core.factory import FactorySpec
+from agentfactory.core.factory import FactorySpec, FactorySpecSpec
 from agentfactory.core.observations import (
     CheckOutcome,
     CIFinished,
@@ -223,8 +222,6 @@ class LocalFactory:
         status = self.store.load(name)
         if spec is None:
             # Only SpecInvalid can apply without a factory; use a neutral one to decide it.
-            from agentfactory.core.factory import FactorySpecSpec
-
             spec = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
         decision = decide(TaskView(name, task.spec, status), spec, observation, now=self.now())
         if decision.ignored:
@@ -448,8 +445,3 @@ def announce_mode(replay: Path | None, out: Callable[[str], None]) -> None:
         )
     else:
         out("Agents use the Anthropic API (ANTHROPIC_API_KEY is set).")
-
-
-def die(message: str) -> int:
-    print(message, file=sys.stderr)  # noqa: T201
-    return 2
