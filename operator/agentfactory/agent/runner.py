@@ -110,11 +110,13 @@ class Runner:
     clock: Callable[[], float] = time.monotonic
     selection: Selection | None = None
     spec: RoleSpec = field(init=False)
+    tools: list[dict[str, Any]] = field(init=False)
     usage: Usage = field(default_factory=Usage, init=False)
     turns: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.spec = ROLES[self.contract.role]
+        self.tools = self.spec.definitions()  # once: a schema build per turn is wasted work
 
     def run(self) -> AgentResult:
         started = self.clock()
@@ -143,7 +145,7 @@ class Runner:
                     model=self.contract.model,
                     system=system,
                     messages=messages,
-                    tools=self.spec.definitions(),
+                    tools=self.tools,
                     max_tokens=limits.max_output_tokens,
                     timeout=remaining,
                 )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from agentfactory.core.phases import ACTIVE, Phase
+from agentfactory.core.phases import ACTIVE, TERMINAL, Phase
 
 P = Phase
 
@@ -65,7 +65,7 @@ class Trigger(StrEnum):
 
 
 T = Trigger
-_OPEN = frozenset(Phase) - {P.MERGED, P.NEEDS_ATTENTION, P.FAILED, P.CANCELLED}
+_OPEN = frozenset(Phase) - TERMINAL
 _STAGE_PHASES = (P.PLANNING, P.PLAN_REVIEW, P.IMPLEMENTING, P.CI, P.CODE_REVIEW, P.MERGING)
 
 _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [

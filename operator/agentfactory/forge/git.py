@@ -56,7 +56,8 @@ class GitForge:
     def clone(self) -> Path:
         return self.workdir / "operator-clone"
 
-    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+    def _run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run git with the forge's identity and nothing else from the environment."""
         env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
             "GIT_AUTHOR_NAME": self.author_name,
@@ -65,10 +66,14 @@ class GitForge:
             "GIT_COMMITTER_EMAIL": self.author_email,
             "GIT_TERMINAL_PROMPT": "0",
         }
-        result = subprocess.run(  # noqa: S603 - fixed argv
+        return subprocess.run(  # noqa: S603 - fixed argv
             ["git", *args],  # noqa: S607 - git from PATH by design
             cwd=cwd or self.clone, capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
+
+    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        """git's stdout; raises ForgeError on failure unless *check* is False."""
+        result = self._run(*args, cwd=cwd)
         if check and result.returncode != 0:
             raise ForgeError(f"git {' '.join(args[:2])} failed: {result.stderr.strip()[:800]}")
         return result.stdout.strip()
@@ -158,11 +163,8 @@ class GitForge:
             self.git("cherry-pick", f"{base}..{head_sha}")
             self.git("commit", "--quiet", "--amend", "--no-verify", "-m", message)
         merged = self.git("rev-parse", "HEAD")
-        pushed = subprocess.run(  # noqa: S603 - fixed argv
-            ["git", "push", "--quiet", f"--force-with-lease={self.base_branch}:{base}",  # noqa: S607
-             "origin", f"{merged}:refs/heads/{self.base_branch}"],
-            cwd=self.clone, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        pushed = self._run("push", "--quiet", f"--force-with-lease={self.base_branch}:{base}",
+                           "origin", f"{merged}:refs/heads/{self.base_branch}")  # fmt: skip
         if pushed.returncode != 0:
             return MergeOutcome(
                 "error", head_sha, message=f"the base moved during the merge: {pushed.stderr[:300]}"
@@ -173,12 +175,7 @@ class GitForge:
 
     def _rebase(self, branch: str, head_sha: str, base: str) -> MergeOutcome:
         self.git("checkout", "--quiet", "--detach", "--force", head_sha)
-        rebased = subprocess.run(  # noqa: S603 - fixed argv
-            ["git", "rebase", "--quiet", base],  # noqa: S607
-            cwd=self.clone, capture_output=True, text=True, check=False,
-            env={**os.environ, "GIT_COMMITTER_NAME": self.author_name,
-                 "GIT_COMMITTER_EMAIL": self.author_email},
-        )  # fmt: skip
+        rebased = self._run("rebase", "--quiet", base)
         if rebased.returncode != 0:
             conflicted = self.git("diff", "--name-only", "--diff-filter=U", check=False)
             self.git("rebase", "--abort", check=False)

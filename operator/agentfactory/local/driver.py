@@ -47,7 +47,7 @@ from agentfactory.core.observations import (
 from agentfactory.core.phases import ACTIVE, Phase, Stage
 from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, find_cycles, schedule
-from agentfactory.core.task import AgentTask, FailedCheck, PlanSummary
+from agentfactory.core.task import AgentTask, AgentTaskStatus, FailedCheck, PlanSummary
 from agentfactory.forge.git import GitForge
 from agentfactory.local.executor import LocalExecutor
 from agentfactory.local.state import StateStore
@@ -96,11 +96,19 @@ class LocalFactory:
     factories: dict[str, Factory] = field(default_factory=dict, init=False)
     tasks: dict[str, AgentTask] = field(default_factory=dict, init=False)
     _last: str | None = field(default=None, init=False)
+    _statuses: dict[str, AgentTaskStatus] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()  # git runs in other directories
         self.store = StateStore(self.state_dir)
         self._load()
+
+    def status(self, name: str) -> AgentTaskStatus:
+        """The task's status: read from the state directory once, then kept in memory (every
+        change is written through, so the directory stays the record a restart resumes from)."""
+        if name not in self._statuses:
+            self._statuses[name] = self.store.load(name)
+        return self._statuses[name]
 
     # -- loading -----------------------------------------------------------------------
 
@@ -201,7 +209,7 @@ class LocalFactory:
         return sorted(self.tasks, key=lambda n: (-self.tasks[n].spec.priority, n))
 
     def _info(self, name: str) -> TaskInfo:
-        task, status = self.tasks[name], self.store.load(name)
+        task, status = self.tasks[name], self.status(name)
         return TaskInfo(
             name=name,
             factory=task.spec.factory_ref,
@@ -219,7 +227,7 @@ class LocalFactory:
         task = self.tasks[name]
         factory = self.factories.get(task.spec.factory_ref)
         spec = factory.spec.spec if factory else None
-        status = self.store.load(name)
+        status = self.status(name)
         if spec is None:
             # Only SpecInvalid can apply without a factory; use a neutral one to decide it.
             spec = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
@@ -227,6 +235,7 @@ class LocalFactory:
         if decision.ignored:
             return decision
         self.store.save(name, decision.status)
+        self._statuses[name] = decision.status
         for source, trigger, target in decision.transitions:
             where = decision.status
             stage = f"{where.stage}#{where.attempt}" if where.stage and where.attempt else "-"
@@ -244,7 +253,7 @@ class LocalFactory:
     # -- work ------------------------------------------------------------------------------
 
     def work(self, name: str) -> bool:
-        status = self.store.load(name)
+        status = self.status(name)
         if status.phase not in ACTIVE or status.attempt == 0 or status.stage is None:
             return False
         factory = self.factories[self.tasks[name].spec.factory_ref]
@@ -259,7 +268,7 @@ class LocalFactory:
         return True
 
     def _ci(self, name: str, factory: Factory) -> Observation:
-        status = self.store.load(name)
+        status = self.status(name)
         head, branch = status.head_sha or "", status.branch or ""
         factory.forge.push_branch(branch, head)  # idempotent: a crash may have come first
         required = set(factory.spec.spec.required_check_names)
@@ -284,7 +293,7 @@ class LocalFactory:
         )
 
     def _merge(self, name: str, factory: Factory) -> Observation:
-        status, spec = self.store.load(name), factory.spec.spec
+        status, spec = self.status(name), factory.spec.spec
         head, branch = status.head_sha or "", status.branch or ""
         factory.forge.push_branch(branch, head)
         task = self.tasks[name]
@@ -307,7 +316,7 @@ class LocalFactory:
         )
 
     def _agent(self, name: str, factory: Factory) -> Observation:
-        status, task = self.store.load(name), self.tasks[name]
+        status, task = self.status(name), self.tasks[name]
         stage, attempt = status.stage or Stage.PLAN, status.attempt
         forge = factory.forge
         base = forge.base_sha()
@@ -413,7 +422,7 @@ class LocalFactory:
         stuck = []
         self.out("")
         for name in self._order():
-            status = self.store.load(name)
+            status = self.status(name)
             data = status.model_dump(mode="json", by_alias=True, exclude_none=True)
             (status_dir / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
             extra = ""

@@ -54,10 +54,13 @@ _HIDDEN = (
 )
 
 
+#: The directory holding the `agentfactory` package (`operator/`).
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
 def runtime_paths() -> list[str]:
     """What a sandbox needs to run `python -m agentfactory`: the interpreter and the package."""
-    package_root = Path(__file__).resolve().parents[2]
-    candidates = {sys.prefix, sys.base_prefix, str(Path(sys.executable).parent), str(package_root)}
+    candidates = {sys.prefix, sys.base_prefix, str(Path(sys.executable).parent), str(PACKAGE_ROOT)}
     return sorted(p for p in candidates if Path(p).exists())
 
 
@@ -96,22 +99,23 @@ class LocalExecutor:
                 " user's access to this machine. Install it (apt-get install bubblewrap)."
             )
 
-    def _attempt_dir(self, pod: str) -> Path:
+    def _fresh_attempt(self, pod: str, ref: str) -> Path:
+        """An empty attempt directory with a fresh clone at *ref* in `workspace/`."""
+        self._warn_unconfined()
         path = self.state_dir / "attempts" / pod
         if path.exists():
             shutil.rmtree(path)  # a rerun after a crash starts clean
         (path / "input").mkdir(parents=True)
         (path / "output").mkdir()
+        self.forge.checkout_into(path / "workspace", ref)
         return path
 
     def run_agent(
         self, *, pod: str, contract: HandoffContract, ref: str, constitution: str | None
     ) -> StageOutcome:
         """Run one agent attempt on a fresh clone at *ref*."""
-        self._warn_unconfined()
-        base = self._attempt_dir(pod)
+        base = self._fresh_attempt(pod, ref)
         workspace = base / "workspace"
-        self.forge.checkout_into(workspace, ref)
         (base / "input" / "contract.json").write_text(contract.model_dump_json(by_alias=True))
         if constitution:
             (base / "input" / "constitution.md").write_text(constitution)
@@ -151,10 +155,8 @@ class LocalExecutor:
 
     def run_checks(self, *, pod: str, ref: str, checks: list[Check]) -> list[CheckRun]:
         """Run the factory's checks on a fresh clone at exactly *ref* (sandbox CI)."""
-        self._warn_unconfined()
-        base = self._attempt_dir(pod)
+        base = self._fresh_attempt(pod, ref)
         workspace = base / "workspace"
-        self.forge.checkout_into(workspace, ref)
         runs = []
         for check in checks:
             code, log = self._run(
@@ -183,8 +185,9 @@ class LocalExecutor:
         env.update(HOME=str(base / "home"), TMPDIR="/tmp", PYTHONDONTWRITEBYTECODE="1")  # noqa: S108 - private tmpfs
         (base / "home").mkdir(exist_ok=True)
         # Let the agent import this package even when it is not installed system-wide.
-        package_root = str(Path(__file__).resolve().parents[2])  # operator/
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p
+        )
         argv = self._confine(command, workspace=workspace, base=base, env=env)
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(  # noqa: S603 - argv built here

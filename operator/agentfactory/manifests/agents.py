@@ -278,20 +278,27 @@ def agent_pod(
     }
 
 
+def _factory_metadata(name: str, factory: str, namespace: str, uid: str) -> dict[str, Any]:
+    """Metadata of an object a factory owns (deleted with the factory)."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/managed-by": "agentfactory",
+            "agentfactory.dev/factory": factory,
+        },
+        "ownerReferences": [_owner("FactorySpec", factory, uid)],
+    }
+
+
 def agent_service_account(factory: str, namespace: str, factory_uid: str) -> dict[str, Any]:
     """The identity agent pods run as: no token mounted, bound to no role."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {
-            "name": service_account_name(factory),
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "agentfactory",
-                "agentfactory.dev/factory": factory,
-            },
-            "ownerReferences": [_owner("FactorySpec", factory, factory_uid)],
-        },
+        "metadata": _factory_metadata(
+            service_account_name(factory), factory, namespace, factory_uid
+        ),
         "automountServiceAccountToken": False,
     }
 
@@ -323,15 +330,9 @@ def agent_network_policy(
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {
-            "name": f"agentfactory-agents-{factory}",
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "agentfactory",
-                "agentfactory.dev/factory": factory,
-            },
-            "ownerReferences": [_owner("FactorySpec", factory, factory_uid)],
-        },
+        "metadata": _factory_metadata(
+            f"agentfactory-agents-{factory}", factory, namespace, factory_uid
+        ),
         "spec": {
             "podSelector": {"matchLabels": {"agentfactory.dev/factory": factory}},
             "policyTypes": ["Ingress", "Egress"],
