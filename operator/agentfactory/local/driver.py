@@ -29,34 +29,26 @@ from typing import TYPE_CHECKING
 import yaml
 
 from agentfactory.core.actions import Notify, PushBranch
-from agentfactory.core.contracts import contract_for
-from agentfactory.core.diff import parse_unified_diff
 from agentfactory.core.factory import FactorySpec, FactorySpecSpec
-from agentfactory.core.observations import (
-    CheckOutcome,
-    CIFinished,
-    HumanAction,
-    MergeFinished,
-    Observation,
-    PatchProduced,
-    PlanProduced,
-    SpecInvalid,
-    StageFailed,
-    VerdictGiven,
-)
+from agentfactory.core.observations import HumanAction, Observation, SpecInvalid
 from agentfactory.core.phases import ACTIVE, Phase, Stage
 from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, find_cycles, schedule
-from agentfactory.core.task import AgentTask, AgentTaskStatus, FailedCheck, PlanSummary
+from agentfactory.core.task import AgentTask, AgentTaskStatus
 from agentfactory.forge.git import GitForge
 from agentfactory.local.executor import LocalExecutor
 from agentfactory.local.state import StateStore
+from agentfactory.stages import (
+    agent_inputs,
+    agent_observation,
+    ci_checks,
+    ci_observation,
+    merge_observation,
+)
 from agentfactory.validation import load_file, validate_document
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from agentfactory.core.handoff import AgentResult
 
 
 class LoadError(Exception):
@@ -269,139 +261,28 @@ class LocalFactory:
 
     def _ci(self, name: str, factory: Factory) -> Observation:
         status = self.status(name)
-        head, branch = status.head_sha or "", status.branch or ""
-        factory.forge.push_branch(branch, head)  # idempotent: a crash may have come first
-        required = set(factory.spec.spec.required_check_names)
-        checks = [
-            c
-            for c in [*factory.spec.spec.checks, *self.tasks[name].spec.checks]
-            if c.name in required or c in self.tasks[name].spec.checks
-        ]
+        head = status.head_sha or ""
+        factory.forge.push_branch(status.branch or "", head)  # idempotent: a crash may come first
+        checks = ci_checks(self.tasks[name].spec, factory.spec.spec)
         pod = pod_name(name, Stage.CI, status.attempt)
         self.out(f"          running CI {pod} on {head[:12]} ({len(checks)} checks)")
-        runs = factory.executor.run_checks(pod=pod, ref=head, checks=checks)
-        failed = [
-            FailedCheck(name=r.name, summary=r.output_tail[-2000:])
-            for r in runs
-            if r.status != "passed"
-        ]
-        return CIFinished(
-            head_sha=head,
-            state="failure" if failed else "success",
-            failed_checks=failed,
-            attempt=status.attempt,
-        )
+        return ci_observation(status, factory.executor.run_checks(pod=pod, ref=head, checks=checks))
 
     def _merge(self, name: str, factory: Factory) -> Observation:
-        status, spec = self.status(name), factory.spec.spec
-        head, branch = status.head_sha or "", status.branch or ""
-        factory.forge.push_branch(branch, head)
-        task = self.tasks[name]
-        outcome = factory.forge.merge(
-            task=name,
-            branch=branch,
-            head_sha=head,
-            method=spec.merge.method,
-            title=f"{name}: {task.spec.goal.splitlines()[0][:72]}",
-            body="\n".join(f"- {c}" for c in task.spec.acceptance_criteria),
-            delete_branch=spec.merge.delete_branch,
-        )
-        return MergeFinished(
-            attempt=status.attempt,
-            outcome=outcome.outcome,
-            head_sha=head,
-            merged_sha=outcome.merged_sha,
-            new_head_sha=outcome.new_head_sha,
-            message=outcome.message,
-        )
+        task, status = self.tasks[name], self.status(name)
+        return merge_observation(name, task.spec, factory.spec.spec, status, factory.forge)
 
     def _agent(self, name: str, factory: Factory) -> Observation:
         status, task = self.status(name), self.tasks[name]
         stage, attempt = status.stage or Stage.PLAN, status.attempt
-        forge = factory.forge
-        base = forge.base_sha()
-        ref, feedback = base, None
-        if status.head_sha and stage in (Stage.IMPLEMENT, Stage.CODE_REVIEW):
-            on_base = forge.git("merge-base", status.head_sha, base) == base
-            if on_base or stage == Stage.CODE_REVIEW:
-                ref = status.head_sha
-                base = forge.git("merge-base", status.head_sha, base)
-            elif status.feedback:
-                # The base moved under a conflicting branch: start again from the new base,
-                # with the previous attempt's patch to redo.
-                previous = forge.git("diff", f"{base}...{status.head_sha}", check=False)
-                feedback = f"{status.feedback}\n\nYour previous patch:\n{previous[-20000:]}"
-        contract = contract_for(
-            task=name,
-            spec=task.spec,
-            factory=factory.spec.spec,
-            status=status,
-            stage=stage,
-            base_sha=base,
-            feedback=feedback,
-        )
+        inputs = agent_inputs(name, task.spec, factory.spec.spec, status, factory.forge)
         pod = pod_name(name, stage, attempt)
-        mode = "replay" if self.replay_dir else contract.model
-        self.out(f"          running {contract.role.value} {pod} ({mode})")
-        outcome = factory.executor.run_agent(pod=pod, contract=contract, ref=ref, constitution=None)
-        if outcome.result is None:
-            return StageFailed(
-                stage=stage, attempt=attempt, reason=outcome.reason, message=outcome.failure or ""
-            )
-        return self._observe(name, factory, stage, attempt, base, outcome.result)
-
-    def _observe(
-        self,
-        name: str,
-        factory: Factory,
-        stage: Stage,
-        attempt: int,
-        base: str,
-        result: AgentResult,
-    ) -> Observation:
-        usage = result.usage
-        if result.status != "completed":
-            return StageFailed(
-                stage=stage,
-                attempt=attempt,
-                reason="error",
-                usage=usage,
-                message=f"{result.stopped_by}: {result.message}",
-            )
-        if result.plan is not None:
-            plan = PlanSummary(
-                summary=result.plan.summary,
-                steps=result.plan.steps,
-                files=result.plan.files_in_scope,
-            )
-            return PlanProduced(stage=stage, attempt=attempt, plan=plan, usage=usage)
-        if result.verdict is not None:
-            return VerdictGiven(
-                stage=stage,
-                attempt=attempt,
-                verdict=result.verdict.verdict,
-                findings=result.verdict.findings,
-                usage=usage,
-            )
-        implementation = result.implementation
-        diff = result.diff or ""
-        summary = implementation.summary if implementation else ""
-        head = base
-        if diff.strip():
-            head = factory.forge.commit_patch(base, diff, f"{name}: {summary[:72]}")
-        checks = [
-            CheckOutcome(name=c.name, exit_code=c.exit_code, output_tail=c.output_tail)
-            for c in (implementation.checks if implementation else [])
-        ]
-        return PatchProduced(
-            stage=stage,
-            attempt=attempt,
-            patch=parse_unified_diff(diff),
-            head_sha=head,
-            checks=checks,
-            summary=summary,
-            usage=usage,
+        mode = "replay" if self.replay_dir else inputs.contract.model
+        self.out(f"          running {inputs.contract.role.value} {pod} ({mode})")
+        outcome = factory.executor.run_agent(
+            pod=pod, contract=inputs.contract, ref=inputs.ref, constitution=None
         )
+        return agent_observation(name, factory.forge, stage, attempt, inputs.base, outcome)
 
     # -- people and the end ------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from agentfactory.agent.workspace import OUTPUT_CAP
 from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
+from agentfactory.stages import StageOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,16 +63,6 @@ def runtime_paths() -> list[str]:
     """What a sandbox needs to run `python -m agentfactory`: the interpreter and the package."""
     candidates = {sys.prefix, sys.base_prefix, str(Path(sys.executable).parent), str(PACKAGE_ROOT)}
     return sorted(p for p in candidates if Path(p).exists())
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    """A finished attempt: a result, or why there is none."""
-
-    result: AgentResult | None
-    failure: str | None = None
-    reason: str = "error"
-    """For a failure: timeout, malformed-result, oom-killed or error."""
 
 
 @dataclass

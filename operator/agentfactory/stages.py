@@ -1,0 +1,168 @@
+"""What both executors share around a stage attempt: the inputs it is given, and the
+observation its outcome becomes.
+
+The local driver runs an attempt as a process and the operator as a pod, but they give it
+the same contract on the same commit and read its result the same way, so a task moves
+through the same phases on a laptop and on a cluster. The implementer's diff is committed
+by the operator's forge here: agents never hold a credential that can write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agentfactory.core.contracts import contract_for
+from agentfactory.core.diff import parse_unified_diff
+from agentfactory.core.observations import (
+    CheckOutcome,
+    CIFinished,
+    MergeFinished,
+    Observation,
+    PatchProduced,
+    PlanProduced,
+    StageFailed,
+    VerdictGiven,
+)
+from agentfactory.core.phases import Stage
+from agentfactory.core.task import FailedCheck, PlanSummary
+
+if TYPE_CHECKING:
+    from agentfactory.core.common import Check
+    from agentfactory.core.factory import FactorySpecSpec
+    from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
+    from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
+    from agentfactory.forge.git import GitForge
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """A finished attempt: a result, or why there is none."""
+
+    result: AgentResult | None
+    failure: str | None = None
+    reason: str = "error"
+    """For a failure: timeout, malformed-result, oom-killed, evicted or error."""
+
+
+@dataclass(frozen=True)
+class AgentInputs:
+    """What one agent attempt is given: its contract, the commit to check out, and the base
+    its diff is taken against."""
+
+    contract: HandoffContract
+    ref: str
+    base: str
+
+
+def agent_inputs(
+    name: str, spec: AgentTaskSpec, factory: FactorySpecSpec, status: AgentTaskStatus,
+    forge: GitForge,
+) -> AgentInputs:  # fmt: skip
+    """The contract and commit of the task's current agent attempt."""
+    stage = status.stage or Stage.PLAN
+    base = forge.base_sha()
+    ref, feedback = base, None
+    if status.head_sha and stage in (Stage.IMPLEMENT, Stage.CODE_REVIEW):
+        on_base = forge.git("merge-base", status.head_sha, base) == base
+        if on_base or stage == Stage.CODE_REVIEW:
+            ref = status.head_sha
+            base = forge.git("merge-base", status.head_sha, base)
+        elif status.feedback:
+            # The base moved under a conflicting branch: start again from the new base,
+            # with the previous attempt's patch to redo.
+            previous = forge.git("diff", f"{base}...{status.head_sha}", check=False)
+            feedback = f"{status.feedback}\n\nYour previous patch:\n{previous[-20000:]}"
+    contract = contract_for(
+        task=name, spec=spec, factory=factory, status=status, stage=stage, base_sha=base,
+        feedback=feedback,
+    )  # fmt: skip
+    return AgentInputs(contract, ref, base)
+
+
+def agent_observation(
+    name: str, forge: GitForge, stage: Stage, attempt: int, base: str, outcome: StageOutcome
+) -> Observation:
+    """What an agent attempt's outcome tells the core; a patch is committed on *base*."""
+    result = outcome.result
+    if result is None:
+        return StageFailed(
+            stage=stage, attempt=attempt, reason=outcome.reason, message=outcome.failure or ""
+        )
+    usage = result.usage
+    if result.status != "completed":
+        return StageFailed(
+            stage=stage, attempt=attempt, reason="error", usage=usage,
+            message=f"{result.stopped_by}: {result.message}",
+        )  # fmt: skip
+    if result.plan is not None:
+        plan = PlanSummary(
+            summary=result.plan.summary, steps=result.plan.steps, files=result.plan.files_in_scope
+        )
+        return PlanProduced(stage=stage, attempt=attempt, plan=plan, usage=usage)
+    if result.verdict is not None:
+        return VerdictGiven(
+            stage=stage, attempt=attempt, verdict=result.verdict.verdict,
+            findings=result.verdict.findings, usage=usage,
+        )  # fmt: skip
+    implementation = result.implementation
+    diff = result.diff or ""
+    summary = implementation.summary if implementation else ""
+    head = base
+    if diff.strip():
+        head = forge.commit_patch(base, diff, f"{name}: {summary[:72]}")
+    checks = [
+        CheckOutcome(name=c.name, exit_code=c.exit_code, output_tail=c.output_tail)
+        for c in (implementation.checks if implementation else [])
+    ]
+    return PatchProduced(
+        stage=stage, attempt=attempt, patch=parse_unified_diff(diff), head_sha=head,
+        checks=checks, summary=summary, usage=usage,
+    )  # fmt: skip
+
+
+def ci_checks(spec: AgentTaskSpec, factory: FactorySpecSpec) -> list[Check]:
+    """The checks a sandbox CI run executes: the factory's required ones and the task's own."""
+    required = set(factory.required_check_names)
+    return [c for c in [*factory.checks, *spec.checks] if c.name in required or c in spec.checks]
+
+
+def ci_observation(status: AgentTaskStatus, runs: list[CheckRun]) -> CIFinished:
+    """The CI verdict on the task's head from the checks' runs."""
+    failed = [
+        FailedCheck(name=r.name, summary=r.output_tail[-2000:])
+        for r in runs
+        if r.status != "passed"
+    ]
+    return CIFinished(
+        head_sha=status.head_sha or "",
+        state="failure" if failed else "success",
+        failed_checks=failed,
+        attempt=status.attempt,
+    )
+
+
+def merge_observation(
+    name: str, spec: AgentTaskSpec, factory: FactorySpecSpec, status: AgentTaskStatus,
+    forge: GitForge,
+) -> MergeFinished:  # fmt: skip
+    """Merge the task's verified head (idempotent: a merge that landed is found, not redone)."""
+    head, branch = status.head_sha or "", status.branch or ""
+    forge.push_branch(branch, head)
+    outcome = forge.merge(
+        task=name,
+        branch=branch,
+        head_sha=head,
+        method=factory.merge.method,
+        title=f"{name}: {spec.goal.splitlines()[0][:72]}",
+        body="\n".join(f"- {c}" for c in spec.acceptance_criteria),
+        delete_branch=factory.merge.delete_branch,
+    )
+    return MergeFinished(
+        attempt=status.attempt,
+        outcome=outcome.outcome,
+        head_sha=head,
+        merged_sha=outcome.merged_sha,
+        new_head_sha=outcome.new_head_sha,
+        message=outcome.message,
+    )
