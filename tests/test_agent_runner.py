@@ -14,7 +14,8 @@ from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
 from agentfactory.agent.runner import Runner
 from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
-from agentfactory.core.handoff import AgentResult, HandoffContract, Role
+from agentfactory.core.handoff import AgentResult, CheckReport, HandoffContract, Role
+from agentfactory.manifests.agents import RESULT_MARKER
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
 from tests.gitutil import git
 
@@ -379,3 +380,52 @@ def test_a_same_size_edit_is_seen_by_the_next_check_run(tmp_path: Path) -> None:
     tree.replace_in_file("calc.py", "a - b", "a + b")
     assert tree.run_checks()[0].status == "passed"
     assert "__pycache__" not in tree.full_diff(base)
+
+
+def test_the_agent_command_hands_back_the_result_on_every_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "contract.json").write_text(contract(Role.PLANNER, base).model_dump_json())
+    out = tmp_path / "output" / "result.json"
+    with FakeAnthropic([Reply([tool("submit_plan", **PLAN)])]) as fake:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        assert main(["agent", "--role", "planner", "--input", str(inputs),
+                     "--workspace", str(repo), "--output", str(out)]) == 0  # fmt: skip
+    marked = [x for x in capsys.readouterr().out.splitlines() if x.startswith(RESULT_MARKER)]
+    from_log = AgentResult.model_validate_json(marked[-1].removeprefix(RESULT_MARKER))
+    assert from_log == AgentResult.model_validate_json(out.read_text())
+    summary = json.loads((out.parent / "summary.json").read_text())
+    assert summary["role"] == "planner" and summary["status"] == "completed"
+    assert len((out.parent / "summary.json").read_bytes()) <= 4096
+
+
+def test_the_checks_command_runs_each_check_and_reports_failures_as_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, _ = calc_repo(tmp_path)
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    checks = [{"name": "test", "command": TEST}, {"name": "lint", "command": "true"}]
+    (inputs / "checks.json").write_text(json.dumps(checks))
+    out = tmp_path / "output" / "result.json"
+    code = main(["checks", "--input", str(inputs), "--workspace", str(repo),
+                 "--output", str(out)])  # fmt: skip
+    report = CheckReport.model_validate_json(out.read_text())
+    assert code == 0
+    assert [(r.name, r.status) for r in report.checks] == [("test", "failed"), ("lint", "passed")]
+    assert "assert -1 == 5" in report.checks[0].output_tail
+    assert capsys.readouterr().out.splitlines()[-1].startswith(RESULT_MARKER)
+
+
+def test_the_checks_command_refuses_unreadable_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "checks.json").write_text('[{"name": "x"}]')
+    code = main(["checks", "--input", str(tmp_path / "input"), "--workspace", str(tmp_path),
+                 "--output", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 1 and "command" in capsys.readouterr().err

@@ -78,6 +78,14 @@ def _agent(args: argparse.Namespace) -> int:
     )
 
 
+def _checks(args: argparse.Namespace) -> int:
+    from agentfactory.agent.entrypoint import run_checks
+
+    return run_checks(
+        input_dir=Path(args.input), workspace=Path(args.workspace), output=Path(args.output)
+    )
+
+
 def _checkout(args: argparse.Namespace) -> int:
     from agentfactory.agent.checkout import CheckoutError, checkout
 
@@ -208,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.set_defaults(run=_agent)
 
+    checks = commands.add_parser(
+        "checks", help="run a factory's checks on a workspace (the CI pod's entrypoint)"
+    )
+    checks.add_argument("--input", default="/factory/input", help="directory with checks.json")
+    checks.add_argument("--workspace", default="/workspace", help="the git working tree")
+    checks.add_argument("--output", default="/factory/output/result.json", help="result file")
+    checks.set_defaults(run=_checks)
     checkout = commands.add_parser(
         "checkout", help="clone a repository at a commit (the agent pod's init container)"
     )

@@ -1,4 +1,5 @@
-"""The agent image's entrypoint: read `/factory/input`, run one session, write the result.
+"""The agent image's entrypoints: read `/factory/input`, run one session (or the CI checks),
+hand back the result.
 
 The exit code is 0 when the session completed with a valid answer and 1 otherwise; either
 way a result file is written, so the operator always learns what happened. Only a call that
@@ -15,16 +16,39 @@ from pydantic import ValidationError
 from agentfactory.agent.llm import AnthropicProvider, Provider, ReplayProvider
 from agentfactory.agent.runner import Runner
 from agentfactory.agent.tools import workspace_for
+from agentfactory.agent.workspace import Workspace
 from agentfactory.context import CONSTITUTION_FILES, select_context
-from agentfactory.core.handoff import AgentResult, HandoffContract, Role
+from agentfactory.core.handoff import CHECK_LIST, AgentResult, CheckReport, HandoffContract, Role
+from agentfactory.manifests.agents import RESULT_MARKER, SUMMARY_NAME, summary_of
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from agentfactory.core.base import Model
 
-def _write(output: Path, result: AgentResult) -> None:
+
+def publish(output: Path, result: Model) -> None:
+    """Hand the result back through every channel of the pod contract: the result file, the
+    summary that becomes the container's termination message, and one marked log line with
+    the whole result (the operator reads the last such line through `pods/log`)."""
+    text = result.model_dump_json(by_alias=True, exclude_none=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(result.model_dump_json(by_alias=True, indent=2), encoding="utf-8")
+    output.write_text(text, encoding="utf-8")
+    (output.parent / SUMMARY_NAME).write_text(summary_of(text), encoding="utf-8")
+    print(f"{RESULT_MARKER}{text}", flush=True)  # noqa: T201 - the pod's log is a channel
+
+
+def run_checks(*, input_dir: Path, workspace: Path, output: Path) -> int:
+    """The CI pod: run `checks.json` from the input directory on the workspace as it is.
+    A failing check is a result, not a failure: the exit code is 0 whenever they all ran."""
+    try:
+        checks = CHECK_LIST.validate_json((input_dir / "checks.json").read_text("utf-8"))
+    except (OSError, ValidationError) as exc:
+        print(f"cannot read {input_dir / 'checks.json'}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    runs = Workspace(root=workspace, checks=checks).run_checks()
+    publish(output, CheckReport(checks=runs))
+    return 0
 
 
 def run_agent(
@@ -37,8 +61,8 @@ def run_agent(
         )
     except (OSError, ValidationError) as exc:
         message = f"cannot read {input_dir / 'contract.json'}: {exc}"
-        _write(output, AgentResult(role=Role(role), status="failed",
-                                   stopped_by="invalid-input", message=message))  # fmt: skip
+        publish(output, AgentResult(role=Role(role), status="failed",
+                                    stopped_by="invalid-input", message=message))  # fmt: skip
         print(message, file=sys.stderr)  # noqa: T201 - the pod's log
         return 1
     if contract.role.value != role:
@@ -64,5 +88,5 @@ def run_agent(
         )
     runner = Runner(contract, tree, provider, constitution=constitution, selection=selection)
     result = runner.run()
-    _write(output, result)
+    publish(output, result)
     return 0 if result.status == "completed" else 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from agentfactory.core.base import Model
 from agentfactory.core.common import Check
@@ -103,6 +103,17 @@ class CheckRun(Model):
     """Outcome."""
     output_tail: str = ""
     """The last lines of its output."""
+
+
+class CheckReport(Model):
+    """What a sandbox CI run hands back: every check as it ran."""
+
+    checks: list[CheckRun]
+    """The runs, in the order of the factory's checks."""
+
+
+CHECK_LIST: TypeAdapter[list[Check]] = TypeAdapter(list[Check])
+"""The CI pod's input (`checks.json`): the checks to run."""
 
 
 class ImplementationOutput(Model):

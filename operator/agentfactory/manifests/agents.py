@@ -33,7 +33,10 @@ INPUT_DIR = "/factory/input"
 OUTPUT_DIR = "/factory/output"
 WORKSPACE = "/workspace"
 CREDENTIALS_DIR = "/factory/credentials"
-SUMMARY_FILE = f"{OUTPUT_DIR}/summary.json"
+SUMMARY_NAME = "summary.json"
+SUMMARY_FILE = f"{OUTPUT_DIR}/{SUMMARY_NAME}"
+#: The log line that carries the whole result (the last one counts).
+RESULT_MARKER = "AGENTFACTORY-RESULT "
 AGENT_UID = 10001
 #: A ConfigMap holds at most 1 MiB; leave room for metadata.
 MAX_CONTRACT_BYTES = 900 * 1024
