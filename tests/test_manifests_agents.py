@@ -20,6 +20,7 @@ from agentfactory.manifests.agents import (
     agent_service_account,
     credentials_secret,
     input_config_map,
+    input_files,
     summary_of,
 )
 from tests.builders import factory
@@ -49,7 +50,7 @@ def contract(feedback: str = "") -> HandoffContract:
     "build",
     [
         pytest.param(pod, id="pod"),
-        pytest.param(lambda: input_config_map(ATTEMPT, contract()), id="configmap"),
+        pytest.param(lambda: input_config_map(ATTEMPT, input_files(contract())), id="configmap"),
         pytest.param(lambda: credentials_secret(ATTEMPT, "uid-pod", {"token": "t"}), id="secret"),
         pytest.param(lambda: agent_service_account("shop", "shop", "uid-f"), id="serviceaccount"),
         pytest.param(lambda: agent_network_policy("shop", "shop", "uid-f", SPEC), id="netpol"),
@@ -131,7 +132,7 @@ def test_secret_values_stay_in_the_secret() -> None:
 
 def test_a_contract_too_big_for_a_config_map_is_refused() -> None:
     with pytest.raises(ManifestError, match="more than a ConfigMap holds"):
-        input_config_map(ATTEMPT, contract(feedback="x" * 1_000_000))
+        input_config_map(ATTEMPT, input_files(contract(feedback="x" * 1_000_000)))
 
 
 def test_the_network_policy_denies_ingress_and_limits_egress() -> None:
@@ -149,3 +150,17 @@ def test_the_summary_fits_a_termination_message() -> None:
     summary = summary_of(big)
     assert len(summary.encode()) <= 4096
     assert json.loads(summary)["truncated"] is True and "diff" not in summary
+
+
+def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution() -> None:
+    ci = agent_pod(
+        ATTEMPT, SPEC, role=None, repo_url="https://git.example.test/s.git", ref="f" * 40
+    )
+    agent = ci["spec"]["containers"][0]
+    assert agent["command"] == ["agentfactory", "checks"] and "--role" not in agent["args"]
+    sources = next(v for v in ci["spec"]["volumes"] if v["name"] == "input")["projected"]
+    assert [s["configMap"]["name"] for s in sources["sources"]] == [
+        "add-webhook-code-review-2-input"
+    ]
+    files = input_files(None, SPEC.checks)
+    assert [c["name"] for c in json.loads(files["checks.json"])] == [c.name for c in SPEC.checks]

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
+from agentfactory.core.handoff import CHECK_LIST
 
 if TYPE_CHECKING:
+    from agentfactory.core.common import Check
     from agentfactory.core.factory import FactorySpecSpec
     from agentfactory.core.handoff import HandoffContract
     from agentfactory.core.phases import Stage
@@ -110,13 +112,22 @@ def _resources(factory: FactorySpecSpec) -> dict[str, Any]:
     }
 
 
-def input_config_map(attempt: Attempt, contract: HandoffContract) -> dict[str, Any]:
+def input_files(
+    contract: HandoffContract | None, checks: list[Check] | None = None
+) -> dict[str, str]:
+    """The files under `/factory/input`: an agent's contract, or the CI pod's checks."""
+    if contract is not None:
+        return {"contract.json": contract.model_dump_json(by_alias=True, exclude_none=True)}
+    return {"checks.json": CHECK_LIST.dump_json(checks or [], by_alias=True).decode()}
+
+
+def input_config_map(attempt: Attempt, files: dict[str, str]) -> dict[str, Any]:
     """The attempt's read-only inputs, owned by the task (it outlives the pod for debugging)."""
-    data = contract.model_dump_json(by_alias=True, exclude_none=True)
-    if len(data.encode()) > MAX_CONTRACT_BYTES:
+    size = sum(len(text.encode()) for text in files.values())
+    if size > MAX_CONTRACT_BYTES:
         raise ManifestError(
-            f"the contract of {attempt.pod} is {len(data.encode())} bytes, more than a"
-            f" ConfigMap holds ({MAX_CONTRACT_BYTES}); shorten the feedback or the context"
+            f"the inputs of {attempt.pod} are {size} bytes, more than a ConfigMap holds"
+            f" ({MAX_CONTRACT_BYTES}); shorten the feedback or the context"
         )
     return {
         "apiVersion": "v1",
@@ -128,7 +139,7 @@ def input_config_map(attempt: Attempt, contract: HandoffContract) -> dict[str, A
             "ownerReferences": [_owner("AgentTask", attempt.task, attempt.task_uid)],
         },
         "immutable": True,
-        "data": {"contract.json": data},
+        "data": dict(files),
     }
 
 
@@ -151,9 +162,9 @@ def credentials_secret(attempt: Attempt, pod_uid: str, data: dict[str, str]) -> 
 
 
 def agent_pod(
-    attempt: Attempt, factory: FactorySpecSpec, *, role: str, repo_url: str, ref: str
+    attempt: Attempt, factory: FactorySpecSpec, *, role: str | None, repo_url: str, ref: str
 ) -> dict[str, Any]:
-    """The Pod of one agent attempt."""
+    """The Pod of one agent attempt (*role* None: the sandbox CI run of the checks)."""
     agents = factory.agents
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp/home"},  # noqa: S108 - the pod's own emptyDir
@@ -175,15 +186,8 @@ def agent_pod(
         {"name": "output", "mountPath": OUTPUT_DIR},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, private to the pod
     ]
-    sources: list[dict[str, Any]] = [
-        {
-            "configMap": {
-                "name": f"{attempt.pod}-input",
-                "items": [{"key": "contract.json", "path": "contract.json"}],
-            }
-        },
-    ]
-    if agents.constitution is not None:
+    sources: list[dict[str, Any]] = [{"configMap": {"name": f"{attempt.pod}-input"}}]
+    if agents.constitution is not None and role is not None:
         sources.append(
             {
                 "configMap": {
@@ -218,20 +222,12 @@ def agent_pod(
             {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
         ],
     }
+    io = ["--input", INPUT_DIR, "--workspace", WORKSPACE, "--output", f"{OUTPUT_DIR}/result.json"]
     agent = {
         "name": "agent",
         "image": agents.image,
-        "command": ["agentfactory", "agent"],
-        "args": [
-            "--role",
-            role,
-            "--input",
-            INPUT_DIR,
-            "--workspace",
-            WORKSPACE,
-            "--output",
-            f"{OUTPUT_DIR}/result.json",
-        ],
+        "command": ["agentfactory", "agent" if role else "checks"],
+        "args": ["--role", role, *io] if role else io,
         "env": env,
         "securityContext": _restricted(),
         "resources": _resources(factory),
