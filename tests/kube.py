@@ -20,25 +20,51 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import uuid
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import aiohttp.web
 import jsonpatch
 import kmock
+import kopf
 import yaml
+from kmock._internal.apps import Server
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
 CRDS = Path(__file__).parent.parent / "crds"
 _VERSIONS = itertools.count(1)
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """kmock's emulator with resourceVersions, as a real API server keeps them."""
+    """kmock's emulator with resourceVersions, uids, creation times and pod logs, as a real
+    API server keeps them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logs: dict[tuple[str, str, str], str] = {}
+        """Container logs the test kubelet wrote: (namespace, pod, container) -> text."""
 
     async def _handle(self, request: Any) -> Any:
+        if request.subresource == "log" and request.action == kmock.action.FETCH:
+            container = request.params.get("container", "")
+            text = self.logs.get((request.namespace, request.name, container))
+            if text is None:
+                return aiohttp.web.json_response(
+                    {"kind": "Status", "code": 404, "message": "no log"}, status=404
+                )
+            return aiohttp.web.Response(text=text, content_type="text/plain")
+        creating = request.resource is not None and request.action == kmock.action.CREATE
+        if creating and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta.setdefault("uid", str(uuid.uuid4()))
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            meta.setdefault("creationTimestamp", now.replace("+00:00", "Z"))
         if request.resource is not None and request.action in (
             kmock.action.CREATE,
             kmock.action.UPDATE,
@@ -110,3 +136,35 @@ async def wait_for(
         raise AssertionError(f"the watch on {collection} ended before {name} matched")
 
     return await asyncio.wait_for(watch(), within)
+
+
+_URL: dict[str, str] = {}
+
+
+@kopf.on.login(id="test-login")
+def login(**_: Any) -> kopf.ConnectionInfo:
+    return kopf.ConnectionInfo(server=_URL["server"], insecure=True)
+
+
+@asynccontextmanager
+async def running_operator(url: str, **memo: Any) -> AsyncIterator[asyncio.Task[None]]:
+    """kopf for real (all handlers of the package) against the emulator at *url*."""
+    _URL["server"] = url
+    stop = asyncio.Event()
+    task = asyncio.create_task(kopf.operator(
+        clusterwide=True, standalone=True, stop_flag=stop,
+        memo=kopf.Memo(kube_server=url, **memo),
+    ))  # fmt: skip
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+@asynccontextmanager
+async def emulated() -> AsyncIterator[tuple[Emulator, str]]:
+    """The emulator, declared and served on localhost: (emulator, base URL)."""
+    async with Emulator() as emulator, Server(emulator) as server:
+        declare(emulator)
+        yield emulator, str(server.url).rstrip("/")

@@ -4,44 +4,26 @@ condition with the field and the fix, and nothing crashes."""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import kopf
-from kmock._internal.apps import Server
 
 import agentfactory.controller.factories
 import agentfactory.controller.settings
-from tests.kube import Emulator, declare, wait_for
+from tests.kube import emulated, running_operator, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 FACTORIES = "/apis/agentfactory.dev/v1alpha1/namespaces/shop/factoryspecs"
-_URL: dict[str, str] = {}
-
-
-@kopf.on.login(id="test-login")
-def login(**_: Any) -> kopf.ConnectionInfo:
-    return kopf.ConnectionInfo(server=_URL["server"], insecure=True)
 
 
 @asynccontextmanager
 async def operator() -> AsyncIterator[str]:
-    async with Emulator() as emulator, Server(emulator) as server:
-        declare(emulator)
-        url = _URL["server"] = str(server.url).rstrip("/")
-        stop = asyncio.Event()
-        task = asyncio.create_task(kopf.operator(
-            clusterwide=True, standalone=True, stop_flag=stop, memo=kopf.Memo(kube_server=url),
-        ))  # fmt: skip
-        try:
-            yield url
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=30)
+    async with emulated() as (_, url), running_operator(url):
+        yield url
 
 
 def factory(name: str, **spec: Any) -> dict[str, Any]:

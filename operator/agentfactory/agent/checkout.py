@@ -8,10 +8,11 @@ and never into `.git/config` (which the agent can read): the workspace keeps no 
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 from typing import TYPE_CHECKING
+
+from agentfactory.core.gitauth import token_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,11 +25,7 @@ class CheckoutError(Exception):
 def _env(token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env["GIT_TERMINAL_PROMPT"] = "0"
-    if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                   GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")  # fmt: skip
-    return env
+    return env | token_env(token)
 
 
 def checkout(*, repo: str, ref: str, dest: Path, credentials: Path | None) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from agentfactory.core.gitauth import token_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,6 +51,8 @@ class GitForge:
     base_branch: str = "main"
     author_name: str = "agentfactory"
     author_email: str = "agentfactory@localhost"
+    token: str | None = field(default=None, repr=False)
+    """A plain token for an HTTP remote (sent as a header, never stored in the clone)."""
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -65,6 +69,7 @@ class GitForge:
             "GIT_COMMITTER_NAME": self.author_name,
             "GIT_COMMITTER_EMAIL": self.author_email,
             "GIT_TERMINAL_PROMPT": "0",
+            **token_env(self.token),
         }
         return subprocess.run(  # noqa: S603 - fixed argv
             ["git", *args],  # noqa: S607 - git from PATH by design
@@ -99,6 +104,13 @@ class GitForge:
         """A fresh clone of the remote at *ref* in *dest* (a stage's workspace)."""
         self.git("clone", "--quiet", "--no-checkout", self.remote, str(dest), cwd=self.workdir)
         self.git("checkout", "--quiet", "--detach", ref, cwd=dest)
+
+    def credentials_for(self, role: str | None) -> dict[str, str]:
+        """What a stage pod of *role* may hold to read the repository. A plain git remote
+        has no way to mint a narrower token, so a pod gets the factory's read token (the
+        CredentialsValid condition warns about it), or nothing for an open remote."""
+        del role  # every role only reads
+        return {"token": self.token} if self.token else {}
 
     # -- branches ------------------------------------------------------------------------
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -104,6 +107,14 @@ class Kube:
     async def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/merge-patch+json"}
         patched: dict[str, Any] = await self._call("PATCH", path, json=body, headers=headers)
+        return patched
+
+    async def json_patch(self, path: str, operations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch: its `test` operations make it conditional (422 when one fails)."""
+        headers = {"Content-Type": "application/json-patch+json"}
+        patched: dict[str, Any] = await self._call(
+            "PATCH", path, json=[*operations], headers=headers
+        )
         return patched
 
     async def delete(self, path: str) -> None:

@@ -1,0 +1,52 @@
+"""The operator's view of the cluster: the objects kopf's watches delivered, and the
+operator's own writes.
+
+kopf's watch streams feed it (no extra list requests), and every object the operator writes
+goes in at once from the API's answer, so the next pass never acts on a status older than
+the one it wrote. Of two versions of one object the newer resourceVersion wins: a watch
+event that arrives after the operator's own write cannot roll the view back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentfactory.kube.pods import is_done
+
+Key = tuple[str, str]
+
+
+def _version(obj: dict[str, Any]) -> int:
+    raw = str(obj.get("metadata", {}).get("resourceVersion") or "0")
+    return int(raw) if raw.isdigit() else 0
+
+
+@dataclass
+class View:
+    """Objects by kind, then by (namespace, name)."""
+
+    objects: dict[str, dict[Key, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+
+    def put(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata", {})
+        key = (meta.get("namespace") or "default", meta.get("name", ""))
+        old = self.objects[kind].get(key)
+        if old is None or _version(obj) >= _version(old):
+            self.objects[kind][key] = obj
+
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        self.objects[kind].pop((namespace, name), None)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects[kind].get((namespace, name))
+
+    def in_namespace(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        return [obj for (ns, _), obj in self.objects[kind].items() if ns == namespace]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return list(self.objects["agenttasks"].values())
+
+    def live_pods(self) -> int:
+        return sum(1 for pod in self.objects["pods"].values() if not is_done(pod))

@@ -1,0 +1,459 @@
+"""The AgentTask reconciler: one worker per namespace moves its tasks through the pipeline.
+
+Each pass is level-triggered, like the local driver's step: human-action annotations,
+then the scheduler's observations (dependencies, admission, the merge slot), then for every
+active task the work its status calls for: launch the stage attempt's pod, read the
+finished pod's result, or merge. Every observation goes through the core's `decide`; a
+transition is one status PATCH and one Event. kopf's watches wake the worker (a task, pod or
+factory changed); a periodic resync catches what no event announces (an overdue pod).
+
+One worker per namespace is the single writer of its tasks' statuses, so admission and the
+merge slot are decided on one consistent view, and no two passes race each other.
+Work is derived from the status alone (pods by deterministic name), so a restarted operator
+resumes where the last one stopped: an existing pod is found, not launched again; a merge
+that landed is found by the forge, not repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from agentfactory import API_VERSION
+from agentfactory.core.actions import CancelStage, Notify, PushBranch
+from agentfactory.core.explain import explain
+from agentfactory.core.factory import FactorySpecSpec
+from agentfactory.core.handoff import AgentResult, CheckReport
+from agentfactory.core.observations import HumanAction, Observation, SpecInvalid, StageFailed
+from agentfactory.core.phases import ACTIVE, Phase, Stage
+from agentfactory.core.pipeline import Decision, TaskView, decide
+from agentfactory.core.scheduler import TaskInfo, schedule
+from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
+from agentfactory.forge.git import GitForge
+from agentfactory.kube.client import Kube, KubeError, path_of
+from agentfactory.kube.executor import KubernetesExecutor
+from agentfactory.kube.pods import is_done, overdue
+from agentfactory.manifests.agents import Attempt, ManifestError, agent_pod, input_files
+from agentfactory.stages import (
+    StageOutcome,
+    agent_inputs,
+    agent_observation,
+    ci_checks,
+    ci_observation,
+    merge_observation,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from agentfactory.controller.metrics import Metrics
+    from agentfactory.controller.view import View
+    from agentfactory.kube.pods import PodOutcome
+
+log = logging.getLogger("agentfactory.worker")
+#: Human actions: annotation → the core's action name.
+HUMAN = {
+    "agentfactory.dev/approved-by": "approve",
+    "agentfactory.dev/retry": "retry",
+    "agentfactory.dev/cancel": "cancel",
+}
+KEPT = "agentfactory.dev/kept"
+BASE = "agentfactory.dev/base"
+ENDED = (Phase.MERGED, Phase.CANCELLED)
+
+
+def _status_body(old: dict[str, Any] | None, new: AgentTaskStatus) -> dict[str, Any]:
+    """A merge patch that makes the status equal *new* (keys it dropped become null)."""
+    data: dict[str, Any] = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key in old or {}:
+        data.setdefault(key, None)
+    return {"status": data}
+
+
+@dataclass
+class Task:
+    """One AgentTask as the worker reads it."""
+
+    raw: dict[str, Any]
+    spec: AgentTaskSpec | None
+    status: AgentTaskStatus
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.raw["metadata"]["name"])
+
+    @property
+    def factory(self) -> str:
+        return str((self.raw.get("spec") or {}).get("factoryRef", ""))
+
+
+@dataclass
+class Worker:
+    """Moves the tasks of one namespace."""
+
+    namespace: str
+    kube: Kube
+    view: View
+    workdir: Path
+    metrics: Metrics | None = None
+    resync_seconds: float = 30
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    executor: KubernetesExecutor = field(init=False)
+    _forges: dict[str, tuple[tuple[str, str, str | None], GitForge]] = field(default_factory=dict)
+    _last_ignored: str = ""
+
+    def __post_init__(self) -> None:
+        self.executor = KubernetesExecutor(self.kube)
+
+    async def run(self) -> None:
+        """Pass after pass; between passes, wait for a wake-up or the resync period."""
+        while True:
+            self.wake.clear()
+            try:
+                moved = await self.step()
+            except Exception:  # the next pass retries; the operator must not stop
+                log.exception("pass over namespace %s failed; retrying", self.namespace)
+                moved = False
+            if not moved:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.resync_seconds)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _task(self, raw: dict[str, Any]) -> Task:
+        try:
+            status = AgentTaskStatus.model_validate(raw.get("status") or {})
+        except ValidationError:
+            status = AgentTaskStatus()  # a status we cannot read is rebuilt from the start
+        try:
+            spec = AgentTaskSpec.model_validate(raw.get("spec") or {})
+        except ValidationError as exc:
+            problems = "; ".join(explain(exc, AgentTaskSpec, "spec."))
+            return Task(raw, None, status, problems)
+        return Task(raw, spec, status)
+
+    def _factories(self) -> dict[str, FactorySpecSpec]:
+        out = {}
+        for raw in self.view.in_namespace("factoryspecs", self.namespace):
+            with contextlib.suppress(ValidationError):  # its own status says what is wrong
+                out[raw["metadata"]["name"]] = FactorySpecSpec.model_validate(raw.get("spec"))
+        return out
+
+    async def _forge(self, name: str, spec: FactorySpecSpec) -> GitForge:
+        token = None
+        creds = spec.repository.credentials
+        if creds is not None and creds.token is not None:
+            secret = await self.kube.get(
+                path_of("v1", "secrets", self.namespace, creds.token.secret_name)
+            )
+            value = ((secret or {}).get("data") or {}).get(creds.token.key)
+            token = base64.b64decode(value).decode() if value else None
+        key = (spec.repository.url, spec.repository.base_branch, token)
+        if name not in self._forges or self._forges[name][0] != key:
+            workdir = self.workdir / self.namespace / name
+            forge = GitForge(remote=key[0], workdir=workdir, base_branch=key[1], token=token)
+            self._forges[name] = (key, forge)
+        return self._forges[name][1]
+
+    # -- one pass --------------------------------------------------------------------------
+
+    async def step(self) -> bool:
+        """One pass; True when some task moved (so another pass follows at once)."""
+        factories = self._factories()
+        raws = self.view.in_namespace("agenttasks", self.namespace)
+        tasks = {t.name: t for t in map(self._task, raws)}
+        moved = False
+        for task in tasks.values():
+            if task.spec is None and task.status.phase not in (Phase.FAILED, Phase.CANCELLED):
+                moved |= await self.apply(task, None, SpecInvalid(message=task.problem or ""))
+            elif task.spec is not None and task.factory in factories:
+                moved |= await self._human(task, factories[task.factory])
+        if moved:
+            return True
+        infos = [self._info(t, t.spec) for t in tasks.values() if t.spec and t.factory in factories]
+        result = schedule(factories, infos)
+        for name, observation in result.observations:
+            task = self._task(self.view.get("agenttasks", self.namespace, name) or {})
+            moved |= await self.apply(task, factories[task.factory], observation)
+        if moved:
+            return True
+        for task in tasks.values():
+            if task.spec is not None and task.factory in factories:
+                moved |= await self.work(task, factories[task.factory])
+        await self._clean_up()
+        return moved
+
+    def _info(self, task: Task, spec: AgentTaskSpec) -> TaskInfo:
+        created = task.raw["metadata"].get("creationTimestamp")
+        return TaskInfo(
+            name=task.name,
+            factory=task.factory,
+            phase=task.status.phase,
+            depends_on=tuple(spec.depends_on),
+            scope=tuple(spec.scope.paths),
+            priority=spec.priority,
+            created=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+            merge_running=task.status.phase == Phase.MERGING and task.status.attempt > 0,
+            phase_since=task.status.last_transition_time,
+        )
+
+    # -- people ----------------------------------------------------------------------------
+
+    async def _human(self, task: Task, factory: FactorySpecSpec) -> bool:
+        """Consume each human-action annotation once: remove it (guarded by its value, so a
+        newer one set meanwhile survives), then act. A crash between the two loses the
+        action rather than doing it twice; the person sees it did not happen and sets it
+        again."""
+        annotations = task.raw["metadata"].get("annotations") or {}
+        for key, action in HUMAN.items():
+            if key not in annotations:
+                continue
+            value = str(annotations[key])
+            escaped = key.replace("/", "~1")
+            path = path_of(API_VERSION, "agenttasks", self.namespace, task.name)
+            try:
+                raw = await self.kube.json_patch(path, [
+                    {"op": "test", "path": f"/metadata/annotations/{escaped}", "value": value},
+                    {"op": "remove", "path": f"/metadata/annotations/{escaped}"},
+                ])  # fmt: skip
+            except KubeError as exc:
+                if exc.status in (404, 409, 422):  # changed meanwhile: the next pass sees it
+                    return True
+                raise
+            self.view.put("agenttasks", raw)
+            human = HumanAction.model_validate({"action": action, "by": value or "annotation"})
+            if not await self.apply(self._task(raw), factory, human):
+                await self._event(task.raw, "Warning", "HumanActionIgnored",
+                                  f"{key}={value} was ignored: {self._last_ignored}")  # fmt: skip
+            return True
+        return False
+
+    # -- applying decisions --------------------------------------------------------------------
+
+    async def apply(
+        self, task: Task, factory: FactorySpecSpec | None, observation: Observation
+    ) -> bool:
+        """Decide, write the status once, post an Event per transition, perform the actions.
+        False when the core ignored the observation."""
+        # A spec that does not validate can only be failed, which reads the status alone.
+        spec = task.spec or AgentTaskSpec.model_construct(
+            factory_ref=task.factory, goal="-", acceptance_criteria=[], scope=Scope()
+        )
+        fspec = factory or FactorySpecSpec.model_validate({"repository": {"url": "-"}})
+        decision = decide(TaskView(task.name, spec, task.status), fspec, observation,
+                          now=datetime.now(UTC))  # fmt: skip
+        if decision.ignored:
+            self._last_ignored = decision.ignored
+            log.info("%s/%s: %s ignored: %s", self.namespace, task.name, observation.kind,
+                     decision.ignored)  # fmt: skip
+            return False
+        path = path_of(API_VERSION, "agenttasks", self.namespace, task.name) + "/status"
+        raw = await self.kube.patch(path, _status_body(task.raw.get("status"), decision.status))
+        self.view.put("agenttasks", raw)
+        await self._record(task, decision)
+        for action in decision.actions:
+            if isinstance(action, PushBranch) and factory is not None:
+                forge = await self._forge(task.factory, factory)
+                await asyncio.to_thread(forge.push_branch, action.branch, action.head_sha)
+            elif isinstance(action, Notify):
+                await self._event(raw, "Warning", action.reason, action.message)
+            elif isinstance(action, CancelStage):
+                await self.executor.remove(self.namespace, action.pod)
+        return True
+
+    async def _record(self, task: Task, decision: Decision) -> None:
+        status = decision.status
+        for source, trigger, target in decision.transitions:
+            where = f" ({status.stage} #{status.attempt})" if status.stage else ""
+            message = f"{source} -> {target}{where}: {status.message or trigger}"[:1000]
+            kind = "Warning" if target in (Phase.NEEDS_ATTENTION, Phase.FAILED) else "Normal"
+            await self._event(task.raw, kind, str(trigger), message)
+            log.info("%s/%s %s -> %s (%s): %s", self.namespace, task.name, source, target,
+                     trigger, status.message or "")  # fmt: skip
+            if self.metrics:
+                self.metrics.transitions.labels(str(trigger)).inc()
+                escalated = target in (Phase.AWAITING_APPROVAL, Phase.NEEDS_ATTENTION)
+                for rule in status.escalation.rules if escalated and status.escalation else []:
+                    self.metrics.escalations.labels(rule).inc()
+        if self.metrics:
+            tokens = status.usage.input_tokens + status.usage.output_tokens
+            before = task.status.usage.input_tokens + task.status.usage.output_tokens
+            if tokens > before:
+                self.metrics.tokens.labels(task.factory).inc(tokens - before)
+            if status.usage.cost_usd > task.status.usage.cost_usd:
+                self.metrics.cost.labels(task.factory).inc(
+                    status.usage.cost_usd - task.status.usage.cost_usd
+                )
+
+    async def _event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = obj["metadata"]
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        await self.kube.create(path_of("v1", "events", self.namespace), {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": self.namespace},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": "AgentTask", "name": meta["name"],
+                               "namespace": self.namespace, "uid": meta.get("uid", "")},
+            "type": kind, "reason": reason, "message": message, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": "agentfactory"}, "reportingComponent": "agentfactory",
+        })  # fmt: skip
+
+    # -- work ------------------------------------------------------------------------------
+
+    async def work(self, task: Task, factory: FactorySpecSpec) -> bool:
+        """Advance the task's current stage attempt; True when an observation was applied."""
+        status = task.status
+        if status.phase not in ACTIVE or status.attempt == 0 or status.stage is None:
+            return False
+        forge = await self._forge(task.factory, factory)
+        if task.spec is None:
+            return False
+        if status.stage == Stage.MERGE:
+            observation = await asyncio.to_thread(
+                merge_observation, task.name, task.spec, factory, status, forge
+            )
+            return await self.apply(task, factory, observation)
+        if status.stage == Stage.CI and factory.ci.source != "sandbox":
+            return False  # the forge's checks gate this task (GitHubForge)
+        attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
+                          namespace=self.namespace, factory=task.factory, stage=status.stage,
+                          attempt=status.attempt)  # fmt: skip
+        pod = self.view.get("pods", self.namespace, attempt.pod)
+        if pod is None and await self.executor.was_launched(attempt):
+            pod = await self.kube.get(path_of("v1", "pods", self.namespace, attempt.pod))
+            if pod is None:
+                lost = f"pod {attempt.pod} was deleted before it finished"
+                return await self._failed(task, factory, attempt, "evicted", lost)
+            self.view.put("pods", pod)
+        if pod is None:
+            return await self._launch(task, factory, forge, attempt)
+        if is_done(pod):
+            return await self._collect(task, factory, forge, attempt, pod)
+        if pod["metadata"].get("deletionTimestamp"):
+            return False  # being deleted: the next pass sees it gone
+        late = overdue(pod, datetime.now(UTC))
+        if late is not None:
+            await self.executor.remove(self.namespace, attempt.pod)
+            return await self._failed(task, factory, attempt, late.reason, late.failure)
+        return False
+
+    async def _failed(self, task: Task, factory: FactorySpecSpec, attempt: Attempt,
+                      reason: str, message: str) -> bool:  # fmt: skip
+        if self.metrics:
+            self.metrics.attempts.labels(attempt.stage.value, reason).inc()
+        observation = StageFailed.model_validate(
+            {"stage": attempt.stage, "attempt": attempt.attempt, "reason": reason,
+             "message": message}
+        )  # fmt: skip
+        return await self.apply(task, factory, observation)
+
+    async def _launch(
+        self, task: Task, factory: FactorySpecSpec, forge: GitForge, attempt: Attempt
+    ) -> bool:
+        status = task.status
+        if task.spec is None:
+            return False
+        if attempt.stage == Stage.CI:
+            head = status.head_sha or ""
+            await asyncio.to_thread(forge.push_branch, status.branch or "", head)
+            role, ref, base = None, head, head
+            files = input_files(None, ci_checks(task.spec, factory))
+        else:
+            inputs = await asyncio.to_thread(
+                agent_inputs, task.name, task.spec, factory, status, forge
+            )
+            role, ref, base = inputs.contract.role.value, inputs.ref, inputs.base
+            files = input_files(inputs.contract)
+        body = agent_pod(attempt, factory, role=role, repo_url=factory.repository.url, ref=ref)
+        body["metadata"]["annotations"][BASE] = base
+        try:
+            pod = await self.executor.launch(attempt, body, files, forge.credentials_for(role))
+        except ManifestError as exc:
+            return await self._failed(task, factory, attempt, "error", str(exc))
+        self.view.put("pods", pod)
+        log.info("%s/%s launched %s", self.namespace, task.name, attempt.pod)
+        return False
+
+    async def _collect(
+        self, task: Task, factory: FactorySpecSpec, forge: GitForge, attempt: Attempt,
+        pod: dict[str, Any],
+    ) -> bool:  # fmt: skip
+        outcome = await self.executor.outcome(pod)
+        observation = await self._observation(task, forge, attempt, pod, outcome)
+        failed = isinstance(observation, StageFailed)
+        if self.metrics:
+            created = pod["metadata"].get("creationTimestamp")
+            if created:
+                started = datetime.fromisoformat(created.replace("Z", "+00:00"))
+                seconds = (datetime.now(UTC) - started).total_seconds()
+                self.metrics.stage_seconds.labels(attempt.stage.value).observe(seconds)
+            self.metrics.attempts.labels(
+                attempt.stage.value,
+                observation.reason if failed else "result",  # type: ignore[union-attr]
+            ).inc()
+        if failed:  # kept for debugging until the task ends or fails again
+            path = path_of("v1", "pods", self.namespace, attempt.pod)
+            with contextlib.suppress(KubeError):
+                self.view.put("pods", await self.kube.patch(
+                    path, {"metadata": {"labels": {KEPT: "true"}}}))  # fmt: skip
+        return await self.apply(task, factory, observation)
+
+    async def _observation(
+        self, task: Task, forge: GitForge, attempt: Attempt, pod: dict[str, Any],
+        outcome: PodOutcome,
+    ) -> Observation:  # fmt: skip
+        stage, number = attempt.stage, attempt.attempt
+        if outcome.result_json is None:
+            return StageFailed.model_validate(
+                {"stage": stage, "attempt": number, "reason": outcome.reason,
+                 "message": outcome.failure}
+            )  # fmt: skip
+        try:
+            if stage == Stage.CI:
+                report = CheckReport.model_validate_json(outcome.result_json)
+                return ci_observation(task.status, report.checks)
+            result = AgentResult.model_validate_json(outcome.result_json)
+        except ValidationError as exc:
+            return StageFailed(stage=stage, attempt=number, reason="malformed-result",
+                               message=f"the result does not parse: {exc}"[:2000])  # fmt: skip
+        base = pod["metadata"].get("annotations", {}).get(BASE) or forge.base_sha()
+        return await asyncio.to_thread(
+            agent_observation, task.name, forge, stage, number, base, StageOutcome(result)
+        )
+
+    async def _clean_up(self) -> None:
+        """Delete pods whose result was read; keep each task's last failed pod until the
+        task ends (Merged or Cancelled) or a newer one fails."""
+        current: dict[str, str] = {}
+        phases: dict[str, Phase] = {}
+        for raw in self.view.in_namespace("agenttasks", self.namespace):
+            task = self._task(raw)
+            phases[task.name] = task.status.phase
+            if task.status.stage and task.status.attempt and task.status.phase in ACTIVE:
+                current[task.name] = f"{task.name}-{task.status.stage.slug}-{task.status.attempt}"
+        pods = self.view.in_namespace("pods", self.namespace)
+        newest_kept: dict[str, str] = {}
+        for pod in sorted(pods, key=lambda p: int(p["metadata"]["labels"].get(
+                "agentfactory.dev/attempt", "0"))):  # fmt: skip
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(KEPT) == "true":
+                newest_kept[labels.get("agentfactory.dev/task", "")] = pod["metadata"]["name"]
+        for pod in pods:
+            meta = pod["metadata"]
+            labels = meta.get("labels") or {}
+            owner = labels.get("agentfactory.dev/task")
+            if owner is None or meta.get("deletionTimestamp") or meta["name"] == current.get(owner):
+                continue
+            keep = newest_kept.get(owner) == meta["name"] and phases.get(owner) not in ENDED
+            if owner in phases and not keep:
+                await self.executor.remove(self.namespace, meta["name"])
+                self.view.drop("pods", self.namespace, meta["name"])

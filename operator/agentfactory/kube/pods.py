@@ -1,0 +1,101 @@
+"""Reading a stage pod: is it done, and what did it hand back?
+
+Pure functions over the pod object as the API server returns it. A pod is done when it
+Succeeded or Failed; the reason a failed pod gives (DeadlineExceeded, Evicted, OOMKilled, a
+failed checkout) becomes the core's StageFailed reason. A pod that is still Pending or
+Running past its deadline plus a grace period is overdue: the kubelet enforces
+`activeDeadlineSeconds` only once the pod is scheduled, so a pod that never schedules is
+the operator's to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentfactory.manifests.agents import RESULT_MARKER
+
+#: Beyond a pod's own deadline, how long the operator waits before it calls the pod overdue.
+GRACE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class PodOutcome:
+    """A finished pod: the result's JSON text, or why there is none."""
+
+    result_json: str | None
+    failure: str = ""
+    reason: str = "error"
+    """For a failure: timeout, oom-killed, evicted, unschedulable, malformed-result, error."""
+
+
+def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
+    for status in statuses or []:
+        if status.get("name") == name:
+            found: dict[str, Any] | None = (status.get("state") or {}).get("terminated")
+            return found
+    return None
+
+
+def is_done(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def failure_of(pod: dict[str, Any]) -> PodOutcome | None:
+    """Why a finished pod cannot have a result, or None when its log should hold one."""
+    status = pod.get("status") or {}
+    reason = status.get("reason")
+    if reason == "DeadlineExceeded":
+        return PodOutcome(None, f"stopped at its deadline: {status.get('message', '')}", "timeout")
+    if reason == "Evicted":
+        return PodOutcome(None, f"evicted: {status.get('message', '')}", "evicted")
+    checkout = _terminated(status.get("initContainerStatuses"), "checkout")
+    if checkout is not None and checkout.get("exitCode") != 0:
+        message = (checkout.get("message") or "")[-800:]
+        return PodOutcome(None, f"the checkout failed: {message}", "error")
+    agent = _terminated(status.get("containerStatuses"), "agent")
+    if agent is not None and agent.get("reason") == "OOMKilled":
+        return PodOutcome(None, "the agent ran out of memory (OOMKilled)", "oom-killed")
+    return None
+
+
+def result_from_log(log: str) -> str | None:
+    """The last marked result line of a pod's log."""
+    for line in reversed(log.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return line[len(RESULT_MARKER) :]
+    return None
+
+
+def outcome_of(pod: dict[str, Any], log: str | None) -> PodOutcome:
+    """What a finished pod handed back, given its agent container's log."""
+    failure = failure_of(pod)
+    if failure is not None:
+        return failure
+    text = result_from_log(log or "")
+    if text is None:
+        agent = _terminated((pod.get("status") or {}).get("containerStatuses"), "agent") or {}
+        tail = (log or "")[-800:] or agent.get("message", "")
+        return PodOutcome(
+            None, f"exit code {agent.get('exitCode')}, no result in the log: {tail}",
+            "malformed-result",
+        )  # fmt: skip
+    return PodOutcome(text)
+
+
+def overdue(pod: dict[str, Any], now: datetime) -> PodOutcome | None:
+    """A pod still not done long after its deadline: why (unschedulable or timeout)."""
+    created = pod.get("metadata", {}).get("creationTimestamp")
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    if is_done(pod) or not created or not deadline:
+        return None
+    started = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    if now < started + timedelta(seconds=int(deadline)) + GRACE:
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return PodOutcome(
+                None, f"never scheduled: {condition.get('message', '')}", "unschedulable"
+            )
+    return PodOutcome(None, f"still not done {deadline}s after it was created", "timeout")

@@ -1,0 +1,227 @@
+"""A test kubelet: runs each pod created in the emulator as local processes, in bubblewrap,
+with the pod's own filesystem layout, environment and deadline, and writes the pod's status
+and logs back as a kubelet would.
+
+What it does like a kubelet: waits for the pod's ConfigMaps and Secrets before starting
+(ContainerCreating), materialises emptyDir, projected ConfigMap and Secret volumes at their
+mount paths (read-only where the pod says so), runs init containers then the main
+container with the container's env (`valueFrom.secretKeyRef` resolved), a read-only root
+filesystem, and `activeDeadlineSeconds` (Failed, reason DeadlineExceeded); records each
+container's termination message from its `terminationMessagePath` and its log; and kills a
+pod's processes when the pod is deleted. What it does not: images (the host's programs are
+the image), users and capabilities (the process runs as the test's user), resource limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from agentfactory.local.executor import runtime_paths
+from tests.kube import wait_for
+
+if TYPE_CHECKING:
+    from tests.kube import Emulator
+
+SKIP_ROOT = {"tmp", "proc", "dev", "sys", "workspace", "factory"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Kubelet:
+    """Runs the emulator's pods; `started` lists every pod it ran, in order."""
+
+    url: str
+    emulator: Emulator
+    root: Path
+    readable: list[str] = field(default_factory=list)
+    """Host paths the pods may read (a local bare repository standing in for a remote)."""
+    started: list[str] = field(default_factory=list)
+    _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise RuntimeError("the test kubelet needs bubblewrap: apt-get install bubblewrap")
+        self.bwrap = bwrap
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            stream = await http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
+                                    timeout=aiohttp.ClientTimeout(total=None))  # fmt: skip
+            async for line in stream.content:
+                event = json.loads(line)
+                pod = event["object"]
+                key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+                if event["type"] == "DELETED":
+                    await self._kill(key)
+                elif (
+                    event["type"] == "ADDED"
+                    and key not in self._running
+                    and not (pod.get("status") or {}).get("phase")
+                ):
+                    self._running[key] = asyncio.create_task(self._run_pod(http, pod))
+
+    async def stop(self) -> None:
+        for key in list(self._running):
+            await self._kill(key)
+
+    async def _kill(self, key: str) -> None:
+        proc = self._procs.pop(key, None)
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        task = self._running.pop(key, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- one pod -----------------------------------------------------------------------------
+
+    async def _object(self, collection: str, namespace: str, name: str) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{namespace}/{collection}"
+        return await wait_for(self.url, path, name, lambda _: True, within=60)
+
+    async def _volumes(self, pod: dict[str, Any], base: Path) -> dict[str, Path]:
+        namespace = pod["metadata"]["namespace"]
+        paths: dict[str, Path] = {}
+        for volume in pod["spec"].get("volumes", []):
+            path = paths[volume["name"]] = base / "volumes" / volume["name"]
+            path.mkdir(parents=True)
+            files: dict[str, str] = {}
+            for source in (volume.get("projected") or {}).get("sources", []):
+                cm = await self._object("configmaps", namespace, source["configMap"]["name"])
+                items = source["configMap"].get("items") or [
+                    {"key": k, "path": k} for k in cm.get("data", {})
+                ]
+                files |= {i["path"]: cm["data"][i["key"]] for i in items}
+            if "secret" in volume:
+                files |= self._secret_data(
+                    await self._object("secrets", namespace, volume["secret"]["secretName"])
+                )
+            for name, text in files.items():
+                (path / name).write_text(text)
+        return paths
+
+    @staticmethod
+    def _secret_data(secret: dict[str, Any]) -> dict[str, str]:
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return data | dict(secret.get("stringData") or {})
+
+    async def _env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = item["value"]
+            elif ref := (item.get("valueFrom") or {}).get("secretKeyRef"):
+                secret = await self._object("secrets", pod["metadata"]["namespace"], ref["name"])
+                env[item["name"]] = self._secret_data(secret)[ref["key"]]
+        return env
+
+    def _argv(self, container: dict[str, Any], volumes: dict[str, Path],
+              env: dict[str, str]) -> list[str]:  # fmt: skip
+        argv = [self.bwrap, "--tmpfs", "/"]
+        for entry in sorted(Path("/").iterdir()):
+            if entry.name in SKIP_ROOT:
+                continue
+            if entry.is_symlink():
+                argv += ["--symlink", os.readlink(entry), str(entry)]
+            else:
+                argv += ["--ro-bind", str(entry), str(entry)]
+        argv += ["--dev", "/dev", "--proc", "/proc"]
+        for mount in container.get("volumeMounts", []):
+            flag = "--ro-bind" if mount.get("readOnly") else "--bind"
+            argv += [flag, str(volumes[mount["name"]]), mount["mountPath"]]
+        # The interpreter, this package and the test's remote may live under /tmp, which the
+        # pod's own /tmp volume hides: bind them back, read-only.
+        for path in [*runtime_paths(), *self.readable]:
+            argv += ["--ro-bind", path, path]
+        argv += ["--remount-ro", "/", "--unshare-pid", "--die-with-parent", "--new-session",
+                 "--clearenv", "--chdir", "/"]  # fmt: skip
+        for key, value in env.items():
+            argv += ["--setenv", key, value]
+        return [*argv, *container.get("command", []), *container.get("args", [])]
+
+    async def _container(
+        self, key: str, pod: dict[str, Any], container: dict[str, Any], volumes: dict[str, Path],
+        deadline: float,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """Run one container; its terminated state, or None when the deadline struck."""
+        env = await self._env(pod, container)
+        log_path = self.root / key.replace("/", "_") / f"{container['name']}.log"
+        with log_path.open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(container, volumes, env), stdout=log, stderr=asyncio.subprocess.STDOUT
+            )
+            self._procs[key] = proc
+            try:
+                code = await asyncio.wait_for(proc.wait(), max(0.1, deadline))
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                code = None
+        namespace, name = key.split("/")
+        self.emulator.logs[namespace, name, container["name"]] = log_path.read_text("utf-8")
+        if code is None:
+            return None
+        message = ""
+        path = container.get("terminationMessagePath")
+        for mount in container.get("volumeMounts", []):
+            if path and path.startswith(mount["mountPath"] + "/"):
+                host = volumes[mount["name"]] / path[len(mount["mountPath"]) + 1 :]
+                message = host.read_text()[:4096] if host.exists() else ""
+        return {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                "message": message, "finishedAt": _now()}  # fmt: skip
+
+    async def _run_pod(self, http: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        self.started.append(key)
+        base = self.root / key.replace("/", "_")
+        base.mkdir(parents=True)
+        volumes = await self._volumes(pod, base)
+        pod_url = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+
+        async def write(status: dict[str, Any]) -> None:
+            await http.patch(f"{pod_url}/status", json={"status": status},
+                             headers={"Content-Type": "application/merge-patch+json"})  # fmt: skip
+
+        await write({"phase": "Running", "startTime": _now()})
+        loop = asyncio.get_running_loop()
+        end = loop.time() + spec.get("activeDeadlineSeconds", 3600)
+        states: dict[str, list[dict[str, Any]]] = {"initContainerStatuses": [],
+                                                   "containerStatuses": []}  # fmt: skip
+        phase = "Succeeded"
+        for group, containers in (("initContainerStatuses", spec.get("initContainers", [])),
+                                  ("containerStatuses", spec["containers"])):  # fmt: skip
+            for container in containers:
+                state = await self._container(key, pod, container, volumes, end - loop.time())
+                if state is None:
+                    await write({"phase": "Failed", "reason": "DeadlineExceeded",
+                                 "message": "Pod was active on the node longer than the specified"
+                                            " deadline"})  # fmt: skip
+                    return
+                states[group].append({"name": container["name"], "state": {"terminated": state}})
+                if state["exitCode"] != 0:
+                    phase = "Failed"
+                    break
+            if phase == "Failed":
+                break
+        await write({"phase": phase, **states})
+        self._procs.pop(key, None)

@@ -1,0 +1,150 @@
+"""The operator end to end: kopf for real against the emulator, the test kubelet running every
+stage pod in bubblewrap with the real agent runner, the real anthropic SDK against the fake
+Messages API, and a bare git repository as the remote. Resources go in as `kubectl apply`
+would send them; the tests watch phases, pods, Events and the remote."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+import agentfactory.controller.factories
+import agentfactory.controller.settings
+import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.gitutil import git
+from tests.kube import emulated, running_operator, wait_for
+from tests.kubelet import Kubelet
+from tests.scripts import (
+    CART,
+    CART_FIXED,
+    Router,
+    factory_doc,
+    implement,
+    replace,
+    task_doc,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    import pytest
+
+    from tests.fakes.anthropic_api import Reply
+
+NS = "shop"
+API = f"/apis/agentfactory.dev/v1alpha1/namespaces/{NS}"
+TASKS = f"{API}/agenttasks"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+SECRETS = f"/api/v1/namespaces/{NS}/secrets"
+EVENTS = f"/api/v1/namespaces/{NS}/events"
+FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"])
+FIX = implement(replace("shop/cart.py", CART, CART_FIXED))
+
+
+@dataclass
+class Cluster:
+    url: str
+    http: aiohttp.ClientSession
+    kubelet: Kubelet
+    remote: Path
+
+    async def create(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]:
+        doc["metadata"].setdefault("namespace", NS)
+        response = await self.http.post(self.url + collection, json=doc)
+        assert response.status in (200, 201), await response.text()
+        return dict(await response.json())
+
+    async def get(self, path: str) -> Any:
+        return await (await self.http.get(self.url + path)).json()
+
+    async def items(self, collection: str) -> list[dict[str, Any]]:
+        return list((await self.get(collection)).get("items", []))
+
+    async def annotate(self, name: str, key: str, value: str) -> None:
+        body = {"metadata": {"annotations": {key: value}}}
+        merge = {"Content-Type": "application/merge-patch+json"}
+        response = await self.http.patch(f"{self.url}{TASKS}/{name}", json=body, headers=merge)
+        assert response.status == 200, await response.text()
+
+    async def phase(self, name: str, *phases: str, within: float = 180) -> dict[str, Any]:
+        def reached(obj: dict[str, Any]) -> bool:
+            return (obj.get("status") or {}).get("phase") in phases
+
+        return await wait_for(self.url, TASKS, name, reached, within=within)
+
+
+def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
+    doc = factory_doc(remote, **spec)
+    doc["spec"]["agents"] = {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
+                             "baseURL": fake_url, **doc["spec"].get("agents", {})}  # fmt: skip
+    return doc
+
+
+@asynccontextmanager
+async def cluster(
+    tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
+    sessions: dict[tuple[str, str], list[list[Reply]]], **spec: Any,
+) -> AsyncIterator[Cluster]:  # fmt: skip
+    goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
+    with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
+        async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
+            kubelet = Kubelet(url, emulator, tmp_path / "kubelet", readable=[str(remote)])
+            running = asyncio.create_task(kubelet.run())
+            try:
+                async with running_operator(url, workdir=str(tmp_path / "operator"),
+                                            resync_seconds=2):  # fmt: skip
+                    c = Cluster(url, http, kubelet, remote)
+                    await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                                             "metadata": {"name": "anthropic"},
+                                             "data": {"api-key": base64.b64encode(
+                                                 API_KEY.encode()).decode()}})  # fmt: skip
+                    await c.create(f"{API}/factoryspecs", factory(remote, fake.url, **spec))
+                    for task in tasks:
+                        await c.create(TASKS, json.loads(json.dumps(task)))
+                    yield c
+            finally:
+                await kubelet.stop()
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+
+
+def merged_tasks(remote: Path) -> list[str]:
+    log = git(remote, "log", "--format=%B", "main")
+    return [line.split(": ")[1] for line in log.splitlines()
+            if line.startswith("Agentfactory-Task: ")]  # fmt: skip
+
+
+async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
+    tmp_path: Path, remote: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with cluster(tmp_path, remote, [FIX_CART], {("fix-cart", "implementer"): [FIX]}) as c:
+        task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
+        assert task["status"]["phase"] == "Merged", task["status"].get("message")
+        pods = [p.split("/")[1] for p in c.kubelet.started]
+        assert pods == ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
+                        "fix-cart-ci-1", "fix-cart-code-review-1"]  # fmt: skip
+        assert merged_tasks(remote) == ["fix-cart"]
+        assert CART_FIXED in git(remote, "show", "main:shop/cart.py")
+        # Every pod read was deleted with its credentials; nothing failed, so nothing is kept.
+        assert await c.items(PODS) == []
+        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
+        events = [e for e in await c.items(EVENTS)
+                  if e["involvedObject"]["name"] == "fix-cart"]  # fmt: skip
+        reasons = [e["reason"] for e in sorted(events, key=lambda e: e["metadata"]["name"])]
+        assert reasons[:3] == ["DependenciesReady", "Admitted", "PlanProduced"]
+        assert reasons[-1] == "Merged"
+        history = task["status"]["history"]
+        assert [h["to"] for h in history][-1] == "Merged"
+        assert len(events) == len(history), "one Event per transition"
+        for text in (json.dumps(events), json.dumps(task), caplog.text):
+            assert API_KEY not in text, "the API key never leaves its Secret"
