@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -34,6 +35,7 @@ from tests.kube import wait_for
 if TYPE_CHECKING:
     from tests.kube import Emulator
 
+log = logging.getLogger("tests.kubelet")
 SKIP_ROOT = {"tmp", "proc", "dev", "sys", "workspace", "factory"}
 
 
@@ -61,21 +63,32 @@ class Kubelet:
         self.bwrap = bwrap
 
     async def run(self) -> None:
+        """Watch every pod; a dropped watch is opened again, as a kubelet does (the replayed
+        ADDED events of pods already handled are skipped)."""
         async with aiohttp.ClientSession() as http:
-            stream = await http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
-                                    timeout=aiohttp.ClientTimeout(total=None))  # fmt: skip
-            async for line in stream.content:
-                event = json.loads(line)
-                pod = event["object"]
-                key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-                if event["type"] == "DELETED":
-                    await self._kill(key)
-                elif (
-                    event["type"] == "ADDED"
-                    and key not in self._running
-                    and not (pod.get("status") or {}).get("phase")
-                ):
-                    self._running[key] = asyncio.create_task(self._run_pod(http, pod))
+            while True:
+                try:
+                    await self._watch(http)
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    log.info("the pod watch dropped (%s); watching again", exc)
+                else:
+                    log.info("the pod watch ended; watching again")
+
+    async def _watch(self, http: aiohttp.ClientSession) -> None:
+        stream = await http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
+                                timeout=aiohttp.ClientTimeout(total=None))  # fmt: skip
+        async for line in stream.content:
+            event = json.loads(line)
+            pod = event["object"]
+            key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+            if event["type"] == "DELETED":
+                await self._kill(key)
+            elif (
+                event["type"] == "ADDED"
+                and key not in self._running
+                and not (pod.get("status") or {}).get("phase")
+            ):
+                self._running[key] = asyncio.create_task(self._run_pod(http, pod))
 
     async def stop(self) -> None:
         for key in list(self._running):
@@ -199,8 +212,9 @@ class Kubelet:
         pod_url = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
 
         async def write(status: dict[str, Any]) -> None:
-            await http.patch(f"{pod_url}/status", json={"status": status},
-                             headers={"Content-Type": "application/merge-patch+json"})  # fmt: skip
+            merge = {"Content-Type": "application/merge-patch+json"}
+            async with http.patch(f"{pod_url}/status", json={"status": status}, headers=merge):
+                pass
 
         await write({"phase": "Running", "startTime": _now()})
         loop = asyncio.get_running_loop()

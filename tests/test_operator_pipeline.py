@@ -18,18 +18,20 @@ import aiohttp
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, tool
 from tests.gitutil import git
 from tests.kube import emulated, running_operator, wait_for
 from tests.kubelet import Kubelet
 from tests.scripts import (
     CART,
     CART_FIXED,
+    CHECK,
     Router,
     factory_doc,
     implement,
     replace,
     task_doc,
+    verdict,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +58,23 @@ class Cluster:
     http: aiohttp.ClientSession
     kubelet: Kubelet
     remote: Path
+    workdir: Path
+    operator: contextlib.AsyncExitStack
+
+    async def start_operator(self) -> None:
+        self.operator = contextlib.AsyncExitStack()
+        await self.operator.enter_async_context(
+            running_operator(self.url, workdir=str(self.workdir), resync_seconds=2)
+        )
+
+    async def stop_operator(self) -> None:
+        await self.operator.aclose()
+
+    async def pod(self, name: str, phase: str = "Running") -> dict[str, Any]:
+        def reached(obj: dict[str, Any]) -> bool:
+            return (obj.get("status") or {}).get("phase") == phase
+
+        return await wait_for(self.url, PODS, name, reached, within=120)
 
     async def create(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]:
         doc["metadata"].setdefault("namespace", NS)
@@ -99,19 +118,20 @@ async def cluster(
         async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
             kubelet = Kubelet(url, emulator, tmp_path / "kubelet", readable=[str(remote)])
             running = asyncio.create_task(kubelet.run())
+            c = Cluster(url, http, kubelet, remote, tmp_path / "operator",
+                        contextlib.AsyncExitStack())  # fmt: skip
             try:
-                async with running_operator(url, workdir=str(tmp_path / "operator"),
-                                            resync_seconds=2):  # fmt: skip
-                    c = Cluster(url, http, kubelet, remote)
-                    await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret",
-                                             "metadata": {"name": "anthropic"},
-                                             "data": {"api-key": base64.b64encode(
-                                                 API_KEY.encode()).decode()}})  # fmt: skip
-                    await c.create(f"{API}/factoryspecs", factory(remote, fake.url, **spec))
-                    for task in tasks:
-                        await c.create(TASKS, json.loads(json.dumps(task)))
-                    yield c
+                await c.start_operator()
+                await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                                         "metadata": {"name": "anthropic"},
+                                         "data": {"api-key": base64.b64encode(
+                                             API_KEY.encode()).decode()}})  # fmt: skip
+                await c.create(f"{API}/factoryspecs", factory(remote, fake.url, **spec))
+                for task in tasks:
+                    await c.create(TASKS, json.loads(json.dumps(task)))
+                yield c
             finally:
+                await c.stop_operator()
                 await kubelet.stop()
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -148,3 +168,96 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         assert len(events) == len(history), "one Event per transition"
         for text in (json.dumps(events), json.dumps(task), caplog.text):
             assert API_KEY not in text, "the API key never leaves its Secret"
+
+
+MIGRATION = task_doc("orders", "Orders are stored.", ["migrations/**", "shop/db.py"])
+ADD_MIGRATION = implement(tool("write_file", path="migrations/0002.sql",
+                               content="CREATE TABLE orders (id INTEGER);\n"))  # fmt: skip
+IMPORTS = [{"name": "imports", "command": "python3 -c 'import shop.pricing'"}]
+
+
+async def test_an_escalation_waits_for_the_approval_annotation_which_is_consumed_once(
+    tmp_path: Path, remote: Path
+) -> None:
+    sessions = {("orders", "implementer"): [ADD_MIGRATION]}
+    async with cluster(tmp_path, remote, [MIGRATION], sessions, checks=IMPORTS) as c:
+        waiting = await c.phase("orders", "AwaitingApproval", "NeedsAttention", "Merged")
+        assert waiting["status"]["phase"] == "AwaitingApproval"
+        assert "agentfactory.dev/approved-by" in waiting["status"]["message"]
+        assert merged_tasks(remote) == []
+        await c.annotate("orders", "agentfactory.dev/approved-by", "alice")
+        done = await c.phase("orders", "Merged", "NeedsAttention")
+        assert done["status"]["phase"] == "Merged"
+        assert done["status"]["escalation"]["approvedBy"] == "alice"
+        assert "agentfactory.dev/approved-by" not in (done["metadata"].get("annotations") or {})
+        assert merged_tasks(remote) == ["orders"]
+        # Approving again is an action on a task that waits for nothing: reported, not applied.
+        await c.annotate("orders", "agentfactory.dev/approved-by", "bob")
+        task = await wait_for(c.url, TASKS, "orders", lambda o: "agentfactory.dev/approved-by"
+                              not in (o["metadata"].get("annotations") or {}))  # fmt: skip
+        assert task["status"]["phase"] == "Merged"
+        reasons = [e["reason"] for e in await c.items(EVENTS)]
+        assert reasons.count("HumanApproved") == 1 and "HumanActionIgnored" in reasons
+
+
+async def test_reviews_that_keep_asking_for_changes_exhaust_the_retries(
+    tmp_path: Path, remote: Path
+) -> None:
+    no = verdict("REQUEST_CHANGES", "The plan misses the tests.")
+    sessions = {("fix-cart", "plan-reviewer"): [no, no]}
+    async with cluster(tmp_path, remote, [FIX_CART], sessions, retries={"perStage": 1}) as c:
+        task = await c.phase("fix-cart", "NeedsAttention", "Merged")
+        assert task["status"]["phase"] == "NeedsAttention"
+        assert [p.split("/")[1] for p in c.kubelet.started] == [
+            "fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-plan-2",
+            "fix-cart-plan-review-2"]  # fmt: skip
+        assert "The plan misses the tests." in json.dumps(task["status"])
+        assert merged_tasks(remote) == []
+
+
+SLOW_CI = [{"name": "test", "command": f"sleep 600; {CHECK}", "timeoutSeconds": 900}]
+
+
+async def test_a_pod_deleted_mid_stage_is_a_failed_attempt_not_a_silent_rerun(
+    tmp_path: Path, remote: Path
+) -> None:
+    sessions = {("fix-cart", "implementer"): [FIX]}
+    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=SLOW_CI,
+                       retries={"perStage": 0}) as c:  # fmt: skip
+        # The implementer runs the checks before it hands off: its pod is the slow one.
+        await c.pod("fix-cart-implement-1")
+        response = await c.http.delete(f"{c.url}{PODS}/fix-cart-implement-1")
+        assert response.status == 200
+        task = await c.phase("fix-cart", "NeedsAttention", "Merged")
+        assert "fix-cart-implement-1 was deleted before it finished" in task["status"]["message"]
+        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
+
+
+async def test_a_pod_past_its_deadline_fails_its_attempt_and_is_kept_for_debugging(
+    tmp_path: Path, remote: Path
+) -> None:
+    sessions = {("fix-cart", "implementer"): [FIX]}
+    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=SLOW_CI,
+                       retries={"perStage": 0}, sandbox={"timeoutSeconds": 25}) as c:  # fmt: skip
+        task = await c.phase("fix-cart", "NeedsAttention", "Merged")
+        assert "stopped at its deadline" in task["status"]["message"]
+        kept = await c.items(PODS)
+        assert [p["metadata"]["name"] for p in kept] == ["fix-cart-implement-1"]
+        assert kept[0]["status"]["reason"] == "DeadlineExceeded"
+        assert kept[0]["metadata"]["labels"]["agentfactory.dev/kept"] == "true"
+        # Its credentials go even though the pod stays.
+        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
+
+
+async def test_an_invalid_task_gets_failed_with_the_field_and_the_fix(
+    tmp_path: Path, remote: Path
+) -> None:
+    bad = task_doc("vague", "Make it better.", ["shop/**"])
+    bad["spec"]["acceptanceCriteria"] = []
+    async with cluster(tmp_path, remote, [bad, FIX_CART],
+                       {("fix-cart", "implementer"): [FIX]}) as c:  # fmt: skip
+        task = await c.phase("vague", "Failed")
+        assert "spec.acceptanceCriteria" in task["status"]["message"]
+        assert (await c.phase("fix-cart", "Merged", "NeedsAttention"))["status"]["phase"] == (
+            "Merged"
+        ), "one bad task stops nothing else"

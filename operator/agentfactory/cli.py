@@ -176,6 +176,37 @@ def _local(args: argparse.Namespace) -> int:
         return 2
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    from typing import Any
+
+    import kopf
+
+    import agentfactory.controller.factories
+    import agentfactory.controller.serve
+    import agentfactory.controller.settings
+    import agentfactory.controller.tasks  # noqa: F401 - the handlers register on import
+
+    if args.server:
+
+        @kopf.on.login(id="server-flag")
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=args.server, insecure=args.insecure)
+
+    memo = kopf.Memo(
+        kube_server=args.server, workdir=args.workdir, metrics_port=args.metrics_port,
+        resync_seconds=args.resync_seconds,
+    )  # fmt: skip
+    namespaces = args.namespace or []
+    asyncio.run(kopf.operator(
+        clusterwide=not namespaces, namespaces=namespaces, memo=memo,
+        standalone=args.standalone, peering_name=args.peering,
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port
+        else None,
+    ))  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -253,6 +284,28 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--by", help="who approves or retries (default: $USER)")
     local.add_argument("--fresh", action="store_true", help="discard the saved state first")
     local.set_defaults(run=_local)
+    run = commands.add_parser(
+        "run",
+        help="run the operator (kopf): in a cluster, or against --server",
+        description="Run the operator. In a pod it uses its service account; elsewhere name the"
+        " API server with --server (for example the URL of `kubectl proxy`).",
+    )
+    run.add_argument("--namespace", action="append", help="watch this namespace (repeatable;"
+                     " default: all namespaces)")  # fmt: skip
+    run.add_argument("--server", help="API server URL (default: the in-cluster service account)")
+    run.add_argument("--insecure", action="store_true", help="skip TLS verification (--server)")
+    run.add_argument(
+        "--workdir",
+        default="/tmp/agentfactory",  # noqa: S108 - the operator pod's emptyDir
+        help="where the forges keep their clones",
+    )
+    run.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /readyz (0: off)")
+    run.add_argument("--liveness-port", type=int, default=8081, help="/healthz (0: off)")
+    run.add_argument("--peering", default="agentfactory", help="kopf peering name (one active"
+                     " replica)")  # fmt: skip
+    run.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    run.add_argument("--resync-seconds", type=float, default=30, help="pass period without events")
+    run.set_defaults(run=_run)
     return parser
 
 

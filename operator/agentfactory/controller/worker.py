@@ -188,7 +188,11 @@ class Worker:
             return True
         for task in tasks.values():
             if task.spec is not None and task.factory in factories:
-                moved |= await self.work(task, factories[task.factory])
+                try:
+                    moved |= await self.work(task, factories[task.factory])
+                except Exception:  # one task's trouble must not stop the others
+                    log.exception("%s/%s: its stage could not advance; retrying", self.namespace,
+                                  task.name)  # fmt: skip
         await self._clean_up()
         return moved
 
@@ -246,7 +250,7 @@ class Worker:
         False when the core ignored the observation."""
         # A spec that does not validate can only be failed, which reads the status alone.
         spec = task.spec or AgentTaskSpec.model_construct(
-            factory_ref=task.factory, goal="-", acceptance_criteria=[], scope=Scope()
+            factory_ref=task.factory, goal="-", acceptance_criteria=[], scope=Scope(paths=["**"])
         )
         fspec = factory or FactorySpecSpec.model_validate({"repository": {"url": "-"}})
         decision = decide(TaskView(task.name, spec, task.status), fspec, observation,
@@ -332,6 +336,7 @@ class Worker:
             pod = await self.kube.get(path_of("v1", "pods", self.namespace, attempt.pod))
             if pod is None:
                 lost = f"pod {attempt.pod} was deleted before it finished"
+                await self.executor.remove(self.namespace, attempt.pod)  # its Secret too
                 return await self._failed(task, factory, attempt, "evicted", lost)
             self.view.put("pods", pod)
         if pod is None:
