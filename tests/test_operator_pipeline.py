@@ -238,7 +238,7 @@ async def test_a_pod_past_its_deadline_fails_its_attempt_and_is_kept_for_debuggi
 ) -> None:
     sessions = {("fix-cart", "implementer"): [FIX]}
     async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=SLOW_CI,
-                       retries={"perStage": 0}, sandbox={"timeoutSeconds": 25}) as c:  # fmt: skip
+                       retries={"perStage": 0}, sandbox={"timeoutSeconds": 60}) as c:  # fmt: skip
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert "stopped at its deadline" in task["status"]["message"]
         kept = await c.items(PODS)

@@ -405,7 +405,8 @@ class Worker:
                 attempt.stage.value,
                 observation.reason if failed else "result",  # type: ignore[union-attr]
             ).inc()
-        if failed:  # kept for debugging until the task ends or fails again
+        if failed:  # kept for debugging until the task ends or fails again, without credentials
+            await self.executor.remove_credentials(self.namespace, attempt.pod)
             path = path_of("v1", "pods", self.namespace, attempt.pod)
             with contextlib.suppress(KubeError):
                 self.view.put("pods", await self.kube.patch(

@@ -73,7 +73,11 @@ class KubernetesExecutor:
             return PodOutcome(None, f"its log could not be read: {exc}", "malformed-result")
         return outcome_of(pod, log)
 
+    async def remove_credentials(self, namespace: str, pod: str) -> None:
+        """Delete the pod's credentials (a finished pod kept for debugging needs none)."""
+        await self.kube.delete(path_of("v1", "secrets", namespace, f"{pod}-credentials"))
+
     async def remove(self, namespace: str, pod: str) -> None:
         """Delete the pod and its credentials (idempotent)."""
-        await self.kube.delete(path_of("v1", "secrets", namespace, f"{pod}-credentials"))
+        await self.remove_credentials(namespace, pod)
         await self.kube.delete(path_of("v1", "pods", namespace, pod))
