@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from agentfactory.core.contracts import contract_for
 from agentfactory.core.diff import parse_unified_diff
+from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.observations import (
     CheckOutcome,
     CIFinished,
@@ -29,10 +30,15 @@ from agentfactory.core.task import FailedCheck, PlanSummary
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
-    from agentfactory.core.factory import FactorySpecSpec
     from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
+    from agentfactory.core.observations import FailureReason
     from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
     from agentfactory.forge.git import GitForge
+
+
+NO_FACTORY = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
+"""A neutral factory to decide a task's SpecInvalid by when its own factory is missing or
+invalid (that decision reads the task's status alone)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,8 @@ class StageOutcome:
 
     result: AgentResult | None
     failure: str | None = None
-    reason: str = "error"
-    """For a failure: timeout, malformed-result, oom-killed, evicted or error."""
+    reason: FailureReason = "error"
+    """For a failure: why there is no result."""
 
 
 @dataclass(frozen=True)

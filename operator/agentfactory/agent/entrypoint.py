@@ -31,7 +31,7 @@ def publish(output: Path, result: Model) -> None:
     """Hand the result back through every channel of the pod contract: the result file, the
     summary that becomes the container's termination message, and one marked log line with
     the whole result (the operator reads the last such line through `pods/log`)."""
-    text = result.model_dump_json(by_alias=True, exclude_none=True)
+    text = result.model_dump_json(by_alias=True)  # every field: required ones may be null
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     (output.parent / SUMMARY_NAME).write_text(summary_of(text), encoding="utf-8")

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -32,9 +32,15 @@ from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.handoff import AgentResult, CheckReport
-from agentfactory.core.observations import HumanAction, Observation, SpecInvalid, StageFailed
+from agentfactory.core.observations import (
+    FailureReason,
+    HumanAction,
+    Observation,
+    SpecInvalid,
+    StageFailed,
+)
 from agentfactory.core.phases import ACTIVE, Phase, Stage
-from agentfactory.core.pipeline import Decision, TaskView, decide
+from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
 from agentfactory.forge.git import GitForge
@@ -43,6 +49,7 @@ from agentfactory.kube.executor import KubernetesExecutor
 from agentfactory.kube.pods import is_done, overdue
 from agentfactory.manifests.agents import Attempt, ManifestError, agent_pod, input_files
 from agentfactory.stages import (
+    NO_FACTORY,
     StageOutcome,
     agent_inputs,
     agent_observation,
@@ -60,7 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agentfactory.worker")
 #: Human actions: annotation → the core's action name.
-HUMAN = {
+HUMAN: dict[str, Literal["approve", "retry", "cancel"]] = {
     "agentfactory.dev/approved-by": "approve",
     "agentfactory.dev/retry": "retry",
     "agentfactory.dev/cancel": "cancel",
@@ -109,7 +116,8 @@ class Worker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     executor: KubernetesExecutor = field(init=False)
     _forges: dict[str, tuple[tuple[str, str, str | None], GitForge]] = field(default_factory=dict)
-    _last_ignored: str = ""
+    _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
+    """Tasks as last parsed, with the resourceVersion they were parsed at."""
 
     def __post_init__(self) -> None:
         self.executor = KubernetesExecutor(self.kube)
@@ -130,6 +138,19 @@ class Worker:
     # -- reading ---------------------------------------------------------------------------
 
     def _task(self, raw: dict[str, Any]) -> Task:
+        """The task *raw* holds, parsed once per resourceVersion (a pass reads every task)."""
+        meta = raw.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        cached = self._parsed.get(meta.get("name", ""))
+        if version and cached is not None and cached[0] == version:
+            return cached[1]
+        task = self._parse(raw)
+        if version:
+            self._parsed[task.name] = (version, task)
+        return task
+
+    @staticmethod
+    def _parse(raw: dict[str, Any]) -> Task:
         try:
             status = AgentTaskStatus.model_validate(raw.get("status") or {})
         except ValidationError:
@@ -174,7 +195,8 @@ class Worker:
         moved = False
         for task in tasks.values():
             if task.spec is None and task.status.phase not in (Phase.FAILED, Phase.CANCELLED):
-                moved |= await self.apply(task, None, SpecInvalid(message=task.problem or ""))
+                invalid = SpecInvalid(message=task.problem or "")
+                moved |= not (await self.apply(task, None, invalid)).ignored
             elif task.spec is not None and task.factory in factories:
                 moved |= await self._human(task, factories[task.factory])
         if moved:
@@ -183,7 +205,7 @@ class Worker:
         result = schedule(factories, infos)
         for name, observation in result.observations:
             task = self._task(self.view.get("agenttasks", self.namespace, name) or {})
-            moved |= await self.apply(task, factories[task.factory], observation)
+            moved |= not (await self.apply(task, factories[task.factory], observation)).ignored
         if moved:
             return True
         for task in tasks.values():
@@ -205,7 +227,7 @@ class Worker:
             depends_on=tuple(spec.depends_on),
             scope=tuple(spec.scope.paths),
             priority=spec.priority,
-            created=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+            created=datetime.fromisoformat(created) if created else None,
             merge_running=task.status.phase == Phase.MERGING and task.status.attempt > 0,
             phase_since=task.status.last_transition_time,
         )
@@ -234,10 +256,11 @@ class Worker:
                     return True
                 raise
             self.view.put("agenttasks", raw)
-            human = HumanAction.model_validate({"action": action, "by": value or "annotation"})
-            if not await self.apply(self._task(raw), factory, human):
+            human = HumanAction(action=action, by=value or "annotation")
+            decision = await self.apply(self._task(raw), factory, human)
+            if decision.ignored:
                 await self._event(task.raw, "Warning", "HumanActionIgnored",
-                                  f"{key}={value} was ignored: {self._last_ignored}")  # fmt: skip
+                                  f"{key}={value} was ignored: {decision.ignored}")  # fmt: skip
             return True
         return False
 
@@ -245,21 +268,19 @@ class Worker:
 
     async def apply(
         self, task: Task, factory: FactorySpecSpec | None, observation: Observation
-    ) -> bool:
-        """Decide, write the status once, post an Event per transition, perform the actions.
-        False when the core ignored the observation."""
+    ) -> Decision:
+        """Decide, write the status once, post an Event per transition, perform the actions
+        (nothing of that when the core ignored the observation)."""
         # A spec that does not validate can only be failed, which reads the status alone.
         spec = task.spec or AgentTaskSpec.model_construct(
             factory_ref=task.factory, goal="-", acceptance_criteria=[], scope=Scope(paths=["**"])
         )
-        fspec = factory or FactorySpecSpec.model_validate({"repository": {"url": "-"}})
-        decision = decide(TaskView(task.name, spec, task.status), fspec, observation,
-                          now=datetime.now(UTC))  # fmt: skip
+        view = TaskView(task.name, spec, task.status)
+        decision = decide(view, factory or NO_FACTORY, observation, now=datetime.now(UTC))
         if decision.ignored:
-            self._last_ignored = decision.ignored
             log.info("%s/%s: %s ignored: %s", self.namespace, task.name, observation.kind,
                      decision.ignored)  # fmt: skip
-            return False
+            return decision
         path = path_of(API_VERSION, "agenttasks", self.namespace, task.name) + "/status"
         raw = await self.kube.patch(path, _status_body(task.raw.get("status"), decision.status))
         self.view.put("agenttasks", raw)
@@ -272,7 +293,7 @@ class Worker:
                 await self._event(raw, "Warning", action.reason, action.message)
             elif isinstance(action, CancelStage):
                 await self.executor.remove(self.namespace, action.pod)
-        return True
+        return decision
 
     async def _record(self, task: Task, decision: Decision) -> None:
         status = decision.status
@@ -315,17 +336,15 @@ class Worker:
 
     async def work(self, task: Task, factory: FactorySpecSpec) -> bool:
         """Advance the task's current stage attempt; True when an observation was applied."""
-        status = task.status
-        if status.phase not in ACTIVE or status.attempt == 0 or status.stage is None:
-            return False
-        forge = await self._forge(task.factory, factory)
-        if task.spec is None:
+        status, spec = task.status, task.spec
+        if spec is None or status.phase not in ACTIVE or not status.attempt or not status.stage:
             return False
         if status.stage == Stage.MERGE:
+            forge = await self._forge(task.factory, factory)
             observation = await asyncio.to_thread(
-                merge_observation, task.name, task.spec, factory, status, forge
+                merge_observation, task.name, spec, factory, status, forge
             )
-            return await self.apply(task, factory, observation)
+            return not (await self.apply(task, factory, observation)).ignored
         if status.stage == Stage.CI and factory.ci.source != "sandbox":
             return False  # the forge's checks gate this task (GitHubForge)
         attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
@@ -340,9 +359,10 @@ class Worker:
                 return await self._failed(task, factory, attempt, "evicted", lost)
             self.view.put("pods", pod)
         if pod is None:
-            return await self._launch(task, factory, forge, attempt)
+            await self._launch(task, spec, factory, attempt)
+            return False  # the pod's events wake the next pass
         if is_done(pod):
-            return await self._collect(task, factory, forge, attempt, pod)
+            return await self._collect(task, factory, attempt, pod)
         if pod["metadata"].get("deletionTimestamp"):
             return False  # being deleted: the next pass sees it gone
         late = overdue(pod, datetime.now(UTC))
@@ -352,30 +372,25 @@ class Worker:
         return False
 
     async def _failed(self, task: Task, factory: FactorySpecSpec, attempt: Attempt,
-                      reason: str, message: str) -> bool:  # fmt: skip
+                      reason: FailureReason, message: str) -> bool:  # fmt: skip
         if self.metrics:
             self.metrics.attempts.labels(attempt.stage.value, reason).inc()
-        observation = StageFailed.model_validate(
-            {"stage": attempt.stage, "attempt": attempt.attempt, "reason": reason,
-             "message": message}
-        )  # fmt: skip
-        return await self.apply(task, factory, observation)
+        observation = StageFailed(stage=attempt.stage, attempt=attempt.attempt, reason=reason,
+                                  message=message)  # fmt: skip
+        return not (await self.apply(task, factory, observation)).ignored
 
     async def _launch(
-        self, task: Task, factory: FactorySpecSpec, forge: GitForge, attempt: Attempt
-    ) -> bool:
+        self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec, attempt: Attempt
+    ) -> None:
         status = task.status
-        if task.spec is None:
-            return False
+        forge = await self._forge(task.factory, factory)
         if attempt.stage == Stage.CI:
             head = status.head_sha or ""
             await asyncio.to_thread(forge.push_branch, status.branch or "", head)
             role, ref, base = None, head, head
-            files = input_files(None, ci_checks(task.spec, factory))
+            files = input_files(None, ci_checks(spec, factory))
         else:
-            inputs = await asyncio.to_thread(
-                agent_inputs, task.name, task.spec, factory, status, forge
-            )
+            inputs = await asyncio.to_thread(agent_inputs, task.name, spec, factory, status, forge)
             role, ref, base = inputs.contract.role.value, inputs.ref, inputs.base
             files = input_files(inputs.contract)
         body = agent_pod(attempt, factory, role=role, repo_url=factory.repository.url, ref=ref)
@@ -383,46 +398,51 @@ class Worker:
         try:
             pod = await self.executor.launch(attempt, body, files, forge.credentials_for(role))
         except ManifestError as exc:
-            return await self._failed(task, factory, attempt, "error", str(exc))
+            await self._failed(task, factory, attempt, "error", str(exc))
+            return
         self.view.put("pods", pod)
         log.info("%s/%s launched %s", self.namespace, task.name, attempt.pod)
-        return False
 
     async def _collect(
-        self, task: Task, factory: FactorySpecSpec, forge: GitForge, attempt: Attempt,
-        pod: dict[str, Any],
-    ) -> bool:  # fmt: skip
+        self, task: Task, factory: FactorySpecSpec, attempt: Attempt, pod: dict[str, Any]
+    ) -> bool:
         outcome = await self.executor.outcome(pod)
-        observation = await self._observation(task, forge, attempt, pod, outcome)
+        observation = await self._observation(task, factory, attempt, pod, outcome)
         failed = isinstance(observation, StageFailed)
         if self.metrics:
             created = pod["metadata"].get("creationTimestamp")
             if created:
-                started = datetime.fromisoformat(created.replace("Z", "+00:00"))
-                seconds = (datetime.now(UTC) - started).total_seconds()
+                seconds = (datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds()
                 self.metrics.stage_seconds.labels(attempt.stage.value).observe(seconds)
-            self.metrics.attempts.labels(
-                attempt.stage.value,
-                observation.reason if failed else "result",  # type: ignore[union-attr]
-            ).inc()
-        if failed:  # kept for debugging until the task ends or fails again, without credentials
-            await self.executor.remove_credentials(self.namespace, attempt.pod)
-            path = path_of("v1", "pods", self.namespace, attempt.pod)
-            with contextlib.suppress(KubeError):
-                self.view.put("pods", await self.kube.patch(
-                    path, {"metadata": {"labels": {KEPT: "true"}}}))  # fmt: skip
-        return await self.apply(task, factory, observation)
+            label = observation.reason if isinstance(observation, StageFailed) else "result"
+            self.metrics.attempts.labels(attempt.stage.value, label).inc()
+        if failed:
+            await self._keep(attempt)
+        return not (await self.apply(task, factory, observation)).ignored
+
+    async def _keep(self, attempt: Attempt) -> None:
+        """Keep a failed pod for debugging, without its credentials, in place of the task's
+        previously kept one (the newest failure is the one worth reading)."""
+        for pod in self.view.in_namespace("pods", self.namespace):
+            labels = pod["metadata"].get("labels") or {}
+            name = pod["metadata"]["name"]
+            if labels.get("agentfactory.dev/task") == attempt.task and labels.get(KEPT) == "true":
+                await self.executor.remove(self.namespace, name)
+                self.view.drop("pods", self.namespace, name)
+        await self.executor.remove_credentials(self.namespace, attempt.pod)
+        path = path_of("v1", "pods", self.namespace, attempt.pod)
+        with contextlib.suppress(KubeError):
+            self.view.put("pods", await self.kube.patch(
+                path, {"metadata": {"labels": {KEPT: "true"}}}))  # fmt: skip
 
     async def _observation(
-        self, task: Task, forge: GitForge, attempt: Attempt, pod: dict[str, Any],
+        self, task: Task, factory: FactorySpecSpec, attempt: Attempt, pod: dict[str, Any],
         outcome: PodOutcome,
     ) -> Observation:  # fmt: skip
         stage, number = attempt.stage, attempt.attempt
         if outcome.result_json is None:
-            return StageFailed.model_validate(
-                {"stage": stage, "attempt": number, "reason": outcome.reason,
-                 "message": outcome.failure}
-            )  # fmt: skip
+            return StageFailed(stage=stage, attempt=number, reason=outcome.reason,
+                               message=outcome.failure)  # fmt: skip
         try:
             if stage == Stage.CI:
                 report = CheckReport.model_validate_json(outcome.result_json)
@@ -431,35 +451,32 @@ class Worker:
         except ValidationError as exc:
             return StageFailed(stage=stage, attempt=number, reason="malformed-result",
                                message=f"the result does not parse: {exc}"[:2000])  # fmt: skip
+        forge = await self._forge(task.factory, factory)
         base = pod["metadata"].get("annotations", {}).get(BASE) or forge.base_sha()
         return await asyncio.to_thread(
             agent_observation, task.name, forge, stage, number, base, StageOutcome(result)
         )
 
     async def _clean_up(self) -> None:
-        """Delete pods whose result was read; keep each task's last failed pod until the
-        task ends (Merged or Cancelled) or a newer one fails."""
-        current: dict[str, str] = {}
-        phases: dict[str, Phase] = {}
-        for raw in self.view.in_namespace("agenttasks", self.namespace):
-            task = self._task(raw)
-            phases[task.name] = task.status.phase
-            if task.status.stage and task.status.attempt and task.status.phase in ACTIVE:
-                current[task.name] = f"{task.name}-{task.status.stage.slug}-{task.status.attempt}"
-        pods = self.view.in_namespace("pods", self.namespace)
-        newest_kept: dict[str, str] = {}
-        for pod in sorted(pods, key=lambda p: int(p["metadata"]["labels"].get(
-                "agentfactory.dev/attempt", "0"))):  # fmt: skip
-            labels = pod["metadata"].get("labels") or {}
-            if labels.get(KEPT) == "true":
-                newest_kept[labels.get("agentfactory.dev/task", "")] = pod["metadata"]["name"]
-        for pod in pods:
+        """Delete every pod of a task that is not its current attempt's, except its kept
+        failed pod while the task has not ended (Merged or Cancelled)."""
+        raws = self.view.in_namespace("agenttasks", self.namespace)
+        tasks = {t.name: t for t in map(self._task, raws)}  # as this pass left them
+        for pod in self.view.in_namespace("pods", self.namespace):
             meta = pod["metadata"]
             labels = meta.get("labels") or {}
-            owner = labels.get("agentfactory.dev/task")
-            if owner is None or meta.get("deletionTimestamp") or meta["name"] == current.get(owner):
+            task = tasks.get(labels.get("agentfactory.dev/task", ""))
+            if task is None or meta.get("deletionTimestamp"):
+                continue  # another's pod, or one going already
+            status = task.status
+            if (
+                status.phase in ACTIVE
+                and status.stage
+                and status.attempt
+                and meta["name"] == pod_name(task.name, status.stage, status.attempt)
+            ):
+                continue  # fmt: skip
+            if labels.get(KEPT) == "true" and status.phase not in ENDED:
                 continue
-            keep = newest_kept.get(owner) == meta["name"] and phases.get(owner) not in ENDED
-            if owner in phases and not keep:
-                await self.executor.remove(self.namespace, meta["name"])
-                self.view.drop("pods", self.namespace, meta["name"])
+            await self.executor.remove(self.namespace, meta["name"])
+            self.view.drop("pods", self.namespace, meta["name"])

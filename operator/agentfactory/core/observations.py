@@ -17,6 +17,11 @@ from agentfactory.core.diff import Patch
 from agentfactory.core.phases import Stage, Verdict
 from agentfactory.core.task import FailedCheck, Finding, PlanSummary, Usage
 
+FailureReason = Literal[
+    "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout"
+]
+"""Why a stage attempt ended without a usable result."""
+
 
 class _StageResult(Model):
     stage: Stage
@@ -136,9 +141,7 @@ class StageFailed(Model):
     kind: Literal["StageFailed"] = "StageFailed"
     stage: Stage
     attempt: int = Field(ge=1)
-    reason: Literal[
-        "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout"
-    ]
+    reason: FailureReason
     message: str = ""
     usage: Usage = Field(default_factory=Usage)
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfactory.manifests.agents import RESULT_MARKER
+
+if TYPE_CHECKING:
+    from agentfactory.core.observations import FailureReason
 
 #: Beyond a pod's own deadline, how long the operator waits before it calls the pod overdue.
 GRACE = timedelta(minutes=2)
@@ -26,8 +29,8 @@ class PodOutcome:
 
     result_json: str | None
     failure: str = ""
-    reason: str = "error"
-    """For a failure: timeout, oom-killed, evicted, unschedulable, malformed-result, error."""
+    reason: FailureReason = "error"
+    """For a failure: why there is no result."""
 
 
 def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
@@ -69,10 +72,7 @@ def result_from_log(log: str) -> str | None:
 
 
 def outcome_of(pod: dict[str, Any], log: str | None) -> PodOutcome:
-    """What a finished pod handed back, given its agent container's log."""
-    failure = failure_of(pod)
-    if failure is not None:
-        return failure
+    """What a finished pod without a `failure_of` handed back, given its agent's log."""
     text = result_from_log(log or "")
     if text is None:
         agent = _terminated((pod.get("status") or {}).get("containerStatuses"), "agent") or {}
@@ -90,7 +90,7 @@ def overdue(pod: dict[str, Any], now: datetime) -> PodOutcome | None:
     deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
     if is_done(pod) or not created or not deadline:
         return None
-    started = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    started = datetime.fromisoformat(str(created))
     if now < started + timedelta(seconds=int(deadline)) + GRACE:
         return None
     for condition in (pod.get("status") or {}).get("conditions") or []:

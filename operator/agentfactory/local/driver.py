@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from agentfactory.core.actions import Notify, PushBranch
-from agentfactory.core.factory import FactorySpec, FactorySpecSpec
+from agentfactory.core.factory import FactorySpec
 from agentfactory.core.observations import HumanAction, Observation, SpecInvalid
 from agentfactory.core.phases import ACTIVE, Phase, Stage
 from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
@@ -39,6 +39,7 @@ from agentfactory.forge.git import GitForge
 from agentfactory.local.executor import LocalExecutor
 from agentfactory.local.state import StateStore
 from agentfactory.stages import (
+    NO_FACTORY,
     agent_inputs,
     agent_observation,
     ci_checks,
@@ -220,10 +221,9 @@ class LocalFactory:
         factory = self.factories.get(task.spec.factory_ref)
         spec = factory.spec.spec if factory else None
         status = self.status(name)
-        if spec is None:
-            # Only SpecInvalid can apply without a factory; use a neutral one to decide it.
-            spec = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
-        decision = decide(TaskView(name, task.spec, status), spec, observation, now=self.now())
+        decision = decide(
+            TaskView(name, task.spec, status), spec or NO_FACTORY, observation, now=self.now()
+        )
         if decision.ignored:
             return decision
         self.store.save(name, decision.status)

@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from agentfactory.agent.workspace import OUTPUT_CAP
-from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
+from agentfactory.core.handoff import (
+    CHECK_LIST,
+    AgentResult,
+    CheckReport,
+    CheckRun,
+    HandoffContract,
+)
 from agentfactory.stages import StageOutcome
 
 if TYPE_CHECKING:
@@ -145,27 +151,21 @@ class LocalExecutor:
             return StageOutcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
 
     def run_checks(self, *, pod: str, ref: str, checks: list[Check]) -> list[CheckRun]:
-        """Run the factory's checks on a fresh clone at exactly *ref* (sandbox CI)."""
+        """Run the factory's checks on a fresh clone at exactly *ref* (sandbox CI), through
+        `agentfactory checks`, the CI pod's own entrypoint."""
         base = self._fresh_attempt(pod, ref)
-        workspace = base / "workspace"
-        runs = []
-        for check in checks:
-            code, log = self._run(
-                ["/bin/sh", "-c", check.command],
-                workspace=workspace,
-                base=base,
-                timeout=check.timeout_seconds,
-            )
-            status = "timeout" if code is None else "passed" if code == 0 else "failed"
-            runs.append(
-                CheckRun(
-                    name=check.name,
-                    command=check.command,
-                    exit_code=code,
-                    status=status,
-                    output_tail=log[-OUTPUT_CAP:],
-                )
-            )
+        (base / "input" / "checks.json").write_bytes(CHECK_LIST.dump_json(checks, by_alias=True))
+        output = base / "output" / "result.json"
+        command = [sys.executable, "-m", "agentfactory", "checks", "--input", str(base / "input"),
+                   "--workspace", str(base / "workspace"), "--output", str(output)]  # fmt: skip
+        deadline = sum(c.timeout_seconds for c in checks) + 60
+        _, log = self._run(command, workspace=base / "workspace", base=base, timeout=deadline)
+        (base / "checks.log").write_text(log)
+        try:
+            runs = CheckReport.model_validate_json(output.read_text()).checks
+        except (OSError, ValidationError):  # the run itself broke: every check counts as failed
+            runs = [CheckRun(name=c.name, command=c.command, exit_code=None, status="failed",
+                             output_tail=log[-OUTPUT_CAP:]) for c in checks]  # fmt: skip
         (base / "checks.json").write_text(json.dumps([r.model_dump() for r in runs], indent=2))
         return runs
 

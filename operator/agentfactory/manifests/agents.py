@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
 from agentfactory.core.handoff import CHECK_LIST
+from agentfactory.core.pipeline import pod_name
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
@@ -61,7 +62,7 @@ class Attempt:
 
     @property
     def pod(self) -> str:
-        return f"{self.task}-{self.stage.slug}-{self.attempt}"
+        return pod_name(self.task, self.stage, self.attempt)
 
     def labels(self) -> dict[str, str]:
         return {
