@@ -13,6 +13,15 @@ What kmock 0.8 lacked, and what this module adds (see DESIGN.md section 7):
   (10 s later). `Emulator` issues a resourceVersion on create and a new one on every update,
   and answers a failed JSON-patch `test` with 422 Unprocessable Entity as a real API server
   does (kopf then retries on its next cycle; on a 500 it retried the stale patch with backoff).
+- Objects created without `metadata.namespace` in the body kept none (a real API server sets it
+  from the URL); `Emulator` sets it.
+- `kubectl get` asks for a Table (`Accept: ...;as=Table`), and lists need their `kind`
+  (`AgentTaskList`): kmock served neither, so kubectl failed with "Object 'Kind' is missing".
+  `Emulator` renders Tables from the CRDs' additionalPrinterColumns, and typed lists.
+  Its discovery gave subresources their resource's categories (`kubectl get factory` then
+  failed on "factoryspecs/status") and the plural as the singular name; both are corrected.
+- A patch whose body carries `metadata.resourceVersion` is a precondition on a real API server
+  (409 Conflict when the object changed since); kmock applied it regardless. `Emulator` checks.
 """
 
 from __future__ import annotations
@@ -49,8 +58,13 @@ class Emulator(kmock.KubernetesEmulator):
         super().__init__(*args, **kwargs)
         self.logs: dict[tuple[str, str, str], str] = {}
         """Container logs the test kubelet wrote: (namespace, pod, container) -> text."""
+        self._updates = asyncio.Lock()
 
     async def _handle(self, request: Any) -> Any:
+        if request.action in (kmock.action.LIST, kmock.action.FETCH) and not request.subresource:
+            listing = self._listing(request)
+            if listing is not None:
+                return listing
         if request.subresource == "log" and request.action == kmock.action.FETCH:
             container = request.params.get("container", "")
             text = self.logs.get((request.namespace, request.name, container))
@@ -63,8 +77,74 @@ class Emulator(kmock.KubernetesEmulator):
         if creating and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             meta.setdefault("uid", str(uuid.uuid4()))
+            if request.namespace:  # the URL names it; the body need not
+                meta.setdefault("namespace", request.namespace)
             now = datetime.now(UTC).isoformat(timespec="seconds")
             meta.setdefault("creationTimestamp", now.replace("+00:00", "Z"))
+        if request.resource is None or request.action != kmock.action.UPDATE:
+            return await self._write(request)
+        async with self._updates:  # the check and the write, as one step
+            if isinstance(request.data, dict) and request.name is not None:
+                expected = (request.data.get("metadata") or {}).get("resourceVersion")
+                key = (request.resource, request.namespace, request.name)
+                if expected is not None and key in self._objects:
+                    current = self._objects[key].raw["metadata"].get("resourceVersion")
+                    if str(expected) != str(current):
+                        raise kmock.KubernetesError(
+                            status=409, reason="Conflict", message=f"the object has been"
+                            f" modified (resourceVersion {current}, not {expected})",
+                        )  # fmt: skip
+            return await self._write(request)
+
+    async def _serve_version(self, request: Any) -> Any:
+        # A subresource (`agenttasks/status`) has no short names or categories: kmock copied
+        # its resource's, so `kubectl get factory` tried to list "factoryspecs/status".
+        served = await super()._serve_version(request)
+        for entry in served["resources"]:
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+        return served
+
+    def _listing(self, request: Any) -> aiohttp.web.Response | None:
+        """A Table when the client asks for one (`kubectl get` does), with the columns the CRD
+        declares; a typed list (`kind: AgentTaskList`) otherwise. kmock serves neither."""
+        resource = request.resource
+        if resource is None or not resource.plural or request.params.get("watch") in ("true", "1"):
+            return None  # discovery, watches: kmock's own
+        info = self.resources.get(resource)
+        accept = next((v for k, v in request.headers.items() if k.lower() == "accept"), "")
+        table = "as=Table" in accept
+        if info is None or not info.kind or (request.name is not None and not table):
+            return None  # kmock serves a single object as it is
+        objs = [obj.raw for (res, ns, name), obj in self.objects.items()
+                if res == resource and not obj.deleted
+                and (request.namespace is None or ns == request.namespace)
+                and (request.name is None or name == request.name)]  # fmt: skip
+        if request.name is not None and not objs:
+            return None  # kmock's 404
+        version = str(max((int(o["metadata"].get("resourceVersion", 0)) for o in objs), default=0))
+        if not table:
+            api = f"{resource.group}/{resource.version}" if resource.group else resource.version
+            return aiohttp.web.json_response({"apiVersion": api, "kind": f"{info.kind}List",
+                                              "metadata": {"resourceVersion": version},
+                                              "items": objs})  # fmt: skip
+        columns = PRINTERS.get((resource.group, resource.version, resource.plural), [AGE])
+        return aiohttp.web.json_response({
+            "apiVersion": "meta.k8s.io/v1", "kind": "Table",
+            "metadata": {"resourceVersion": version},
+            "columnDefinitions": [
+                {"name": "Name", "type": "string", "format": "name", "priority": 0,
+                 "description": "Name of the object."},
+                *({"name": c["name"], "type": c["type"], "format": c.get("format", ""),
+                   "description": c.get("description", ""), "priority": c.get("priority", 0)}
+                  for c in columns),
+            ],
+            "rows": [{"cells": [o["metadata"]["name"], *(_cell(o, c) for c in columns)],
+                      "object": {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                                 "metadata": o["metadata"]}} for o in objs],
+        })  # fmt: skip
+
+    async def _write(self, request: Any) -> Any:
         if request.resource is not None and request.action in (
             kmock.action.CREATE,
             kmock.action.UPDATE,
@@ -84,6 +164,34 @@ class Emulator(kmock.KubernetesEmulator):
             ) from None
 
 
+AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def _printers() -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The additionalPrinterColumns of our CRDs, by (group, version, plural)."""
+    out = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            key = (crd["spec"]["group"], version["name"], crd["spec"]["names"]["plural"])
+            out[key] = list(version.get("additionalPrinterColumns") or [AGE])
+    return out
+
+
+PRINTERS = _printers()
+
+
+def _cell(obj: dict[str, Any], column: dict[str, Any]) -> Any:
+    """A column's value as the API server renders it (simple `.a.b` paths; dates as ages)."""
+    value: Any = obj
+    for part in column["jsonPath"].lstrip(".").split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is not None and column["type"] == "date":
+        seconds = (datetime.now(UTC) - datetime.fromisoformat(str(value))).total_seconds()
+        value = f"{int(seconds)}s" if seconds < 120 else f"{int(seconds // 60)}m"
+    return value
+
+
 VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
 BACKBONE = {
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
@@ -92,6 +200,9 @@ BACKBONE = {
     "v1/pods": ("Pod", True),
     "v1/configmaps": ("ConfigMap", True),
     "v1/secrets": ("Secret", True),
+    # kopf's peering resources (kopf ships their CRDs; replicas meet in these objects).
+    "kopf.dev/v1/clusterkopfpeerings": ("ClusterKopfPeering", False),
+    "kopf.dev/v1/kopfpeerings": ("KopfPeering", True),
 }
 
 
@@ -105,6 +216,7 @@ def declare(emulator: kmock.KubernetesEmulator) -> None:
         names, version = crd["spec"]["names"], crd["spec"]["versions"][0]["name"]
         info = emulator.resources[f"{crd['spec']['group']}/{version}/{names['plural']}"]
         info.kind, info.namespaced, info.verbs = names["kind"], True, VERBS
+        info.singular = names["singular"]
         info.shortnames = set(names["shortNames"])
         info.categories = set(names["categories"])
         info.subresources = {"status"}
@@ -118,20 +230,18 @@ async def wait_for(
     the stream is opened before the current state is read, so no change slips between."""
 
     async def watch() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            stream = await session.get(f"{url}{collection}", params={"watch": "true"},
-                                       timeout=aiohttp.ClientTimeout(total=None))  # fmt: skip
-            current = await session.get(f"{url}{collection}/{name}")
-            if current.status == 200:
-                obj = await current.json()
-                if predicate(obj):
-                    stream.close()
-                    return dict(obj)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{url}{collection}", params={"watch": "true"},
+                        timeout=aiohttp.ClientTimeout(total=None)) as stream,
+        ):  # fmt: skip
+            async with session.get(f"{url}{collection}/{name}") as current:
+                obj = await current.json() if current.status == 200 else None
+            if obj is not None and predicate(obj):
+                return dict(obj)
             async for line in stream.content:
-                event = json.loads(line)
-                obj = event.get("object", {})
+                obj = json.loads(line).get("object", {})
                 if obj.get("metadata", {}).get("name") == name and predicate(obj):
-                    stream.close()
                     return dict(obj)
         raise AssertionError(f"the watch on {collection} ended before {name} matched")
 

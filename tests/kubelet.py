@@ -75,20 +75,20 @@ class Kubelet:
                     log.info("the pod watch ended; watching again")
 
     async def _watch(self, http: aiohttp.ClientSession) -> None:
-        stream = await http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
-                                timeout=aiohttp.ClientTimeout(total=None))  # fmt: skip
-        async for line in stream.content:
-            event = json.loads(line)
-            pod = event["object"]
-            key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-            if event["type"] == "DELETED":
-                await self._kill(key)
-            elif (
-                event["type"] == "ADDED"
-                and key not in self._running
-                and not (pod.get("status") or {}).get("phase")
-            ):
-                self._running[key] = asyncio.create_task(self._run_pod(http, pod))
+        async with http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
+                            timeout=aiohttp.ClientTimeout(total=None)) as stream:  # fmt: skip
+            async for line in stream.content:
+                event = json.loads(line)
+                pod = event["object"]
+                key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+                if event["type"] == "DELETED":
+                    await self._kill(key)
+                elif (
+                    event["type"] == "ADDED"
+                    and key not in self._running
+                    and not (pod.get("status") or {}).get("phase")
+                ):
+                    self._running[key] = asyncio.create_task(self._run_pod(http, pod))
 
     async def stop(self) -> None:
         for key in list(self._running):

@@ -20,7 +20,6 @@ GITHUB = {"repository": {"url": "https://github.com/o/r.git", "forge": "github"}
 def decide(raw: dict[str, Any], secrets: set[str] = frozenset(), tasks: list[TaskInfo] = [],  # noqa: B006
            old: Any = None, now: Any = T0) -> Any:  # fmt: skip
     status, _ = factory_status(raw_spec=raw, generation=3, old=old, secrets=secrets, tasks=tasks,
-                               merge_queue=[t.name for t in tasks if t.phase == Phase.MERGING],
                                now=now)  # fmt: skip
     return status
 
@@ -59,7 +58,7 @@ def test_conditions_for_each_credential_case(
 def test_an_invalid_spec_sets_a_condition_with_the_field_and_the_fix() -> None:
     raw = merge(FACTORY, {"retries": {"perStage": -1}, "merge": {"method": "ff"}})
     status, spec = factory_status(raw_spec=raw, generation=1, old=None, secrets=set(), tasks=[],
-                                  merge_queue=[], now=T0)  # fmt: skip
+                                  now=T0)  # fmt: skip
     assert spec is None
     ready = next(c for c in status.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "InvalidSpec")
@@ -68,16 +67,19 @@ def test_an_invalid_spec_sets_a_condition_with_the_field_and_the_fix() -> None:
 
 
 def test_task_counts_and_the_merge_queue() -> None:
-    tasks = [TaskInfo(name=n, factory="app", phase=p, merge_running=r) for n, p, r in (
-        ("a", Phase.MERGED, False), ("b", Phase.MERGING, True), ("c", Phase.MERGING, False),
-        ("d", Phase.NEEDS_ATTENTION, False), ("e", Phase.AWAITING_APPROVAL, False),
+    tasks = [TaskInfo(name=n, factory="app", phase=p, merge_running=r, priority=o)
+             for n, p, r, o in (
+        ("a", Phase.MERGED, False, 0), ("b", Phase.MERGING, True, 0),
+        ("c", Phase.MERGING, False, 0), ("f", Phase.MERGING, False, 5),
+        ("d", Phase.NEEDS_ATTENTION, False, 0), ("e", Phase.AWAITING_APPROVAL, False, 0),
     )]  # fmt: skip
     status = decide(FACTORY, tasks=tasks)
     counts = status.tasks
-    assert (counts.total, counts.active, counts.merged, counts.needs_attention) == (5, 3, 1, 1)
-    assert counts.by_phase == {"Merged": 1, "Merging": 2, "NeedsAttention": 1,
+    assert (counts.total, counts.active, counts.merged, counts.needs_attention) == (6, 4, 1, 1)
+    assert counts.by_phase == {"Merged": 1, "Merging": 3, "NeedsAttention": 1,
                                "AwaitingApproval": 1}  # fmt: skip
-    assert status.merging == "b" and status.merge_queue == ["b", "c"]
+    assert status.merging == "b"
+    assert status.merge_queue == ["f", "c"], "waiting ones, in the scheduler's merge order"
 
 
 def test_condition_times_move_only_when_the_status_flips() -> None:

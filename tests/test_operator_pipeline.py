@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
+import socket
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,7 @@ import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, tool
 from tests.gitutil import git
-from tests.kube import emulated, running_operator, wait_for
+from tests.kube import Emulator, emulated, running_operator, wait_for
 from tests.kubelet import Kubelet
 from tests.scripts import (
     CART,
@@ -57,6 +60,7 @@ class Cluster:
     url: str
     http: aiohttp.ClientSession
     kubelet: Kubelet
+    emulator: Emulator
     remote: Path
     workdir: Path
     operator: contextlib.AsyncExitStack
@@ -111,17 +115,20 @@ def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def cluster(
     tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
-    sessions: dict[tuple[str, str], list[list[Reply]]], **spec: Any,
+    sessions: dict[tuple[str, str], list[list[Reply]]], *, in_process: bool = True, **spec: Any,
 ) -> AsyncIterator[Cluster]:  # fmt: skip
+    """The emulator, the kubelet, the fake API and the resources; with *in_process* the
+    operator too (otherwise the test runs `agentfactory run` processes: `operator_process`)."""
     goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
     with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
         async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
             kubelet = Kubelet(url, emulator, tmp_path / "kubelet", readable=[str(remote)])
             running = asyncio.create_task(kubelet.run())
-            c = Cluster(url, http, kubelet, remote, tmp_path / "operator",
+            c = Cluster(url, http, kubelet, emulator, remote, tmp_path / "operator",
                         contextlib.AsyncExitStack())  # fmt: skip
             try:
-                await c.start_operator()
+                if in_process:
+                    await c.start_operator()
                 await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret",
                                          "metadata": {"name": "anthropic"},
                                          "data": {"api-key": base64.b64encode(
@@ -136,6 +143,15 @@ async def cluster(
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+
+
+def operator_requests(emulator: Emulator) -> collections.Counter[str]:
+    """The operator's own API requests by verb and resource (its client's User-Agent)."""
+    return collections.Counter(
+        f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
+        for r in emulator
+        if r.resource is not None and r.headers.get("User-Agent", "").startswith("agentfactory/")
+    )
 
 
 def merged_tasks(remote: Path) -> list[str]:
@@ -168,6 +184,15 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         assert len(events) == len(history), "one Event per transition"
         for text in (json.dumps(events), json.dumps(task), caplog.text):
             assert API_KEY not in text, "the API key never leaves its Secret"
+        # The operator's own API requests (kopf's are its watches and the factory handler's).
+        ours = operator_requests(c.emulator)
+        transitions, pods = len(history), len(c.kubelet.started)
+        assert ours["PATCH agenttasks/status"] == ours["POST events"] == transitions
+        assert ours["PATCH factoryspecs/status"] <= transitions, "counts move with transitions"
+        for kind in ("POST pods", "POST configmaps", "POST secrets", "GET pods/log",
+                     "DELETE secrets", "DELETE pods"):  # fmt: skip
+            assert ours[kind] == pods, kind
+        assert sum(ours.values()) <= 3 * transitions + 7 * pods + 12, ours
 
 
 MIGRATION = task_doc("orders", "Orders are stored.", ["migrations/**", "shop/db.py"])
@@ -261,3 +286,105 @@ async def test_an_invalid_task_gets_failed_with_the_field_and_the_fix(
         assert (await c.phase("fix-cart", "Merged", "NeedsAttention"))["status"]["phase"] == (
             "Merged"
         ), "one bad task stops nothing else"
+
+
+@asynccontextmanager
+async def operator_process(
+    c: Cluster, log: Path, *flags: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`agentfactory run` against the emulator, as a process of its own (logs to *log*)."""
+    argv = [sys.executable, "-m", "agentfactory", "run", "--server", c.url,
+            "--workdir", str(c.workdir), "--liveness-port", "0", "--resync-seconds", "2",
+            *flags]  # fmt: skip
+    with log.open("a") as out:
+        process = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+
+
+def log_records(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merge(
+    tmp_path: Path, remote: Path
+) -> None:
+    # `agentfactory run` killed with SIGKILL while the CI pod runs; a new process rebuilds its
+    # view from the resources and finishes the task.
+    checks = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds": 120}]
+    sessions = {("fix-cart", "implementer"): [FIX]}
+    log, port = tmp_path / "operator.log", free_port()
+    flags = ("--standalone", "--metrics-port", str(port))
+    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=checks,
+                       in_process=False) as c:  # fmt: skip
+        async with operator_process(c, log, *flags) as first:
+            await c.pod("fix-cart-ci-1")
+            first.kill()
+            await first.wait()
+        async with operator_process(c, log, *flags) as second:
+            task = await c.phase("fix-cart", "Merged", "NeedsAttention")
+            async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+            second.terminate()
+            assert await second.wait() == 0, "SIGTERM stops the operator cleanly"
+        assert task["status"]["phase"] == "Merged", task["status"].get("message")
+        started = [p.split("/")[1] for p in c.kubelet.started]
+        assert started == ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
+                           "fix-cart-ci-1", "fix-cart-code-review-1"], "no pod twice"  # fmt: skip
+        assert merged_tasks(remote) == ["fix-cart"], "merged once"
+        assert git(remote, "branch", "--list", "factory/*") == "", "no branch left behind"
+        assert 'agentfactory_tasks{factory="shop",namespace="shop",phase="Merged"} 1.0' in metrics
+        assert all({"message", "timestamp", "severity"} <= r.keys() for r in log_records(log)), (
+            "structured logs: one JSON object per line"
+        )
+
+
+async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
+    tmp_path: Path, remote: Path
+) -> None:
+    checks = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds": 120}]
+    sessions = {("fix-cart", "implementer"): [FIX]}
+    leader, standby = tmp_path / "leader.log", tmp_path / "standby.log"
+    peering = ("--peering-lifetime", "4", "--metrics-port", "0")
+    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=checks,
+                       in_process=False) as c:  # fmt: skip
+        async with operator_process(c, leader, "--priority", "2", *peering) as first:
+            await wait_for(c.url, "/apis/kopf.dev/v1/clusterkopfpeerings", "agentfactory",
+                           lambda o: bool(o.get("status")))  # fmt: skip
+            async with operator_process(c, standby, "--priority", "1", *peering) as second:
+                await c.pod("fix-cart-ci-1")
+                first.kill()
+                task = await c.phase("fix-cart", "Merged", "NeedsAttention")
+                second.terminate()
+                assert await second.wait() == 0, "SIGTERM stops the operator cleanly"
+        assert task["status"]["phase"] == "Merged", task["status"].get("message")
+        started = [p.split("/")[1] for p in c.kubelet.started]
+        assert started == ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
+                           "fix-cart-ci-1", "fix-cart-code-review-1"], "no pod twice"  # fmt: skip
+        assert merged_tasks(remote) == ["fix-cart"], "merged once"
+        led, took_over = moves(leader), moves(standby)
+        assert "launched fix-cart-ci-1" in led, "the higher priority leads"
+        assert took_over, "the standby finished the task"
+        early = ("launched fix-cart-plan", "launched fix-cart-implement", "launched fix-cart-ci")
+        assert not any(m.startswith(early) for m in took_over), "idle while the leader lived"
+        assert took_over[-1].startswith("Merging -> Merged")
+        assert len(led + took_over) == len(set(led + took_over)), "nothing done twice"
+        transitions = [m for m in led + took_over if " -> " in m]
+        assert len(transitions) == len(task["status"]["history"])
+
+
+def moves(log: Path) -> list[str]:
+    """What the operator logged doing to shop/fix-cart: launches and transitions."""
+    prefix = "shop/fix-cart "
+    return [r["message"].removeprefix(prefix) for r in log_records(log)
+            if r["message"].startswith(prefix)]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -193,14 +195,24 @@ def _run(args: argparse.Namespace) -> int:
         def login(**_: Any) -> kopf.ConnectionInfo:
             return kopf.ConnectionInfo(server=args.server, insecure=args.insecure)
 
+    # Structured by default: one JSON object per line, with the object's namespace and name,
+    # which is what log collectors in a cluster index.
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     memo = kopf.Memo(
         kube_server=args.server, workdir=args.workdir, metrics_port=args.metrics_port,
-        resync_seconds=args.resync_seconds,
+        resync_seconds=args.resync_seconds, peering_lifetime=args.peering_lifetime,
+        namespaces=args.namespace or [],
     )  # fmt: skip
+    # kopf's peering identity, made here so that the workers know which peer they are.
+    memo.identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}"
     namespaces = args.namespace or []
     asyncio.run(kopf.operator(
+        identity=memo.identity,
         clusterwide=not namespaces, namespaces=namespaces, memo=memo,
-        standalone=args.standalone, peering_name=args.peering,
+        # kopf treats a named peering as mandatory and then waits for its CRD even when
+        # standalone, so the name goes only where peering is wanted.
+        standalone=args.standalone, peering_name=None if args.standalone else args.peering,
+        priority=args.priority,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port
         else None,
     ))  # fmt: skip
@@ -304,7 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", default="agentfactory", help="kopf peering name (one active"
                      " replica)")  # fmt: skip
     run.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=random.randint(1, 2**31 - 1),  # noqa: S311 - not secret
+        help="peering priority: the live replica with the highest is active; replicas with equal"
+        " priorities all pause, so the default is random",
+    )
+    run.add_argument("--peering-lifetime", type=int, default=60, help="seconds a silent replica"
+                     " counts as alive (the failover time)")  # fmt: skip
     run.add_argument("--resync-seconds", type=float, default=30, help="pass period without events")
+    run.add_argument("--log-format", choices=["json", "full", "plain"], default="json",
+                     help="json (default): one object per line; full: timestamped text;"
+                     " plain: messages only")  # fmt: skip
+    run.add_argument("--verbose", action="store_true", help="debug logs")
     run.set_defaults(run=_run)
     return parser
 

@@ -1,10 +1,10 @@
 """FactorySpec handlers: validate, set Ready and CredentialsValid, keep the agents'
 ServiceAccount and NetworkPolicy, and count the factory's tasks.
 
-One idempotent reconcile, stacked on create, update and resume; the AgentTask handlers call
-the same reconcile when a task moves, so the counts follow the tasks without a timer (a timer
-would also race the create handler for the finalizer). Bad specs never raise: they become a
-condition with the field and the fix.
+One idempotent reconcile, stacked on create, update and resume. As tasks move, the namespace's
+worker keeps the task-derived fields (counts, merge queue) current from its view, so no timer
+is needed (a timer would also race the create handler for the finalizer). Bad specs never
+raise: they become a condition with the field and the fix.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from agentfactory.core.factory import FactorySpecStatus
 from agentfactory.core.factory_status import factory_status
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
+from agentfactory.core.task import AgentTaskStatus
 from agentfactory.kube.client import Kube, path_of
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
 
@@ -42,13 +44,19 @@ def _secret_names(spec: Any) -> set[str]:
 async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo]:
     infos = []
     for task in await kube.list(path_of(f"{GROUP}/{VERSION}", "agenttasks", namespace)):
-        spec, status = task.get("spec") or {}, task.get("status") or {}
+        spec = task.get("spec") or {}
         if spec.get("factoryRef") != factory:
             continue
-        phase = Phase(status.get("phase", "Pending"))
+        try:
+            status = AgentTaskStatus.model_validate(task.get("status") or {})
+        except ValidationError:
+            status = AgentTaskStatus()
+        priority = spec.get("priority", 0)
         infos.append(TaskInfo(
-            name=task["metadata"]["name"], factory=factory, phase=phase,
-            merge_running=phase == Phase.MERGING and int(status.get("attempt", 0)) > 0,
+            name=task["metadata"]["name"], factory=factory, phase=status.phase,
+            priority=priority if isinstance(priority, int) else 0,
+            merge_running=status.phase == Phase.MERGING and status.attempt > 0,
+            phase_since=status.last_transition_time,
         ))  # fmt: skip
     return infos
 
@@ -70,8 +78,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
     old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
     status, spec = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
-        tasks=tasks, merge_queue=[t.name for t in tasks if t.phase == Phase.MERGING],
-        now=datetime.now(UTC),
+        tasks=tasks, now=datetime.now(UTC),
     )  # fmt: skip
     if spec is not None:
         uid = meta.uid or ""

@@ -46,34 +46,44 @@ class Metrics:
             "agentfactory_escalations", "Escalations, by rule.", ["rule"], registry=self.registry
         )
         self.tokens = Counter(
-            "agentfactory_tokens", "Model tokens spent, by factory.", ["factory"],
+            "agentfactory_tokens", "Model tokens spent, by factory.", ["namespace", "factory"],
             registry=self.registry,
         )  # fmt: skip
         self.cost = Counter(
-            "agentfactory_cost_usd", "Estimated model cost in USD, by factory.", ["factory"],
+            "agentfactory_cost_usd", "Estimated model cost in USD, by factory.",
+            ["namespace", "factory"],
             registry=self.registry,
         )  # fmt: skip
         self.registry.register(self)  # a custom collector: levels read at scrape time
 
     def collect(self) -> Iterable[Metric]:
         phases = GaugeMetricFamily(
-            "agentfactory_tasks", "AgentTasks by factory and phase.", labels=["factory", "phase"]
+            "agentfactory_tasks",
+            "AgentTasks by factory and phase.",
+            labels=["namespace", "factory", "phase"],
         )
         queue = GaugeMetricFamily(
-            "agentfactory_merge_queue_depth", "Tasks in Merging, by factory.", labels=["factory"]
+            "agentfactory_merge_queue_depth",
+            "Tasks in Merging, by factory.",
+            labels=["namespace", "factory"],
         )
         pods = GaugeMetricFamily("agentfactory_active_pods", "Stage pods not yet finished.")
         view = self._view()
-        by_phase: Tally[tuple[str, str]] = Tally()
+        by_phase: Tally[tuple[str, str, str]] = Tally()
         if view is not None:
             for task in view.tasks():
+                namespace = str(task["metadata"].get("namespace", ""))
                 factory = str((task.get("spec") or {}).get("factoryRef", ""))
-                by_phase[factory, str((task.get("status") or {}).get("phase", "Pending"))] += 1
+                phase = str((task.get("status") or {}).get("phase", "Pending"))
+                by_phase[namespace, factory, phase] += 1
             pods.add_metric([], view.live_pods())
-        for factory in sorted({f for f, _ in by_phase}):
+        for namespace, factory in sorted({(n, f) for n, f, _ in by_phase}):
             for phase in Phase:
-                phases.add_metric([factory, phase.value], by_phase[factory, phase.value])
-            queue.add_metric([factory], by_phase[factory, Phase.MERGING.value])
+                count = by_phase[namespace, factory, phase.value]
+                phases.add_metric([namespace, factory, phase.value], count)
+            queue.add_metric(
+                [namespace, factory], by_phase[namespace, factory, Phase.MERGING.value]
+            )
         yield phases
         yield queue
         yield pods

@@ -1,4 +1,4 @@
-"""Operator settings, owned explicitly (persistence, posting, watching) in one startup
+"""Operator settings, owned explicitly (persistence, posting, watching, peering) in one startup
 handler, and the API client every handler shares through kopf's memo."""
 
 from __future__ import annotations
@@ -8,9 +8,12 @@ from typing import Any
 
 import kopf
 
-from agentfactory.kube.client import Kube
+from agentfactory.controller.leadership import Leadership
+from agentfactory.kube.client import Kube, KubeError, path_of
 
 PREFIX = "agentfactory.dev"
+PEERING_API = "kopf.dev/v1"
+log = logging.getLogger(__name__)
 
 
 @kopf.on.startup(id="settings")
@@ -23,13 +26,49 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.peering.lifetime = int(memo.get("peering_lifetime", settings.peering.lifetime))
     server = memo.get("kube_server")
     kube = Kube(server=server) if server else Kube.in_cluster()
     memo.kube = await kube.__aenter__()
+    memo.leaderships = {}
+    memo.peering = None
+    if not settings.peering.standalone:
+        namespaces = memo.get("namespaces") or []
+        await ensure_peering(memo.kube, settings.peering.name, namespaces)
+        memo.peering = (settings.peering.name, bool(namespaces), settings.peering.priority)
 
 
-@kopf.on.cleanup(id="close-client")
-async def close(memo: kopf.Memo, **_: Any) -> None:
-    kube = memo.get("kube")
-    if kube is not None:
-        await kube.__aexit__(None, None, None)
+def leadership(memo: kopf.Memo, namespace: str) -> Leadership:
+    """The namespace's leadership check: one per peering object, shared by the workers that
+    meet in it (so the object is read once per interval, not once per namespace)."""
+    if memo.get("peering") is None:
+        return Leadership.standalone()
+    name, namespaced, priority = memo.peering
+    plural = "kopfpeerings" if namespaced else "clusterkopfpeerings"
+    path = path_of(PEERING_API, plural, namespace if namespaced else None, name)
+    if path not in memo.leaderships:
+        every = min(5.0, float(memo.get("peering_lifetime", 60)) / 4)
+        memo.leaderships[path] = Leadership(memo.kube, path, memo.identity, priority, every)
+    found: Leadership = memo.leaderships[path]
+    return found
+
+
+async def ensure_peering(kube: Kube, name: str, namespaces: list[str]) -> None:
+    """Create the peering object(s) replicas meet in. kopf treats a missing object as "no
+    peers": every replica would then act, so it has to exist before any of them starts."""
+    kind, plural = ("KopfPeering", "kopfpeerings") if namespaces else (
+        "ClusterKopfPeering", "clusterkopfpeerings")  # fmt: skip
+    where: list[str | None] = list(namespaces) or [None]
+    for namespace in where:
+        body = {"apiVersion": PEERING_API, "kind": kind, "metadata": {"name": name}}
+        try:
+            await kube.create(path_of(PEERING_API, plural, namespace), body)
+        except KubeError as exc:
+            if exc.status == 404:
+                raise kopf.PermanentError(
+                    f"the peering CRD {plural}.kopf.dev is not installed: install the chart's"
+                    " CRDs, or run a single replica with --standalone"
+                ) from exc
+            if exc.status != 409:  # 409: another replica made it first
+                raise
+        log.info("peering %r %s ready", name, f"in {namespace}" if namespace else "cluster-wide")

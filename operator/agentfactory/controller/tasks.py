@@ -11,11 +11,13 @@ from typing import Any
 import kopf
 
 from agentfactory.controller.metrics import Metrics
+from agentfactory.controller.settings import leadership
 from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
+from agentfactory.manifests.agents import MANAGED
 
 GROUP, VERSION = "agentfactory.dev", "v1alpha1"
-MANAGED = {"app.kubernetes.io/managed-by": "agentfactory"}
+STOP_SECONDS = 20
 
 
 def poke(memo: kopf.Memo, namespace: str) -> None:
@@ -24,7 +26,8 @@ def poke(memo: kopf.Memo, namespace: str) -> None:
     if namespace not in workers:
         worker = Worker(namespace=namespace, kube=memo.kube, view=memo.view,
                         workdir=Path(memo.workdir), metrics=memo.metrics,
-                        resync_seconds=float(memo.get("resync_seconds", 30)))  # fmt: skip
+                        resync_seconds=float(memo.get("resync_seconds", 30)),
+                        leadership=leadership(memo, namespace))  # fmt: skip
         workers[namespace] = (worker, asyncio.create_task(worker.run(), name=f"worker-{namespace}"))
     workers[namespace][0].wake.set()
 
@@ -48,12 +51,22 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     memo.setdefault("workdir", "/tmp/agentfactory")  # noqa: S108 - the operator pod's emptyDir
 
 
-@kopf.on.cleanup(id="stop-workers")
+@kopf.on.cleanup(id="stop")
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for _worker, task in memo.get("workers", {}).values():
-        task.cancel()
-    await asyncio.gather(*(t for _, t in memo.get("workers", {}).values()),
-                         return_exceptions=True)  # fmt: skip
+    """Stop the workers, then close the API client they use (in that order: a pass cut off
+    by a closed client would fail halfway and retry until killed)."""
+    workers: dict[str, tuple[Worker, asyncio.Task[None]]] = memo.get("workers", {})
+    for worker, _task in workers.values():
+        worker.stop()
+    tasks = [task for _, task in workers.values()]
+    if tasks:
+        _done, late = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+        for task in late:  # a pass stuck in a slow call: cut it off
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    kube = memo.get("kube")
+    if kube is not None:
+        await kube.__aexit__(None, None, None)
 
 
 @kopf.on.event(GROUP, VERSION, "agenttasks", id="task-event")

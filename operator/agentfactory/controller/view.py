@@ -36,6 +36,13 @@ class View:
         if old is None or _version(obj) >= _version(old):
             self.objects[kind][key] = obj
 
+    def replace(self, kind: str, namespace: str, objects: list[dict[str, Any]]) -> None:
+        """Make the namespace's objects of *kind* exactly *objects* (a fresh listing)."""
+        for key in [k for k in self.objects[kind] if k[0] == namespace]:
+            del self.objects[kind][key]
+        for obj in objects:
+            self.put(kind, obj)
+
     def drop(self, kind: str, namespace: str, name: str) -> None:
         self.objects[kind].pop((namespace, name), None)
 

@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from agentfactory import API_VERSION
+from agentfactory.controller.leadership import Leadership
 from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec
+from agentfactory.core.factory_status import PROGRESS_FIELDS, progress
 from agentfactory.core.handoff import AgentResult, CheckReport
+from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.observations import (
     FailureReason,
     HumanAction,
@@ -47,7 +50,13 @@ from agentfactory.forge.git import GitForge
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.executor import KubernetesExecutor
 from agentfactory.kube.pods import is_done, overdue
-from agentfactory.manifests.agents import Attempt, ManifestError, agent_pod, input_files
+from agentfactory.manifests.agents import (
+    MANAGED,
+    Attempt,
+    ManifestError,
+    agent_pod,
+    input_files,
+)
 from agentfactory.stages import (
     NO_FACTORY,
     StageOutcome,
@@ -59,6 +68,7 @@ from agentfactory.stages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from agentfactory.controller.metrics import Metrics
@@ -77,12 +87,18 @@ BASE = "agentfactory.dev/base"
 ENDED = (Phase.MERGED, Phase.CANCELLED)
 
 
-def _status_body(old: dict[str, Any] | None, new: AgentTaskStatus) -> dict[str, Any]:
-    """A merge patch that makes the status equal *new* (keys it dropped become null)."""
-    data: dict[str, Any] = new.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for key in old or {}:
-        data.setdefault(key, None)
-    return {"status": data}
+CONFLICT_RETRIES = 3
+
+
+def _status_body(raw: dict[str, Any], new: AgentTaskStatus) -> dict[str, Any]:
+    """A merge patch that makes *raw*'s status equal *new*, applied only if *raw* is still
+    the task's current version."""
+    data = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body: dict[str, Any] = {"status": merge_patch(raw.get("status") or {}, data)}
+    version = (raw.get("metadata") or {}).get("resourceVersion")
+    if version:
+        body["metadata"] = {"resourceVersion": version}
+    return body
 
 
 @dataclass
@@ -113,7 +129,9 @@ class Worker:
     workdir: Path
     metrics: Metrics | None = None
     resync_seconds: float = 30
+    leadership: Leadership = field(default_factory=Leadership.standalone)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     executor: KubernetesExecutor = field(init=False)
     _forges: dict[str, tuple[tuple[str, str, str | None], GitForge]] = field(default_factory=dict)
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
@@ -123,17 +141,43 @@ class Worker:
         self.executor = KubernetesExecutor(self.kube)
 
     async def run(self) -> None:
-        """Pass after pass; between passes, wait for a wake-up or the resync period."""
-        while True:
+        """Pass after pass; between passes, wait for a wake-up or the resync period. While
+        another replica leads, no pass runs (see `leadership`)."""
+        leading = False
+        while not self.stopping.is_set():
             self.wake.clear()
+            moved = False
             try:
-                moved = await self.step()
+                if await self.leadership.active():
+                    if not leading:  # taking over: our view stood still while we waited
+                        await self.refresh()
+                        leading = True
+                    moved = await self.step()
+                else:
+                    leading = False
             except Exception:  # the next pass retries; the operator must not stop
                 log.exception("pass over namespace %s failed; retrying", self.namespace)
-                moved = False
             if not moved:
+                period = self.resync_seconds if leading else self.leadership.every
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.resync_seconds)
+                    async with asyncio.timeout(period):
+                        await self.wake.wait()
+
+    def stop(self) -> None:
+        """Finish the pass under way (its writes are whole), then end `run`."""
+        self.stopping.set()
+        self.wake.set()
+
+    async def refresh(self) -> None:
+        """Read the namespace's tasks, factories and stage pods from the API into the view."""
+        collections = {
+            "agenttasks": path_of(API_VERSION, "agenttasks", self.namespace),
+            "factoryspecs": path_of(API_VERSION, "factoryspecs", self.namespace),
+            "pods": path_of("v1", "pods", self.namespace),
+        }
+        for kind, path in collections.items():
+            labels = MANAGED if kind == "pods" else None
+            self.view.replace(kind, self.namespace, await self.kube.list(path, labels))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -208,25 +252,79 @@ class Worker:
             moved |= not (await self.apply(task, factories[task.factory], observation)).ignored
         if moved:
             return True
+        await self._show_waiting(result.waiting)
         for task in tasks.values():
             if task.spec is not None and task.factory in factories:
                 try:
                     moved |= await self.work(task, factories[task.factory])
-                except Exception:  # one task's trouble must not stop the others
+                except Exception as exc:  # one task's trouble must not stop the others
                     log.exception("%s/%s: its stage could not advance; retrying", self.namespace,
                                   task.name)  # fmt: skip
+                    await self._stuck(self._current(task), exc)
         await self._clean_up()
+        await self._report(tasks.values())
         return moved
 
-    def _info(self, task: Task, spec: AgentTaskSpec) -> TaskInfo:
+    async def _show_waiting(self, waiting: dict[str, str]) -> None:
+        """Say in a waiting task's status what it waits for (a status write, not a transition:
+        no Event), so `kubectl get -o wide` answers "why is it not running?"."""
+        for name, message in waiting.items():
+            task = self._task(self.view.get("agenttasks", self.namespace, name) or {})
+            if task.raw.get("status") and task.status.message == message:
+                continue
+            status = task.status.model_copy(update={"message": message})
+            path = path_of(API_VERSION, "agenttasks", self.namespace, name) + "/status"
+            with contextlib.suppress(KubeError):  # changed meanwhile: the next pass says it
+                self.view.put("agenttasks", await self.kube.patch(
+                    path, _status_body(task.raw, status)))  # fmt: skip
+
+    async def _stuck(self, task: Task, exc: Exception) -> None:
+        """Tell the task's readers why its stage does not advance (an unreachable repository,
+        an API error): in its status message and one Warning Event per new reason. The
+        operator keeps retrying; the phase stays, since nothing about the task failed."""
+        status = task.status
+        message = f"{status.stage} #{status.attempt} cannot advance: {exc}"[:1000]
+        if status.message == message:
+            return
+        path = path_of(API_VERSION, "agenttasks", self.namespace, task.name) + "/status"
+        with contextlib.suppress(KubeError):
+            raw = await self.kube.patch(
+                path, _status_body(task.raw, status.model_copy(update={"message": message}))
+            )
+            self.view.put("agenttasks", raw)
+            await self._event(raw, "Warning", "StageStuck", message)
+
+    async def _report(self, tasks: Iterable[Task]) -> None:
+        """Keep each factory's task counts and merge queue in its status, written only when
+        they changed (the factory handlers own the rest of that status)."""
+        infos = [self._info(t, t.spec) for t in map(self._current, tasks)]
+        for raw in self.view.in_namespace("factoryspecs", self.namespace):
+            name = raw["metadata"]["name"]
+            current = progress([i for i in infos if i.factory == name])
+            fields = current.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                        include=PROGRESS_FIELDS)  # fmt: skip
+            shown = raw.get("status") or {}
+            change = merge_patch({k: shown[k] for k in shown if k in fields or k == "merging"},
+                                 fields)  # fmt: skip
+            if not change:
+                continue
+            path = path_of(API_VERSION, "factoryspecs", self.namespace, name) + "/status"
+            with contextlib.suppress(KubeError):  # deleted meanwhile: nothing to count
+                self.view.put("factoryspecs", await self.kube.patch(path, {"status": change}))
+
+    def _current(self, task: Task) -> Task:
+        """*task* as this pass left it (its own writes are in the view)."""
+        return self._task(self.view.get("agenttasks", self.namespace, task.name) or task.raw)
+
+    def _info(self, task: Task, spec: AgentTaskSpec | None) -> TaskInfo:
         created = task.raw["metadata"].get("creationTimestamp")
         return TaskInfo(
             name=task.name,
             factory=task.factory,
             phase=task.status.phase,
-            depends_on=tuple(spec.depends_on),
-            scope=tuple(spec.scope.paths),
-            priority=spec.priority,
+            depends_on=tuple(spec.depends_on) if spec else (),
+            scope=tuple(spec.scope.paths) if spec else (),
+            priority=spec.priority if spec else 0,
             created=datetime.fromisoformat(created) if created else None,
             merge_running=task.status.phase == Phase.MERGING and task.status.attempt > 0,
             phase_since=task.status.last_transition_time,
@@ -270,21 +368,50 @@ class Worker:
         self, task: Task, factory: FactorySpecSpec | None, observation: Observation
     ) -> Decision:
         """Decide, write the status once, post an Event per transition, perform the actions
-        (nothing of that when the core ignored the observation)."""
+        (nothing of that when the core ignored the observation).
+
+        The status write is conditional on the resourceVersion the decision was made from.
+        When the task changed meanwhile (another writer, a view behind the API), the write is
+        refused, and the observation is decided again on the task as it now is: the core
+        ignores what no longer applies, so nothing is done twice."""
+        path = path_of(API_VERSION, "agenttasks", self.namespace, task.name)
+        for _ in range(CONFLICT_RETRIES):
+            decision = self._decide(task, factory, observation)
+            if decision.ignored:
+                log.info("%s/%s: %s ignored: %s", self.namespace, task.name, observation.kind,
+                         decision.ignored)  # fmt: skip
+                return decision
+            body = _status_body(task.raw, decision.status)
+            try:
+                raw = await self.kube.patch(f"{path}/status", body)
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+                fresh = await self.kube.get(path)
+                if fresh is None:
+                    return Decision(task.status, ignored="the task was deleted")
+                self.view.put("agenttasks", fresh)
+                task = self._task(fresh)
+                continue
+            self.view.put("agenttasks", raw)
+            await self._record(task, decision)
+            await self._perform(raw, task, factory, decision)
+            return decision
+        return Decision(task.status, ignored=f"the task kept changing ({CONFLICT_RETRIES} tries)")
+
+    def _decide(
+        self, task: Task, factory: FactorySpecSpec | None, observation: Observation
+    ) -> Decision:
         # A spec that does not validate can only be failed, which reads the status alone.
         spec = task.spec or AgentTaskSpec.model_construct(
             factory_ref=task.factory, goal="-", acceptance_criteria=[], scope=Scope(paths=["**"])
         )
         view = TaskView(task.name, spec, task.status)
-        decision = decide(view, factory or NO_FACTORY, observation, now=datetime.now(UTC))
-        if decision.ignored:
-            log.info("%s/%s: %s ignored: %s", self.namespace, task.name, observation.kind,
-                     decision.ignored)  # fmt: skip
-            return decision
-        path = path_of(API_VERSION, "agenttasks", self.namespace, task.name) + "/status"
-        raw = await self.kube.patch(path, _status_body(task.raw.get("status"), decision.status))
-        self.view.put("agenttasks", raw)
-        await self._record(task, decision)
+        return decide(view, factory or NO_FACTORY, observation, now=datetime.now(UTC))
+
+    async def _perform(
+        self, raw: dict[str, Any], task: Task, factory: FactorySpecSpec | None, decision: Decision
+    ) -> None:
         for action in decision.actions:
             if isinstance(action, PushBranch) and factory is not None:
                 forge = await self._forge(task.factory, factory)
@@ -293,7 +420,6 @@ class Worker:
                 await self._event(raw, "Warning", action.reason, action.message)
             elif isinstance(action, CancelStage):
                 await self.executor.remove(self.namespace, action.pod)
-        return decision
 
     async def _record(self, task: Task, decision: Decision) -> None:
         status = decision.status
@@ -313,9 +439,9 @@ class Worker:
             tokens = status.usage.input_tokens + status.usage.output_tokens
             before = task.status.usage.input_tokens + task.status.usage.output_tokens
             if tokens > before:
-                self.metrics.tokens.labels(task.factory).inc(tokens - before)
+                self.metrics.tokens.labels(self.namespace, task.factory).inc(tokens - before)
             if status.usage.cost_usd > task.status.usage.cost_usd:
-                self.metrics.cost.labels(task.factory).inc(
+                self.metrics.cost.labels(self.namespace, task.factory).inc(
                     status.usage.cost_usd - task.status.usage.cost_usd
                 )
 

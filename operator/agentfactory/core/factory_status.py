@@ -19,6 +19,7 @@ from agentfactory.core.conditions import ConditionType, set_condition
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus, TaskCounts
 from agentfactory.core.phases import LOCKING, Phase
+from agentfactory.core.scheduler import merge_queue
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -59,6 +60,19 @@ def _credentials(
     return "True", "AppCredentials", f"GitHub App credentials in Secret '{name}'"
 
 
+#: The status fields `progress` fills (kept current by the operator's worker as tasks move).
+PROGRESS_FIELDS = {"tasks", "merge_queue", "merging"}
+
+
+def progress(tasks: Sequence[TaskInfo]) -> FactorySpecStatus:
+    """The part of a factory's status its tasks decide: counts, merge queue, the merging task."""
+    return FactorySpecStatus(
+        tasks=_counts(tasks),
+        merge_queue=[t.name for t in merge_queue(tasks)],
+        merging=next((t.name for t in tasks if t.merge_running), None),
+    )
+
+
 def factory_status(
     *,
     raw_spec: Any,
@@ -66,15 +80,14 @@ def factory_status(
     old: FactorySpecStatus | None,
     secrets: Collection[str],
     tasks: Sequence[TaskInfo],
-    merge_queue: list[str],
     now: datetime,
 ) -> tuple[FactorySpecStatus, FactorySpecSpec | None]:
     """The whole new status, and the validated spec (None when it is invalid)."""
     status = (old or FactorySpecStatus()).model_copy(deep=True)
     status.observed_generation = generation
-    status.tasks = _counts(tasks)
-    status.merge_queue = merge_queue
-    status.merging = next((t.name for t in tasks if t.merge_running), None)
+    current = progress(tasks)
+    status.tasks, status.merge_queue, status.merging = (
+        current.tasks, current.merge_queue, current.merging)  # fmt: skip
 
     def condition(kind: ConditionType, value: ConditionStatus, reason: str, message: str) -> None:
         status.conditions = set_condition(

@@ -220,11 +220,16 @@ def _admit(spec: FactorySpecSpec, members: list[TaskInfo], out: Schedule) -> Non
         active += 1
 
 
-def _grant_merge(factory_name: str, members: list[TaskInfo], out: Schedule) -> None:
-    queue = sorted(
+def merge_queue(members: Iterable[TaskInfo]) -> list[TaskInfo]:
+    """The factory's tasks waiting to merge, in merge order (priority, then time waiting)."""
+    return sorted(
         (t for t in members if t.phase == Phase.MERGING and not t.merge_running),
         key=lambda t: (-t.priority, t.phase_since or _EPOCH, t.name),
     )
+
+
+def _grant_merge(factory_name: str, members: list[TaskInfo], out: Schedule) -> None:
+    queue = merge_queue(members)
     out.merge_queue[factory_name] = [t.name for t in queue]
     if queue and not any(t.merge_running for t in members):
         out.observations.append((queue[0].name, MergeSlotGranted()))

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from agentfactory import __version__
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -48,7 +50,7 @@ class Kube:
     """A connection to an API server."""
 
     server: str
-    token: str | None = None
+    token_file: Path | None = None
     ca_file: str | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -57,14 +59,15 @@ class Kube:
         """The pod's own service account, as every in-cluster client uses it."""
         return cls(
             server="https://kubernetes.default.svc",
-            token=(SERVICE_ACCOUNT / "token").read_text().strip(),
+            token_file=SERVICE_ACCOUNT / "token",
             ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
         )
 
     async def __aenter__(self) -> Kube:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
         connector = aiohttp.TCPConnector(ssl=context) if context else None
+        # Named in the API server's audit log, and apart from kopf's own requests.
+        headers = {"User-Agent": f"agentfactory/{__version__}"}
         self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         return self
 
@@ -75,6 +78,10 @@ class Kube:
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._session is None:
             raise RuntimeError("open the client first: `async with Kube(...) as kube`")
+        if self.token_file is not None:
+            # Read per request: the kubelet rotates projected service account tokens.
+            token = self.token_file.read_text().strip()
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         async with self._session.request(method, self.server + path, **kwargs) as response:
             if response.status >= 400:
                 raise KubeError(response.status, (await response.text())[:500])

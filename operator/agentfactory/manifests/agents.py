@@ -40,6 +40,8 @@ SUMMARY_NAME = "summary.json"
 SUMMARY_FILE = f"{OUTPUT_DIR}/{SUMMARY_NAME}"
 #: The log line that carries the whole result (the last one counts).
 RESULT_MARKER = "AGENTFACTORY-RESULT "
+#: The label every object the operator makes carries (its watches and listings select on it).
+MANAGED = {"app.kubernetes.io/managed-by": "agentfactory"}
 AGENT_UID = 10001
 #: A ConfigMap holds at most 1 MiB; leave room for metadata.
 MAX_CONTRACT_BYTES = 900 * 1024
@@ -67,7 +69,7 @@ class Attempt:
     def labels(self) -> dict[str, str]:
         return {
             "app.kubernetes.io/name": "agentfactory-agent",
-            "app.kubernetes.io/managed-by": "agentfactory",
+            **MANAGED,
             "app.kubernetes.io/component": self.stage.slug,
             "agentfactory.dev/task": self.task,
             "agentfactory.dev/factory": self.factory,
@@ -284,7 +286,7 @@ def _factory_metadata(name: str, factory: str, namespace: str, uid: str) -> dict
         "name": name,
         "namespace": namespace,
         "labels": {
-            "app.kubernetes.io/managed-by": "agentfactory",
+            **MANAGED,
             "agentfactory.dev/factory": factory,
         },
         "ownerReferences": [_owner("FactorySpec", factory, uid)],
