@@ -18,21 +18,28 @@ Enterprise host. Faithful where the operator depends on it:
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import secrets
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 _TOKENS = re.compile(r"^/api/v3/app/installations/(?P<installation>\d+)/access_tokens$")
-_REPO = re.compile(r"^/api/v3/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)$")
+_REPO = re.compile(r"^/api/v3/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?$")
 
 
 def private_key() -> str:
@@ -58,12 +65,19 @@ class Grant:
 class FakeGitHub:
     """The fake: one App with installations, over repositories named OWNER/REPO."""
 
+    root: Path | None = None
+    """Where the bare repositories live (`<root>/<owner>/<repo>.git`), served over git's smart
+    HTTP by `git http-backend`, with the same token rules as the API."""
     app_id: str = "4242"
     key: str = field(default_factory=private_key)
     installations: dict[int, dict[str, Any]] = field(default_factory=dict)
     """installation id -> {"repositories": [full names], "permissions": {name: level}}."""
     calls: list[tuple[str, str]] = field(default_factory=list)
     grants: dict[str, Grant] = field(default_factory=dict)
+    pulls: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    """repository -> number -> the PR as stored (GitHub's shape, head SHA read live)."""
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """comment id -> {"issue": (repository, number), "body": ...}."""
     token_lifetime: timedelta = timedelta(hours=1)
     _faults: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +91,14 @@ class FakeGitHub:
                                                              "permissions": {}})  # fmt: skip
         entry["repositories"].append(repository)
         entry["permissions"].update(permissions)
+
+    def create_repository(self, full_name: str, seed: Path) -> Path:
+        """A bare repository *full_name* cloned from the git repository *seed*."""
+        assert self.root is not None, "FakeGitHub(root=...) serves repositories"
+        bare = self.root / f"{full_name}.git"
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(bare)], check=True)
+        return bare
 
     def fail(self, status: int, times: int = 1) -> None:
         with self._lock:
@@ -95,19 +117,35 @@ class FakeGitHub:
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null") if length else None
-                status, payload, headers = fake.handle(
-                    self.command, self.path.split("?")[0], dict(self.headers), body
-                )
-                data = json.dumps(payload).encode()
+                raw = self._body()
+                url = urlsplit(self.path)
+                if ".git/" in url.path:
+                    status, headers, data = fake.git_http(self.command, url.path, url.query,
+                                                          dict(self.headers), raw)  # fmt: skip
+                else:
+                    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                    status, payload, headers = fake.handle(
+                        self.command, url.path, dict(self.headers), json.loads(raw or b"null"),
+                        query,
+                    )  # fmt: skip
+                    data = json.dumps(payload).encode()
+                    headers = {"Content-Type": "application/json; charset=utf-8", **headers}
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []
+                while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve  # noqa: N815 - http.server names
 
@@ -126,8 +164,9 @@ class FakeGitHub:
     # -- requests ------------------------------------------------------------------------
 
     def handle(
-        self, method: str, path: str, headers: dict[str, str], body: Any
-    ) -> tuple[int, Any, dict[str, str]]:
+        self, method: str, path: str, headers: dict[str, str], body: Any,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
         with self._lock:
             self.calls.append((method, path))
             fault = self._faults.pop(0) if self._faults else None
@@ -135,13 +174,159 @@ class FakeGitHub:
             return _fault(fault)
         if method == "POST" and (match := _TOKENS.match(path)):
             return self._mint(int(match["installation"]), headers, body or {})
-        if method == "GET" and (match := _REPO.match(path)):
-            full = f"{match['owner']}/{match['name']}"
-            denied = self._authorize(headers, full, "metadata", "read")
+        if match := _REPO.match(path):
+            full, rest = f"{match['owner']}/{match['name']}", match["rest"] or ""
+            route = ROUTES.get((method, re.sub(r"/\d+", "/N", rest)))
+            if route is None:
+                return 404, {"message": "Not Found"}, {}
+            permission, level, serve = route
+            denied = self._authorize(headers, full, permission, level)
             if denied:
                 return denied
-            return 200, self._repo(full), {}
+            numbers = [int(n) for n in re.findall(r"/(\d+)", rest)]
+            with self._lock:
+                return serve(self, full, numbers, body, query or {})
         return 404, {"message": "Not Found"}, {}
+
+    # -- repositories, pull requests, comments -------------------------------------------
+
+    def _get_repo(self, full: str, _n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
+        return 200, self._repo(full), {}
+
+    def head_of(self, full: str, branch: str) -> str | None:
+        assert self.root is not None
+        out = subprocess.run(["git", "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+                             cwd=self.root / f"{full}.git", capture_output=True, text=True,
+                             check=False).stdout.strip()  # fmt: skip
+        return out or None
+
+    def _pull_json(self, full: str, pull: dict[str, Any]) -> dict[str, Any]:
+        head, base = pull["head"], pull["base"]
+        return {**pull, "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
+                                 "sha": self.head_of(full, head)},
+                "base": {"ref": base, "sha": self.head_of(full, base)},
+                "html_url": f"{self.url}/{full}/pull/{pull['number']}",
+                "url": f"{self.url}/api/v3/repos/{full}/pulls/{pull['number']}"}  # fmt: skip
+
+    def _list_pulls(self, full: str, _n: list[int], _b: Any, q: dict[str, str]) -> Reply:
+        owner = full.split("/")[0]
+        found = [p for p in self.pulls.get(full, {}).values()
+                 if q.get("state", "open") in ("all", p["state"])
+                 and ("head" not in q or q["head"] == f"{owner}:{p['head']}")
+                 and ("base" not in q or q["base"] == p["base"])]  # fmt: skip
+        return 200, [self._pull_json(full, p) for p in found], {}
+
+    def _create_pull(self, full: str, _n: list[int], body: Any, _q: dict[str, str]) -> Reply:
+        head, base = body["head"].split(":")[-1], body["base"]
+        if self.head_of(full, head) is None or self.head_of(full, base) is None:
+            return (
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}],
+                },
+                {},
+            )
+        owner = full.split("/")[0]
+        if any(p["head"] == head and p["state"] == "open"
+               for p in self.pulls.get(full, {}).values()):  # fmt: skip
+            exists = f"A pull request already exists for {owner}:{head}."
+            return 422, {"message": "Validation Failed", "errors": [{"message": exists}]}, {}
+        number = 1 + max((n for pulls in self.pulls.values() for n in pulls), default=0)
+        pull = {"number": number, "id": number, "state": "open", "title": body["title"],
+                "body": body.get("body") or "", "head": head, "base": base, "merged": False,
+                "labels": []}  # fmt: skip
+        self.pulls.setdefault(full, {})[number] = pull
+        return 201, self._pull_json(full, pull), {}
+
+    def _get_pull(self, full: str, n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(n[0])
+        return (
+            (200, self._pull_json(full, pull), {}) if pull else (404, {"message": "Not Found"}, {})
+        )
+
+    def _edit_pull(self, full: str, n: list[int], body: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(n[0])
+        if pull is None:
+            return 404, {"message": "Not Found"}, {}
+        pull.update({k: body[k] for k in ("title", "body", "state") if k in body})
+        return 200, self._pull_json(full, pull), {}
+
+    def _get_issue(self, full: str, n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(n[0])
+        if pull is None:
+            return 404, {"message": "Not Found"}, {}
+        return (
+            200,
+            {
+                "number": pull["number"],
+                "id": pull["id"],
+                "title": pull["title"],
+                "body": pull["body"],
+                "state": pull["state"],
+                "labels": pull["labels"],
+                "pull_request": {"url": self._pull_json(full, pull)["url"]},
+                "url": f"{self.url}/api/v3/repos/{full}/issues/{pull['number']}",
+            },
+            {},
+        )
+
+    def _comment_json(self, full: str, cid: int) -> dict[str, Any]:
+        return {"id": cid, "body": self.comments[cid]["body"],
+                "url": f"{self.url}/api/v3/repos/{full}/issues/comments/{cid}"}  # fmt: skip
+
+    def _list_comments(self, full: str, n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
+        ids = [c for c, v in self.comments.items() if v["issue"] == (full, n[0])]
+        return 200, [self._comment_json(full, c) for c in ids], {}
+
+    def _create_comment(self, full: str, n: list[int], body: Any, _q: dict[str, str]) -> Reply:
+        if n[0] not in self.pulls.get(full, {}):
+            return 404, {"message": "Not Found"}, {}
+        cid = 1 + max(self.comments, default=1000)
+        self.comments[cid] = {"issue": (full, n[0]), "body": body["body"]}
+        return 201, self._comment_json(full, cid), {}
+
+    def _edit_comment(self, full: str, n: list[int], body: Any, _q: dict[str, str]) -> Reply:
+        if n[0] not in self.comments:
+            return 404, {"message": "Not Found"}, {}
+        self.comments[n[0]]["body"] = body["body"]
+        return 200, self._comment_json(full, n[0]), {}
+
+    def git_http(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """git's smart HTTP through `git http-backend`, for tokens that may: fetching needs
+        contents:read, pushing contents:write."""
+        with self._lock:
+            self.calls.append((method, path))
+        full_name = path.lstrip("/").split(".git/")[0]
+        pushing = "git-receive-pack" in path or "service=git-receive-pack" in query
+        token = _basic_password(headers.get("Authorization", ""))
+        denied = self._authorize({"Authorization": f"token {token}"}, full_name, "contents",
+                                 "write" if pushing else "read")  # fmt: skip
+        if denied is not None:
+            status = 401 if denied[0] in (401, 404) else 403
+            return status, {"WWW-Authenticate": 'Basic realm="GitHub"'}, b"denied\n"
+        assert self.root is not None
+        env = {
+            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "REQUEST_METHOD": method,
+            "QUERY_STRING": query, "CONTENT_TYPE": headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": "x-access-token",
+            "HTTP_CONTENT_ENCODING": headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": headers.get("Git-Protocol", ""),
+        }  # fmt: skip
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
+                             check=False).stdout  # fmt: skip
+        head, _, data = out.partition(b"\r\n\r\n")
+        status, reply = 200, {}
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(": ")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                reply[name] = value
+        return status, reply, data
 
     def _mint(
         self, installation: int, headers: dict[str, str], body: dict[str, Any]
@@ -202,6 +387,27 @@ class FakeGitHub:
                 "owner": {"login": owner}, "private": True, "default_branch": "main",
                 "clone_url": self.clone_url(full_name),
                 "url": f"{self.url}/api/v3/repos/{full_name}"}  # fmt: skip
+
+
+Reply = tuple[int, Any, dict[str, str]]
+#: (method, path after the repository with numbers as N) -> (permission, level, handler).
+ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
+    ("GET", ""): ("metadata", "read", FakeGitHub._get_repo),
+    ("GET", "/pulls"): ("pull_requests", "read", FakeGitHub._list_pulls),
+    ("POST", "/pulls"): ("pull_requests", "write", FakeGitHub._create_pull),
+    ("GET", "/pulls/N"): ("pull_requests", "read", FakeGitHub._get_pull),
+    ("PATCH", "/pulls/N"): ("pull_requests", "write", FakeGitHub._edit_pull),
+    ("GET", "/issues/N"): ("pull_requests", "read", FakeGitHub._get_issue),
+    ("GET", "/issues/N/comments"): ("pull_requests", "read", FakeGitHub._list_comments),
+    ("POST", "/issues/N/comments"): ("pull_requests", "write", FakeGitHub._create_comment),
+    ("PATCH", "/issues/comments/N"): ("pull_requests", "write", FakeGitHub._edit_comment),
+}
+
+
+def _basic_password(header: str) -> str:
+    if not header.startswith("Basic "):
+        return ""
+    return base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")[2]
 
 
 def _level(value: str | None) -> int:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from agentfactory.core.gitauth import token_env
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 TASK_TRAILER = "Agentfactory-Task"
@@ -53,6 +54,8 @@ class GitForge:
     author_email: str = "agentfactory@localhost"
     token: str | None = field(default=None, repr=False)
     """A plain token for an HTTP remote (sent as a header, never stored in the clone)."""
+    token_source: Callable[[], str] | None = field(default=None, repr=False)
+    """Where to get a token for each git call instead (an expiring token, re-minted)."""
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -69,7 +72,7 @@ class GitForge:
             "GIT_COMMITTER_NAME": self.author_name,
             "GIT_COMMITTER_EMAIL": self.author_email,
             "GIT_TERMINAL_PROMPT": "0",
-            **token_env(self.token),
+            **token_env(self.token_source() if self.token_source else self.token),
         }
         return subprocess.run(  # noqa: S603 - fixed argv
             ["git", *args],  # noqa: S607 - git from PATH by design

@@ -11,13 +11,19 @@ secondary rate limits and 5xx, with backoff).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from github import Auth, GithubException, GithubIntegration, GithubRetry
+from agentfactory.core.github import OPERATOR_PERMISSIONS, role_permissions
+from agentfactory.forge.git import GitForge
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from github.Repository import Repository
+
     from agentfactory.core.github import GitHubRepository
 
 
@@ -95,3 +101,90 @@ def _token(data: dict[str, Any]) -> MintedToken:
         permissions=dict(data.get("permissions") or {}),
         repositories=[str(r["name"]) for r in data.get("repositories") or []],
     )
+
+
+#: Re-mint the operator's token this long before it expires (a push must not outlive it).
+TOKEN_MARGIN = timedelta(minutes=5)
+
+
+@dataclass
+class PullRequest:
+    """A task's pull request."""
+
+    number: int
+    url: str
+    head_sha: str
+
+
+@dataclass
+class GitHubForge:
+    """A repository on GitHub: git over HTTPS with the operator's own installation token
+    (re-minted before it expires) through `GitForge`, and pull requests, comments, checks and
+    merges through PyGithub. Every call is find-or-create, so repeating one changes nothing."""
+
+    repository: GitHubRepository
+    app: GitHubApp
+    workdir: Path
+    base_branch: str = "main"
+    _token: MintedToken | None = field(default=None, init=False, repr=False)
+    _api: tuple[str, Repository] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.git = GitForge(
+            remote=self.repository.clone_url, workdir=self.workdir,
+            base_branch=self.base_branch, token_source=self.operator_token,
+        )  # fmt: skip
+
+    def operator_token(self) -> str:
+        """The operator's write token, minted again when it is about to expire."""
+        if self._token is None or self._token.expires_at - TOKEN_MARGIN <= datetime.now(UTC):
+            self._token = self.app.mint(OPERATOR_PERMISSIONS)
+        return self._token.token
+
+    def credentials_for(self, role: str | None) -> dict[str, str]:
+        """A token for one stage pod: this repository, read-only, minted now, expiring."""
+        return {"token": self.app.mint(role_permissions(role)).token}
+
+    def api(self) -> Repository:
+        token = self.operator_token()
+        if self._api is None or self._api[0] != token:
+            client = Github(auth=Auth.Token(token), base_url=self.repository.api_url,
+                            retry=GithubRetry(total=5), user_agent="agentfactory",
+                            seconds_between_requests=self.app.seconds_between_requests,
+                            seconds_between_writes=self.app.seconds_between_requests,
+                            lazy=True)  # fmt: skip
+            self._api = (token, client.get_repo(self.repository.full_name))
+        return self._api[1]
+
+    def ensure_pull_request(self, branch: str, title: str, body: str) -> PullRequest:
+        """The open PR from *branch* into the base (created when there is none); its title
+        and body are brought up to date."""
+        repo = self.api()
+        try:
+            head = f"{self.repository.owner}:{branch}"
+            found = list(repo.get_pulls(state="open", head=head, base=self.base_branch))
+            if found:
+                pull = found[0]
+                if pull.title != title or (pull.body or "") != body:
+                    pull.edit(title=title, body=body)
+            else:
+                pull = repo.create_pull(base=self.base_branch, head=branch, title=title,
+                                        body=body)  # fmt: skip
+        except GithubException as exc:
+            raise GitHubError(f"pull request for {branch}: {exc.status} {exc.data}") from None
+        return PullRequest(pull.number, pull.html_url, pull.head.sha)
+
+    def comment(self, number: int, key: str, text: str) -> None:
+        """Post *text* on the PR once per *key* (a later call with the same key edits it)."""
+        marker = f"<!-- agentfactory:{key} -->"
+        body = f"{marker}\n{text}"
+        issue = self.api().get_issue(number)
+        try:
+            for existing in issue.get_comments():
+                if existing.body.startswith(marker):
+                    if existing.body != body:
+                        existing.edit(body)
+                    return
+            issue.create_comment(body)
+        except GithubException as exc:
+            raise GitHubError(f"comment on #{number}: {exc.status} {exc.data}") from None

@@ -1,0 +1,96 @@
+"""GitHubForge through the real PyGithub and real git over HTTP, against the fake GitHub with
+a bare repository behind it: the operator pushes with its own write token, pods get
+read-only tokens, and every PR call can be repeated without a second effect."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agentfactory.core.gitauth import token_env
+from agentfactory.core.github import github_repository
+from agentfactory.forge.github import GitHubApp, GitHubForge
+from tests.fakes.github_api import FakeGitHub
+from tests.gitutil import git
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+REPO = "acme/shop"
+ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write",
+       "checks": "read", "statuses": "read"}  # fmt: skip
+
+
+@pytest.fixture
+def github(tmp_path: Path, remote: Path) -> Iterator[FakeGitHub]:
+    with FakeGitHub(root=tmp_path / "github") as fake:
+        fake.create_repository(REPO, remote)
+        fake.install(7, REPO, **ALL)
+        yield fake
+
+
+def forge(fake: FakeGitHub, workdir: Path) -> GitHubForge:
+    repository = github_repository(fake.clone_url(REPO))
+    app = GitHubApp(repository, fake.app_id, 7, fake.key, seconds_between_requests=0)
+    return GitHubForge(repository, app, workdir)
+
+
+def pod_git(token: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0", **token_env(token)}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+
+
+def test_the_operator_pushes_and_a_pod_token_only_reads(github: FakeGitHub, tmp_path: Path) -> None:
+    f = forge(github, tmp_path / "op")
+    base = f.git.base_sha()
+    (f.git.clone / "NOTES.md").write_text("notes\n")
+    git(f.git.clone, "add", "NOTES.md")
+    git(f.git.clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notes")
+    head = git(f.git.clone, "rev-parse", "HEAD")
+    f.git.push_branch("factory/notes", head)
+    assert github.head_of(REPO, "factory/notes") == head
+    assert head != base
+    token = f.credentials_for("implementer")["token"]
+    assert github.grants[token].permissions["contents"] == "read"
+    cloned = pod_git(token, "clone", "-q", github.clone_url(REPO), "work", cwd=tmp_path)
+    assert cloned.returncode == 0, cloned.stderr
+    pushed = pod_git(token, "push", "origin", "HEAD:refs/heads/sneaky", cwd=tmp_path / "work")
+    assert pushed.returncode != 0, "a read-only pod token cannot push"
+    assert github.head_of(REPO, "sneaky") is None
+
+
+def test_a_pull_request_and_its_comments_are_find_or_create(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    f.git.push_branch("factory/fix", f.git.base_sha())
+    first = f.ensure_pull_request("factory/fix", "fix: cart", "contract v1")
+    again = f.ensure_pull_request("factory/fix", "fix: cart", "contract v2")
+    assert again.number == first.number, "one PR per task"
+    assert github.pulls[REPO][first.number]["body"] == "contract v2", "the body follows"
+    assert first.url.endswith(f"/{REPO}/pull/{first.number}")
+    f.comment(first.number, "plan", "the plan")
+    f.comment(first.number, "plan", "the plan")
+    f.comment(first.number, "plan", "the revised plan")
+    f.comment(first.number, "review-1", "approved")
+    bodies = [c["body"] for c in github.comments.values()]
+    assert len(bodies) == 2, "one comment per key"
+    assert bodies[0].endswith("the revised plan")
+    assert len(github.pulls[REPO]) == 1
+
+
+def test_the_operator_token_is_minted_again_before_it_expires(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    assert f.operator_token() == f.operator_token(), "reused while it is fresh"
+    assert len(github.grants) == 1
+    github.token_lifetime = timedelta(minutes=4)  # inside the five-minute margin
+    short = forge(github, tmp_path / "short")
+    first = short.operator_token()
+    assert short.operator_token() != first, "a token about to expire is replaced"
