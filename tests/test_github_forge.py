@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agentfactory.core.gitauth import token_env
-from agentfactory.core.github import github_repository
+from agentfactory.core.github import ci_verdict, github_repository
 from agentfactory.forge.github import GitHubApp, GitHubForge
 from tests.fakes.github_api import FakeGitHub
 from tests.gitutil import git
@@ -94,3 +94,26 @@ def test_the_operator_token_is_minted_again_before_it_expires(
     short = forge(github, tmp_path / "short")
     first = short.operator_token()
     assert short.operator_token() != first, "a token about to expire is replaced"
+
+
+def test_the_ci_gate_reads_check_runs_and_statuses_on_the_exact_head(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    head = f.git.base_sha()
+    github.add_check_run(REPO, head, "test", conclusion="failure", summary="1 failed")
+    github.add_check_run(REPO, head, "build", status="in_progress", conclusion=None)
+    github.add_status(REPO, head, "lint", "success", "clean")
+    github.add_check_run(REPO, "b" * 40, "docs", conclusion="failure")  # another commit
+    checks = {c.name: c for c in f.checks(head)}
+    assert set(checks) == {"test", "build", "lint"}, "only this head's reports"
+    assert (checks["test"].state, checks["build"].state, checks["lint"].state) == (
+        "failure",
+        "pending",
+        "success",
+    )
+    assert "1 failed" in checks["test"].summary
+    red = ci_verdict(head, ["test", "lint"], list(checks.values()), waited=timedelta(0),
+                     timeout=timedelta(hours=1))  # fmt: skip
+    assert red is not None and red.state == "failure"
+    assert [c.name for c in red.failed_checks] == ["test"]

@@ -76,6 +76,8 @@ class FakeGitHub:
     grants: dict[str, Grant] = field(default_factory=dict)
     pulls: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     """repository -> number -> the PR as stored (GitHub's shape, head SHA read live)."""
+    check_runs: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    statuses: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     """comment id -> {"issue": (repository, number), "body": ...}."""
     token_lifetime: timedelta = timedelta(hours=1)
@@ -176,21 +178,22 @@ class FakeGitHub:
             return self._mint(int(match["installation"]), headers, body or {})
         if match := _REPO.match(path):
             full, rest = f"{match['owner']}/{match['name']}", match["rest"] or ""
-            route = ROUTES.get((method, re.sub(r"/\d+", "/N", rest)))
+            shape = re.sub(r"/\d+(?=/|$)", "/N", re.sub(r"/[0-9a-f]{40}(?=/|$)", "/SHA", rest))
+            route = ROUTES.get((method, shape))
             if route is None:
                 return 404, {"message": "Not Found"}, {}
             permission, level, serve = route
             denied = self._authorize(headers, full, permission, level)
             if denied:
                 return denied
-            numbers = [int(n) for n in re.findall(r"/(\d+)", rest)]
+            args = re.findall(r"/([0-9a-f]{40}|\d+)(?=/|$)", rest)
             with self._lock:
-                return serve(self, full, numbers, body, query or {})
+                return serve(self, full, args, body, query or {})
         return 404, {"message": "Not Found"}, {}
 
     # -- repositories, pull requests, comments -------------------------------------------
 
-    def _get_repo(self, full: str, _n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
+    def _get_repo(self, full: str, _n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         return 200, self._repo(full), {}
 
     def head_of(self, full: str, branch: str) -> str | None:
@@ -208,7 +211,7 @@ class FakeGitHub:
                 "html_url": f"{self.url}/{full}/pull/{pull['number']}",
                 "url": f"{self.url}/api/v3/repos/{full}/pulls/{pull['number']}"}  # fmt: skip
 
-    def _list_pulls(self, full: str, _n: list[int], _b: Any, q: dict[str, str]) -> Reply:
+    def _list_pulls(self, full: str, _n: list[str], _b: Any, q: dict[str, str]) -> Reply:
         owner = full.split("/")[0]
         found = [p for p in self.pulls.get(full, {}).values()
                  if q.get("state", "open") in ("all", p["state"])
@@ -216,7 +219,7 @@ class FakeGitHub:
                  and ("base" not in q or q["base"] == p["base"])]  # fmt: skip
         return 200, [self._pull_json(full, p) for p in found], {}
 
-    def _create_pull(self, full: str, _n: list[int], body: Any, _q: dict[str, str]) -> Reply:
+    def _create_pull(self, full: str, _n: list[str], body: Any, _q: dict[str, str]) -> Reply:
         head, base = body["head"].split(":")[-1], body["base"]
         if self.head_of(full, head) is None or self.head_of(full, base) is None:
             return (
@@ -239,21 +242,21 @@ class FakeGitHub:
         self.pulls.setdefault(full, {})[number] = pull
         return 201, self._pull_json(full, pull), {}
 
-    def _get_pull(self, full: str, n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
-        pull = self.pulls.get(full, {}).get(n[0])
+    def _get_pull(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(int(n[0]))
         return (
             (200, self._pull_json(full, pull), {}) if pull else (404, {"message": "Not Found"}, {})
         )
 
-    def _edit_pull(self, full: str, n: list[int], body: Any, _q: dict[str, str]) -> Reply:
-        pull = self.pulls.get(full, {}).get(n[0])
+    def _edit_pull(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(int(n[0]))
         if pull is None:
             return 404, {"message": "Not Found"}, {}
         pull.update({k: body[k] for k in ("title", "body", "state") if k in body})
         return 200, self._pull_json(full, pull), {}
 
-    def _get_issue(self, full: str, n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
-        pull = self.pulls.get(full, {}).get(n[0])
+    def _get_issue(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(int(n[0]))
         if pull is None:
             return 404, {"message": "Not Found"}, {}
         return (
@@ -271,26 +274,65 @@ class FakeGitHub:
             {},
         )
 
+    def add_check_run(self, full: str, sha: str, name: str, status: str = "completed",
+                      conclusion: str | None = "success", summary: str = "") -> None:  # fmt: skip
+        """A CI system reports a check run on *sha* (the latest per name is listed)."""
+        with self._lock:
+            runs = self.check_runs.setdefault((full, sha), {})
+            run_id = 1 + sum(len(r) for r in self.check_runs.values())
+            runs[name] = {"id": run_id, "name": name, "head_sha": sha, "status": status,
+                          "conclusion": conclusion,
+                          "output": {"title": name, "summary": summary},
+                          "url": f"{self.url}/api/v3/repos/{full}/check-runs/{run_id}",
+                          "html_url": f"{self.url}/{full}/runs/{run_id}"}  # fmt: skip
+
+    def add_status(self, full: str, sha: str, context: str, state: str,
+                   description: str = "") -> None:  # fmt: skip
+        """A CI system sets a commit status on *sha* (the latest per context counts)."""
+        with self._lock:
+            self.statuses.setdefault((full, sha), {})[context] = {
+                "context": context,
+                "state": state,
+                "description": description,
+                "target_url": f"{self.url}/ci/{context}/{sha}",
+                "url": f"{self.url}/api/v3/repos/{full}/statuses/{sha}",
+            }
+
+    def _get_commit(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        return 200, {"sha": n[0], "url": f"{self.url}/api/v3/repos/{full}/commits/{n[0]}"}, {}
+
+    def _check_runs(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        runs = list(self.check_runs.get((full, n[0]), {}).values())
+        return 200, {"total_count": len(runs), "check_runs": runs}, {}
+
+    def _status(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        statuses = list(self.statuses.get((full, n[0]), {}).values())
+        states = {s["state"] for s in statuses}
+        combined = ("failure" if states & {"failure", "error"} else
+                    "pending" if "pending" in states or not states else "success")  # fmt: skip
+        return 200, {"state": combined, "sha": n[0], "total_count": len(statuses),
+                     "statuses": statuses}, {}  # fmt: skip
+
     def _comment_json(self, full: str, cid: int) -> dict[str, Any]:
         return {"id": cid, "body": self.comments[cid]["body"],
                 "url": f"{self.url}/api/v3/repos/{full}/issues/comments/{cid}"}  # fmt: skip
 
-    def _list_comments(self, full: str, n: list[int], _b: Any, _q: dict[str, str]) -> Reply:
-        ids = [c for c, v in self.comments.items() if v["issue"] == (full, n[0])]
+    def _list_comments(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        ids = [c for c, v in self.comments.items() if v["issue"] == (full, int(n[0]))]
         return 200, [self._comment_json(full, c) for c in ids], {}
 
-    def _create_comment(self, full: str, n: list[int], body: Any, _q: dict[str, str]) -> Reply:
-        if n[0] not in self.pulls.get(full, {}):
+    def _create_comment(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        if int(n[0]) not in self.pulls.get(full, {}):
             return 404, {"message": "Not Found"}, {}
         cid = 1 + max(self.comments, default=1000)
-        self.comments[cid] = {"issue": (full, n[0]), "body": body["body"]}
+        self.comments[cid] = {"issue": (full, int(n[0])), "body": body["body"]}
         return 201, self._comment_json(full, cid), {}
 
-    def _edit_comment(self, full: str, n: list[int], body: Any, _q: dict[str, str]) -> Reply:
-        if n[0] not in self.comments:
+    def _edit_comment(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        if int(n[0]) not in self.comments:
             return 404, {"message": "Not Found"}, {}
-        self.comments[n[0]]["body"] = body["body"]
-        return 200, self._comment_json(full, n[0]), {}
+        self.comments[int(n[0])]["body"] = body["body"]
+        return 200, self._comment_json(full, int(n[0])), {}
 
     def git_http(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
@@ -401,6 +443,9 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/issues/N/comments"): ("pull_requests", "read", FakeGitHub._list_comments),
     ("POST", "/issues/N/comments"): ("pull_requests", "write", FakeGitHub._create_comment),
     ("PATCH", "/issues/comments/N"): ("pull_requests", "write", FakeGitHub._edit_comment),
+    ("GET", "/commits/SHA"): ("contents", "read", FakeGitHub._get_commit),
+    ("GET", "/commits/SHA/check-runs"): ("checks", "read", FakeGitHub._check_runs),
+    ("GET", "/commits/SHA/status"): ("statuses", "read", FakeGitHub._status),
 }
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final, Literal
+
+from agentfactory.core.observations import CIFinished
+from agentfactory.core.task import FailedCheck
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 #: Per-role permissions of minted installation tokens. Agents never write to the forge (the
 #: operator pushes the patch an implementer returns), so every agent role reads; `metadata`
@@ -62,3 +68,63 @@ def github_repository(url: str) -> GitHubRepository:
 def role_permissions(role: str | None) -> dict[str, str]:
     """What a pod of *role* may do (None: the sandbox CI pod). Unknown roles get nothing."""
     return dict(ROLE_PERMISSIONS.get(role or "ci", {}))
+
+
+@dataclass(frozen=True)
+class ForgeCheck:
+    """One check on a commit as the forge reports it: a check run or a commit status."""
+
+    name: str
+    state: Literal["pending", "success", "failure"]
+    summary: str = ""
+
+
+#: Check-run conclusions that count as green (GitHub's branch protection agrees).
+GREEN_CONCLUSIONS: Final = frozenset({"success", "neutral", "skipped"})
+
+
+def check_run_state(
+    status: str, conclusion: str | None
+) -> Literal["pending", "success", "failure"]:
+    """A check run's state: pending until completed, then green or not by its conclusion."""
+    if status != "completed":
+        return "pending"
+    return "success" if conclusion in GREEN_CONCLUSIONS else "failure"
+
+
+def status_state(state: str) -> Literal["pending", "success", "failure"]:
+    """A commit status's state (`error` is a failure, as branch protection treats it)."""
+    return "success" if state == "success" else "pending" if state == "pending" else "failure"
+
+
+def ci_verdict(
+    head_sha: str, required: list[str], checks: list[ForgeCheck], *, waited: timedelta,
+    timeout: timedelta,
+) -> CIFinished | None:  # fmt: skip
+    """The gate on the exact head: red as soon as a required check fails, green when every
+    required check succeeded, a timeout (naming what never reported) once *timeout* has
+    passed, else None (still waiting). GitHub already lists only the latest check run per name
+    and the latest status per context; a name that is both a check run and a status counts
+    as its worse report, since branch protection would require both."""
+    states: dict[str, ForgeCheck] = {}
+    for check in checks:
+        known = states.get(check.name)
+        if known is None or _rank(check) > _rank(known):
+            states[check.name] = check
+    failed = [FailedCheck(name=n, summary=states[n].summary[-2000:]) for n in required
+              if n in states and states[n].state == "failure"]  # fmt: skip
+    if failed:
+        return CIFinished(head_sha=head_sha, state="failure", failed_checks=failed)
+    waiting = [n for n in required if n not in states or states[n].state != "success"]
+    if not waiting:
+        return CIFinished(head_sha=head_sha, state="success")
+    if waited >= timeout:
+        missing = [FailedCheck(name=n, summary="not reported on this head within"
+                               f" ci.timeoutSeconds ({int(timeout.total_seconds())} s)")
+                   for n in waiting]  # fmt: skip
+        return CIFinished(head_sha=head_sha, state="timeout", failed_checks=missing)
+    return None
+
+
+def _rank(check: ForgeCheck) -> int:
+    return {"failure": 2, "success": 1, "pending": 0}[check.state]

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agentfactory.core.github import OPERATOR_PERMISSIONS, role_permissions
+from agentfactory.core.github import (
+    OPERATOR_PERMISSIONS,
+    ForgeCheck,
+    check_run_state,
+    role_permissions,
+    status_state,
+)
 from agentfactory.forge.git import GitForge
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 
@@ -188,3 +194,22 @@ class GitHubForge:
             issue.create_comment(body)
         except GithubException as exc:
             raise GitHubError(f"comment on #{number}: {exc.status} {exc.data}") from None
+
+    def checks(self, sha: str) -> list[ForgeCheck]:
+        """Every check run and commit status on exactly *sha*."""
+        commit = self.api().get_commit(sha)
+        try:
+            runs = [ForgeCheck(r.name, check_run_state(r.status, r.conclusion),
+                               _summary(r.output.title if r.output else "",
+                                        r.output.summary if r.output else "", r.html_url))
+                    for r in commit.get_check_runs()]  # fmt: skip
+            statuses = [ForgeCheck(s.context, status_state(s.state),
+                                   _summary(s.description or "", "", s.target_url))
+                        for s in commit.get_combined_status().statuses]  # fmt: skip
+        except GithubException as exc:
+            raise GitHubError(f"checks on {sha[:12]}: {exc.status} {exc.data}") from None
+        return runs + statuses
+
+
+def _summary(title: str, text: str, url: str | None) -> str:
+    return "\n".join(part for part in (title, text, url or "") if part)

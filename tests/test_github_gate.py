@@ -1,0 +1,49 @@
+"""The GitHub CI gate, pure: which reports make the exact head green, red, or timed out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from agentfactory.core.github import ForgeCheck, check_run_state, ci_verdict, status_state
+
+HEAD = "a" * 40
+HOUR = timedelta(hours=1)
+
+
+def verdict(checks: list[ForgeCheck], waited: timedelta = timedelta(0)) -> object:
+    return ci_verdict(HEAD, ["test", "lint"], checks, waited=waited, timeout=HOUR)
+
+
+def test_green_only_when_every_required_check_succeeded() -> None:
+    assert verdict([ForgeCheck("test", "success")]) is None, "lint has not reported"
+    both = verdict([ForgeCheck("test", "success"), ForgeCheck("lint", "success"),
+                    ForgeCheck("docs", "failure")])  # fmt: skip
+    assert both is not None and both.state == "success", "checks not required do not gate"
+
+
+def test_red_as_soon_as_a_required_check_fails_with_its_summary() -> None:
+    red = verdict([ForgeCheck("test", "failure", "2 failed: test_cart"),
+                   ForgeCheck("lint", "pending")])  # fmt: skip
+    assert red is not None and red.state == "failure"
+    assert [(f.name, f.summary) for f in red.failed_checks] == [("test", "2 failed: test_cart")]
+    assert red.head_sha == HEAD
+
+
+def test_a_timeout_names_what_never_reported() -> None:
+    late = verdict([ForgeCheck("test", "success")], waited=HOUR)
+    assert late is not None and late.state == "timeout"
+    assert [f.name for f in late.failed_checks] == ["lint"]
+    assert "ci.timeoutSeconds (3600 s)" in late.failed_checks[0].summary
+
+
+def test_a_name_reported_as_check_run_and_status_needs_both() -> None:
+    mixed = verdict([ForgeCheck("test", "success"), ForgeCheck("test", "failure"),
+                     ForgeCheck("lint", "success")])  # fmt: skip
+    assert mixed is not None and mixed.state == "failure"
+
+
+def test_check_run_and_status_states() -> None:
+    assert check_run_state("in_progress", None) == "pending"
+    assert check_run_state("completed", "neutral") == "success"
+    assert check_run_state("completed", "timed_out") == "failure"
+    assert status_state("error") == "failure" and status_state("pending") == "pending"
