@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,8 @@ from tests.gitutil import git
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from agentfactory.forge.git import MergeOutcome
 
 REPO = "acme/shop"
 ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write",
@@ -117,3 +119,76 @@ def test_the_ci_gate_reads_check_runs_and_statuses_on_the_exact_head(
                      timeout=timedelta(hours=1))  # fmt: skip
     assert red is not None and red.state == "failure"
     assert [c.name for c in red.failed_checks] == ["test"]
+
+
+def change(f: GitHubForge, path: str, text: str) -> str:
+    """A commit on the base with *path* changed (not pushed)."""
+    return f.git.commit_patch(f.git.base_sha(), new_file_diff(path, text), f"add {path}")
+
+
+def new_file_diff(path: str, text: str) -> str:
+    lines = text.splitlines()
+    body = "".join(f"+{line}\n" for line in lines)
+    return (f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n"
+            f"+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}")  # fmt: skip
+
+
+def merge(f: GitHubForge, head: str, **kwargs: object) -> MergeOutcome:
+    args: dict[str, Any] = {"task": "notes", "branch": "factory/notes", "head_sha": head,
+                            "method": "squash", "title": "notes", "body": "- it works",
+                            "delete_branch": True, **kwargs}  # fmt: skip
+    return f.merge(**args)
+
+
+def test_the_merge_is_pinned_to_the_verified_head_and_happens_once(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    head = change(f, "NOTES.md", "notes\n")
+    f.git.push_branch("factory/notes", head)
+    f.ensure_pull_request("factory/notes", "notes", "contract")
+    racing = github.commit(REPO, head, "NOTES.md", "raced\n", "a racing push")
+    github.push(REPO, "factory/notes", racing)
+    refused = merge(f, head)
+    assert refused.outcome == "error" and racing in refused.message, "not the verified head"
+    github.push(REPO, "factory/notes", head)
+    done = merge(f, head)
+    assert done.outcome == "merged" and done.merged_sha == github.head_of(REPO, "main")
+    assert github.head_of(REPO, "factory/notes") is None, "the branch is deleted"
+    message = git(tmp_path / "github" / f"{REPO}.git", "log", "-1", "--format=%B", "main")
+    assert f"Agentfactory-Head: {head}" in message
+    again = merge(f, head)
+    assert (again.outcome, again.merged_sha) == ("merged", done.merged_sha), "found, not redone"
+    merges = [c for c in github.calls if c[1].endswith("/merge")]
+    assert len(merges) == 1
+
+
+def test_a_moved_base_is_merged_into_the_branch_and_goes_back_to_ci(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    head = change(f, "NOTES.md", "notes\n")
+    f.git.push_branch("factory/notes", head)
+    f.ensure_pull_request("factory/notes", "notes", "contract")
+    base = github.head_of(REPO, "main")
+    assert base is not None
+    github.push(REPO, "main", github.commit(REPO, base, "OTHER.md", "other\n", "elsewhere"))
+    moved = merge(f, head)
+    assert moved.outcome == "base-moved" and moved.new_head_sha not in (None, head)
+    assert moved.new_head_sha == github.head_of(REPO, "factory/notes")
+    assert github.head_of(REPO, "main") != moved.new_head_sha, "nothing merged yet"
+    done = merge(f, moved.new_head_sha or "")
+    assert done.outcome == "merged"
+
+
+def test_a_conflict_is_reported_not_forced(github: FakeGitHub, tmp_path: Path) -> None:
+    f = forge(github, tmp_path / "op")
+    head = change(f, "NOTES.md", "ours\n")
+    f.git.push_branch("factory/notes", head)
+    f.ensure_pull_request("factory/notes", "notes", "contract")
+    base = github.head_of(REPO, "main")
+    assert base is not None
+    github.push(REPO, "main", github.commit(REPO, base, "NOTES.md", "theirs\n", "conflicting"))
+    outcome = merge(f, head)
+    assert outcome.outcome == "conflict", outcome
+    assert github.head_of(REPO, "factory/notes") == head, "the branch is left as it was"

@@ -28,15 +28,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 _TOKENS = re.compile(r"^/api/v3/app/installations/(?P<installation>\d+)/access_tokens$")
 _REPO = re.compile(r"^/api/v3/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?$")
@@ -178,7 +176,15 @@ class FakeGitHub:
             return self._mint(int(match["installation"]), headers, body or {})
         if match := _REPO.match(path):
             full, rest = f"{match['owner']}/{match['name']}", match["rest"] or ""
-            shape = re.sub(r"/\d+(?=/|$)", "/N", re.sub(r"/[0-9a-f]{40}(?=/|$)", "/SHA", rest))
+            args: list[str]
+            if rest.startswith(("/git/refs/heads/", "/git/ref/heads/", "/compare/")):
+                shape, _, tail = rest.partition("/heads/") if "/heads/" in rest else (
+                    "/compare", "", rest.removeprefix("/compare/"))  # fmt: skip
+                args = [tail]
+            else:
+                shape = re.sub(r"/\d+(?=/|$)", "/N",
+                               re.sub(r"/[0-9a-f]{40}(?=/|$)", "/SHA", rest))  # fmt: skip
+                args = re.findall(r"/([0-9a-f]{40}|\d+)(?=/|$)", rest)
             route = ROUTES.get((method, shape))
             if route is None:
                 return 404, {"message": "Not Found"}, {}
@@ -186,7 +192,6 @@ class FakeGitHub:
             denied = self._authorize(headers, full, permission, level)
             if denied:
                 return denied
-            args = re.findall(r"/([0-9a-f]{40}|\d+)(?=/|$)", rest)
             with self._lock:
                 return serve(self, full, args, body, query or {})
         return 404, {"message": "Not Found"}, {}
@@ -203,10 +208,48 @@ class FakeGitHub:
                              check=False).stdout.strip()  # fmt: skip
         return out or None
 
+    def _git(self, full: str, *args: str) -> subprocess.CompletedProcess[str]:
+        assert self.root is not None
+        env = {"PATH": os.environ["PATH"], "GIT_AUTHOR_NAME": "GitHub",
+               "GIT_AUTHOR_EMAIL": "noreply@github.com", "GIT_COMMITTER_NAME": "GitHub",
+               "GIT_COMMITTER_EMAIL": "noreply@github.com"}  # fmt: skip
+        return subprocess.run(["git", *args], cwd=self.root / f"{full}.git", env=env,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    def _merged_tree(self, full: str, ours: str, theirs: str) -> str | None:
+        """The tree of merging *theirs* into *ours*, or None on a conflict."""
+        out = self._git(full, "merge-tree", "--write-tree", ours, theirs)
+        return out.stdout.split()[0] if out.returncode == 0 else None
+
+    def push(self, full: str, branch: str, sha: str) -> None:
+        """Someone else pushes to *branch* (a racing push, a moved base)."""
+        self._git(full, "update-ref", f"refs/heads/{branch}", sha)
+
+    def commit(self, full: str, parent: str, path: str, text: str, message: str) -> str:
+        """A commit on top of *parent* that writes *path* (for moving a base in tests)."""
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=text, text=True,
+                              cwd=self.root / f"{full}.git" if self.root else None,
+                              capture_output=True, check=True).stdout.strip()  # fmt: skip
+        index = {"GIT_INDEX_FILE": str((self.root or Path()) / f"{full}.index")}
+        env = {**os.environ, **index}
+        cwd = (self.root or Path()) / f"{full}.git"
+        subprocess.run(["git", "read-tree", parent], cwd=cwd, env=env, check=True)
+        subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"],
+                       cwd=cwd, env=env, check=True)  # fmt: skip
+        tree = subprocess.run(["git", "write-tree"], cwd=cwd, env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+        return self._git(full, "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
+
     def _pull_json(self, full: str, pull: dict[str, Any]) -> dict[str, Any]:
         head, base = pull["head"], pull["base"]
+        head_sha, base_sha = self.head_of(full, head), self.head_of(full, base)
+        if pull["merged"]:
+            head_sha = pull["merged_head"]
+        mergeable = None if pull["merged"] or not head_sha or not base_sha else (
+            self._merged_tree(full, base_sha, head_sha) is not None)  # fmt: skip
         return {**pull, "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
-                                 "sha": self.head_of(full, head)},
+                                 "sha": head_sha},
+                "mergeable": mergeable,
                 "base": {"ref": base, "sha": self.head_of(full, base)},
                 "html_url": f"{self.url}/{full}/pull/{pull['number']}",
                 "url": f"{self.url}/api/v3/repos/{full}/pulls/{pull['number']}"}  # fmt: skip
@@ -238,6 +281,7 @@ class FakeGitHub:
         number = 1 + max((n for pulls in self.pulls.values() for n in pulls), default=0)
         pull = {"number": number, "id": number, "state": "open", "title": body["title"],
                 "body": body.get("body") or "", "head": head, "base": base, "merged": False,
+                "merged_at": None, "merge_commit_sha": None, "merged_head": None,
                 "labels": []}  # fmt: skip
         self.pulls.setdefault(full, {})[number] = pull
         return 201, self._pull_json(full, pull), {}
@@ -254,6 +298,94 @@ class FakeGitHub:
             return 404, {"message": "Not Found"}, {}
         pull.update({k: body[k] for k in ("title", "body", "state") if k in body})
         return 200, self._pull_json(full, pull), {}
+
+    def _compare(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        base, _, head = n[0].partition("...")
+        behind = self._git(full, "rev-list", "--count", f"{head}..{base}").stdout.strip()
+        ahead = self._git(full, "rev-list", "--count", f"{base}..{head}").stdout.strip()
+        if not behind or not ahead:
+            return 404, {"message": "Not Found"}, {}
+        state = "identical" if behind == ahead == "0" else "behind" if ahead == "0" else (
+            "ahead" if behind == "0" else "diverged")  # fmt: skip
+        return 200, {"status": state, "ahead_by": int(ahead), "behind_by": int(behind),
+                     "url": f"{self.url}/api/v3/repos/{full}/compare/{n[0]}"}, {}  # fmt: skip
+
+    def _update_branch(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        """Merge the base into the PR's branch, as GitHub's "Update branch" button does."""
+        pull = self.pulls.get(full, {}).get(int(n[0]))
+        if pull is None or pull["state"] != "open":
+            return 404, {"message": "Not Found"}, {}
+        head, base = self.head_of(full, pull["head"]), self.head_of(full, pull["base"])
+        if (body or {}).get("expected_head_sha") not in (None, head):
+            return 422, {"message": "expected head sha didn't match current head ref."}, {}
+        assert head is not None and base is not None
+        tree = self._merged_tree(full, head, base)
+        if tree is None:
+            return 422, {"message": "merge conflict between base and head"}, {}
+        merged = self._git(
+            full,
+            "commit-tree",
+            tree,
+            "-p",
+            head,
+            "-p",
+            base,
+            "-m",
+            f"Merge branch '{pull['base']}' into {pull['head']}",
+        ).stdout.strip()
+        self.push(full, pull["head"], merged)
+        return 202, {"message": "Updating pull request branch.", "url": ""}, {}
+
+    def _merge(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(int(n[0]))
+        if pull is None or pull["state"] != "open":
+            return 405 if pull else 404, {"message": "Pull Request is not mergeable"}, {}
+        head, base = self.head_of(full, pull["head"]), self.head_of(full, pull["base"])
+        assert head is not None and base is not None
+        if (body or {}).get("sha") not in (None, head):
+            return 409, {"message": "Head branch was modified. Review and try the merge again."}, {}
+        tree = self._merged_tree(full, base, head)
+        if tree is None:
+            return 405, {"message": "Pull Request is not mergeable"}, {}
+        method = (body or {}).get("merge_method", "merge")
+        if method == "rebase":
+            return 405, {"message": "the fake does not rebase; use squash or merge"}, {}
+        message = "\n\n".join(
+            x
+            for x in (
+                (body or {}).get("commit_title") or pull["title"],
+                (body or {}).get("commit_message") or "",
+            )
+            if x
+        )
+        parents = ["-p", base] + (["-p", head] if method == "merge" else [])
+        merged = self._git(full, "commit-tree", tree, *parents, "-m", message).stdout.strip()
+        self.push(full, pull["base"], merged)
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        pull.update(state="closed", merged=True, merged_at=now, merge_commit_sha=merged,
+                    merged_head=head)  # fmt: skip
+        return 200, {"sha": merged, "merged": True,
+                     "message": "Pull Request successfully merged"}, {}  # fmt: skip
+
+    def _get_ref(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        sha = self.head_of(full, n[0])
+        if sha is None:
+            return 404, {"message": "Not Found"}, {}
+        return (
+            200,
+            {
+                "ref": f"refs/heads/{n[0]}",
+                "object": {"sha": sha, "type": "commit"},
+                "url": f"{self.url}/api/v3/repos/{full}/git/refs/heads/{n[0]}",
+            },
+            {},
+        )
+
+    def _delete_ref(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        if self.head_of(full, n[0]) is None:
+            return 422, {"message": "Reference does not exist"}, {}
+        self._git(full, "update-ref", "-d", f"refs/heads/{n[0]}")
+        return 204, None, {}
 
     def _get_issue(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         pull = self.pulls.get(full, {}).get(int(n[0]))
@@ -444,6 +576,12 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/issues/N/comments"): ("pull_requests", "write", FakeGitHub._create_comment),
     ("PATCH", "/issues/comments/N"): ("pull_requests", "write", FakeGitHub._edit_comment),
     ("GET", "/commits/SHA"): ("contents", "read", FakeGitHub._get_commit),
+    ("GET", "/compare"): ("contents", "read", FakeGitHub._compare),
+    ("PUT", "/pulls/N/update-branch"): ("contents", "write", FakeGitHub._update_branch),
+    ("PUT", "/pulls/N/merge"): ("contents", "write", FakeGitHub._merge),
+    ("GET", "/git/ref"): ("contents", "read", FakeGitHub._get_ref),
+    ("GET", "/git/refs"): ("contents", "read", FakeGitHub._get_ref),
+    ("DELETE", "/git/refs"): ("contents", "write", FakeGitHub._delete_ref),
     ("GET", "/commits/SHA/check-runs"): ("checks", "read", FakeGitHub._check_runs),
     ("GET", "/commits/SHA/status"): ("statuses", "read", FakeGitHub._status),
 }

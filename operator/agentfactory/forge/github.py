@@ -22,7 +22,7 @@ from agentfactory.core.github import (
     role_permissions,
     status_state,
 )
-from agentfactory.forge.git import GitForge
+from agentfactory.forge.git import HEAD_TRAILER, TASK_TRAILER, GitForge, MergeOutcome
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 
 if TYPE_CHECKING:
@@ -209,6 +209,72 @@ class GitHubForge:
         except GithubException as exc:
             raise GitHubError(f"checks on {sha[:12]}: {exc.status} {exc.data}") from None
         return runs + statuses
+
+    def merge(
+        self, *, task: str, branch: str, head_sha: str, method: str, title: str, body: str,
+        delete_branch: bool,
+    ) -> MergeOutcome:  # fmt: skip
+        """Merge the task's PR at exactly *head_sha* (GitHub refuses it if a push raced in).
+        A PR that already merged at that head is reported, not merged again; a base that moved
+        is merged into the branch ("update branch") and the new head goes back to CI."""
+        repo = self.api()
+        try:
+            pulls = list(repo.get_pulls(state="all", head=f"{self.repository.owner}:{branch}",
+                                        base=self.base_branch))  # fmt: skip
+            done = next((p for p in pulls if p.merged_at and p.head.sha == head_sha), None)
+            if done is not None:
+                self._delete(branch, delete_branch)
+                return MergeOutcome("merged", head_sha, merged_sha=done.merge_commit_sha,
+                                    message="already merged")  # fmt: skip
+            pull = next((p for p in pulls if p.state == "open"), None)
+            if pull is None:
+                return MergeOutcome("error", head_sha, message=f"no open pull request for {branch}")
+            if pull.head.sha != head_sha:
+                return MergeOutcome("error", head_sha, message=f"{branch} is at {pull.head.sha},"
+                                    f" not the verified {head_sha}")  # fmt: skip
+            if repo.compare(self.base_branch, head_sha).behind_by > 0:
+                return self._update(pull.number, branch, head_sha)
+            if repo.get_pull(pull.number).mergeable is False:
+                return MergeOutcome("conflict", head_sha, message="GitHub reports a conflict")
+            trailers = f"{TASK_TRAILER}: {task}\n{HEAD_TRAILER}: {head_sha}"
+            status = pull.merge(commit_title=title, commit_message=f"{body}\n\n{trailers}",
+                                merge_method=method, sha=head_sha)  # fmt: skip
+        except GithubException as exc:
+            return _merge_refused(exc, head_sha)
+        self._delete(branch, delete_branch)
+        return MergeOutcome("merged", head_sha, merged_sha=status.sha)
+
+    def _update(self, number: int, branch: str, head_sha: str) -> MergeOutcome:
+        pull = self.api().get_pull(number)
+        if not pull.update_branch(expected_head_sha=head_sha):
+            return MergeOutcome("conflict", head_sha, message="the base cannot be merged in")
+        new_head = self.git.branch_head(branch)
+        return MergeOutcome(
+            "base-moved",
+            head_sha,
+            new_head_sha=new_head,
+            message=f"merged {self.base_branch} into {branch}; CI runs again",
+        )
+
+    def _delete(self, branch: str, wanted: bool) -> None:
+        if wanted and self.git.branch_head(branch) is not None:
+            repo = self.api()
+            try:
+                # One DELETE on the documented endpoint; PyGithub's lazy GitRef would address
+                # `git/ref/...`, which GitHub does not document for DELETE.
+                repo.requester.requestJsonAndCheck("DELETE", f"{repo.url}/git/refs/heads/{branch}")
+            except GithubException as exc:
+                if exc.status not in (404, 422):  # gone already
+                    raise GitHubError(f"deleting {branch}: {exc.status} {exc.data}") from None
+
+
+def _merge_refused(exc: GithubException, head_sha: str) -> MergeOutcome:
+    message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
+    if exc.status == 405:  # not mergeable (conflict, or a branch protection rule)
+        return MergeOutcome("conflict", head_sha, message=f"GitHub refused the merge: {message}")
+    if exc.status == 409:  # the head moved: a push raced the verified head
+        return MergeOutcome("error", head_sha, message=f"the head moved: {message}")
+    return MergeOutcome("error", head_sha, message=f"{exc.status} {message}")
 
 
 def _summary(title: str, text: str, url: str | None) -> str:
