@@ -192,3 +192,37 @@ def test_a_conflict_is_reported_not_forced(github: FakeGitHub, tmp_path: Path) -
     outcome = merge(f, head)
     assert outcome.outcome == "conflict", outcome
     assert github.head_of(REPO, "factory/notes") == head, "the branch is left as it was"
+
+
+def test_only_a_listed_login_approving_the_exact_head_counts(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    head = change(f, "NOTES.md", "notes\n")
+    f.git.push_branch("factory/notes", head)
+    pr = f.ensure_pull_request("factory/notes", "notes", "contract")
+    github.add_review(REPO, pr.number, "mallory", "APPROVED", head)  # not an approver
+    github.add_review(REPO, pr.number, "Alice", "APPROVED", "c" * 40)  # an older head
+    github.add_review(REPO, pr.number, "bob", "APPROVED", head)
+    github.add_review(REPO, pr.number, "bob", "CHANGES_REQUESTED", head)  # bob changed his mind
+    approvers = ["alice", "bob"]
+    assert f.approvals(pr.number, head, approvers) == []
+    github.add_review(REPO, pr.number, "Alice", "APPROVED", head)
+    github.add_review(REPO, pr.number, "Alice", "COMMENTED", head)  # a comment keeps it
+    assert f.approvals(pr.number, head, approvers) == ["Alice"]
+
+
+def test_the_phase_label_replaces_only_its_own(github: FakeGitHub, tmp_path: Path) -> None:
+    f = forge(github, tmp_path / "op")
+    f.git.push_branch("factory/notes", f.git.base_sha())
+    pr = f.ensure_pull_request("factory/notes", "notes", "contract")
+    github.pulls[REPO][pr.number]["labels"] = [{"name": "team:shop"}]
+    f.label_phase(pr.number, "CI")
+    f.label_phase(pr.number, "CodeReview")
+    writes = len([c for c in github.calls if c[0] == "PUT" and c[1].endswith("/labels")])
+    f.label_phase(pr.number, "CodeReview")
+    names = [label["name"] for label in github.pulls[REPO][pr.number]["labels"]]
+    assert names == ["team:shop", "agentfactory:CodeReview"]
+    assert writes == len([c for c in github.calls if c[0] == "PUT" and c[1].endswith("/labels")]), (
+        "an unchanged label is not rewritten"
+    )

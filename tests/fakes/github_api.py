@@ -77,6 +77,7 @@ class FakeGitHub:
     check_runs: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     statuses: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reviews: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     """comment id -> {"issue": (repository, number), "body": ...}."""
     token_lifetime: timedelta = timedelta(hours=1)
     _faults: list[int] = field(default_factory=list)
@@ -124,10 +125,13 @@ class FakeGitHub:
                                                           dict(self.headers), raw)  # fmt: skip
                 else:
                     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                    status, payload, headers = fake.handle(
-                        self.command, url.path, dict(self.headers), json.loads(raw or b"null"),
-                        query,
-                    )  # fmt: skip
+                    try:
+                        status, payload, headers = fake.handle(
+                            self.command, url.path, dict(self.headers),
+                            json.loads(raw or b"null"), query,
+                        )  # fmt: skip
+                    except Exception as exc:  # a bug in the fake: say so, do not hang up
+                        status, payload, headers = 500, {"message": f"fake: {exc!r}"}, {}
                     data = json.dumps(payload).encode()
                     headers = {"Content-Type": "application/json; charset=utf-8", **headers}
                 self.send_response(status)
@@ -367,6 +371,28 @@ class FakeGitHub:
         return 200, {"sha": merged, "merged": True,
                      "message": "Pull Request successfully merged"}, {}  # fmt: skip
 
+    def add_review(self, full: str, number: int, login: str, state: str, commit_id: str) -> None:
+        """A person reviews the PR at *commit_id* (APPROVED, CHANGES_REQUESTED, COMMENTED)."""
+        with self._lock:
+            reviews = self.reviews.setdefault((full, number), [])
+            reviews.append({"id": 1 + len(reviews), "user": {"login": login}, "state": state,
+                            "commit_id": commit_id, "body": "",
+                            "submitted_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                            "html_url": f"{self.url}/{full}/pull/{number}#review"})  # fmt: skip
+
+    def _reviews(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        return 200, list(self.reviews.get((full, int(n[0])), [])), {}
+
+    def _set_labels(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        pull = self.pulls.get(full, {}).get(int(n[0]))
+        if pull is None:
+            return 404, {"message": "Not Found"}, {}
+        given = body if isinstance(body, list) else (body or {}).get("labels", [])  # both forms
+        names = [x if isinstance(x, str) else x["name"] for x in given]
+        pull["labels"] = [{"name": name, "url": f"{self.url}/api/v3/repos/{full}/labels/{name}"}
+                          for name in names]  # fmt: skip
+        return 200, pull["labels"], {}
+
     def _get_ref(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         sha = self.head_of(full, n[0])
         if sha is None:
@@ -576,6 +602,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/issues/N/comments"): ("pull_requests", "write", FakeGitHub._create_comment),
     ("PATCH", "/issues/comments/N"): ("pull_requests", "write", FakeGitHub._edit_comment),
     ("GET", "/commits/SHA"): ("contents", "read", FakeGitHub._get_commit),
+    ("GET", "/pulls/N/reviews"): ("pull_requests", "read", FakeGitHub._reviews),
+    ("PUT", "/issues/N/labels"): ("pull_requests", "write", FakeGitHub._set_labels),
     ("GET", "/compare"): ("contents", "read", FakeGitHub._compare),
     ("PUT", "/pulls/N/update-branch"): ("contents", "write", FakeGitHub._update_branch),
     ("PUT", "/pulls/N/merge"): ("contents", "write", FakeGitHub._merge),

@@ -109,6 +109,7 @@ def _token(data: dict[str, Any]) -> MintedToken:
     )
 
 
+LABEL_PREFIX = "agentfactory:"
 #: Re-mint the operator's token this long before it expires (a push must not outlive it).
 TOKEN_MARGIN = timedelta(minutes=5)
 
@@ -194,6 +195,34 @@ class GitHubForge:
             issue.create_comment(body)
         except GithubException as exc:
             raise GitHubError(f"comment on #{number}: {exc.status} {exc.data}") from None
+
+    def approvals(self, number: int, head_sha: str, approvers: list[str]) -> list[str]:
+        """The listed logins whose latest review approves exactly *head_sha* (an approval of
+        an older head, or one followed by a request for changes, does not count)."""
+        latest: dict[str, tuple[str, str]] = {}
+        try:
+            for review in self.api().get_pull(number).get_reviews():
+                if review.user is not None and review.state in ("APPROVED", "CHANGES_REQUESTED"):
+                    latest[review.user.login] = (review.state, review.commit_id)
+        except GithubException as exc:
+            raise GitHubError(f"reviews of #{number}: {exc.status} {exc.data}") from None
+        allowed = {login.lower() for login in approvers}
+        return sorted(login for login, (state, commit) in latest.items()
+                      if state == "APPROVED" and commit == head_sha
+                      and login.lower() in allowed)  # fmt: skip
+
+    def label_phase(self, number: int, phase: str) -> None:
+        """Show the task's phase as the PR's one `agentfactory:<phase>` label, keeping the
+        labels people set."""
+        issue = self.api().get_issue(number)
+        try:
+            kept = [label.name for label in issue.labels
+                    if not label.name.startswith(LABEL_PREFIX)]  # fmt: skip
+            wanted = [*kept, f"{LABEL_PREFIX}{phase}"]
+            if sorted(label.name for label in issue.labels) != sorted(wanted):
+                issue.set_labels(*wanted)
+        except GithubException as exc:
+            raise GitHubError(f"labels of #{number}: {exc.status} {exc.data}") from None
 
     def checks(self, sha: str) -> list[ForgeCheck]:
         """Every check run and commit status on exactly *sha*."""
