@@ -38,7 +38,7 @@ def github(tmp_path: Path, remote: Path) -> Iterator[FakeGitHub]:
 def forge(fake: FakeGitHub, workdir: Path) -> GitHubForge:
     repository = github_repository(fake.clone_url(REPO))
     app = GitHubApp(repository, fake.app_id, 7, fake.key, seconds_between_requests=0)
-    return GitHubForge(repository, app, workdir)
+    return GitHubForge.at(app, workdir)
 
 
 def pod_git(token: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,12 +49,12 @@ def pod_git(token: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[st
 
 def test_the_operator_pushes_and_a_pod_token_only_reads(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
-    base = f.git.base_sha()
-    (f.git.clone / "NOTES.md").write_text("notes\n")
-    git(f.git.clone, "add", "NOTES.md")
-    git(f.git.clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notes")
-    head = git(f.git.clone, "rev-parse", "HEAD")
-    f.git.push_branch("factory/notes", head)
+    base = f.base_sha()
+    (f.clone / "NOTES.md").write_text("notes\n")
+    git(f.clone, "add", "NOTES.md")
+    git(f.clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notes")
+    head = git(f.clone, "rev-parse", "HEAD")
+    f.push_branch("factory/notes", head)
     assert github.head_of(REPO, "factory/notes") == head
     assert head != base
     token = f.credentials_for("implementer")["token"]
@@ -70,7 +70,7 @@ def test_a_pull_request_and_its_comments_are_find_or_create(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    f.git.push_branch("factory/fix", f.git.base_sha())
+    f.push_branch("factory/fix", f.base_sha())
     first = f.ensure_pull_request("factory/fix", "fix: cart", "contract v1")
     again = f.ensure_pull_request("factory/fix", "fix: cart", "contract v2")
     assert again.number == first.number, "one PR per task"
@@ -102,7 +102,7 @@ def test_the_ci_gate_reads_check_runs_and_statuses_on_the_exact_head(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    head = f.git.base_sha()
+    head = f.base_sha()
     github.add_check_run(REPO, head, "test", conclusion="failure", summary="1 failed")
     github.add_check_run(REPO, head, "build", status="in_progress", conclusion=None)
     github.add_status(REPO, head, "lint", "success", "clean")
@@ -123,7 +123,7 @@ def test_the_ci_gate_reads_check_runs_and_statuses_on_the_exact_head(
 
 def change(f: GitHubForge, path: str, text: str) -> str:
     """A commit on the base with *path* changed (not pushed)."""
-    return f.git.commit_patch(f.git.base_sha(), new_file_diff(path, text), f"add {path}")
+    return f.commit_patch(f.base_sha(), new_file_diff(path, text), f"add {path}")
 
 
 def new_file_diff(path: str, text: str) -> str:
@@ -145,7 +145,7 @@ def test_the_merge_is_pinned_to_the_verified_head_and_happens_once(
 ) -> None:
     f = forge(github, tmp_path / "op")
     head = change(f, "NOTES.md", "notes\n")
-    f.git.push_branch("factory/notes", head)
+    f.push_branch("factory/notes", head)
     f.ensure_pull_request("factory/notes", "notes", "contract")
     racing = github.commit(REPO, head, "NOTES.md", "raced\n", "a racing push")
     github.push(REPO, "factory/notes", racing)
@@ -168,7 +168,7 @@ def test_a_moved_base_is_merged_into_the_branch_and_goes_back_to_ci(
 ) -> None:
     f = forge(github, tmp_path / "op")
     head = change(f, "NOTES.md", "notes\n")
-    f.git.push_branch("factory/notes", head)
+    f.push_branch("factory/notes", head)
     f.ensure_pull_request("factory/notes", "notes", "contract")
     base = github.head_of(REPO, "main")
     assert base is not None
@@ -184,7 +184,7 @@ def test_a_moved_base_is_merged_into_the_branch_and_goes_back_to_ci(
 def test_a_conflict_is_reported_not_forced(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
     head = change(f, "NOTES.md", "ours\n")
-    f.git.push_branch("factory/notes", head)
+    f.push_branch("factory/notes", head)
     f.ensure_pull_request("factory/notes", "notes", "contract")
     base = github.head_of(REPO, "main")
     assert base is not None
@@ -199,7 +199,7 @@ def test_only_a_listed_login_approving_the_exact_head_counts(
 ) -> None:
     f = forge(github, tmp_path / "op")
     head = change(f, "NOTES.md", "notes\n")
-    f.git.push_branch("factory/notes", head)
+    f.push_branch("factory/notes", head)
     pr = f.ensure_pull_request("factory/notes", "notes", "contract")
     github.add_review(REPO, pr.number, "mallory", "APPROVED", head)  # not an approver
     github.add_review(REPO, pr.number, "Alice", "APPROVED", "c" * 40)  # an older head
@@ -214,7 +214,7 @@ def test_only_a_listed_login_approving_the_exact_head_counts(
 
 def test_the_phase_label_replaces_only_its_own(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
-    f.git.push_branch("factory/notes", f.git.base_sha())
+    f.push_branch("factory/notes", f.base_sha())
     pr = f.ensure_pull_request("factory/notes", "notes", "contract")
     github.pulls[REPO][pr.number]["labels"] = [{"name": "team:shop"}]
     f.label_phase(pr.number, "CI")

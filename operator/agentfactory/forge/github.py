@@ -124,23 +124,25 @@ class PullRequest:
 
 
 @dataclass
-class GitHubForge:
-    """A repository on GitHub: git over HTTPS with the operator's own installation token
-    (re-minted before it expires) through `GitForge`, and pull requests, comments, checks and
-    merges through PyGithub. Every call is find-or-create, so repeating one changes nothing."""
+class GitHubForge(GitForge):
+    """A repository on GitHub: a git remote (everything `GitForge` does, over HTTPS with the
+    operator's own installation token, re-minted before it expires) plus pull requests,
+    comments, reviews, checks and merges through PyGithub. Every call is find-or-create, so
+    repeating one changes nothing."""
 
-    repository: GitHubRepository
-    app: GitHubApp
-    workdir: Path
-    base_branch: str = "main"
+    repository: GitHubRepository = field(kw_only=True)
+    app: GitHubApp = field(kw_only=True)
     _token: MintedToken | None = field(default=None, init=False, repr=False)
     _api: tuple[str, Repository] | None = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def at(cls, app: GitHubApp, workdir: Path, base_branch: str = "main") -> GitHubForge:
+        """The forge for *app*'s repository, with the operator's clone in *workdir*."""
+        return cls(remote=app.repository.clone_url, workdir=workdir, base_branch=base_branch,
+                   repository=app.repository, app=app)  # fmt: skip
+
     def __post_init__(self) -> None:
-        self.git = GitForge(
-            remote=self.repository.clone_url, workdir=self.workdir,
-            base_branch=self.base_branch, token_source=self.operator_token,
-        )  # fmt: skip
+        self.token_source = self.operator_token
 
     def operator_token(self) -> str:
         """The operator's write token, minted again when it is about to expire."""
@@ -277,7 +279,7 @@ class GitHubForge:
         pull = self.api().get_pull(number)
         if not pull.update_branch(expected_head_sha=head_sha):
             return MergeOutcome("conflict", head_sha, message="the base cannot be merged in")
-        new_head = self.git.branch_head(branch)
+        new_head = self.branch_head(branch)
         return MergeOutcome(
             "base-moved",
             head_sha,
@@ -286,7 +288,7 @@ class GitHubForge:
         )
 
     def _delete(self, branch: str, wanted: bool) -> None:
-        if wanted and self.git.branch_head(branch) is not None:
+        if wanted and self.branch_head(branch) is not None:
             repo = self.api()
             try:
                 # One DELETE on the documented endpoint; PyGithub's lazy GitRef would address
