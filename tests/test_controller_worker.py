@@ -4,11 +4,14 @@ replica's last pass, a view behind the API) from doubling a transition."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import TYPE_CHECKING
 
 from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
 from agentfactory.kube.client import Kube, path_of
+from tests.fakes.github_api import FakeGitHub
 from tests.kube import emulated, wait_for
 from tests.scripts import factory_doc, task_doc
 
@@ -81,3 +84,64 @@ async def test_a_stopped_worker_finishes_its_pass_and_returns(tmp_path: Path, re
         worker.stop()
         await asyncio.wait_for(running, 10)  # returns by itself: no cancellation needed
         assert running.exception() is None
+
+
+GH_REPO = "acme/shop"
+GH_ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write",
+          "checks": "read", "statuses": "read"}  # fmt: skip
+
+
+async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
+    tmp_path: Path, remote: Path
+) -> None:
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository(GH_REPO, remote)
+        github.install(7, GH_REPO, **GH_ALL)
+        async with emulated() as (_, url), Kube(server=url) as kube:
+            app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
+            await kube.create(
+                path_of("v1", "secrets", NS),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "gh-app"},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
+                },
+            )
+            doc = factory_doc(
+                remote,
+                ci={"source": "github-checks", "requiredChecks": ["test"]},
+                repository={
+                    "url": github.clone_url(GH_REPO),
+                    "forge": "github",
+                    "credentials": {"githubApp": {"secretName": "gh-app"}},
+                },
+            )
+            await kube.create(path_of(API, "factoryspecs", NS), doc)
+            await kube.create(
+                path_of(API, "agenttasks", NS),
+                task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"]),
+            )
+            base = github.head_of(GH_REPO, "main") or ""
+            head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
+            github.push(GH_REPO, "factory/fix-cart", head)
+            path = path_of(API, "agenttasks", NS, "fix-cart")
+            await kube.patch(f"{path}/status", {"status": {
+                "phase": "CI", "stage": "ci", "attempt": 1, "branch": "factory/fix-cart",
+                "headSHA": head, "lastTransitionTime": "2026-11-21T10:00:00Z"}})  # fmt: skip
+            worker = Worker(NS, kube, View(), tmp_path / "worker")
+            await worker.refresh()
+            await worker.step()  # opens the PR, records it
+            task = await kube.get(path) or {}
+            number = task["status"]["pullRequest"]["number"]
+            assert github.pulls[GH_REPO][number]["head"] == "factory/fix-cart"
+            assert "cart_total counts." in github.pulls[GH_REPO][number]["body"]
+            await worker.step()
+            assert (await kube.get(path) or {})["status"]["phase"] == "CI", "no checks yet"
+            github.add_check_run(GH_REPO, base, "test", conclusion="success")  # another commit
+            github.add_check_run(GH_REPO, head, "test", conclusion="failure", summary="1 failed")
+            await worker.step()
+            red = await kube.get(path) or {}
+            assert red["status"]["phase"] == "Implementing"
+            assert "1 failed" in json.dumps(red["status"])
+            assert len(github.pulls[GH_REPO]) == 1, "one PR per task"

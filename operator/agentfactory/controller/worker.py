@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -33,12 +33,14 @@ from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.factory_status import PROGRESS_FIELDS, progress
+from agentfactory.core.github import ci_verdict, pull_request_body
 from agentfactory.core.handoff import AgentResult, CheckReport
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.observations import (
     FailureReason,
     HumanAction,
     Observation,
+    PullRequestOpened,
     SpecInvalid,
     StageFailed,
 )
@@ -46,7 +48,8 @@ from agentfactory.core.phases import ACTIVE, Phase, Stage
 from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
-from agentfactory.forge.git import GitForge
+from agentfactory.forge.build import build_forge
+from agentfactory.forge.github import GitHubForge
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.executor import KubernetesExecutor
 from agentfactory.kube.pods import is_done, overdue
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
 
     from agentfactory.controller.metrics import Metrics
     from agentfactory.controller.view import View
+    from agentfactory.forge.git import GitForge
     from agentfactory.kube.pods import PodOutcome
 
 log = logging.getLogger("agentfactory.worker")
@@ -133,7 +137,9 @@ class Worker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     executor: KubernetesExecutor = field(init=False)
-    _forges: dict[str, tuple[tuple[str, str, str | None], GitForge]] = field(default_factory=dict)
+    _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
+        default_factory=dict
+    )
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
     """Tasks as last parsed, with the resourceVersion they were parsed at."""
 
@@ -214,18 +220,17 @@ class Worker:
         return out
 
     async def _forge(self, name: str, spec: FactorySpecSpec) -> GitForge:
-        token = None
+        """The factory's forge, made again only when its repository or credentials change."""
+        secret: dict[str, str] = {}
         creds = spec.repository.credentials
-        if creds is not None and creds.token is not None:
-            secret = await self.kube.get(
-                path_of("v1", "secrets", self.namespace, creds.token.secret_name)
-            )
-            value = ((secret or {}).get("data") or {}).get(creds.token.key)
-            token = base64.b64decode(value).decode() if value else None
-        key = (spec.repository.url, spec.repository.base_branch, token)
+        ref = (creds.github_app or creds.token) if creds is not None else None
+        if ref is not None:
+            raw = await self.kube.get(path_of("v1", "secrets", self.namespace, ref.secret_name))
+            data = (raw or {}).get("data") or {}
+            secret = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        key = (spec.repository.model_dump_json(), tuple(sorted(secret.items())))
         if name not in self._forges or self._forges[name][0] != key:
-            workdir = self.workdir / self.namespace / name
-            forge = GitForge(remote=key[0], workdir=workdir, base_branch=key[1], token=token)
+            forge = build_forge(spec.repository, self.workdir / self.namespace / name, secret)
             self._forges[name] = (key, forge)
         return self._forges[name][1]
 
@@ -471,8 +476,11 @@ class Worker:
                 merge_observation, task.name, spec, factory, status, forge
             )
             return not (await self.apply(task, factory, observation)).ignored
-        if status.stage == Stage.CI and factory.ci.source != "sandbox":
-            return False  # the forge's checks gate this task (GitHubForge)
+        if status.stage == Stage.CI and factory.ci.source == "github-checks":
+            forge = await self._forge(task.factory, factory)
+            if not isinstance(forge, GitHubForge):  # the spec's validation rules this out
+                return False
+            return await self._github_ci(task, spec, factory, forge)
         attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
                           namespace=self.namespace, factory=task.factory, stage=status.stage,
                           attempt=status.attempt)  # fmt: skip
@@ -496,6 +504,29 @@ class Worker:
             await self.executor.remove(self.namespace, attempt.pod)
             return await self._failed(task, factory, attempt, late.reason, late.failure)
         return False
+
+    async def _github_ci(
+        self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec, forge: GitHubForge
+    ) -> bool:
+        """The PR (opened if the status records none, so a crash after the status write
+        loses nothing), then the required checks on the exact head."""
+        status = task.status
+        head, branch = status.head_sha or "", status.branch or ""
+        if status.pull_request is None:
+            await asyncio.to_thread(forge.push_branch, branch, head)
+            title = f"{task.name}: {spec.goal.splitlines()[0][:72]}"
+            body = pull_request_body(task.name, spec)
+            pr = await asyncio.to_thread(forge.ensure_pull_request, branch, title, body)
+            opened = PullRequestOpened(number=pr.number, url=pr.url)
+            return not (await self.apply(task, factory, opened)).ignored
+        checks = await asyncio.to_thread(forge.checks, head)
+        since = status.last_transition_time or datetime.now(UTC)
+        verdict = ci_verdict(head, factory.required_check_names, checks,
+                             waited=datetime.now(UTC) - since,
+                             timeout=timedelta(seconds=factory.ci.timeout_seconds))  # fmt: skip
+        if verdict is None:
+            return False  # still running: the resync comes back
+        return not (await self.apply(task, factory, verdict)).ignored
 
     async def _failed(self, task: Task, factory: FactorySpecSpec, attempt: Attempt,
                       reason: FailureReason, message: str) -> bool:  # fmt: skip

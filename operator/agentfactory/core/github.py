@@ -13,6 +13,8 @@ from agentfactory.core.task import FailedCheck
 if TYPE_CHECKING:
     from datetime import timedelta
 
+    from agentfactory.core.task import AgentTaskSpec
+
 #: Per-role permissions of minted installation tokens. Agents never write to the forge (the
 #: operator pushes the patch an implementer returns), so every agent role reads; `metadata`
 #: is the read GitHub grants every token anyway, spelled out so the minted token says so.
@@ -128,3 +130,14 @@ def ci_verdict(
 
 def _rank(check: ForgeCheck) -> int:
     return {"failure": 2, "success": 1, "pending": 0}[check.state]
+
+
+def pull_request_body(task: str, spec: AgentTaskSpec) -> str:
+    """A task's PR description: its handoff contract, for the reviewers who read PRs."""
+    lines = [f"**AgentTask `{task}`**", "", spec.goal, "", "**Acceptance criteria**"]
+    lines += [f"- {c}" for c in spec.acceptance_criteria]
+    if spec.non_goals:
+        lines += ["", "**Non-goals**", *(f"- {n}" for n in spec.non_goals)]
+    lines += ["", "**Scope**", *(f"- `{p}`" for p in spec.scope.paths)]
+    lines += ["", "_Opened by agentfactory; the task's phase is this PR's `agentfactory:` label._"]
+    return "\n".join(lines)

@@ -100,7 +100,8 @@ class GitForge:
 
     def branch_head(self, branch: str) -> str | None:
         """The branch's commit on the remote, or None when it does not exist."""
-        out = self.git("ls-remote", "origin", f"refs/heads/{branch}")
+        self.workdir.mkdir(parents=True, exist_ok=True)  # no clone needed to ask the remote
+        out = self.git("ls-remote", self.remote, f"refs/heads/{branch}", cwd=self.workdir)
         return out.split()[0] if out else None
 
     def checkout_into(self, dest: Path, ref: str) -> None:
