@@ -145,3 +145,8 @@ async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
             assert red["status"]["phase"] == "Implementing"
             assert "1 failed" in json.dumps(red["status"])
             assert len(github.pulls[GH_REPO]) == 1, "one PR per task"
+            labels = [label["name"] for label in github.pulls[GH_REPO][number]["labels"]]
+            assert labels == ["agentfactory:Implementing"], "the PR shows the phase"
+            comments = [c["body"] for c in github.comments.values()]
+            assert len(comments) == 1 and f"CI failure on {head[:12]}" in comments[0]
+            assert "`test`: test\n1 failed" in comments[0], "the check run's output"

@@ -47,3 +47,23 @@ def test_check_run_and_status_states() -> None:
     assert check_run_state("completed", "neutral") == "success"
     assert check_run_state("completed", "timed_out") == "failure"
     assert status_state("error") == "failure" and status_state("pending") == "pending"
+
+
+def test_the_pr_carries_the_plan_the_last_review_and_a_red_ci() -> None:
+    from agentfactory.core.github import pr_comments
+    from agentfactory.core.task import AgentTaskStatus
+
+    status = AgentTaskStatus.model_validate({
+        "plan": {"summary": "Multiply by quantity.", "steps": ["edit cart.py", "test"]},
+        "lastReview": {"stage": "codeReview", "attempt": 2, "verdict": "REQUEST_CHANGES",
+                       "findings": [{"file": "shop/cart.py", "line": 3, "message": "off by one"}]},
+        "ci": {"state": "failure", "headSHA": HEAD,
+               "failedChecks": [{"name": "test", "summary": "1 failed"}]},
+    })  # fmt: skip
+    comments = dict(pr_comments(status))
+    assert list(comments) == ["plan", "review-code-review-2", f"ci-{HEAD[:12]}"]
+    assert "2. test" in comments["plan"]
+    assert "**major** `shop/cart.py`:3 off by one" in comments["review-code-review-2"]
+    assert "`test`: 1 failed" in comments[f"ci-{HEAD[:12]}"]
+    green = status.model_copy(update={"ci": None, "plan": None, "last_review": None})
+    assert pr_comments(green) == []

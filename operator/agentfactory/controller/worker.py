@@ -33,7 +33,7 @@ from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.factory_status import PROGRESS_FIELDS, progress
-from agentfactory.core.github import ci_verdict, pull_request_body
+from agentfactory.core.github import ci_verdict, pr_comments, pull_request_body
 from agentfactory.core.handoff import AgentResult, CheckReport
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.observations import (
@@ -49,7 +49,7 @@ from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
 from agentfactory.forge.build import build_forge
-from agentfactory.forge.github import GitHubForge
+from agentfactory.forge.github import GitHubError, GitHubForge
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.executor import KubernetesExecutor
 from agentfactory.kube.pods import is_done, overdue
@@ -401,6 +401,8 @@ class Worker:
             self.view.put("agenttasks", raw)
             await self._record(task, decision)
             await self._perform(raw, task, factory, decision)
+            if decision.transitions or isinstance(observation, PullRequestOpened):
+                await self._publish(task, factory, decision.status)
             return decision
         return Decision(task.status, ignored=f"the task kept changing ({CONFLICT_RETRIES} tries)")
 
@@ -504,6 +506,28 @@ class Worker:
             await self.executor.remove(self.namespace, attempt.pod)
             return await self._failed(task, factory, attempt, late.reason, late.failure)
         return False
+
+    async def _publish(
+        self, task: Task, factory: FactorySpecSpec | None, status: AgentTaskStatus
+    ) -> None:
+        """Mirror the task on its PR: the phase label, and the plan, review and CI comments.
+        Best effort: the status is the record, and the next transition publishes again."""
+        if factory is None or status.pull_request is None or factory.repository.forge != "github":
+            return
+        forge = await self._forge(task.factory, factory)
+        if not isinstance(forge, GitHubForge):
+            return
+        number = status.pull_request.number
+
+        def publish() -> None:
+            forge.label_phase(number, status.phase.value)
+            for key, text in pr_comments(status):
+                forge.comment(number, key, text)
+
+        try:
+            await asyncio.to_thread(publish)
+        except GitHubError as exc:
+            log.warning("%s/%s: PR #%s not updated: %s", self.namespace, task.name, number, exc)
 
     async def _github_ci(
         self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec, forge: GitHubForge

@@ -13,7 +13,7 @@ from agentfactory.core.task import FailedCheck
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from agentfactory.core.task import AgentTaskSpec
+    from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Finding
 
 #: Per-role permissions of minted installation tokens. Agents never write to the forge (the
 #: operator pushes the patch an implementer returns), so every agent role reads; `metadata`
@@ -141,3 +141,30 @@ def pull_request_body(task: str, spec: AgentTaskSpec) -> str:
     lines += ["", "**Scope**", *(f"- `{p}`" for p in spec.scope.paths)]
     lines += ["", "_Opened by agentfactory; the task's phase is this PR's `agentfactory:` label._"]
     return "\n".join(lines)
+
+
+def pr_comments(status: AgentTaskStatus) -> list[tuple[str, str]]:
+    """The (key, text) comments a task's PR carries for its status: the accepted plan, the
+    last review and a red or timed-out CI run, each under a key of its own so posting again
+    edits rather than repeats."""
+    out: list[tuple[str, str]] = []
+    if status.plan is not None:
+        steps = "".join(f"\n{i}. {step}" for i, step in enumerate(status.plan.steps, 1))
+        out.append(("plan", f"**Plan**\n\n{status.plan.summary}{steps}"))
+    review = status.last_review
+    if review is not None:
+        findings = "".join(f"\n- {_finding(f)}" for f in review.findings)
+        title = f"**{review.stage.value} #{review.attempt}: {review.verdict}**"
+        out.append((f"review-{review.stage.slug}-{review.attempt}", title + findings))
+    ci = status.ci
+    if ci is not None and ci.state in ("failure", "timeout"):
+        failed = "".join(f"\n- `{c.name}`: {c.summary[-500:]}" for c in ci.failed_checks)
+        out.append((f"ci-{ci.head_sha[:12]}", f"**CI {ci.state} on {ci.head_sha[:12]}**{failed}"))
+    return out
+
+
+def _finding(finding: Finding) -> str:
+    where = (
+        f"`{finding.file}`" + (f":{finding.line}" if finding.line else "") if finding.file else ""
+    )
+    return " ".join(part for part in (f"**{finding.severity}**", where, finding.message) if part)
