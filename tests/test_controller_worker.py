@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
+from agentfactory.core.github import github_repository
+from agentfactory.forge.github import GitHubApp, GitHubForge
 from agentfactory.kube.client import Kube, path_of
 from tests.fakes.github_api import FakeGitHub
 from tests.kube import emulated, wait_for
@@ -91,6 +93,62 @@ GH_ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "is
           "checks": "read", "statuses": "read"}  # fmt: skip
 
 
+async def github_factory(kube: Kube, github: FakeGitHub, remote: Path, **spec: Any) -> None:
+    app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
+    await kube.create(
+        path_of("v1", "secrets", NS),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "gh-app"},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
+        },
+    )
+    doc = factory_doc(remote, ci={"source": "github-checks", "requiredChecks": ["test"]},
+                      repository={"url": github.clone_url(GH_REPO), "forge": "github",
+                                  "credentials": {"githubApp": {"secretName": "gh-app"}}},
+                      **spec)  # fmt: skip
+    await kube.create(path_of(API, "factoryspecs", NS), doc)
+    await kube.create(
+        path_of(API, "agenttasks", NS), task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"])
+    )
+
+
+async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
+    tmp_path: Path, remote: Path
+) -> None:
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository(GH_REPO, remote)
+        github.install(7, GH_REPO, **GH_ALL)
+        async with emulated() as (_, url), Kube(server=url) as kube:
+            await github_factory(kube, github, remote, escalation={"approvers": ["alice"]})
+            base = github.head_of(GH_REPO, "main") or ""
+            head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
+            github.push(GH_REPO, "factory/fix-cart", head)
+            app = GitHubApp(github_repository(github.clone_url(GH_REPO)), github.app_id, 7,
+                            github.key, seconds_between_requests=0)  # fmt: skip
+            pr = GitHubForge.at(app, tmp_path / "t").ensure_pull_request(
+                "factory/fix-cart", "fix", "contract"
+            )
+            path = path_of(API, "agenttasks", NS, "fix-cart")
+            await kube.patch(f"{path}/status", {"status": {
+                "phase": "AwaitingApproval", "stage": "codeReview", "attempt": 1,
+                "branch": "factory/fix-cart", "headSHA": head, "patchRevision": 1,
+                "pullRequest": {"number": pr.number, "url": pr.url},
+                "escalation": {"revision": 1, "rules": ["migrations"], "reason": "a migration"},
+            }})  # fmt: skip
+            worker = Worker(NS, kube, View(), tmp_path / "worker")
+            await worker.refresh()
+            github.add_review(GH_REPO, pr.number, "mallory", "APPROVED", head)
+            await worker.step()
+            assert (await kube.get(path) or {})["status"]["phase"] == "AwaitingApproval"
+            github.add_review(GH_REPO, pr.number, "Alice", "APPROVED", head)
+            await worker.step()
+            task = (await kube.get(path) or {})["status"]
+            assert task["phase"] == "Merging"
+            assert task["escalation"]["approvedBy"] == "alice"
+
+
 async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
     tmp_path: Path, remote: Path
 ) -> None:
@@ -98,30 +156,7 @@ async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
         github.create_repository(GH_REPO, remote)
         github.install(7, GH_REPO, **GH_ALL)
         async with emulated() as (_, url), Kube(server=url) as kube:
-            app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
-            await kube.create(
-                path_of("v1", "secrets", NS),
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": "gh-app"},
-                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
-                },
-            )
-            doc = factory_doc(
-                remote,
-                ci={"source": "github-checks", "requiredChecks": ["test"]},
-                repository={
-                    "url": github.clone_url(GH_REPO),
-                    "forge": "github",
-                    "credentials": {"githubApp": {"secretName": "gh-app"}},
-                },
-            )
-            await kube.create(path_of(API, "factoryspecs", NS), doc)
-            await kube.create(
-                path_of(API, "agenttasks", NS),
-                task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"]),
-            )
+            await github_factory(kube, github, remote)
             base = github.head_of(GH_REPO, "main") or ""
             head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
             github.push(GH_REPO, "factory/fix-cart", head)

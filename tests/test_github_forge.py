@@ -209,7 +209,7 @@ def test_only_a_listed_login_approving_the_exact_head_counts(
     assert f.approvals(pr.number, head, approvers) == []
     github.add_review(REPO, pr.number, "Alice", "APPROVED", head)
     github.add_review(REPO, pr.number, "Alice", "COMMENTED", head)  # a comment keeps it
-    assert f.approvals(pr.number, head, approvers) == ["Alice"]
+    assert f.approvals(pr.number, head, approvers) == ["alice"], "in the factory's spelling"
 
 
 def test_the_phase_label_replaces_only_its_own(github: FakeGitHub, tmp_path: Path) -> None:

@@ -365,7 +365,24 @@ class Worker:
                 await self._event(task.raw, "Warning", "HumanActionIgnored",
                                   f"{key}={value} was ignored: {decision.ignored}")  # fmt: skip
             return True
-        return False
+        return await self._pr_approval(task, factory)
+
+    async def _pr_approval(self, task: Task, factory: FactorySpecSpec) -> bool:
+        """On GitHub, an approving review of the exact head by one of `escalation.approvers`
+        approves a task waiting in AwaitingApproval, as the annotation would."""
+        status = task.status
+        if (status.phase != Phase.AWAITING_APPROVAL or status.pull_request is None
+                or not status.head_sha or factory.repository.forge != "github"):  # fmt: skip
+            return False
+        forge = await self._forge(task.factory, factory)
+        if not isinstance(forge, GitHubForge):
+            return False
+        logins = await asyncio.to_thread(forge.approvals, status.pull_request.number,
+                                         status.head_sha, factory.escalation.approvers)  # fmt: skip
+        if not logins:
+            return False
+        approval = HumanAction(action="approve", by=logins[0])
+        return not (await self.apply(task, factory, approval)).ignored
 
     # -- applying decisions --------------------------------------------------------------------
 

@@ -208,8 +208,9 @@ class GitHubForge(GitForge):
                     latest[review.user.login] = (review.state, review.commit_id)
         except GithubException as exc:
             raise GitHubError(f"reviews of #{number}: {exc.status} {exc.data}") from None
-        allowed = {login.lower() for login in approvers}
-        return sorted(login for login, (state, commit) in latest.items()
+        # GitHub logins are case-insensitive; answer in the factory's spelling.
+        allowed = {login.lstrip("@").lower(): login.lstrip("@") for login in approvers}
+        return sorted(allowed[login.lower()] for login, (state, commit) in latest.items()
                       if state == "APPROVED" and commit == head_sha
                       and login.lower() in allowed)  # fmt: skip
 
