@@ -185,3 +185,26 @@ async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
             comments = [c["body"] for c in github.comments.values()]
             assert len(comments) == 1 and f"CI failure on {head[:12]}" in comments[0]
             assert "`test`: test\n1 failed" in comments[0], "the check run's output"
+
+
+async def test_a_task_whose_status_does_not_validate_is_left_alone_and_reported(
+    tmp_path: Path, remote: Path
+) -> None:
+    async with emulated() as (_, url), Kube(server=url) as kube:
+        await kube.create(path_of(API, "factoryspecs", NS), factory_doc(remote))
+        await kube.create(path_of(API, "agenttasks", NS),
+                          task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"]))  # fmt: skip
+        path = path_of(API, "agenttasks", NS, "fix-cart")
+        hand_edited = {"phase": "CodeReview", "stage": "code-review", "attempt": 1}
+        await kube.patch(f"{path}/status", {"status": hand_edited})
+        worker = Worker(NS, kube, View(), tmp_path / "worker")
+        await worker.refresh()
+        assert not await worker.step()
+        assert not await worker.step()
+        task = await kube.get(path) or {}
+        assert task["status"] == hand_edited, "not rebuilt from the start"
+        events = [e for e in await kube.list(path_of("v1", "events", NS))
+                  if e["reason"] == "StatusUnreadable"]  # fmt: skip
+        assert len(events) == 1, "reported once per version"
+        assert "status.stage" in events[0]["message"]
+        assert await kube.list(path_of("v1", "pods", NS)) == []

@@ -113,6 +113,9 @@ class Task:
     spec: AgentTaskSpec | None
     status: AgentTaskStatus
     problem: str | None = None
+    """Why the spec does not validate."""
+    unreadable: str | None = None
+    """Why the status does not validate (the operator then leaves the task alone)."""
 
     @property
     def name(self) -> str:
@@ -140,6 +143,8 @@ class Worker:
     _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
         default_factory=dict
     )
+    _reported: set[tuple[str, str]] = field(default_factory=set)
+    """(task, resourceVersion) pairs whose unreadable status was reported."""
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
     """Tasks as last parsed, with the resourceVersion they were parsed at."""
 
@@ -201,16 +206,32 @@ class Worker:
 
     @staticmethod
     def _parse(raw: dict[str, Any]) -> Task:
+        unreadable = None
         try:
             status = AgentTaskStatus.model_validate(raw.get("status") or {})
-        except ValidationError:
-            status = AgentTaskStatus()  # a status we cannot read is rebuilt from the start
+        except ValidationError as exc:
+            # Never rebuilt from the start: that would run a task's stages (or more) again.
+            status = AgentTaskStatus()
+            unreadable = "; ".join(explain(exc, AgentTaskStatus, "status."))
         try:
             spec = AgentTaskSpec.model_validate(raw.get("spec") or {})
         except ValidationError as exc:
             problems = "; ".join(explain(exc, AgentTaskSpec, "spec."))
-            return Task(raw, None, status, problems)
-        return Task(raw, spec, status)
+            return Task(raw, None, status, problems, unreadable)
+        return Task(raw, spec, status, unreadable=unreadable)
+
+    async def _unreadable(self, task: Task) -> None:
+        """Say once per version of the task that its status cannot be read, and touch
+        nothing: a person fixes the status or recreates the task."""
+        version = str(task.raw["metadata"].get("resourceVersion", ""))
+        if (task.name, version) in self._reported:
+            return
+        self._reported.add((task.name, version))
+        message = (f"the status does not validate ({task.unreadable}); the operator leaves this"
+                   " task alone: fix it (kubectl patch --subresource=status) or delete and"
+                   " recreate the task")[:1000]  # fmt: skip
+        log.warning("%s/%s: %s", self.namespace, task.name, message)
+        await self._event(task.raw, "Warning", "StatusUnreadable", message)
 
     def _factories(self) -> dict[str, FactorySpecSpec]:
         out = {}
@@ -241,6 +262,9 @@ class Worker:
         factories = self._factories()
         raws = self.view.in_namespace("agenttasks", self.namespace)
         tasks = {t.name: t for t in map(self._task, raws)}
+        for task in [t for t in tasks.values() if t.unreadable]:
+            del tasks[task.name]
+            await self._unreadable(task)
         moved = False
         for task in tasks.values():
             if task.spec is None and task.status.phase not in (Phase.FAILED, Phase.CANCELLED):
@@ -664,8 +688,8 @@ class Worker:
             meta = pod["metadata"]
             labels = meta.get("labels") or {}
             task = tasks.get(labels.get("agentfactory.dev/task", ""))
-            if task is None or meta.get("deletionTimestamp"):
-                continue  # another's pod, or one going already
+            if task is None or task.unreadable or meta.get("deletionTimestamp"):
+                continue  # another's pod, one we may not judge, or one going already
             status = task.status
             if (
                 status.phase in ACTIVE
