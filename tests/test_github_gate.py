@@ -67,3 +67,22 @@ def test_the_pr_carries_the_plan_the_last_review_and_a_red_ci() -> None:
     assert "`test`: 1 failed" in comments[f"ci-{HEAD[:12]}"]
     green = status.model_copy(update={"ci": None, "plan": None, "last_review": None})
     assert pr_comments(green) == []
+
+
+def test_an_escalation_waiting_for_a_person_mentions_who_should_look() -> None:
+    from agentfactory.core.github import pr_comments
+    from agentfactory.core.task import AgentTaskStatus
+
+    status = AgentTaskStatus.model_validate({
+        "phase": "AwaitingApproval",
+        "escalation": {"revision": 2, "rules": ["migrations"], "reason": "a schema change",
+                       "matches": [{"rule": "migrations", "action": "RequireApproval",
+                                    "file": "migrations/0002.sql"}]},
+    })  # fmt: skip
+    comments = dict(pr_comments(status, ["alice", "@acme/dba"], ["alice"]))
+    text = comments["escalation-2"]
+    assert text.startswith("@alice @acme/dba escalation rules migrations need a person")
+    assert "`migrations/0002.sql` (migrations)" in text
+    assert "approving review of this head by one of alice" in text
+    merged = AgentTaskStatus.model_validate({**status.model_dump(by_alias=True), "phase": "Merged"})
+    assert "escalation-2" not in dict(pr_comments(merged)), "only while it waits"

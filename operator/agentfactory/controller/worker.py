@@ -562,7 +562,9 @@ class Worker:
 
         def publish() -> None:
             forge.label_phase(number, status.phase.value)
-            for key, text in pr_comments(status):
+            escalation = factory.escalation
+            mentions, approvers = escalation.notify.mention_on_pr, escalation.approvers
+            for key, text in pr_comments(status, mentions, approvers):
                 forge.comment(number, key, text)
 
         try:

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from agentfactory.core.observations import CIFinished
+from agentfactory.core.phases import Phase
 from agentfactory.core.task import FailedCheck
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import timedelta
 
     from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Finding
@@ -143,11 +145,23 @@ def pull_request_body(task: str, spec: AgentTaskSpec) -> str:
     return "\n".join(lines)
 
 
-def pr_comments(status: AgentTaskStatus) -> list[tuple[str, str]]:
+def pr_comments(
+    status: AgentTaskStatus, mentions: Sequence[str] = (), approvers: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """The (key, text) comments a task's PR carries for its status: the accepted plan, the
-    last review and a red or timed-out CI run, each under a key of its own so posting again
-    edits rather than repeats."""
+    last review, a red or timed-out CI run, and an escalation waiting for a person (which
+    mentions *mentions*), each under a key of its own so posting again edits, not repeats."""
     out: list[tuple[str, str]] = []
+    record = status.escalation
+    if record is not None and status.phase == Phase.AWAITING_APPROVAL:
+        who = " ".join(f"@{m.lstrip('@')}" for m in mentions)
+        lines = "".join(f"\n- `{m.file}`" + (f":{m.line} `{m.text}`" if m.line else "")
+                        + f" ({m.rule})" for m in record.matches[:20])  # fmt: skip
+        by = f" by one of {', '.join(approvers)}" if approvers else ""
+        out.append((f"escalation-{record.revision}",
+                    f"{who} escalation rules {', '.join(record.rules)} need a person:"
+                    f" {record.reason}{lines}\n\nApprove with an approving review of this"
+                    f" head{by}.".strip()))  # fmt: skip
     if status.plan is not None:
         steps = "".join(f"\n{i}. {step}" for i, step in enumerate(status.plan.steps, 1))
         out.append(("plan", f"**Plan**\n\n{status.plan.summary}{steps}"))
