@@ -4,18 +4,23 @@ condition with the field and the fix, and nothing crashes."""
 
 from __future__ import annotations
 
+import base64
+import json
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import kopf
+import pytest
 
 import agentfactory.controller.factories
 import agentfactory.controller.settings
+from tests.fakes.github_api import FakeGitHub, private_key
 from tests.kube import emulated, running_operator, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
 FACTORIES = "/apis/agentfactory.dev/v1alpha1/namespaces/shop/factoryspecs"
 
@@ -70,3 +75,41 @@ def test_the_handlers_are_registered_with_stable_ids() -> None:
     ids = {h.id for h in kopf.get_default_registry()._changing.get_all_handlers()}
     assert {"factory-create", "factory-update", "factory-resume"} <= ids
     assert agentfactory.controller.factories.GROUP == "agentfactory.dev"
+
+
+@pytest.mark.parametrize("right_key", [True, False])
+async def test_github_app_credentials_are_tried_by_minting_a_token(
+    right_key: bool, tmp_path: Path, remote: Path
+) -> None:
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository("acme/shop", remote)
+        github.install(7, "acme/shop", contents="write", metadata="read", pull_requests="write",
+                       issues="write", checks="read", statuses="read")  # fmt: skip
+        key = github.key if right_key else private_key()
+        app = {"app-id": github.app_id, "installation-id": "7", "private-key": key}
+        async with operator() as url, aiohttp.ClientSession() as http:
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "gh-app"},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
+            }
+            await http.post(f"{url}/api/v1/namespaces/shop/secrets", json=secret)
+            doc = factory("shop", repository={
+                "url": github.clone_url("acme/shop"), "forge": "github",
+                "credentials": {"githubApp": {"secretName": "gh-app"}}})  # fmt: skip
+            assert (await http.post(url + FACTORIES, json=doc)).status == 200
+            obj = await wait_for(url, FACTORIES, "shop", ready)
+        conditions = {c["type"]: c for c in obj["status"]["conditions"]}
+        credentials = conditions["CredentialsValid"]
+        if right_key:
+            assert (credentials["status"], credentials["reason"]) == ("True", "AppCredentials")
+            assert conditions["Ready"]["status"] == "True"
+        else:
+            assert (credentials["status"], credentials["reason"]) == (
+                "False",
+                "CredentialsRejected",
+            )
+            assert "401" in credentials["message"] and "private-key" in credentials["message"]
+            assert conditions["Ready"]["reason"] == "CredentialsRejected"
+            assert key not in json.dumps(obj), "the key never reaches the status"

@@ -9,17 +9,25 @@ raise: they become a condition with the field and the fix.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from agentfactory.core.factory import FactorySpecStatus
+from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus
 from agentfactory.core.factory_status import factory_status
+from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
 from agentfactory.core.task import AgentTaskStatus
+from agentfactory.forge.build import build_forge
+from agentfactory.forge.git import ForgeError
+from agentfactory.forge.github import GitHubError, GitHubForge
 from agentfactory.kube.client import Kube, path_of
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
 
@@ -61,6 +69,30 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
     return infos
 
 
+async def _try_credentials(
+    kube: Kube, namespace: str, raw_spec: Any, secrets: set[str]
+) -> str | None:
+    """Why GitHub refuses the factory's App credentials (None: it minted a token, or there is
+    no App to try). Minting once is the only way to know the id, key and installation fit."""
+    try:
+        spec = FactorySpecSpec.model_validate(raw_spec)
+    except ValidationError:
+        return None  # the spec's own condition says what is wrong
+    creds = spec.repository.credentials
+    app = creds.github_app if creds is not None else None
+    if spec.repository.forge != "github" or app is None or app.secret_name not in secrets:
+        return None
+    raw = await kube.get(path_of("v1", "secrets", namespace, app.secret_name)) or {}
+    data = {k: base64.b64decode(v).decode() for k, v in (raw.get("data") or {}).items()}
+    try:
+        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), data)
+        if isinstance(forge, GitHubForge):
+            await asyncio.to_thread(forge.operator_token)
+    except (ForgeError, GitHubError) as exc:
+        return str(exc)
+    return None
+
+
 async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
     """Gather, decide, apply; the status is written once, and only when it changed."""
     kube: Kube = memo.kube
@@ -76,9 +108,10 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
     tasks = await _task_infos(kube, namespace, name)
     old_raw = body.get("status")
     old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
+    rejected = await _try_credentials(kube, namespace, body.get("spec"), secrets)
     status, spec = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
-        tasks=tasks, now=datetime.now(UTC),
+        tasks=tasks, now=datetime.now(UTC), rejected=rejected,
     )  # fmt: skip
     if spec is not None:
         uid = meta.uid or ""
@@ -88,7 +121,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
                           agent_network_policy(name, namespace, uid, spec))  # fmt: skip
     new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     if new != old_raw:
-        patch.status.update(new)
+        patch.status.update(merge_patch(old_raw or {}, new))
 
 
 @kopf.on.resume(GROUP, VERSION, "factoryspecs", id="factory-resume")

@@ -3,6 +3,7 @@ handler, and the API client every handler shares through kopf's memo."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,6 +13,7 @@ from agentfactory.controller.leadership import Leadership
 from agentfactory.kube.client import Kube, KubeError, path_of
 
 PREFIX = "agentfactory.dev"
+STOP_SECONDS = 20
 PEERING_API = "kopf.dev/v1"
 log = logging.getLogger(__name__)
 
@@ -72,3 +74,21 @@ async def ensure_peering(kube: Kube, name: str, namespaces: list[str]) -> None:
             if exc.status != 409:  # 409: another replica made it first
                 raise
         log.info("peering %r %s ready", name, f"in {namespace}" if namespace else "cluster-wide")
+
+
+@kopf.on.cleanup(id="stop")
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the workers (if any run), then close the API client they use (in that order: a
+    pass cut off by a closed client would fail halfway and retry until killed)."""
+    workers: dict[str, tuple[Any, asyncio.Task[None]]] = memo.get("workers", {})
+    for worker, _task in workers.values():
+        worker.stop()
+    tasks = [task for _, task in workers.values()]
+    if tasks:
+        _done, late = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+        for task in late:  # a pass stuck in a slow call: cut it off
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    kube = memo.get("kube")
+    if kube is not None:
+        await kube.__aexit__(None, None, None)

@@ -17,7 +17,6 @@ from agentfactory.controller.worker import Worker
 from agentfactory.manifests.agents import MANAGED
 
 GROUP, VERSION = "agentfactory.dev", "v1alpha1"
-STOP_SECONDS = 20
 
 
 def poke(memo: kopf.Memo, namespace: str) -> None:
@@ -49,24 +48,6 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     memo.workers = {}
     memo.metrics = Metrics(lambda: memo.get("view"))
     memo.setdefault("workdir", "/tmp/agentfactory")  # noqa: S108 - the operator pod's emptyDir
-
-
-@kopf.on.cleanup(id="stop")
-async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the workers, then close the API client they use (in that order: a pass cut off
-    by a closed client would fail halfway and retry until killed)."""
-    workers: dict[str, tuple[Worker, asyncio.Task[None]]] = memo.get("workers", {})
-    for worker, _task in workers.values():
-        worker.stop()
-    tasks = [task for _, task in workers.values()]
-    if tasks:
-        _done, late = await asyncio.wait(tasks, timeout=STOP_SECONDS)
-        for task in late:  # a pass stuck in a slow call: cut it off
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    kube = memo.get("kube")
-    if kube is not None:
-        await kube.__aexit__(None, None, None)
 
 
 @kopf.on.event(GROUP, VERSION, "agenttasks", id="task-event")

@@ -6,7 +6,8 @@ Conditions:
   field and the fix (the same words as `agentfactory validate`).
 - `CredentialsValid`: True for a GitHub App (tokens are scoped per pod) or a forge that needs
   none; False but usable (`TokenCannotBeScoped`) for a plain token; False when a Secret is
-  missing.
+  missing, or when the forge refused the credentials (`CredentialsRejected`: the operator
+  tries a GitHub App by minting a token, and says what to fix).
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ def factory_status(
     secrets: Collection[str],
     tasks: Sequence[TaskInfo],
     now: datetime,
+    rejected: str | None = None,
 ) -> tuple[FactorySpecStatus, FactorySpecSpec | None]:
-    """The whole new status, and the validated spec (None when it is invalid)."""
+    """The whole new status, and the validated spec (None when it is invalid). *rejected*:
+    why the forge refused the credentials when the operator tried them (None: accepted)."""
     status = (old or FactorySpecStatus()).model_copy(deep=True)
     status.observed_generation = generation
     current = progress(tasks)
@@ -104,10 +107,12 @@ def factory_status(
         condition(ConditionType.CREDENTIALS_VALID, "Unknown", "InvalidSpec", "the spec is invalid")
         return status, None
     value, reason, message = _credentials(spec, secrets)
+    if rejected is not None and reason != "SecretMissing":
+        value, reason, message = "False", "CredentialsRejected", rejected
     condition(ConditionType.CREDENTIALS_VALID, value, reason, message)
     key = spec.agents.api_key_secret_ref
-    if reason == "SecretMissing":
-        condition(ConditionType.READY, "False", "SecretMissing", message)
+    if reason in ("SecretMissing", "CredentialsRejected"):
+        condition(ConditionType.READY, "False", reason, message)
     elif key is not None and key.name not in secrets:
         condition(ConditionType.READY, "False", "APIKeySecretMissing",
                   f"spec.agents.apiKeySecretRef: Secret '{key.name}' does not exist; create it"
