@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfactory.controller.view import View
@@ -18,6 +20,7 @@ from tests.kube import emulated, wait_for
 from tests.scripts import factory_doc, task_doc
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 NS = "shop"
@@ -93,98 +96,105 @@ GH_ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "is
           "checks": "read", "statuses": "read"}  # fmt: skip
 
 
-async def github_factory(kube: Kube, github: FakeGitHub, remote: Path, **spec: Any) -> None:
-    app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
-    await kube.create(
-        path_of("v1", "secrets", NS),
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "gh-app"},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
-        },
-    )
-    doc = factory_doc(remote, ci={"source": "github-checks", "requiredChecks": ["test"]},
-                      repository={"url": github.clone_url(GH_REPO), "forge": "github",
-                                  "credentials": {"githubApp": {"secretName": "gh-app"}}},
-                      **spec)  # fmt: skip
-    await kube.create(path_of(API, "factoryspecs", NS), doc)
-    await kube.create(
-        path_of(API, "agenttasks", NS), task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"])
-    )
+@dataclass
+class GitHubShop:
+    """The shop on the fake GitHub, its factory (App credentials) and task in the emulator,
+    and the task's patch pushed to `factory/fix-cart`, as a pass of the operator left it."""
+
+    github: FakeGitHub
+    kube: Kube
+    base: str
+    head: str
+    path: str = path_of(API, "agenttasks", NS, "fix-cart")
+
+    async def worker_with_status(self, workdir: Path, **status: Any) -> Worker:
+        """A worker that has read the task with *status* (the rest of the pipeline done)."""
+        fields = {"attempt": 1, "branch": "factory/fix-cart", "headSHA": self.head, **status}
+        await self.kube.patch(f"{self.path}/status", {"status": fields})
+        worker = Worker(NS, self.kube, View(), workdir)
+        await worker.refresh()
+        return worker
+
+    async def task_status(self) -> dict[str, Any]:
+        return dict((await self.kube.get(self.path) or {})["status"])
+
+
+@asynccontextmanager
+async def github_shop(tmp_path: Path, remote: Path, **spec: Any) -> AsyncIterator[GitHubShop]:
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository(GH_REPO, remote)
+        github.install(7, GH_REPO, **GH_ALL)
+        async with emulated() as (_, url), Kube(server=url) as kube:
+            app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
+            await kube.create(path_of("v1", "secrets", NS), {
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh-app"},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
+            })  # fmt: skip
+            doc = factory_doc(remote, ci={"source": "github-checks", "requiredChecks": ["test"]},
+                              repository={"url": github.clone_url(GH_REPO), "forge": "github",
+                                          "credentials": {"githubApp": {"secretName": "gh-app"}}},
+                              **spec)  # fmt: skip
+            await kube.create(path_of(API, "factoryspecs", NS), doc)
+            task = task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"])
+            await kube.create(path_of(API, "agenttasks", NS), task)
+            base = github.head_of(GH_REPO, "main") or ""
+            head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
+            github.push(GH_REPO, "factory/fix-cart", head)
+            yield GitHubShop(github, kube, base, head)
 
 
 async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
     tmp_path: Path, remote: Path
 ) -> None:
-    with FakeGitHub(root=tmp_path / "github") as github:
-        github.create_repository(GH_REPO, remote)
-        github.install(7, GH_REPO, **GH_ALL)
-        async with emulated() as (_, url), Kube(server=url) as kube:
-            await github_factory(kube, github, remote, escalation={"approvers": ["alice"]})
-            base = github.head_of(GH_REPO, "main") or ""
-            head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
-            github.push(GH_REPO, "factory/fix-cart", head)
-            app = GitHubApp(github_repository(github.clone_url(GH_REPO)), github.app_id, 7,
-                            github.key, seconds_between_requests=0)  # fmt: skip
-            pr = GitHubForge.at(app, tmp_path / "t").ensure_pull_request(
-                "factory/fix-cart", "fix", "contract"
-            )
-            path = path_of(API, "agenttasks", NS, "fix-cart")
-            await kube.patch(f"{path}/status", {"status": {
-                "phase": "AwaitingApproval", "stage": "codeReview", "attempt": 1,
-                "branch": "factory/fix-cart", "headSHA": head, "patchRevision": 1,
-                "pullRequest": {"number": pr.number, "url": pr.url},
-                "escalation": {"revision": 1, "rules": ["migrations"], "reason": "a migration"},
-            }})  # fmt: skip
-            worker = Worker(NS, kube, View(), tmp_path / "worker")
-            await worker.refresh()
-            github.add_review(GH_REPO, pr.number, "mallory", "APPROVED", head)
-            await worker.step()
-            assert (await kube.get(path) or {})["status"]["phase"] == "AwaitingApproval"
-            github.add_review(GH_REPO, pr.number, "Alice", "APPROVED", head)
-            await worker.step()
-            task = (await kube.get(path) or {})["status"]
-            assert task["phase"] == "Merging"
-            assert task["escalation"]["approvedBy"] == "alice"
+    async with github_shop(tmp_path, remote, escalation={"approvers": ["alice"]}) as shop:
+        github, head = shop.github, shop.head
+        app = GitHubApp(github_repository(github.clone_url(GH_REPO)), github.app_id, 7,
+                        github.key, seconds_between_requests=0)  # fmt: skip
+        pr = GitHubForge.at(app, tmp_path / "t").ensure_pull_request(
+            "factory/fix-cart", "fix", "contract"
+        )
+        worker = await shop.worker_with_status(
+            tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
+            pullRequest={"number": pr.number, "url": pr.url},
+            escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
+        )  # fmt: skip
+        github.add_review(GH_REPO, pr.number, "mallory", "APPROVED", head)
+        await worker.step()
+        assert (await shop.task_status())["phase"] == "AwaitingApproval"
+        github.add_review(GH_REPO, pr.number, "Alice", "APPROVED", head)
+        await worker.step()
+        task = await shop.task_status()
+        assert task["phase"] == "Merging"
+        assert task["escalation"]["approvedBy"] == "alice"
 
 
 async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
     tmp_path: Path, remote: Path
 ) -> None:
-    with FakeGitHub(root=tmp_path / "github") as github:
-        github.create_repository(GH_REPO, remote)
-        github.install(7, GH_REPO, **GH_ALL)
-        async with emulated() as (_, url), Kube(server=url) as kube:
-            await github_factory(kube, github, remote)
-            base = github.head_of(GH_REPO, "main") or ""
-            head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
-            github.push(GH_REPO, "factory/fix-cart", head)
-            path = path_of(API, "agenttasks", NS, "fix-cart")
-            await kube.patch(f"{path}/status", {"status": {
-                "phase": "CI", "stage": "ci", "attempt": 1, "branch": "factory/fix-cart",
-                "headSHA": head, "lastTransitionTime": "2026-11-21T10:00:00Z"}})  # fmt: skip
-            worker = Worker(NS, kube, View(), tmp_path / "worker")
-            await worker.refresh()
-            await worker.step()  # opens the PR, records it
-            task = await kube.get(path) or {}
-            number = task["status"]["pullRequest"]["number"]
-            assert github.pulls[GH_REPO][number]["head"] == "factory/fix-cart"
-            assert "cart_total counts." in github.pulls[GH_REPO][number]["body"]
-            await worker.step()
-            assert (await kube.get(path) or {})["status"]["phase"] == "CI", "no checks yet"
-            github.add_check_run(GH_REPO, base, "test", conclusion="success")  # another commit
-            github.add_check_run(GH_REPO, head, "test", conclusion="failure", summary="1 failed")
-            await worker.step()
-            red = await kube.get(path) or {}
-            assert red["status"]["phase"] == "Implementing"
-            assert "1 failed" in json.dumps(red["status"])
-            assert len(github.pulls[GH_REPO]) == 1, "one PR per task"
-            labels = [label["name"] for label in github.pulls[GH_REPO][number]["labels"]]
-            assert labels == ["agentfactory:Implementing"], "the PR shows the phase"
-            comments = [c["body"] for c in github.comments.values()]
-            assert len(comments) == 1 and f"CI failure on {head[:12]}" in comments[0]
-            assert "`test`: test\n1 failed" in comments[0], "the check run's output"
+    async with github_shop(tmp_path, remote) as shop:
+        github, base, head = shop.github, shop.base, shop.head
+        since = "2026-11-21T10:00:00Z"
+        worker = await shop.worker_with_status(
+            tmp_path / "worker", phase="CI", stage="ci", lastTransitionTime=since
+        )
+        await worker.step()  # opens the PR, records it
+        number = (await shop.task_status())["pullRequest"]["number"]
+        assert github.pulls[GH_REPO][number]["head"] == "factory/fix-cart"
+        assert "cart_total counts." in github.pulls[GH_REPO][number]["body"]
+        await worker.step()
+        assert (await shop.task_status())["phase"] == "CI", "no checks yet"
+        github.add_check_run(GH_REPO, base, "test", conclusion="success")  # another commit
+        github.add_check_run(GH_REPO, head, "test", conclusion="failure", summary="1 failed")
+        await worker.step()
+        red = await shop.task_status()
+        assert red["phase"] == "Implementing"
+        assert "1 failed" in json.dumps(red)
+        assert len(github.pulls[GH_REPO]) == 1, "one PR per task"
+        labels = [label["name"] for label in github.pulls[GH_REPO][number]["labels"]]
+        assert labels == ["agentfactory:Implementing"], "the PR shows the phase"
+        comments = [c["body"] for c in github.comments.values()]
+        assert len(comments) == 1 and f"CI failure on {head[:12]}" in comments[0]
+        assert "`test`: test\n1 failed" in comments[0], "the check run's output"
 
 
 async def test_a_task_whose_status_does_not_validate_is_left_alone_and_reported(

@@ -121,16 +121,18 @@ def test_the_ci_gate_reads_check_runs_and_statuses_on_the_exact_head(
     assert [c.name for c in red.failed_checks] == ["test"]
 
 
-def change(f: GitHubForge, path: str, text: str) -> str:
-    """A commit on the base with *path* changed (not pushed)."""
-    return f.commit_patch(f.base_sha(), new_file_diff(path, text), f"add {path}")
+def open_pr(github: FakeGitHub, f: GitHubForge, text: str = "notes\n") -> tuple[str, int]:
+    """A task's branch `factory/notes` with NOTES.md set to *text* on the base, and its PR:
+    (head, PR number)."""
+    head = github.commit(REPO, github.head_of(REPO, "main") or "", "NOTES.md", text, "notes")
+    github.push(REPO, "factory/notes", head)
+    return head, f.ensure_pull_request("factory/notes", "notes", "contract").number
 
 
-def new_file_diff(path: str, text: str) -> str:
-    lines = text.splitlines()
-    body = "".join(f"+{line}\n" for line in lines)
-    return (f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n"
-            f"+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}")  # fmt: skip
+def move_base(github: FakeGitHub, path: str, text: str) -> None:
+    """Someone merges a change of *path* into main meanwhile."""
+    base = github.head_of(REPO, "main") or ""
+    github.push(REPO, "main", github.commit(REPO, base, path, text, f"meanwhile: {path}"))
 
 
 def merge(f: GitHubForge, head: str, **kwargs: object) -> MergeOutcome:
@@ -144,9 +146,7 @@ def test_the_merge_is_pinned_to_the_verified_head_and_happens_once(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    head = change(f, "NOTES.md", "notes\n")
-    f.push_branch("factory/notes", head)
-    f.ensure_pull_request("factory/notes", "notes", "contract")
+    head, _ = open_pr(github, f)
     racing = github.commit(REPO, head, "NOTES.md", "raced\n", "a racing push")
     github.push(REPO, "factory/notes", racing)
     refused = merge(f, head)
@@ -167,12 +167,8 @@ def test_a_moved_base_is_merged_into_the_branch_and_goes_back_to_ci(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    head = change(f, "NOTES.md", "notes\n")
-    f.push_branch("factory/notes", head)
-    f.ensure_pull_request("factory/notes", "notes", "contract")
-    base = github.head_of(REPO, "main")
-    assert base is not None
-    github.push(REPO, "main", github.commit(REPO, base, "OTHER.md", "other\n", "elsewhere"))
+    head, _ = open_pr(github, f)
+    move_base(github, "OTHER.md", "other\n")
     moved = merge(f, head)
     assert moved.outcome == "base-moved" and moved.new_head_sha not in (None, head)
     assert moved.new_head_sha == github.head_of(REPO, "factory/notes")
@@ -183,12 +179,8 @@ def test_a_moved_base_is_merged_into_the_branch_and_goes_back_to_ci(
 
 def test_a_conflict_is_reported_not_forced(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
-    head = change(f, "NOTES.md", "ours\n")
-    f.push_branch("factory/notes", head)
-    f.ensure_pull_request("factory/notes", "notes", "contract")
-    base = github.head_of(REPO, "main")
-    assert base is not None
-    github.push(REPO, "main", github.commit(REPO, base, "NOTES.md", "theirs\n", "conflicting"))
+    head, _ = open_pr(github, f, "ours\n")
+    move_base(github, "NOTES.md", "theirs\n")
     outcome = merge(f, head)
     assert outcome.outcome == "conflict", outcome
     assert github.head_of(REPO, "factory/notes") == head, "the branch is left as it was"
@@ -198,30 +190,27 @@ def test_only_a_listed_login_approving_the_exact_head_counts(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    head = change(f, "NOTES.md", "notes\n")
-    f.push_branch("factory/notes", head)
-    pr = f.ensure_pull_request("factory/notes", "notes", "contract")
-    github.add_review(REPO, pr.number, "mallory", "APPROVED", head)  # not an approver
-    github.add_review(REPO, pr.number, "Alice", "APPROVED", "c" * 40)  # an older head
-    github.add_review(REPO, pr.number, "bob", "APPROVED", head)
-    github.add_review(REPO, pr.number, "bob", "CHANGES_REQUESTED", head)  # bob changed his mind
+    head, number = open_pr(github, f)
+    github.add_review(REPO, number, "mallory", "APPROVED", head)  # not an approver
+    github.add_review(REPO, number, "Alice", "APPROVED", "c" * 40)  # an older head
+    github.add_review(REPO, number, "bob", "APPROVED", head)
+    github.add_review(REPO, number, "bob", "CHANGES_REQUESTED", head)  # bob changed his mind
     approvers = ["alice", "bob"]
-    assert f.approvals(pr.number, head, approvers) == []
-    github.add_review(REPO, pr.number, "Alice", "APPROVED", head)
-    github.add_review(REPO, pr.number, "Alice", "COMMENTED", head)  # a comment keeps it
-    assert f.approvals(pr.number, head, approvers) == ["alice"], "in the factory's spelling"
+    assert f.approvals(number, head, approvers) == []
+    github.add_review(REPO, number, "Alice", "APPROVED", head)
+    github.add_review(REPO, number, "Alice", "COMMENTED", head)  # a comment keeps it
+    assert f.approvals(number, head, approvers) == ["alice"], "in the factory's spelling"
 
 
 def test_the_phase_label_replaces_only_its_own(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
-    f.push_branch("factory/notes", f.base_sha())
-    pr = f.ensure_pull_request("factory/notes", "notes", "contract")
-    github.pulls[REPO][pr.number]["labels"] = [{"name": "team:shop"}]
-    f.label_phase(pr.number, "CI")
-    f.label_phase(pr.number, "CodeReview")
+    _, number = open_pr(github, f)
+    github.pulls[REPO][number]["labels"] = [{"name": "team:shop"}]
+    f.label_phase(number, "CI")
+    f.label_phase(number, "CodeReview")
     writes = len([c for c in github.calls if c[0] == "PUT" and c[1].endswith("/labels")])
-    f.label_phase(pr.number, "CodeReview")
-    names = [label["name"] for label in github.pulls[REPO][pr.number]["labels"]]
+    f.label_phase(number, "CodeReview")
+    names = [label["name"] for label in github.pulls[REPO][number]["labels"]]
     assert names == ["team:shop", "agentfactory:CodeReview"]
     assert writes == len([c for c in github.calls if c[0] == "PUT" and c[1].endswith("/labels")]), (
         "an unchanged label is not rewritten"

@@ -55,6 +55,18 @@ FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"
 FIX = implement(replace("shop/cart.py", CART, CART_FIXED))
 
 
+def fixes() -> dict[tuple[str, str], list[list[Reply]]]:
+    """The implementer's scripted session (fresh per test: the fake consumes it)."""
+    return {("fix-cart", "implementer"): [FIX]}
+
+
+#: The pods of one pass through the pipeline, in order.
+EVERY_STAGE = ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
+               "fix-cart-ci-1", "fix-cart-code-review-1"]  # fmt: skip
+#: CI that runs long enough for a test to act while its pod runs.
+CI_A_WHILE = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds": 120}]
+
+
 @dataclass
 class Cluster:
     url: str
@@ -73,6 +85,11 @@ class Cluster:
 
     async def stop_operator(self) -> None:
         await self.operator.aclose()
+
+    @property
+    def started(self) -> list[str]:
+        """The pods the kubelet started, by name, in order."""
+        return [key.split("/")[1] for key in self.kubelet.started]
 
     async def pod(self, name: str, phase: str = "Running") -> dict[str, Any]:
         def reached(obj: dict[str, Any]) -> bool:
@@ -163,12 +180,10 @@ def merged_tasks(remote: Path) -> list[str]:
 async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
     tmp_path: Path, remote: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with cluster(tmp_path, remote, [FIX_CART], {("fix-cart", "implementer"): [FIX]}) as c:
+    async with cluster(tmp_path, remote, [FIX_CART], fixes()) as c:
         task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
-        pods = [p.split("/")[1] for p in c.kubelet.started]
-        assert pods == ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
-                        "fix-cart-ci-1", "fix-cart-code-review-1"]  # fmt: skip
+        assert c.started == EVERY_STAGE
         assert merged_tasks(remote) == ["fix-cart"]
         assert CART_FIXED in git(remote, "show", "main:shop/cart.py")
         # Every pod read was deleted with its credentials; nothing failed, so nothing is kept.
@@ -233,7 +248,7 @@ async def test_reviews_that_keep_asking_for_changes_exhaust_the_retries(
     async with cluster(tmp_path, remote, [FIX_CART], sessions, retries={"perStage": 1}) as c:
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert task["status"]["phase"] == "NeedsAttention"
-        assert [p.split("/")[1] for p in c.kubelet.started] == [
+        assert c.started == [
             "fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-plan-2",
             "fix-cart-plan-review-2"]  # fmt: skip
         assert "The plan misses the tests." in json.dumps(task["status"])
@@ -246,8 +261,7 @@ SLOW_CI = [{"name": "test", "command": f"sleep 600; {CHECK}", "timeoutSeconds": 
 async def test_a_pod_deleted_mid_stage_is_a_failed_attempt_not_a_silent_rerun(
     tmp_path: Path, remote: Path
 ) -> None:
-    sessions = {("fix-cart", "implementer"): [FIX]}
-    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=SLOW_CI,
+    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
                        retries={"perStage": 0}) as c:  # fmt: skip
         # The implementer runs the checks before it hands off: its pod is the slow one.
         await c.pod("fix-cart-implement-1")
@@ -261,8 +275,7 @@ async def test_a_pod_deleted_mid_stage_is_a_failed_attempt_not_a_silent_rerun(
 async def test_a_pod_past_its_deadline_fails_its_attempt_and_is_kept_for_debugging(
     tmp_path: Path, remote: Path
 ) -> None:
-    sessions = {("fix-cart", "implementer"): [FIX]}
-    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=SLOW_CI,
+    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
                        retries={"perStage": 0}, sandbox={"timeoutSeconds": 60}) as c:  # fmt: skip
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert "stopped at its deadline" in task["status"]["message"]
@@ -280,7 +293,7 @@ async def test_an_invalid_task_gets_failed_with_the_field_and_the_fix(
     bad = task_doc("vague", "Make it better.", ["shop/**"])
     bad["spec"]["acceptanceCriteria"] = []
     async with cluster(tmp_path, remote, [bad, FIX_CART],
-                       {("fix-cart", "implementer"): [FIX]}) as c:  # fmt: skip
+                       fixes()) as c:  # fmt: skip
         task = await c.phase("vague", "Failed")
         assert "spec.acceptanceCriteria" in task["status"]["message"]
         assert (await c.phase("fix-cart", "Merged", "NeedsAttention"))["status"]["phase"] == (
@@ -315,11 +328,9 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
 ) -> None:
     # `agentfactory run` killed with SIGKILL while the CI pod runs; a new process rebuilds its
     # view from the resources and finishes the task.
-    checks = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds": 120}]
-    sessions = {("fix-cart", "implementer"): [FIX]}
     log, port = tmp_path / "operator.log", free_port()
     flags = ("--standalone", "--metrics-port", str(port))
-    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=checks,
+    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
                        in_process=False) as c:  # fmt: skip
         async with operator_process(c, log, *flags) as first:
             await c.pod("fix-cart-ci-1")
@@ -332,9 +343,7 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
             second.terminate()
             assert await second.wait() == 0, "SIGTERM stops the operator cleanly"
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
-        started = [p.split("/")[1] for p in c.kubelet.started]
-        assert started == ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
-                           "fix-cart-ci-1", "fix-cart-code-review-1"], "no pod twice"  # fmt: skip
+        assert c.started == EVERY_STAGE, "no pod twice"
         assert merged_tasks(remote) == ["fix-cart"], "merged once"
         assert git(remote, "branch", "--list", "factory/*") == "", "no branch left behind"
         assert 'agentfactory_tasks{factory="shop",namespace="shop",phase="Merged"} 1.0' in metrics
@@ -346,11 +355,9 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
 async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
     tmp_path: Path, remote: Path
 ) -> None:
-    checks = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds": 120}]
-    sessions = {("fix-cart", "implementer"): [FIX]}
     leader, standby = tmp_path / "leader.log", tmp_path / "standby.log"
     peering = ("--peering-lifetime", "4", "--metrics-port", "0")
-    async with cluster(tmp_path, remote, [FIX_CART], sessions, checks=checks,
+    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
                        in_process=False) as c:  # fmt: skip
         async with operator_process(c, leader, "--priority", "2", *peering) as first:
             await wait_for(c.url, "/apis/kopf.dev/v1/clusterkopfpeerings", "agentfactory",
@@ -362,9 +369,7 @@ async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_
                 second.terminate()
                 assert await second.wait() == 0, "SIGTERM stops the operator cleanly"
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
-        started = [p.split("/")[1] for p in c.kubelet.started]
-        assert started == ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
-                           "fix-cart-ci-1", "fix-cart-code-review-1"], "no pod twice"  # fmt: skip
+        assert c.started == EVERY_STAGE, "no pod twice"
         assert merged_tasks(remote) == ["fix-cart"], "merged once"
         led, took_over = moves(leader), moves(standby)
         assert "launched fix-cart-ci-1" in led, "the higher priority leads"

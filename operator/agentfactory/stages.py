@@ -148,6 +148,11 @@ def ci_observation(status: AgentTaskStatus, runs: list[CheckRun]) -> CIFinished:
     )
 
 
+def change_title(name: str, spec: AgentTaskSpec) -> str:
+    """A task's change in one line: its merge commit's title and its PR's."""
+    return f"{name}: {spec.goal.splitlines()[0][:72]}"
+
+
 def merge_observation(
     name: str, spec: AgentTaskSpec, factory: FactorySpecSpec, status: AgentTaskStatus,
     forge: GitForge,
@@ -160,7 +165,7 @@ def merge_observation(
         branch=branch,
         head_sha=head,
         method=factory.merge.method,
-        title=f"{name}: {spec.goal.splitlines()[0][:72]}",
+        title=change_title(name, spec),
         body="\n".join(f"- {c}" for c in spec.acceptance_criteria),
         delete_branch=factory.merge.delete_branch,
     )

@@ -28,13 +28,15 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _TOKENS = re.compile(r"^/api/v3/app/installations/(?P<installation>\d+)/access_tokens$")
 _REPO = re.compile(r"^/api/v3/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?$")
@@ -206,23 +208,29 @@ class FakeGitHub:
         return 200, self._repo(full), {}
 
     def head_of(self, full: str, branch: str) -> str | None:
-        assert self.root is not None
-        out = subprocess.run(["git", "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
-                             cwd=self.root / f"{full}.git", capture_output=True, text=True,
-                             check=False).stdout.strip()  # fmt: skip
-        return out or None
+        return self._git(full, "rev-parse", "--verify", "-q", f"refs/heads/{branch}") or None
 
-    def _git(self, full: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def _git(self, full: str, *args: str, stdin: str = "", index: bool = False) -> str:
+        """git's output in *full*'s bare repository (see `_run`)."""
+        return self._run(full, *args, stdin=stdin, index=index).stdout.strip()
+
+    def _run(
+        self, full: str, *args: str, stdin: str = "", index: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """git in *full*'s bare repository, committing as GitHub does (with a scratch index
+        of the repository's own when *index*)."""
         assert self.root is not None
         env = {"PATH": os.environ["PATH"], "GIT_AUTHOR_NAME": "GitHub",
                "GIT_AUTHOR_EMAIL": "noreply@github.com", "GIT_COMMITTER_NAME": "GitHub",
                "GIT_COMMITTER_EMAIL": "noreply@github.com"}  # fmt: skip
+        if index:
+            env["GIT_INDEX_FILE"] = str(self.root / f"{full}.index")
         return subprocess.run(["git", *args], cwd=self.root / f"{full}.git", env=env,
-                              capture_output=True, text=True, check=False)  # fmt: skip
+                              input=stdin, capture_output=True, text=True, check=False)  # fmt: skip
 
     def _merged_tree(self, full: str, ours: str, theirs: str) -> str | None:
         """The tree of merging *theirs* into *ours*, or None on a conflict."""
-        out = self._git(full, "merge-tree", "--write-tree", ours, theirs)
+        out = self._run(full, "merge-tree", "--write-tree", ours, theirs)
         return out.stdout.split()[0] if out.returncode == 0 else None
 
     def push(self, full: str, branch: str, sha: str) -> None:
@@ -231,18 +239,12 @@ class FakeGitHub:
 
     def commit(self, full: str, parent: str, path: str, text: str, message: str) -> str:
         """A commit on top of *parent* that writes *path* (for moving a base in tests)."""
-        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=text, text=True,
-                              cwd=self.root / f"{full}.git" if self.root else None,
-                              capture_output=True, check=True).stdout.strip()  # fmt: skip
-        index = {"GIT_INDEX_FILE": str((self.root or Path()) / f"{full}.index")}
-        env = {**os.environ, **index}
-        cwd = (self.root or Path()) / f"{full}.git"
-        subprocess.run(["git", "read-tree", parent], cwd=cwd, env=env, check=True)
-        subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"],
-                       cwd=cwd, env=env, check=True)  # fmt: skip
-        tree = subprocess.run(["git", "write-tree"], cwd=cwd, env=env, check=True,
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return self._git(full, "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
+        blob = self._git(full, "hash-object", "-w", "--stdin", stdin=text)
+        self._git(full, "read-tree", parent, index=True)
+        self._git(full, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}",
+                  index=True)  # fmt: skip
+        tree = self._git(full, "write-tree", index=True)
+        return self._git(full, "commit-tree", tree, "-p", parent, "-m", message)
 
     def _pull_json(self, full: str, pull: dict[str, Any]) -> dict[str, Any]:
         head, base = pull["head"], pull["base"]
@@ -305,8 +307,8 @@ class FakeGitHub:
 
     def _compare(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         base, _, head = n[0].partition("...")
-        behind = self._git(full, "rev-list", "--count", f"{head}..{base}").stdout.strip()
-        ahead = self._git(full, "rev-list", "--count", f"{base}..{head}").stdout.strip()
+        behind = self._git(full, "rev-list", "--count", f"{head}..{base}")
+        ahead = self._git(full, "rev-list", "--count", f"{base}..{head}")
         if not behind or not ahead:
             return 404, {"message": "Not Found"}, {}
         state = "identical" if behind == ahead == "0" else "behind" if ahead == "0" else (
@@ -336,7 +338,7 @@ class FakeGitHub:
             base,
             "-m",
             f"Merge branch '{pull['base']}' into {pull['head']}",
-        ).stdout.strip()
+        )
         self.push(full, pull["head"], merged)
         return 202, {"message": "Updating pull request branch.", "url": ""}, {}
 
@@ -363,7 +365,7 @@ class FakeGitHub:
             if x
         )
         parents = ["-p", base] + (["-p", head] if method == "merge" else [])
-        merged = self._git(full, "commit-tree", tree, *parents, "-m", message).stdout.strip()
+        merged = self._git(full, "commit-tree", tree, *parents, "-m", message)
         self.push(full, pull["base"], merged)
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         pull.update(state="closed", merged=True, merged_at=now, merge_commit_sha=merged,

@@ -10,7 +10,6 @@ raise: they become a condition with the field and the fix.
 from __future__ import annotations
 
 import asyncio
-import base64
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,11 +68,10 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
     return infos
 
 
-async def _try_credentials(
-    kube: Kube, namespace: str, raw_spec: Any, secrets: set[str]
-) -> str | None:
+async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:
     """Why GitHub refuses the factory's App credentials (None: it minted a token, or there is
-    no App to try). Minting once is the only way to know the id, key and installation fit."""
+    no App to try). Minting once is the only way to know the id, key and installation fit.
+    *secrets*: the Secrets the spec names that exist, by name, decoded."""
     try:
         spec = FactorySpecSpec.model_validate(raw_spec)
     except ValidationError:
@@ -82,10 +80,8 @@ async def _try_credentials(
     app = creds.github_app if creds is not None else None
     if spec.repository.forge != "github" or app is None or app.secret_name not in secrets:
         return None
-    raw = await kube.get(path_of("v1", "secrets", namespace, app.secret_name)) or {}
-    data = {k: base64.b64decode(v).decode() for k, v in (raw.get("data") or {}).items()}
     try:
-        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), data)
+        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[app.secret_name])
         if isinstance(forge, GitHubForge):
             await asyncio.to_thread(forge.operator_token)
     except (ForgeError, GitHubError) as exc:
@@ -101,14 +97,15 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
         body.metadata.namespace or "default",
         body.metadata.name or "",
     )
-    secrets = set()
+    secrets = {}  # each named Secret read once: whether it exists, and what it holds
     for secret in _secret_names(body.get("spec")):
-        if await kube.get(path_of("v1", "secrets", namespace, secret)) is not None:
-            secrets.add(secret)
+        data = await kube.secret_data(namespace, secret)
+        if data is not None:
+            secrets[secret] = data
     tasks = await _task_infos(kube, namespace, name)
     old_raw = body.get("status")
     old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
-    rejected = await _try_credentials(kube, namespace, body.get("spec"), secrets)
+    rejected = await _try_credentials(body.get("spec"), secrets)
     status, spec = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
         tasks=tasks, now=datetime.now(UTC), rejected=rejected,

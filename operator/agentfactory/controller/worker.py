@@ -17,7 +17,6 @@ that landed is found by the forge, not repeated.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -32,7 +31,7 @@ from agentfactory.controller.leadership import Leadership
 from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec
-from agentfactory.core.factory_status import PROGRESS_FIELDS, progress
+from agentfactory.core.factory_status import PROGRESS_FIELDS, PROGRESS_KEYS, progress
 from agentfactory.core.github import ci_verdict, pr_comments, pull_request_body
 from agentfactory.core.handoff import AgentResult, CheckReport
 from agentfactory.core.mergepatch import merge_patch
@@ -65,6 +64,7 @@ from agentfactory.stages import (
     StageOutcome,
     agent_inputs,
     agent_observation,
+    change_title,
     ci_checks,
     ci_observation,
     merge_observation,
@@ -92,6 +92,8 @@ ENDED = (Phase.MERGED, Phase.CANCELLED)
 
 
 CONFLICT_RETRIES = 3
+#: How long a credentials Secret read stays good (rotation is picked up within this).
+SECRET_SECONDS = 30
 
 
 def _status_body(raw: dict[str, Any], new: AgentTaskStatus) -> dict[str, Any]:
@@ -143,6 +145,8 @@ class Worker:
     _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
         default_factory=dict
     )
+    _secrets: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+    """Credentials Secrets by name: (when read, decoded data)."""
     _reported: set[tuple[str, str]] = field(default_factory=set)
     """(task, resourceVersion) pairs whose unreadable status was reported."""
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
@@ -242,18 +246,31 @@ class Worker:
 
     async def _forge(self, name: str, spec: FactorySpecSpec) -> GitForge:
         """The factory's forge, made again only when its repository or credentials change."""
-        secret: dict[str, str] = {}
         creds = spec.repository.credentials
         ref = (creds.github_app or creds.token) if creds is not None else None
-        if ref is not None:
-            raw = await self.kube.get(path_of("v1", "secrets", self.namespace, ref.secret_name))
-            data = (raw or {}).get("data") or {}
-            secret = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        secret = await self._secret(ref.secret_name) if ref is not None else {}
         key = (spec.repository.model_dump_json(), tuple(sorted(secret.items())))
         if name not in self._forges or self._forges[name][0] != key:
             forge = build_forge(spec.repository, self.workdir / self.namespace / name, secret)
             self._forges[name] = (key, forge)
         return self._forges[name][1]
+
+    async def _github(self, task: Task, factory: FactorySpecSpec | None) -> GitHubForge | None:
+        """The factory's forge when it is GitHub (where PRs, checks and reviews live)."""
+        if factory is None or factory.repository.forge != "github":
+            return None
+        forge = await self._forge(task.factory, factory)
+        return forge if isinstance(forge, GitHubForge) else None
+
+    async def _secret(self, name: str) -> dict[str, str]:
+        """A credentials Secret's data, read at most once per SECRET_SECONDS: the forge is
+        asked for on every launch, collection, CI check and PR update, and a rotated Secret
+        only needs to be picked up soon, not at once."""
+        read = self._secrets.get(name)
+        if read is None or time.monotonic() - read[0] >= SECRET_SECONDS:
+            data = await self.kube.secret_data(self.namespace, name) or {}
+            read = self._secrets[name] = (time.monotonic(), data)
+        return read[1]
 
     # -- one pass --------------------------------------------------------------------------
 
@@ -299,13 +316,8 @@ class Worker:
         no Event), so `kubectl get -o wide` answers "why is it not running?"."""
         for name, message in waiting.items():
             task = self._task(self.view.get("agenttasks", self.namespace, name) or {})
-            if task.raw.get("status") and task.status.message == message:
-                continue
-            status = task.status.model_copy(update={"message": message})
-            path = path_of(API_VERSION, "agenttasks", self.namespace, name) + "/status"
-            with contextlib.suppress(KubeError):  # changed meanwhile: the next pass says it
-                self.view.put("agenttasks", await self.kube.patch(
-                    path, _status_body(task.raw, status)))  # fmt: skip
+            if not task.raw.get("status") or task.status.message != message:
+                await self._say(task, message)
 
     async def _stuck(self, task: Task, exc: Exception) -> None:
         """Tell the task's readers why its stage does not advance (an unreachable repository,
@@ -313,28 +325,34 @@ class Worker:
         operator keeps retrying; the phase stays, since nothing about the task failed."""
         status = task.status
         message = f"{status.stage} #{status.attempt} cannot advance: {exc}"[:1000]
-        if status.message == message:
-            return
-        path = path_of(API_VERSION, "agenttasks", self.namespace, task.name) + "/status"
-        with contextlib.suppress(KubeError):
-            raw = await self.kube.patch(
-                path, _status_body(task.raw, status.model_copy(update={"message": message}))
-            )
-            self.view.put("agenttasks", raw)
+        if status.message != message and (raw := await self._say(task, message)) is not None:
             await self._event(raw, "Warning", "StageStuck", message)
+
+    async def _say(self, task: Task, message: str) -> dict[str, Any] | None:
+        """Write *message* into the task's status, nothing else (None when the task changed
+        meanwhile: the next pass says it again)."""
+        path = path_of(API_VERSION, "agenttasks", self.namespace, task.name) + "/status"
+        status = task.status.model_copy(update={"message": message})
+        try:
+            raw = await self.kube.patch(path, _status_body(task.raw, status))
+        except KubeError:
+            return None
+        self.view.put("agenttasks", raw)
+        return raw
 
     async def _report(self, tasks: Iterable[Task]) -> None:
         """Keep each factory's task counts and merge queue in its status, written only when
         they changed (the factory handlers own the rest of that status)."""
-        infos = [self._info(t, t.spec) for t in map(self._current, tasks)]
+        by_factory: dict[str, list[TaskInfo]] = {}
+        for task in map(self._current, tasks):
+            by_factory.setdefault(task.factory, []).append(self._info(task, task.spec))
         for raw in self.view.in_namespace("factoryspecs", self.namespace):
             name = raw["metadata"]["name"]
-            current = progress([i for i in infos if i.factory == name])
+            current = progress(by_factory.get(name, []))
             fields = current.model_dump(mode="json", by_alias=True, exclude_none=True,
                                         include=PROGRESS_FIELDS)  # fmt: skip
             shown = raw.get("status") or {}
-            change = merge_patch({k: shown[k] for k in shown if k in fields or k == "merging"},
-                                 fields)  # fmt: skip
+            change = merge_patch({k: shown[k] for k in PROGRESS_KEYS if k in shown}, fields)
             if not change:
                 continue
             path = path_of(API_VERSION, "factoryspecs", self.namespace, name) + "/status"
@@ -394,15 +412,13 @@ class Worker:
     async def _pr_approval(self, task: Task, factory: FactorySpecSpec) -> bool:
         """On GitHub, an approving review of the exact head by one of `escalation.approvers`
         approves a task waiting in AwaitingApproval, as the annotation would."""
-        status = task.status
-        if (status.phase != Phase.AWAITING_APPROVAL or status.pull_request is None
-                or not status.head_sha or factory.repository.forge != "github"):  # fmt: skip
+        status, pr = task.status, task.status.pull_request
+        if status.phase != Phase.AWAITING_APPROVAL or pr is None or not status.head_sha:
             return False
-        forge = await self._forge(task.factory, factory)
-        if not isinstance(forge, GitHubForge):
+        if (forge := await self._github(task, factory)) is None:
             return False
-        logins = await asyncio.to_thread(forge.approvals, status.pull_request.number,
-                                         status.head_sha, factory.escalation.approvers)  # fmt: skip
+        logins = await asyncio.to_thread(forge.approvals, pr.number, status.head_sha,
+                                         factory.escalation.approvers)  # fmt: skip
         if not logins:
             return False
         approval = HumanAction(action="approve", by=logins[0])
@@ -520,10 +536,9 @@ class Worker:
             )
             return not (await self.apply(task, factory, observation)).ignored
         if status.stage == Stage.CI and factory.ci.source == "github-checks":
-            forge = await self._forge(task.factory, factory)
-            if not isinstance(forge, GitHubForge):  # the spec's validation rules this out
-                return False
-            return await self._github_ci(task, spec, factory, forge)
+            # The spec's validation makes github-checks mean a GitHub forge.
+            github = await self._github(task, factory)
+            return github is not None and await self._github_ci(task, spec, factory, github)
         attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
                           namespace=self.namespace, factory=task.factory, stage=status.stage,
                           attempt=status.attempt)  # fmt: skip
@@ -553,12 +568,10 @@ class Worker:
     ) -> None:
         """Mirror the task on its PR: the phase label, and the plan, review and CI comments.
         Best effort: the status is the record, and the next transition publishes again."""
-        if factory is None or status.pull_request is None or factory.repository.forge != "github":
+        pr = status.pull_request
+        if factory is None or pr is None or (forge := await self._github(task, factory)) is None:
             return
-        forge = await self._forge(task.factory, factory)
-        if not isinstance(forge, GitHubForge):
-            return
-        number = status.pull_request.number
+        number = pr.number
 
         def publish() -> None:
             forge.label_phase(number, status.phase.value)
@@ -581,8 +594,7 @@ class Worker:
         head, branch = status.head_sha or "", status.branch or ""
         if status.pull_request is None:
             await asyncio.to_thread(forge.push_branch, branch, head)
-            title = f"{task.name}: {spec.goal.splitlines()[0][:72]}"
-            body = pull_request_body(task.name, spec)
+            title, body = change_title(task.name, spec), pull_request_body(task.name, spec)
             pr = await asyncio.to_thread(forge.ensure_pull_request, branch, title, body)
             opened = PullRequestOpened(number=pr.number, url=pr.url)
             return not (await self.apply(task, factory, opened)).ignored

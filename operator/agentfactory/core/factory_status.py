@@ -61,8 +61,10 @@ def _credentials(
     return "True", "AppCredentials", f"GitHub App credentials in Secret '{name}'"
 
 
-#: The status fields `progress` fills (kept current by the operator's worker as tasks move).
+#: The status fields `progress` fills (kept current by the operator's worker as tasks move),
+#: by name and as the API spells them.
 PROGRESS_FIELDS = {"tasks", "merge_queue", "merging"}
+PROGRESS_KEYS = {FactorySpecStatus.model_fields[f].alias or f for f in PROGRESS_FIELDS}
 
 
 def progress(tasks: Sequence[TaskInfo]) -> FactorySpecStatus:

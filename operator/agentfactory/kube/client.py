@@ -8,6 +8,7 @@ never listed, so the operator's RBAC needs no `list` on secrets.
 
 from __future__ import annotations
 
+import base64
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,13 @@ class Kube:
                 return None
             raise
         return found
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded (None when it does not exist). Read by name only."""
+        secret = await self.get(path_of("v1", "secrets", namespace, name))
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def list(self, path: str, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """The objects of a collection, filtered by *labels*."""
