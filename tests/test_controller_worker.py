@@ -8,6 +8,7 @@ import base64
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentfactory.controller.view import View
@@ -173,7 +174,7 @@ async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
 ) -> None:
     async with github_shop(tmp_path, remote) as shop:
         github, base, head = shop.github, shop.base, shop.head
-        since = "2026-11-21T10:00:00Z"
+        since = datetime.now(UTC).isoformat()  # a fixed date would time the CI gate out one day
         worker = await shop.worker_with_status(
             tmp_path / "worker", phase="CI", stage="ci", lastTransitionTime=since
         )
