@@ -112,7 +112,7 @@ class GitHubShop:
         """A worker that has read the task with *status* (the rest of the pipeline done)."""
         fields = {"attempt": 1, "branch": "factory/fix-cart", "headSHA": self.head, **status}
         await self.kube.patch(f"{self.path}/status", {"status": fields})
-        worker = Worker(NS, self.kube, View(), workdir)
+        worker = Worker(NS, self.kube, View(), workdir, github_poll_seconds=0)
         await worker.refresh()
         return worker
 
@@ -167,6 +167,54 @@ async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
         task = await shop.task_status()
         assert task["phase"] == "Merging"
         assert task["escalation"]["approvedBy"] == "alice"
+
+
+async def test_a_parked_task_gets_its_pr_and_a_listed_reviewer_approves_it(
+    tmp_path: Path, remote: Path
+) -> None:
+    escalation = {"approvers": ["alice"], "notify": {"mentionOnPR": ["alice"]}}
+    async with github_shop(tmp_path, remote, escalation=escalation) as shop:
+        github, head = shop.github, shop.head
+        parked = {
+            "revision": 1,
+            "rules": ["secrets"],
+            "reason": "secrets on k.pem",
+            "matches": [{"rule": "secrets", "action": "Park", "file": "k.pem"}],
+        }
+        worker = await shop.worker_with_status(
+            tmp_path / "worker", phase="NeedsAttention", reason="EscalationParked", stage="ci",
+            attempt=0, patchRevision=1, escalation=parked,
+        )  # fmt: skip
+        await worker.step()
+        task = await shop.task_status()
+        number = task["pullRequest"]["number"]
+        assert github.pulls[GH_REPO][number]["head"] == "factory/fix-cart"
+        comments = [c["body"] for c in github.comments.values()]
+        assert any("@alice escalation rules secrets need a person" in c for c in comments)
+        await worker.step()
+        assert (await shop.task_status())["phase"] == "NeedsAttention", "nobody approved yet"
+        github.add_review(GH_REPO, number, "alice", "APPROVED", head)
+        await worker.step()
+        task = await shop.task_status()
+        assert (task["phase"], task["escalation"]["approvedBy"]) == ("Queued", "alice")
+        assert len(github.pulls[GH_REPO]) == 1
+
+
+async def test_reviews_are_read_at_most_once_per_poll_period(tmp_path: Path, remote: Path) -> None:
+    async with github_shop(tmp_path, remote, escalation={"approvers": ["alice"]}) as shop:
+        worker = await shop.worker_with_status(
+            tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
+            escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
+        )  # fmt: skip
+        worker.github_poll_seconds = 3600
+        await worker.step()  # opens the PR
+        await worker.step()  # reads the reviews
+        number = (await shop.task_status())["pullRequest"]["number"]
+        shop.github.add_review(GH_REPO, number, "alice", "APPROVED", shop.head)
+        await worker.step()
+        assert (await shop.task_status())["phase"] == "AwaitingApproval", "not asked again yet"
+        reads = [c for c in shop.github.calls if c[1].endswith(f"/pulls/{number}/reviews")]
+        assert len(reads) == 1
 
 
 async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(

@@ -86,3 +86,24 @@ def test_an_escalation_waiting_for_a_person_mentions_who_should_look() -> None:
     assert "approving review of this head by one of alice" in text
     merged = AgentTaskStatus.model_validate({**status.model_dump(by_alias=True), "phase": "Merged"})
     assert "escalation-2" not in dict(pr_comments(merged)), "only while it waits"
+
+
+def test_a_parked_escalation_and_a_manual_merge_policy_ask_for_a_person_too() -> None:
+    from agentfactory.core.github import pr_comments
+    from agentfactory.core.task import AgentTaskStatus
+
+    parked = AgentTaskStatus.model_validate({
+        "phase": "NeedsAttention", "reason": "EscalationParked",
+        "escalation": {"revision": 1, "rules": ["secrets"], "reason": "a key",
+                       "matches": [{"rule": "secrets", "action": "Park", "file": "k.pem"}]},
+    })  # fmt: skip
+    assert parked.awaits_approval
+    assert "escalation rules secrets need a person" in dict(pr_comments(parked))["escalation-1"]
+    stuck = parked.model_copy(update={"reason": "RetriesExhausted"})
+    assert not stuck.awaits_approval, "an approval does not fix exhausted retries"
+    assert pr_comments(stuck) == []
+    manual = AgentTaskStatus.model_validate(
+        {"phase": "AwaitingApproval", "escalation": {"revision": 1}}
+    )
+    text = dict(pr_comments(manual, ["alice"]))["escalation-1"]
+    assert text.startswith("@alice merge.auto is false: every change waits for a person")

@@ -200,7 +200,8 @@ def _run(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     memo = kopf.Memo(
         kube_server=args.server, workdir=args.workdir, metrics_port=args.metrics_port,
-        resync_seconds=args.resync_seconds, peering_lifetime=args.peering_lifetime,
+        resync_seconds=args.resync_seconds,
+        github_poll_seconds=args.github_poll_seconds, peering_lifetime=args.peering_lifetime,
         namespaces=args.namespace or [],
     )  # fmt: skip
     # kopf's peering identity, made here so that the workers know which peer they are.
@@ -326,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering-lifetime", type=int, default=60, help="seconds a silent replica"
                      " counts as alive (the failover time)")  # fmt: skip
     run.add_argument("--resync-seconds", type=float, default=30, help="pass period without events")
+    run.add_argument("--github-poll-seconds", type=float, default=15,
+                     help="how often a task's PR reviews and checks are read at most")  # fmt: skip
     run.add_argument("--log-format", choices=["json", "full", "plain"], default="json",
                      help="json (default): one object per line; full: timestamped text;"
                      " plain: messages only")  # fmt: skip

@@ -89,6 +89,8 @@ HUMAN: dict[str, Literal["approve", "retry", "cancel"]] = {
 KEPT = "agentfactory.dev/kept"
 BASE = "agentfactory.dev/base"
 ENDED = (Phase.MERGED, Phase.CANCELLED)
+#: Phases whose PR is closed for good (or never needed one).
+CLOSED = (*ENDED, Phase.FAILED)
 
 
 CONFLICT_RETRIES = 3
@@ -138,6 +140,9 @@ class Worker:
     workdir: Path
     metrics: Metrics | None = None
     resync_seconds: float = 30
+    github_poll_seconds: float = 15
+    """How often a task's PR reviews and checks are read at most (passes come on every watch
+    event; GitHub's own changes arrive only by asking)."""
     leadership: Leadership = field(default_factory=Leadership.standalone)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -151,6 +156,8 @@ class Worker:
     """(task, resourceVersion) pairs whose unreadable status was reported."""
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
     """Tasks as last parsed, with the resourceVersion they were parsed at."""
+    _polled: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(task, what) -> when GitHub was last asked about it."""
 
     def __post_init__(self) -> None:
         self.executor = KubernetesExecutor(self.kube)
@@ -288,7 +295,7 @@ class Worker:
                 invalid = SpecInvalid(message=task.problem or "")
                 moved |= not (await self.apply(task, None, invalid)).ignored
             elif task.spec is not None and task.factory in factories:
-                moved |= await self._human(task, factories[task.factory])
+                moved |= await self._annotations(task, factories[task.factory])
         if moved:
             return True
         infos = [self._info(t, t.spec) for t in tasks.values() if t.spec and t.factory in factories]
@@ -302,7 +309,9 @@ class Worker:
         for task in tasks.values():
             if task.spec is not None and task.factory in factories:
                 try:
-                    moved |= await self.work(task, factories[task.factory])
+                    factory = factories[task.factory]
+                    on_github = await self._on_github(task, task.spec, factory)
+                    moved |= on_github or await self.work(task, factory)
                 except Exception as exc:  # one task's trouble must not stop the others
                     log.exception("%s/%s: its stage could not advance; retrying", self.namespace,
                                   task.name)  # fmt: skip
@@ -379,7 +388,7 @@ class Worker:
 
     # -- people ----------------------------------------------------------------------------
 
-    async def _human(self, task: Task, factory: FactorySpecSpec) -> bool:
+    async def _annotations(self, task: Task, factory: FactorySpecSpec) -> bool:
         """Consume each human-action annotation once: remove it (guarded by its value, so a
         newer one set meanwhile survives), then act. A crash between the two loses the
         action rather than doing it twice; the person sees it did not happen and sets it
@@ -407,22 +416,42 @@ class Worker:
                 await self._event(task.raw, "Warning", "HumanActionIgnored",
                                   f"{key}={value} was ignored: {decision.ignored}")  # fmt: skip
             return True
-        return await self._pr_approval(task, factory)
+        return False
 
-    async def _pr_approval(self, task: Task, factory: FactorySpecSpec) -> bool:
-        """On GitHub, an approving review of the exact head by one of `escalation.approvers`
-        approves a task waiting in AwaitingApproval, as the annotation would."""
-        status, pr = task.status, task.status.pull_request
-        if status.phase != Phase.AWAITING_APPROVAL or pr is None or not status.head_sha:
+    # -- GitHub: the PR as the shared record -----------------------------------------------------
+
+    async def _on_github(self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec) -> bool:
+        """On GitHub, a task whose branch is pushed has its PR (opened here when the status
+        records none: after the patch is accepted, or after a crash that came between), and
+        an approving review of the exact head by one of `escalation.approvers` approves a
+        task waiting for a person, as the annotation would. True when the task moved."""
+        status = task.status
+        if status.phase in CLOSED or not status.branch or not status.head_sha:
             return False
         if (forge := await self._github(task, factory)) is None:
             return False
-        logins = await asyncio.to_thread(forge.approvals, pr.number, status.head_sha,
-                                         factory.escalation.approvers)  # fmt: skip
+        if status.pull_request is None:
+            await asyncio.to_thread(forge.push_branch, status.branch, status.head_sha)
+            title, body = change_title(task.name, spec), pull_request_body(task.name, spec)
+            pr = await asyncio.to_thread(forge.ensure_pull_request, status.branch, title, body)
+            opened = PullRequestOpened(number=pr.number, url=pr.url)
+            return not (await self.apply(task, factory, opened)).ignored
+        if not status.awaits_approval or not self._due(task.name, "reviews"):
+            return False
+        logins = await asyncio.to_thread(forge.approvals, status.pull_request.number,
+                                         status.head_sha, factory.escalation.approvers)  # fmt: skip
         if not logins:
             return False
         approval = HumanAction(action="approve", by=logins[0])
         return not (await self.apply(task, factory, approval)).ignored
+
+    def _due(self, task: str, what: str) -> bool:
+        """Whether GitHub may be asked about *what* of *task* again (see github_poll_seconds)."""
+        now, last = time.monotonic(), self._polled.get((task, what))
+        if last is not None and now - last < self.github_poll_seconds:
+            return False
+        self._polled[(task, what)] = now
+        return True
 
     # -- applying decisions --------------------------------------------------------------------
 
@@ -538,7 +567,7 @@ class Worker:
         if status.stage == Stage.CI and factory.ci.source == "github-checks":
             # The spec's validation makes github-checks mean a GitHub forge.
             github = await self._github(task, factory)
-            return github is not None and await self._github_ci(task, spec, factory, github)
+            return github is not None and await self._github_ci(task, factory, github)
         attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
                           namespace=self.namespace, factory=task.factory, stage=status.stage,
                           attempt=status.attempt)  # fmt: skip
@@ -585,19 +614,13 @@ class Worker:
         except GitHubError as exc:
             log.warning("%s/%s: PR #%s not updated: %s", self.namespace, task.name, number, exc)
 
-    async def _github_ci(
-        self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec, forge: GitHubForge
-    ) -> bool:
-        """The PR (opened if the status records none, so a crash after the status write
-        loses nothing), then the required checks on the exact head."""
+    async def _github_ci(self, task: Task, factory: FactorySpecSpec, forge: GitHubForge) -> bool:
+        """The required checks on the exact head (once the PR is open: CI on GitHub commonly
+        runs on pull_request events)."""
         status = task.status
-        head, branch = status.head_sha or "", status.branch or ""
-        if status.pull_request is None:
-            await asyncio.to_thread(forge.push_branch, branch, head)
-            title, body = change_title(task.name, spec), pull_request_body(task.name, spec)
-            pr = await asyncio.to_thread(forge.ensure_pull_request, branch, title, body)
-            opened = PullRequestOpened(number=pr.number, url=pr.url)
-            return not (await self.apply(task, factory, opened)).ignored
+        head = status.head_sha or ""
+        if status.pull_request is None or not self._due(task.name, "checks"):
+            return False
         checks = await asyncio.to_thread(forge.checks, head)
         since = status.last_transition_time or datetime.now(UTC)
         verdict = ci_verdict(head, factory.required_check_names, checks,

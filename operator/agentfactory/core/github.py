@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from agentfactory.core.observations import CIFinished
-from agentfactory.core.phases import Phase
 from agentfactory.core.task import FailedCheck
 
 if TYPE_CHECKING:
@@ -153,14 +152,18 @@ def pr_comments(
     mentions *mentions*), each under a key of its own so posting again edits, not repeats."""
     out: list[tuple[str, str]] = []
     record = status.escalation
-    if record is not None and status.phase == Phase.AWAITING_APPROVAL:
+    if record is not None and status.awaits_approval:
         who = " ".join(f"@{m.lstrip('@')}" for m in mentions)
         lines = "".join(f"\n- `{m.file}`" + (f":{m.line} `{m.text}`" if m.line else "")
                         + f" ({m.rule})" for m in record.matches[:20])  # fmt: skip
+        why = (
+            f"escalation rules {', '.join(record.rules)} need a person: {record.reason}"
+            if record.matches
+            else "merge.auto is false: every change waits for a person"
+        )
         by = f" by one of {', '.join(approvers)}" if approvers else ""
         out.append((f"escalation-{record.revision}",
-                    f"{who} escalation rules {', '.join(record.rules)} need a person:"
-                    f" {record.reason}{lines}\n\nApprove with an approving review of this"
+                    f"{who} {why}{lines}\n\nApprove with an approving review of this"
                     f" head{by}.".strip()))  # fmt: skip
     if status.plan is not None:
         steps = "".join(f"\n{i}. {step}" for i, step in enumerate(status.plan.steps, 1))

@@ -14,6 +14,7 @@ from agentfactory.core.conditions import Condition
 from agentfactory.core.globs import Glob
 from agentfactory.core.names import K8sName
 from agentfactory.core.phases import Phase, Stage, Verdict
+from agentfactory.core.transitions import Trigger
 
 MAX_HISTORY = 50
 
@@ -372,6 +373,14 @@ class AgentTaskStatus(StatusModel):
     """When the phase last changed."""
     observed_generation: int | None = None
     """The spec generation this status reflects."""
+
+    @property
+    def awaits_approval(self) -> bool:
+        """A person's approval would move the task on: it passed review and waits in
+        AwaitingApproval, or an escalation rule parked it in NeedsAttention."""
+        return self.phase == Phase.AWAITING_APPROVAL or (
+            self.phase == Phase.NEEDS_ATTENTION and self.reason == Trigger.ESCALATION_PARKED
+        )
 
 
 class AgentTask(Model):
