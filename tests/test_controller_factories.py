@@ -113,3 +113,34 @@ async def test_github_app_credentials_are_tried_by_minting_a_token(
             assert "401" in credentials["message"] and "private-key" in credentials["message"]
             assert conditions["Ready"]["reason"] == "CredentialsRejected"
             assert key not in json.dumps(obj), "the key never reaches the status"
+
+
+@pytest.mark.parametrize("alive", [True, False])
+async def test_a_plain_github_token_is_usable_with_a_warning_or_refused(
+    alive: bool, tmp_path: Path, remote: Path
+) -> None:
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository("acme/shop", remote)
+        token = github.personal_token("acme/shop", contents="write") if alive else "ghp_revoked"
+        async with operator() as url, aiohttp.ClientSession() as http:
+            secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh-token"},
+                      "data": {"token": base64.b64encode(token.encode()).decode()}}  # fmt: skip
+            await http.post(f"{url}/api/v1/namespaces/shop/secrets", json=secret)
+            doc = factory("shop", repository={
+                "url": github.clone_url("acme/shop"), "forge": "github",
+                "credentials": {"token": {"secretName": "gh-token"}}})  # fmt: skip
+            assert (await http.post(url + FACTORIES, json=doc)).status == 200
+            obj = await wait_for(url, FACTORIES, "shop", ready)
+        conditions = {c["type"]: c for c in obj["status"]["conditions"]}
+        credentials, readiness = conditions["CredentialsValid"], conditions["Ready"]
+        if alive:
+            assert (credentials["status"], credentials["reason"]) == (
+                "False",
+                "TokenCannotBeScoped",
+            )
+            assert "every agent pod gets the same rights" in credentials["message"]
+            assert readiness["status"] == "True", "usable"
+        else:
+            assert (readiness["status"], readiness["reason"]) == ("False", "CredentialsRejected")
+            assert "401: the token is wrong, expired or revoked" in credentials["message"]
+        assert token not in json.dumps(obj)

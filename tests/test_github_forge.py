@@ -12,7 +12,7 @@ import pytest
 
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.github import ci_verdict, github_repository
-from agentfactory.forge.github import GitHubApp, GitHubForge
+from agentfactory.forge.github import GitHubApp, GitHubError, GitHubForge, GitHubToken
 from tests.fakes.github_api import FakeGitHub
 from tests.gitutil import git
 
@@ -215,3 +215,25 @@ def test_the_phase_label_replaces_only_its_own(github: FakeGitHub, tmp_path: Pat
     assert writes == len([c for c in github.calls if c[0] == "PUT" and c[1].endswith("/labels")]), (
         "an unchanged label is not rewritten"
     )
+
+
+def test_a_plain_token_works_as_it_is_and_pods_get_the_same(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    token = github.personal_token(REPO, **ALL)
+    f = GitHubForge.at(GitHubToken(github_repository(github.clone_url(REPO)), token), tmp_path)
+    f.verify()
+    f.push_branch("factory/fix", f.base_sha())
+    pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
+    assert github.pulls[REPO][pr.number]["head"] == "factory/fix"
+    assert f.credentials_for("planner") == {"token": token}, "it cannot be narrowed"
+    assert token not in repr(f)
+
+
+def test_a_dead_or_blind_token_is_refused_with_the_fix(github: FakeGitHub, tmp_path: Path) -> None:
+    target = github_repository(github.clone_url(REPO))
+    with pytest.raises(GitHubError, match="401: the token is wrong, expired or revoked"):
+        GitHubForge.at(GitHubToken(target, "ghp_nonsense"), tmp_path).verify()
+    other = github.personal_token("acme/other", contents="write")
+    with pytest.raises(GitHubError, match="404: no such repository, or the token cannot see it"):
+        GitHubForge.at(GitHubToken(target, other), tmp_path).verify()

@@ -95,6 +95,14 @@ class FakeGitHub:
         entry["repositories"].append(repository)
         entry["permissions"].update(permissions)
 
+    def personal_token(self, repository: str, **permissions: str) -> str:
+        """A plain token (as a person creates one) with *permissions* on *repository*."""
+        token = "github_pat_" + secrets.token_hex(18)
+        self.grants[token] = Grant(
+            0, [repository], permissions, datetime.now(UTC) + timedelta(days=90)
+        )
+        return token
+
     def create_repository(self, full_name: str, seed: Path) -> Path:
         """A bare repository *full_name* cloned from the git repository *seed*."""
         assert self.root is not None, "FakeGitHub(root=...) serves repositories"

@@ -69,21 +69,21 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
 
 
 async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:
-    """Why GitHub refuses the factory's App credentials (None: it minted a token, or there is
-    no App to try). Minting once is the only way to know the id, key and installation fit.
-    *secrets*: the Secrets the spec names that exist, by name, decoded."""
+    """Why GitHub refuses the factory's credentials (None: they reach the repository, or it is
+    not on GitHub). Trying once is the only way to know an App's id, key and installation
+    fit, or that a token is alive. *secrets*: the Secrets the spec names that exist, decoded."""
     try:
         spec = FactorySpecSpec.model_validate(raw_spec)
     except ValidationError:
         return None  # the spec's own condition says what is wrong
     creds = spec.repository.credentials
-    app = creds.github_app if creds is not None else None
-    if spec.repository.forge != "github" or app is None or app.secret_name not in secrets:
+    ref = (creds.github_app or creds.token) if creds is not None else None
+    if spec.repository.forge != "github" or ref is None or ref.secret_name not in secrets:
         return None
     try:
-        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[app.secret_name])
+        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[ref.secret_name])
         if isinstance(forge, GitHubForge):
-            await asyncio.to_thread(forge.operator_token)
+            await asyncio.to_thread(forge.verify)
     except (ForgeError, GitHubError) as exc:
         return str(exc)
     return None

@@ -1,19 +1,20 @@
-"""GitHub through PyGithub: installation tokens minted per pod and role (this module), and the
-forge operations on branches, pull requests, checks and merges (issue 6, in progress).
+"""GitHub through PyGithub: installation tokens minted per pod and role, and the forge
+operations on branches, pull requests, comments, reviews, checks and merges.
 
 Tokens: the App authenticates with a short-lived JWT signed by its private key, then asks for
 an installation token restricted to the one repository and to the permissions the role needs
 (`core.github.role_permissions`). PyGithub's `get_access_token` cannot restrict repositories,
 so the request goes through the integration's own requester (PyGithub's public way to make a
 call it has no method for), with the App's JWT auth and PyGithub's retry policy (rate limits,
-secondary rate limits and 5xx, with backoff).
+secondary rate limits and 5xx, with backoff). A plain token (`GitHubToken`) works too, as it
+is: it cannot be narrowed, which the factory's CredentialsValid condition says.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentfactory.core.github import (
     OPERATOR_PERMISSIONS,
@@ -99,6 +100,29 @@ class GitHubApp:
         return f"minting a token ({where}): {exc.status} {message}: {fix}"
 
 
+@dataclass
+class GitHubToken:
+    """A plain token (a personal or fine-grained access token) for one repository: every
+    "minted" token is this one, with whatever rights it was created with."""
+
+    repository: GitHubRepository
+    token: str = field(repr=False)
+    seconds_between_requests: float = 0.25
+
+    def mint(self, permissions: dict[str, str]) -> MintedToken:
+        del permissions  # a plain token cannot be narrowed
+        return MintedToken(self.token, datetime.max.replace(tzinfo=UTC), {}, [])
+
+
+class Credentials(Protocol):
+    """Where the forge's tokens come from: a GitHub App or a plain token."""
+
+    repository: GitHubRepository
+    seconds_between_requests: float
+
+    def mint(self, permissions: dict[str, str]) -> MintedToken: ...
+
+
 def _token(data: dict[str, Any]) -> MintedToken:
     expires = str(data["expires_at"]).replace("Z", "+00:00")
     return MintedToken(
@@ -131,15 +155,15 @@ class GitHubForge(GitForge):
     repeating one changes nothing."""
 
     repository: GitHubRepository = field(kw_only=True)
-    app: GitHubApp = field(kw_only=True)
+    auth: Credentials = field(kw_only=True)
     _token: MintedToken | None = field(default=None, init=False, repr=False)
     _api: tuple[str, Repository] | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def at(cls, app: GitHubApp, workdir: Path, base_branch: str = "main") -> GitHubForge:
-        """The forge for *app*'s repository, with the operator's clone in *workdir*."""
-        return cls(remote=app.repository.clone_url, workdir=workdir, base_branch=base_branch,
-                   repository=app.repository, app=app)  # fmt: skip
+    def at(cls, auth: Credentials, workdir: Path, base_branch: str = "main") -> GitHubForge:
+        """The forge for *auth*'s repository, with the operator's clone in *workdir*."""
+        return cls(remote=auth.repository.clone_url, workdir=workdir, base_branch=base_branch,
+                   repository=auth.repository, auth=auth)  # fmt: skip
 
     def __post_init__(self) -> None:
         self.token_source = self.operator_token
@@ -147,23 +171,43 @@ class GitHubForge(GitForge):
     def operator_token(self) -> str:
         """The operator's write token, minted again when it is about to expire."""
         if self._token is None or self._token.expires_at - TOKEN_MARGIN <= datetime.now(UTC):
-            self._token = self.app.mint(OPERATOR_PERMISSIONS)
+            self._token = self.auth.mint(OPERATOR_PERMISSIONS)
         return self._token.token
 
     def credentials_for(self, role: str | None) -> dict[str, str]:
-        """A token for one stage pod: this repository, read-only, minted now, expiring."""
-        return {"token": self.app.mint(role_permissions(role)).token}
+        """A token for one stage pod: this repository, read-only, minted now, expiring (with
+        a plain token: that token)."""
+        return {"token": self.auth.mint(role_permissions(role)).token}
 
     def api(self) -> Repository:
         token = self.operator_token()
         if self._api is None or self._api[0] != token:
             client = Github(auth=Auth.Token(token), base_url=self.repository.api_url,
                             retry=GithubRetry(total=5), user_agent="agentfactory",
-                            seconds_between_requests=self.app.seconds_between_requests,
-                            seconds_between_writes=self.app.seconds_between_requests,
+                            seconds_between_requests=self.auth.seconds_between_requests,
+                            seconds_between_writes=self.auth.seconds_between_requests,
                             lazy=True)  # fmt: skip
             self._api = (token, client.get_repo(self.repository.full_name))
         return self._api[1]
+
+    def verify(self) -> None:
+        """Check that the credentials reach the repository (GitHubError with the fix if not):
+        an App's token names the repository when it is minted; a plain token is tried."""
+        if isinstance(self.auth, GitHubApp):
+            self.operator_token()  # GitHub grants it for the repository, or says why not
+            return
+        try:
+            self.api().requester.requestJsonAndCheck("GET", f"/repos/{self.repository.full_name}")
+        except GithubException as exc:
+            fixes = {
+                401: "the token is wrong, expired or revoked: put a valid one in the Secret",
+                403: "the token may not read it: grant it access to the repository",
+                404: "no such repository, or the token cannot see it: check repository.url and"
+                " the token's repository access",
+            }
+            fix = fixes.get(exc.status, "GitHub refused the request")
+            raise GitHubError(f"reading {self.repository.full_name} with the Secret's token:"
+                              f" {exc.status}: {fix}") from None  # fmt: skip
 
     def ensure_pull_request(self, branch: str, title: str, body: str) -> PullRequest:
         """The open PR from *branch* into the base (created when there is none); its title
