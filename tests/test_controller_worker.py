@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
-from agentfactory.core.github import github_repository
-from agentfactory.forge.github import GitHubApp, GitHubForge
+from agentfactory.forge.github import GitHubForge
 from agentfactory.kube.client import Kube, path_of
 from tests.fakes.github_api import FakeGitHub
+from tests.githubs import ALL, REPO, app
 from tests.kube import emulated, wait_for
 from tests.scripts import factory_doc, task_doc
 
@@ -92,11 +92,6 @@ async def test_a_stopped_worker_finishes_its_pass_and_returns(tmp_path: Path, re
         assert running.exception() is None
 
 
-GH_REPO = "acme/shop"
-GH_ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write",
-          "checks": "read", "statuses": "read"}  # fmt: skip
-
-
 @dataclass
 class GitHubShop:
     """The shop on the fake GitHub, its factory (App credentials) and task in the emulator,
@@ -123,8 +118,8 @@ class GitHubShop:
 @asynccontextmanager
 async def github_shop(tmp_path: Path, remote: Path, **spec: Any) -> AsyncIterator[GitHubShop]:
     with FakeGitHub(root=tmp_path / "github") as github:
-        github.create_repository(GH_REPO, remote)
-        github.install(7, GH_REPO, **GH_ALL)
+        github.create_repository(REPO, remote)
+        github.install(7, REPO, **ALL)
         async with emulated() as (_, url), Kube(server=url) as kube:
             app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
             await kube.create(path_of("v1", "secrets", NS), {
@@ -132,15 +127,15 @@ async def github_shop(tmp_path: Path, remote: Path, **spec: Any) -> AsyncIterato
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
             })  # fmt: skip
             doc = factory_doc(remote, ci={"source": "github-checks", "requiredChecks": ["test"]},
-                              repository={"url": github.clone_url(GH_REPO), "forge": "github",
+                              repository={"url": github.clone_url(REPO), "forge": "github",
                                           "credentials": {"githubApp": {"secretName": "gh-app"}}},
                               **spec)  # fmt: skip
             await kube.create(path_of(API, "factoryspecs", NS), doc)
             task = task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"])
             await kube.create(path_of(API, "agenttasks", NS), task)
-            base = github.head_of(GH_REPO, "main") or ""
-            head = github.commit(GH_REPO, base, "shop/cart.py", "fixed\n", "the patch")
-            github.push(GH_REPO, "factory/fix-cart", head)
+            base = github.head_of(REPO, "main") or ""
+            head = github.commit(REPO, base, "shop/cart.py", "fixed\n", "the patch")
+            github.push(REPO, "factory/fix-cart", head)
             yield GitHubShop(github, kube, base, head)
 
 
@@ -149,9 +144,7 @@ async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
 ) -> None:
     async with github_shop(tmp_path, remote, escalation={"approvers": ["alice"]}) as shop:
         github, head = shop.github, shop.head
-        app = GitHubApp(github_repository(github.clone_url(GH_REPO)), github.app_id, 7,
-                        github.key, seconds_between_requests=0)  # fmt: skip
-        pr = GitHubForge.at(app, tmp_path / "t").ensure_pull_request(
+        pr = GitHubForge.at(app(github), tmp_path / "t").ensure_pull_request(
             "factory/fix-cart", "fix", "contract"
         )
         worker = await shop.worker_with_status(
@@ -159,10 +152,10 @@ async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
             pullRequest={"number": pr.number, "url": pr.url},
             escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
         )  # fmt: skip
-        github.add_review(GH_REPO, pr.number, "mallory", "APPROVED", head)
+        github.add_review(REPO, pr.number, "mallory", "APPROVED", head)
         await worker.step()
         assert (await shop.task_status())["phase"] == "AwaitingApproval"
-        github.add_review(GH_REPO, pr.number, "Alice", "APPROVED", head)
+        github.add_review(REPO, pr.number, "Alice", "APPROVED", head)
         await worker.step()
         task = await shop.task_status()
         assert task["phase"] == "Merging"
@@ -188,16 +181,16 @@ async def test_a_parked_task_gets_its_pr_and_a_listed_reviewer_approves_it(
         await worker.step()
         task = await shop.task_status()
         number = task["pullRequest"]["number"]
-        assert github.pulls[GH_REPO][number]["head"] == "factory/fix-cart"
+        assert github.pulls[REPO][number]["head"] == "factory/fix-cart"
         comments = [c["body"] for c in github.comments.values()]
         assert any("@alice escalation rules secrets need a person" in c for c in comments)
         await worker.step()
         assert (await shop.task_status())["phase"] == "NeedsAttention", "nobody approved yet"
-        github.add_review(GH_REPO, number, "alice", "APPROVED", head)
+        github.add_review(REPO, number, "alice", "APPROVED", head)
         await worker.step()
         task = await shop.task_status()
         assert (task["phase"], task["escalation"]["approvedBy"]) == ("Queued", "alice")
-        assert len(github.pulls[GH_REPO]) == 1
+        assert len(github.pulls[REPO]) == 1
 
 
 async def test_reviews_are_read_at_most_once_per_poll_period(tmp_path: Path, remote: Path) -> None:
@@ -210,7 +203,7 @@ async def test_reviews_are_read_at_most_once_per_poll_period(tmp_path: Path, rem
         await worker.step()  # opens the PR
         await worker.step()  # reads the reviews
         number = (await shop.task_status())["pullRequest"]["number"]
-        shop.github.add_review(GH_REPO, number, "alice", "APPROVED", shop.head)
+        shop.github.add_review(REPO, number, "alice", "APPROVED", shop.head)
         await worker.step()
         assert (await shop.task_status())["phase"] == "AwaitingApproval", "not asked again yet"
         reads = [c for c in shop.github.calls if c[1].endswith(f"/pulls/{number}/reviews")]
@@ -228,18 +221,18 @@ async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
         )
         await worker.step()  # opens the PR, records it
         number = (await shop.task_status())["pullRequest"]["number"]
-        assert github.pulls[GH_REPO][number]["head"] == "factory/fix-cart"
-        assert "cart_total counts." in github.pulls[GH_REPO][number]["body"]
+        assert github.pulls[REPO][number]["head"] == "factory/fix-cart"
+        assert "cart_total counts." in github.pulls[REPO][number]["body"]
         await worker.step()
         assert (await shop.task_status())["phase"] == "CI", "no checks yet"
-        github.add_check_run(GH_REPO, base, "test", conclusion="success")  # another commit
-        github.add_check_run(GH_REPO, head, "test", conclusion="failure", summary="1 failed")
+        github.add_check_run(REPO, base, "test", conclusion="success")  # another commit
+        github.add_check_run(REPO, head, "test", conclusion="failure", summary="1 failed")
         await worker.step()
         red = await shop.task_status()
         assert red["phase"] == "Implementing"
         assert "1 failed" in json.dumps(red)
-        assert len(github.pulls[GH_REPO]) == 1, "one PR per task"
-        labels = [label["name"] for label in github.pulls[GH_REPO][number]["labels"]]
+        assert len(github.pulls[REPO]) == 1, "one PR per task"
+        labels = [label["name"] for label in github.pulls[REPO][number]["labels"]]
         assert labels == ["agentfactory:Implementing"], "the PR shows the phase"
         comments = [c["body"] for c in github.comments.values()]
         assert len(comments) == 1 and f"CI failure on {head[:12]}" in comments[0]

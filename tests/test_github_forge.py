@@ -12,8 +12,9 @@ import pytest
 
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.github import ci_verdict, github_repository
-from agentfactory.forge.github import GitHubApp, GitHubError, GitHubForge, GitHubToken
+from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, GitHubToken
 from tests.fakes.github_api import FakeGitHub
+from tests.githubs import ALL, PACING, REPO, app
 from tests.gitutil import git
 
 if TYPE_CHECKING:
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from agentfactory.forge.git import MergeOutcome
-
-REPO = "acme/shop"
-ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write",
-       "checks": "read", "statuses": "read"}  # fmt: skip
 
 
 @pytest.fixture
@@ -36,9 +33,7 @@ def github(tmp_path: Path, remote: Path) -> Iterator[FakeGitHub]:
 
 
 def forge(fake: FakeGitHub, workdir: Path) -> GitHubForge:
-    repository = github_repository(fake.clone_url(REPO))
-    app = GitHubApp(repository, fake.app_id, 7, fake.key, seconds_between_requests=0)
-    return GitHubForge.at(app, workdir)
+    return GitHubForge.at(app(fake), workdir)
 
 
 def pod_git(token: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -221,7 +216,9 @@ def test_a_plain_token_works_as_it_is_and_pods_get_the_same(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     token = github.personal_token(REPO, **ALL)
-    f = GitHubForge.at(GitHubToken(github_repository(github.clone_url(REPO)), token), tmp_path)
+    f = GitHubForge.at(
+        GitHubToken(github_repository(github.clone_url(REPO)), token, PACING), tmp_path
+    )
     f.verify()
     f.push_branch("factory/fix", f.base_sha())
     pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
@@ -233,7 +230,65 @@ def test_a_plain_token_works_as_it_is_and_pods_get_the_same(
 def test_a_dead_or_blind_token_is_refused_with_the_fix(github: FakeGitHub, tmp_path: Path) -> None:
     target = github_repository(github.clone_url(REPO))
     with pytest.raises(GitHubError, match="401: the token is wrong, expired or revoked"):
-        GitHubForge.at(GitHubToken(target, "ghp_nonsense"), tmp_path).verify()
+        GitHubForge.at(GitHubToken(target, "ghp_nonsense", PACING), tmp_path).verify()
     other = github.personal_token("acme/other", contents="write")
     with pytest.raises(GitHubError, match="404: no such repository, or the token cannot see it"):
-        GitHubForge.at(GitHubToken(target, other), tmp_path).verify()
+        GitHubForge.at(GitHubToken(target, other, PACING), tmp_path).verify()
+
+
+def waited(fake: FakeGitHub, path_end: str) -> float:
+    """Seconds between the first refused call to *path_end* and its retry."""
+    times = [t for (_, path), t in zip(fake.calls, fake.call_times, strict=True)
+             if path.endswith(path_end)]  # fmt: skip
+    assert len(times) >= 2, "retried"
+    return times[1] - times[0]
+
+
+def test_a_spent_primary_rate_limit_is_waited_out_until_it_resets(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path)
+    f.push_branch("factory/fix", f.base_sha())
+    github.rate_limit("primary", seconds=1)
+    pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
+    assert github.pulls[REPO][pr.number]["head"] == "factory/fix"
+    assert waited(github, "/pulls") >= 1, "not before the reset"
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(403, True), (429, True), (403, False)])
+def test_a_secondary_rate_limit_waits_as_github_asks(
+    status: int, retry_after: bool, github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path)
+    f.push_branch("factory/fix", f.base_sha())
+    number = f.ensure_pull_request("factory/fix", "fix: cart", "contract").number
+    github.rate_limit("secondary", seconds=1, retry_after=retry_after, status=status)
+    f.comment(number, "plan", "the plan")
+    assert [c["body"] for c in github.comments.values()] == ["<!-- agentfactory:plan -->\nthe plan"]
+    assert waited(github, f"/issues/{number}/comments") >= 1, "Retry-After or the pacing's wait"
+
+
+def test_a_limit_that_resets_too_late_fails_the_call_and_says_until_when(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path)
+    base = f.base_sha()
+    github.rate_limit("primary", seconds=600)
+    calls = len(github.calls)
+    with pytest.raises(GitHubBusyError, match=r"rate limit is spent until .*tries again then"):
+        f.checks(base)
+    assert len(github.calls) == calls + 1, "no waiting for ten minutes"
+
+
+def test_server_errors_on_forge_calls_are_retried_and_a_merge_attempt_is_not_spent(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path)
+    f.push_branch("factory/fix", f.base_sha())
+    github.fail(502, times=2)
+    pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
+    assert pr.number in github.pulls[REPO]
+    github.fail(503, times=PACING.retries + 1)
+    with pytest.raises(GitHubBusyError, match="merging factory/fix: 503"):
+        f.merge(task="fix", branch="factory/fix", head_sha=pr.head_sha, method="squash",
+                title="fix", body="", delete_branch=True)  # fmt: skip

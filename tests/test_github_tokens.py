@@ -8,17 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from agentfactory.core.github import OPERATOR_PERMISSIONS, github_repository, role_permissions
-from agentfactory.forge.github import GitHubApp, GitHubError
+from agentfactory.forge.github import GitHubError
 from tests.fakes.github_api import FakeGitHub, private_key
-
-REPO = "acme/shop"
-ALL = {"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write",
-       "checks": "read", "statuses": "read"}  # fmt: skip
-
-
-def app(fake: FakeGitHub, installation: int = 7, key: str | None = None) -> GitHubApp:
-    return GitHubApp(github_repository(fake.clone_url(REPO)), fake.app_id, installation,
-                     key or fake.key, seconds_between_requests=0)  # fmt: skip
+from tests.githubs import ALL, REPO, app
 
 
 @pytest.mark.parametrize("role", ["planner", "plan-reviewer", "implementer", "code-reviewer",

@@ -25,10 +25,11 @@ import re
 import secrets
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 _TOKENS = re.compile(r"^/api/v3/app/installations/(?P<installation>\d+)/access_tokens$")
@@ -82,7 +84,9 @@ class FakeGitHub:
     reviews: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     """comment id -> {"issue": (repository, number), "body": ...}."""
     token_lifetime: timedelta = timedelta(hours=1)
-    _faults: list[int] = field(default_factory=list)
+    call_times: list[float] = field(default_factory=list)
+    """When each of `calls` arrived (time.monotonic)."""
+    _faults: list[Callable[[], Reply]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -112,8 +116,41 @@ class FakeGitHub:
         return bare
 
     def fail(self, status: int, times: int = 1) -> None:
+        """Answer the next *times* API calls with *status* (403: a spent primary rate limit
+        that resets within the second)."""
+        if status == 403:
+            self.rate_limit("primary", times)
+        else:
+            self._inject([lambda: (status, {"message": "injected by the fake"}, {})] * times)
+
+    def rate_limit(
+        self, kind: Literal["primary", "secondary"], times: int = 1, *, seconds: int = 1,
+        retry_after: bool = False, status: int = 403,
+    ) -> None:  # fmt: skip
+        """Refuse the next *times* API calls as GitHub does when a rate limit is hit: the
+        primary one (403, remaining 0, resets in *seconds*) or a secondary one (403 or 429
+        with a message, and a Retry-After header when *retry_after*)."""
+
+        def reply() -> Reply:
+            if kind == "primary":
+                reset = int(time.time()) + seconds
+                return status, {"message": "API rate limit exceeded for installation ID 7."}, {
+                    "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(reset), "X-RateLimit-Resource": "core",
+                }  # fmt: skip
+            message = ("You have exceeded a secondary rate limit. Please wait a few minutes"
+                       " before you try again.")  # fmt: skip
+            return (
+                status,
+                {"message": message},
+                {"Retry-After": str(seconds)} if retry_after else {},
+            )
+
+        self._inject([reply] * times)
+
+    def _inject(self, replies: list[Callable[[], Reply]]) -> None:
         with self._lock:
-            self._faults.extend([status] * times)
+            self._faults.extend(replies)
 
     @property
     def url(self) -> str:
@@ -183,9 +220,10 @@ class FakeGitHub:
     ) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
         with self._lock:
             self.calls.append((method, path))
+            self.call_times.append(time.monotonic())
             fault = self._faults.pop(0) if self._faults else None
         if fault is not None:
-            return _fault(fault)
+            return fault()
         if method == "POST" and (match := _TOKENS.match(path)):
             return self._mint(int(match["installation"]), headers, body or {})
         if match := _REPO.match(path):
@@ -509,6 +547,7 @@ class FakeGitHub:
         contents:read, pushing contents:write."""
         with self._lock:
             self.calls.append((method, path))
+            self.call_times.append(time.monotonic())
         full_name = path.lstrip("/").split(".git/")[0]
         pushing = "git-receive-pack" in path or "service=git-receive-pack" in query
         token = _basic_password(headers.get("Authorization", ""))
@@ -633,14 +672,3 @@ def _basic_password(header: str) -> str:
 
 def _level(value: str | None) -> int:
     return {"read": 1, "write": 2, "admin": 3}.get(value or "", 0)
-
-
-def _fault(status: int) -> tuple[int, Any, dict[str, str]]:
-    if status == 403:  # a primary rate limit, as GitHub reports one
-        reset = int((datetime.now(UTC) + timedelta(seconds=1)).timestamp())
-        return (
-            403,
-            {"message": "API rate limit exceeded"},
-            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset), "retry-after": "0"},
-        )
-    return status, {"message": "injected by the fake"}, {}

@@ -10,6 +10,7 @@ raise: they become a condition with the field and the fix.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +27,12 @@ from agentfactory.core.scheduler import TaskInfo
 from agentfactory.core.task import AgentTaskStatus
 from agentfactory.forge.build import build_forge
 from agentfactory.forge.git import ForgeError
-from agentfactory.forge.github import GitHubError, GitHubForge
+from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge
 from agentfactory.kube.client import Kube, path_of
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
 
 GROUP, VERSION = "agentfactory.dev", "v1alpha1"
+log = logging.getLogger(__name__)
 
 
 def _secret_names(spec: Any) -> set[str]:
@@ -84,6 +86,8 @@ async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) ->
         forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[ref.secret_name])
         if isinstance(forge, GitHubForge):
             await asyncio.to_thread(forge.verify)
+    except GitHubBusyError as exc:  # says nothing about the credentials: judge them next time
+        log.warning("credentials of %s not tried: %s", spec.repository.url, exc)
     except (ForgeError, GitHubError) as exc:
         return str(exc)
     return None

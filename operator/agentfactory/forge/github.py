@@ -24,7 +24,14 @@ from agentfactory.core.github import (
     status_state,
 )
 from agentfactory.forge.git import HEAD_TRAILER, TASK_TRAILER, GitForge, MergeOutcome
-from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    GithubIntegration,
+    GithubRetry,
+    RateLimitExceededException,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,6 +43,15 @@ if TYPE_CHECKING:
 
 class GitHubError(Exception):
     """A GitHub call failed; the message names the likely fix."""
+
+
+class GitHubBusyError(GitHubError):
+    """GitHub is rate limiting or failing (after PyGithub's retries): nothing is wrong with
+    the request, and a later try should pass."""
+
+
+def _transient(exc: GithubException) -> bool:
+    return isinstance(exc, RateLimitExceededException) or exc.status >= 500
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,34 @@ class MintedToken:
         return f"MintedToken(repositories={self.repositories}, permissions={self.permissions})"
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How the client paces its calls and waits out GitHub's limits (PyGithub's retry does
+    the waiting: until a primary limit resets, a secondary limit's Retry-After, or
+    `secondary_rate_wait` when GitHub gives none; 5xx with exponential backoff)."""
+
+    seconds_between_requests: float = 0.25
+    """GitHub asks integrators to serialize and pace their calls."""
+    secondary_rate_wait: float = 60
+    """GitHub: wait at least a minute after a secondary limit without Retry-After."""
+    max_rate_limit_wait: float = 90
+    """A longer wait fails the call instead: a worker's pass must not stall until an hourly
+    limit resets; the task says it is rate limited and the next pass tries again."""
+    retries: int = 5
+
+    def client_options(self) -> dict[str, Any]:
+        retry = GithubRetry(total=self.retries, secondary_rate_wait=self.secondary_rate_wait,
+                            max_rate_limit_wait=self.max_rate_limit_wait,
+                            # GitHub answers a secondary limit with 429 as well as 403
+                            status_forcelist=[*range(500, 600), 429],
+                            # the last answer, not urllib3's RetryError: PyGithub turns it
+                            # into the GithubException the forge explains
+                            raise_on_status=False)  # fmt: skip
+        return {"retry": retry, "seconds_between_requests": self.seconds_between_requests,
+                "seconds_between_writes": self.seconds_between_requests,
+                "user_agent": "agentfactory"}  # fmt: skip
+
+
 @dataclass
 class GitHubApp:
     """A GitHub App installation that mints tokens for one repository."""
@@ -59,17 +103,13 @@ class GitHubApp:
     app_id: str
     installation_id: int
     private_key: str
-    seconds_between_requests: float = 0.25
-    """PyGithub's pacing (GitHub asks integrators to serialize and pace their calls)."""
+    pacing: Pacing = field(default_factory=Pacing)
 
     def __post_init__(self) -> None:
         self._integration = GithubIntegration(
             auth=Auth.AppAuth(self.app_id, self.private_key),
             base_url=self.repository.api_url,
-            retry=GithubRetry(total=5),
-            seconds_between_requests=self.seconds_between_requests,
-            seconds_between_writes=self.seconds_between_requests,
-            user_agent="agentfactory",
+            **self.pacing.client_options(),
         )
 
     def __repr__(self) -> str:
@@ -83,7 +123,8 @@ class GitHubApp:
                 "POST", f"/app/installations/{self.installation_id}/access_tokens", input=body
             )
         except GithubException as exc:
-            raise GitHubError(self._explain(exc)) from None
+            busy = _transient(exc)
+            raise (GitHubBusyError if busy else GitHubError)(self._explain(exc)) from None
         return _token(data)
 
     def _explain(self, exc: GithubException) -> str:
@@ -96,6 +137,8 @@ class GitHubApp:
             422: f"the installation cannot grant this: install the App on"
             f" {self.repository.full_name} with the permissions the factory needs",
         }
+        if _transient(exc):
+            return f"minting a token ({where}): {_explain(exc)}"
         fix = fixes.get(exc.status, "GitHub refused the request")
         return f"minting a token ({where}): {exc.status} {message}: {fix}"
 
@@ -107,7 +150,7 @@ class GitHubToken:
 
     repository: GitHubRepository
     token: str = field(repr=False)
-    seconds_between_requests: float = 0.25
+    pacing: Pacing = field(default_factory=Pacing)
 
     def mint(self, permissions: dict[str, str]) -> MintedToken:
         del permissions  # a plain token cannot be narrowed
@@ -118,7 +161,7 @@ class Credentials(Protocol):
     """Where the forge's tokens come from: a GitHub App or a plain token."""
 
     repository: GitHubRepository
-    seconds_between_requests: float
+    pacing: Pacing
 
     def mint(self, permissions: dict[str, str]) -> MintedToken: ...
 
@@ -182,11 +225,8 @@ class GitHubForge(GitForge):
     def api(self) -> Repository:
         token = self.operator_token()
         if self._api is None or self._api[0] != token:
-            client = Github(auth=Auth.Token(token), base_url=self.repository.api_url,
-                            retry=GithubRetry(total=5), user_agent="agentfactory",
-                            seconds_between_requests=self.auth.seconds_between_requests,
-                            seconds_between_writes=self.auth.seconds_between_requests,
-                            lazy=True)  # fmt: skip
+            client = Github(auth=Auth.Token(token), base_url=self.repository.api_url, lazy=True,
+                            **self.auth.pacing.client_options())  # fmt: skip
             self._api = (token, client.get_repo(self.repository.full_name))
         return self._api[1]
 
@@ -199,6 +239,8 @@ class GitHubForge(GitForge):
         try:
             self.api().requester.requestJsonAndCheck("GET", f"/repos/{self.repository.full_name}")
         except GithubException as exc:
+            if _transient(exc):
+                raise _failed(f"reading {self.repository.full_name}", exc) from None
             fixes = {
                 401: "the token is wrong, expired or revoked: put a valid one in the Secret",
                 403: "the token may not read it: grant it access to the repository",
@@ -224,7 +266,7 @@ class GitHubForge(GitForge):
                 pull = repo.create_pull(base=self.base_branch, head=branch, title=title,
                                         body=body)  # fmt: skip
         except GithubException as exc:
-            raise GitHubError(f"pull request for {branch}: {exc.status} {exc.data}") from None
+            raise _failed(f"pull request for {branch}", exc) from None
         return PullRequest(pull.number, pull.html_url, pull.head.sha)
 
     def comment(self, number: int, key: str, text: str) -> None:
@@ -240,7 +282,7 @@ class GitHubForge(GitForge):
                     return
             issue.create_comment(body)
         except GithubException as exc:
-            raise GitHubError(f"comment on #{number}: {exc.status} {exc.data}") from None
+            raise _failed(f"comment on #{number}", exc) from None
 
     def approvals(self, number: int, head_sha: str, approvers: list[str]) -> list[str]:
         """The listed logins whose latest review approves exactly *head_sha* (an approval of
@@ -251,7 +293,7 @@ class GitHubForge(GitForge):
                 if review.user is not None and review.state in ("APPROVED", "CHANGES_REQUESTED"):
                     latest[review.user.login] = (review.state, review.commit_id)
         except GithubException as exc:
-            raise GitHubError(f"reviews of #{number}: {exc.status} {exc.data}") from None
+            raise _failed(f"reviews of #{number}", exc) from None
         # GitHub logins are case-insensitive; answer in the factory's spelling.
         allowed = {login.lstrip("@").lower(): login.lstrip("@") for login in approvers}
         return sorted(allowed[login.lower()] for login, (state, commit) in latest.items()
@@ -269,7 +311,7 @@ class GitHubForge(GitForge):
             if sorted(label.name for label in issue.labels) != sorted(wanted):
                 issue.set_labels(*wanted)
         except GithubException as exc:
-            raise GitHubError(f"labels of #{number}: {exc.status} {exc.data}") from None
+            raise _failed(f"labels of #{number}", exc) from None
 
     def checks(self, sha: str) -> list[ForgeCheck]:
         """Every check run and commit status on exactly *sha*."""
@@ -283,7 +325,7 @@ class GitHubForge(GitForge):
                                    _summary(s.description or "", "", s.target_url))
                         for s in commit.get_combined_status().statuses]  # fmt: skip
         except GithubException as exc:
-            raise GitHubError(f"checks on {sha[:12]}: {exc.status} {exc.data}") from None
+            raise _failed(f"checks on {sha[:12]}", exc) from None
         return runs + statuses
 
     def merge(
@@ -316,6 +358,8 @@ class GitHubForge(GitForge):
             status = pull.merge(commit_title=title, commit_message=f"{body}\n\n{trailers}",
                                 merge_method=method, sha=head_sha)  # fmt: skip
         except GithubException as exc:
+            if _transient(exc):  # passing: no merge attempt is spent on it
+                raise _failed(f"merging {branch}", exc) from None
             return _merge_refused(exc, head_sha)
         self._delete(branch, delete_branch)
         return MergeOutcome("merged", head_sha, merged_sha=status.sha)
@@ -341,7 +385,27 @@ class GitHubForge(GitForge):
                 repo.requester.requestJsonAndCheck("DELETE", f"{repo.url}/git/refs/heads/{branch}")
             except GithubException as exc:
                 if exc.status not in (404, 422):  # gone already
-                    raise GitHubError(f"deleting {branch}: {exc.status} {exc.data}") from None
+                    raise _failed(f"deleting {branch}", exc) from None
+
+
+def _failed(what: str, exc: GithubException) -> GitHubError:
+    return (GitHubBusyError if _transient(exc) else GitHubError)(f"{what}: {_explain(exc)}")
+
+
+def _explain(exc: GithubException) -> str:
+    """What GitHub said, and for a limit, until when: PyGithub has already waited as long as
+    the pacing allows, so the caller gives up for now and the next pass tries again."""
+    message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
+    if not isinstance(exc, RateLimitExceededException):
+        return f"{exc.status} {message or exc.data}".strip()
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    reset = headers.get("x-ratelimit-reset", "")
+    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+        until = datetime.fromtimestamp(int(reset), UTC).strftime("%H:%M:%SZ")
+        return f"GitHub's rate limit is spent until {until}; the operator tries again then"
+    after = headers.get("retry-after", "")
+    return (f"GitHub's secondary rate limit ({message or exc.status}); the operator tries again"
+            + (f" in {after} s" if after else " later"))  # fmt: skip
 
 
 def _merge_refused(exc: GithubException, head_sha: str) -> MergeOutcome:
