@@ -6,33 +6,33 @@ would send them; the tests watch phases, pods, Events and the remote."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import collections
-import contextlib
 import json
 import socket
 import sys
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-import agentfactory.controller.factories
-import agentfactory.controller.settings
-import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, tool
+from tests.cluster import (
+    CI_A_WHILE,
+    EVENTS,
+    EVERY_STAGE,
+    FIX_CART,
+    PODS,
+    SECRETS,
+    TASKS,
+    Cluster,
+    cluster,
+    fixes,
+    merged_tasks,
+    operator_requests,
+)
+from tests.fakes.anthropic_api import API_KEY, tool
 from tests.gitutil import git
-from tests.kube import Emulator, emulated, running_operator, wait_for
-from tests.kubelet import Kubelet
+from tests.kube import wait_for
 from tests.scripts import (
-    CART,
     CART_FIXED,
     CHECK,
-    Router,
-    factory_doc,
     implement,
-    replace,
     task_doc,
     verdict,
 )
@@ -42,139 +42,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
-
-    from tests.fakes.anthropic_api import Reply
-
-NS = "shop"
-API = f"/apis/agentfactory.dev/v1alpha1/namespaces/{NS}"
-TASKS = f"{API}/agenttasks"
-PODS = f"/api/v1/namespaces/{NS}/pods"
-SECRETS = f"/api/v1/namespaces/{NS}/secrets"
-EVENTS = f"/api/v1/namespaces/{NS}/events"
-FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"])
-FIX = implement(replace("shop/cart.py", CART, CART_FIXED))
-
-
-def fixes() -> dict[tuple[str, str], list[list[Reply]]]:
-    """The implementer's scripted session (fresh per test: the fake consumes it)."""
-    return {("fix-cart", "implementer"): [FIX]}
-
-
-#: The pods of one pass through the pipeline, in order.
-EVERY_STAGE = ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
-               "fix-cart-ci-1", "fix-cart-code-review-1"]  # fmt: skip
-#: CI that runs long enough for a test to act while its pod runs.
-CI_A_WHILE = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds": 120}]
-
-
-@dataclass
-class Cluster:
-    url: str
-    http: aiohttp.ClientSession
-    kubelet: Kubelet
-    emulator: Emulator
-    remote: Path
-    workdir: Path
-    operator: contextlib.AsyncExitStack
-
-    async def start_operator(self) -> None:
-        self.operator = contextlib.AsyncExitStack()
-        await self.operator.enter_async_context(
-            running_operator(self.url, workdir=str(self.workdir), resync_seconds=2)
-        )
-
-    async def stop_operator(self) -> None:
-        await self.operator.aclose()
-
-    @property
-    def started(self) -> list[str]:
-        """The pods the kubelet started, by name, in order."""
-        return [key.split("/")[1] for key in self.kubelet.started]
-
-    async def pod(self, name: str, phase: str = "Running") -> dict[str, Any]:
-        def reached(obj: dict[str, Any]) -> bool:
-            return (obj.get("status") or {}).get("phase") == phase
-
-        return await wait_for(self.url, PODS, name, reached, within=120)
-
-    async def create(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]:
-        doc["metadata"].setdefault("namespace", NS)
-        response = await self.http.post(self.url + collection, json=doc)
-        assert response.status in (200, 201), await response.text()
-        return dict(await response.json())
-
-    async def get(self, path: str) -> Any:
-        return await (await self.http.get(self.url + path)).json()
-
-    async def items(self, collection: str) -> list[dict[str, Any]]:
-        return list((await self.get(collection)).get("items", []))
-
-    async def annotate(self, name: str, key: str, value: str) -> None:
-        body = {"metadata": {"annotations": {key: value}}}
-        merge = {"Content-Type": "application/merge-patch+json"}
-        response = await self.http.patch(f"{self.url}{TASKS}/{name}", json=body, headers=merge)
-        assert response.status == 200, await response.text()
-
-    async def phase(self, name: str, *phases: str, within: float = 180) -> dict[str, Any]:
-        def reached(obj: dict[str, Any]) -> bool:
-            return (obj.get("status") or {}).get("phase") in phases
-
-        return await wait_for(self.url, TASKS, name, reached, within=within)
-
-
-def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
-    doc = factory_doc(remote, **spec)
-    doc["spec"]["agents"] = {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
-                             "baseURL": fake_url, **doc["spec"].get("agents", {})}  # fmt: skip
-    return doc
-
-
-@asynccontextmanager
-async def cluster(
-    tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
-    sessions: dict[tuple[str, str], list[list[Reply]]], *, in_process: bool = True, **spec: Any,
-) -> AsyncIterator[Cluster]:  # fmt: skip
-    """The emulator, the kubelet, the fake API and the resources; with *in_process* the
-    operator too (otherwise the test runs `agentfactory run` processes: `operator_process`)."""
-    goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
-    with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
-        async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
-            kubelet = Kubelet(url, emulator, tmp_path / "kubelet", readable=[str(remote)])
-            running = asyncio.create_task(kubelet.run())
-            c = Cluster(url, http, kubelet, emulator, remote, tmp_path / "operator",
-                        contextlib.AsyncExitStack())  # fmt: skip
-            try:
-                if in_process:
-                    await c.start_operator()
-                await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret",
-                                         "metadata": {"name": "anthropic"},
-                                         "data": {"api-key": base64.b64encode(
-                                             API_KEY.encode()).decode()}})  # fmt: skip
-                await c.create(f"{API}/factoryspecs", factory(remote, fake.url, **spec))
-                for task in tasks:
-                    await c.create(TASKS, json.loads(json.dumps(task)))
-                yield c
-            finally:
-                await c.stop_operator()
-                await kubelet.stop()
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-
-
-def operator_requests(emulator: Emulator) -> collections.Counter[str]:
-    """The operator's own API requests by verb and resource (its client's User-Agent)."""
-    return collections.Counter(
-        f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
-        for r in emulator
-        if r.resource is not None and r.headers.get("User-Agent", "").startswith("agentfactory/")
-    )
-
-
-def merged_tasks(remote: Path) -> list[str]:
-    log = git(remote, "log", "--format=%B", "main")
-    return [line.split(": ")[1] for line in log.splitlines()
-            if line.startswith("Agentfactory-Task: ")]  # fmt: skip
 
 
 async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(

@@ -606,8 +606,7 @@ class Worker:
             forge.label_phase(number, status.phase.value)
             escalation = factory.escalation
             mentions, approvers = escalation.notify.mention_on_pr, escalation.approvers
-            for key, text in pr_comments(status, mentions, approvers):
-                forge.comment(number, key, text)
+            forge.comment_all(number, pr_comments(status, mentions, approvers))
 
         try:
             await asyncio.to_thread(publish)

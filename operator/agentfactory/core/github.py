@@ -171,7 +171,8 @@ def pr_comments(
     review = status.last_review
     if review is not None:
         findings = "".join(f"\n- {_finding(f)}" for f in review.findings)
-        title = f"**{review.stage.value} #{review.attempt}: {review.verdict}**"
+        stage = review.stage.slug.replace("-", " ")
+        title = f"**{stage} #{review.attempt}: {review.verdict}**"
         out.append((f"review-{review.stage.slug}-{review.attempt}", title + findings))
     ci = status.ci
     if ci is not None and ci.state in ("failure", "timeout"):

@@ -34,6 +34,7 @@ from github import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from github.Repository import Repository
@@ -271,16 +272,21 @@ class GitHubForge(GitForge):
 
     def comment(self, number: int, key: str, text: str) -> None:
         """Post *text* on the PR once per *key* (a later call with the same key edits it)."""
-        marker = f"<!-- agentfactory:{key} -->"
-        body = f"{marker}\n{text}"
+        self.comment_all(number, [(key, text)])
+
+    def comment_all(self, number: int, comments: Sequence[tuple[str, str]]) -> None:
+        """`comment` for each (key, text), reading the PR's comments once."""
         issue = self.api().get_issue(number)
         try:
-            for existing in issue.get_comments():
-                if existing.body.startswith(marker):
-                    if existing.body != body:
-                        existing.edit(body)
-                    return
-            issue.create_comment(body)
+            existing = {c.body.split("\n", 1)[0]: c for c in issue.get_comments()
+                        if c.body.startswith("<!-- agentfactory:")}  # fmt: skip
+            for key, text in comments:
+                marker = f"<!-- agentfactory:{key} -->"
+                body = f"{marker}\n{text}"
+                if marker not in existing:
+                    existing[marker] = issue.create_comment(body)
+                elif existing[marker].body != body:
+                    existing[marker].edit(body)
         except GithubException as exc:
             raise _failed(f"comment on #{number}", exc) from None
 

@@ -1,0 +1,84 @@
+"""The operator end to end on a GitHub repository: kopf against the emulator, stage pods in
+the test kubelet cloning from the fake GitHub with the read-only tokens minted for them, the
+operator pushing, opening the PR, waiting for the required check on the exact head, and
+merging through the API. The fake's request log counts what one task costs on GitHub."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from typing import TYPE_CHECKING
+
+from tests.cluster import FIX_CART, cluster, fixes
+from tests.fakes.github_api import FakeGitHub
+from tests.githubs import ALL, REPO
+from tests.gitutil import git
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: The stage pods of one pass on GitHub: CI is GitHub's own, so no CI pod.
+AGENT_STAGES = ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",
+                "fix-cart-code-review-1"]  # fmt: skip
+
+
+NUMBER = re.compile(r"/([0-9a-f]{40}|\d+)(?=/|$)")
+
+
+def api_calls(github: FakeGitHub) -> collections.Counter[str]:
+    """The fake's REST calls (not git's smart HTTP) by verb and route shape."""
+    return collections.Counter(
+        f"{method} {NUMBER.sub('/N', path.removeprefix('/api/v3'))}"
+        for method, path in github.calls
+        if path.startswith("/api/v3/")
+    )
+
+
+async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
+    tmp_path: Path, remote: Path
+) -> None:
+    with FakeGitHub(root=tmp_path / "github") as github:
+        bare = github.create_repository(REPO, remote)
+        github.install(7, REPO, **ALL)
+        app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
+        spec = {
+            "repository": {"url": github.clone_url(REPO), "forge": "github",
+                           "credentials": {"githubApp": {"secretName": "gh-app"}}},
+            "ci": {"source": "github-checks", "requiredChecks": ["test"]},
+        }  # fmt: skip
+        async with cluster(tmp_path, remote, [FIX_CART], fixes(), secrets={"gh-app": app},
+                           **spec) as c:  # fmt: skip
+            waiting = await c.phase("fix-cart", "CI", "NeedsAttention", "Merged")
+            assert waiting["status"]["phase"] == "CI", waiting["status"].get("message")
+            head = waiting["status"]["headSHA"]
+            github.add_check_run(REPO, head, "test", conclusion="success")  # GitHub's CI
+            task = await c.phase("fix-cart", "Merged", "NeedsAttention")
+            assert task["status"]["phase"] == "Merged", task["status"].get("message")
+            assert c.started == AGENT_STAGES
+        [pull] = github.pulls[REPO].values()
+        assert pull["head"] == "factory/fix-cart" and pull["merged"]
+        assert pull["merged_head"] == head, "merged at the head CI verified"
+        assert task["status"]["pullRequest"]["url"].endswith(f"/pull/{pull['number']}")
+        assert [label["name"] for label in pull["labels"]] == ["agentfactory:Merged"]
+        comments = [c["body"] for c in github.comments.values()]
+        assert any("**Plan**" in body for body in comments), comments
+        assert any("**code review #1: APPROVE**" in body for body in comments), comments
+        assert "fix-cart" in git(bare, "log", "-1", "--format=%B", "main")
+        assert github.head_of(REPO, "factory/fix-cart") is None, "the branch is deleted"
+        # One token per pod, for this repository only, read-only; the operator's writes.
+        pods = [g for g in github.grants.values() if g.permissions.get("contents") == "read"]
+        assert len(pods) == len(AGENT_STAGES)
+        assert all(g.repositories == [REPO] for g in github.grants.values())
+        operator = [g for g in github.grants.values() if g.permissions.get("contents") == "write"]
+        # One when the factory's credentials are tried, one the worker reuses while fresh.
+        assert len(operator) == 2
+        assert github.key not in json.dumps(task)
+        calls = api_calls(github)
+        # Measured at 32: 6 token mints, PR find + create, 5 PR updates (phase label and
+        # comments: about 3 calls each), the check runs and statuses of the head once, and
+        # the merge (PRs, compare, mergeable, merge, branch delete).
+        assert sum(calls.values()) <= 36, sorted(calls.items())
+        assert calls["POST /repos/acme/shop/pulls"] == 1
+        assert calls["PUT /repos/acme/shop/pulls/N/merge"] == 1
+        assert calls["POST /app/installations/N/access_tokens"] == len(AGENT_STAGES) + 2
