@@ -260,3 +260,46 @@ async def test_a_task_whose_status_does_not_validate_is_left_alone_and_reported(
         assert len(events) == 1, "reported once per version"
         assert "status.stage" in events[0]["message"]
         assert await kube.list(path_of("v1", "pods", NS)) == []
+
+
+ISSUE = """### Goal
+Discount codes apply once per order.
+### Acceptance criteria
+- A second code on the same order is refused
+### Scope
+- shop/pricing.py
+"""
+
+
+async def test_labelled_issues_become_tasks_once_and_a_vague_one_is_told_why(
+    tmp_path: Path, remote: Path
+) -> None:
+    intake = {"githubIssues": {"label": "agentfactory"}}
+    async with github_shop(tmp_path, remote, intake=intake) as shop:
+        github = shop.github
+        good = github.open_issue(REPO, "Discounts stack", ISSUE, ["agentfactory", "bug"])
+        vague = github.open_issue(REPO, "Make it faster", "Please.", ["agentfactory"])
+        github.open_issue(REPO, "Not for the factory", ISSUE, ["bug"])
+        worker = Worker(NS, shop.kube, View(), tmp_path / "worker", github_poll_seconds=0)
+        await worker.refresh()
+        await worker.step()
+        await worker.step()  # reads the issues again: nothing twice
+        tasks = path_of(API, "agenttasks", NS)
+        names = sorted(t["metadata"]["name"] for t in await shop.kube.list(tasks))
+        assert names == ["fix-cart", f"shop-issue-{good}"]
+        task = await shop.kube.get(f"{tasks}/shop-issue-{good}") or {}
+        assert task["spec"]["acceptanceCriteria"] == ["A second code on the same order is refused"]
+        assert task["spec"]["source"]["githubIssue"]["number"] == good
+        labels = {label["name"] for label in github.issues[REPO][good]["labels"]}
+        assert labels == {"agentfactory", "bug", "agentfactory:task"}
+        said = {c["issue"][1]: c["body"] for c in github.comments.values()}
+        assert len(github.comments) == 2, "one comment each, not one per poll"
+        assert f"AgentTask `shop-issue-{good}`" in said[good]
+        assert "spec.acceptanceCriteria" in said[vague] and "### Scope" in said[vague]
+        await shop.kube.delete(f"{tasks}/shop-issue-{good}")
+        github.issues[REPO][vague]["body"] = ISSUE.replace("pricing", "search")
+        await worker.step()
+        names = sorted(t["metadata"]["name"] for t in await shop.kube.list(tasks))
+        assert names == ["fix-cart", f"shop-issue-{vague}"], "taken once, even when deleted"
+        events = [e["reason"] for e in await shop.kube.list(path_of("v1", "events", NS))]
+        assert events.count("TaskFromIssue") == 2

@@ -107,3 +107,21 @@ def test_a_parked_escalation_and_a_manual_merge_policy_ask_for_a_person_too() ->
     )
     text = dict(pr_comments(manual, ["alice"]))["escalation-1"]
     assert text.startswith("@alice merge.auto is false: every change waits for a person")
+
+
+def test_the_pr_body_is_the_contract_and_closes_the_issue_it_came_from() -> None:
+    from agentfactory.core.github import pull_request_body
+    from agentfactory.core.task import AgentTaskSpec
+
+    spec = AgentTaskSpec.model_validate({
+        "factoryRef": "shop", "goal": "Discounts apply once.", "acceptanceCriteria": ["refused"],
+        "nonGoals": ["no new UI"], "scope": {"paths": ["shop/pricing.py"]},
+    })  # fmt: skip
+    body = pull_request_body("discounts", spec)
+    assert body.startswith("**AgentTask `discounts`**\n\nDiscounts apply once.")
+    assert "- refused" in body and "- no new UI" in body and "- `shop/pricing.py`" in body
+    assert "Closes" not in body
+    issued = AgentTaskSpec.model_validate(
+        {**spec.model_dump(by_alias=True), "source": {"githubIssue": {"number": 12}}}
+    )
+    assert pull_request_body("discounts", issued).endswith("\n\nCloses #12")

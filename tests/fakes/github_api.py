@@ -77,6 +77,8 @@ class FakeGitHub:
     calls: list[tuple[str, str]] = field(default_factory=list)
     grants: dict[str, Grant] = field(default_factory=dict)
     pulls: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    issues: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    """repository -> number -> a plain issue (PRs and issues share the numbers, as on GitHub)."""
     """repository -> number -> the PR as stored (GitHub's shape, head SHA read live)."""
     check_runs: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     statuses: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -330,7 +332,7 @@ class FakeGitHub:
                for p in self.pulls.get(full, {}).values()):  # fmt: skip
             exists = f"A pull request already exists for {owner}:{head}."
             return 422, {"message": "Validation Failed", "errors": [{"message": exists}]}, {}
-        number = 1 + max((n for pulls in self.pulls.values() for n in pulls), default=0)
+        number = self._next_number()
         pull = {"number": number, "id": number, "state": "open", "title": body["title"],
                 "body": body.get("body") or "", "head": head, "base": base, "merged": False,
                 "merged_at": None, "merge_commit_sha": None, "merged_head": None,
@@ -461,24 +463,58 @@ class FakeGitHub:
         self._git(full, "update-ref", "-d", f"refs/heads/{n[0]}")
         return 204, None, {}
 
+    def open_issue(self, full: str, title: str, body: str, labels: list[str]) -> int:
+        """An issue opened by a person, with *labels* (as a triager set them)."""
+        with self._lock:
+            number = self._next_number()
+            self.issues.setdefault(full, {})[number] = {
+                "number": number, "id": number, "title": title, "body": body, "state": "open",
+                "labels": [self._label(full, name) for name in labels],
+            }  # fmt: skip
+        return number
+
+    def _next_number(self) -> int:
+        taken = [n for kind in (self.pulls, self.issues) for numbers in kind.values()
+                 for n in numbers]  # fmt: skip
+        return 1 + max(taken, default=0)
+
+    def _label(self, full: str, name: str) -> dict[str, str]:
+        return {"name": name, "url": f"{self.url}/api/v3/repos/{full}/labels/{name}"}
+
+    def _issue(self, full: str, number: int) -> dict[str, Any] | None:
+        """Issue *number* as GitHub's issues API shows it (a PR is an issue too)."""
+        if (pull := self.pulls.get(full, {}).get(number)) is not None:
+            shown = {k: pull[k] for k in ("number", "id", "title", "body", "state", "labels")}
+            return shown | {"pull_request": {"url": self._pull_json(full, pull)["url"]}}
+        issue = self.issues.get(full, {}).get(number)
+        return None if issue is None else dict(issue)
+
+    def _issue_json(self, full: str, issue: dict[str, Any]) -> dict[str, Any]:
+        return {**issue, "url": f"{self.url}/api/v3/repos/{full}/issues/{issue['number']}",
+                "html_url": f"{self.url}/{full}/issues/{issue['number']}"}  # fmt: skip
+
     def _get_issue(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
-        pull = self.pulls.get(full, {}).get(int(n[0]))
-        if pull is None:
+        issue = self._issue(full, int(n[0]))
+        if issue is None:
             return 404, {"message": "Not Found"}, {}
-        return (
-            200,
-            {
-                "number": pull["number"],
-                "id": pull["id"],
-                "title": pull["title"],
-                "body": pull["body"],
-                "state": pull["state"],
-                "labels": pull["labels"],
-                "pull_request": {"url": self._pull_json(full, pull)["url"]},
-                "url": f"{self.url}/api/v3/repos/{full}/issues/{pull['number']}",
-            },
-            {},
-        )
+        return 200, self._issue_json(full, issue), {}
+
+    def _list_issues(self, full: str, _n: list[str], _b: Any, q: dict[str, str]) -> Reply:
+        wanted = {name for name in q.get("labels", "").split(",") if name}
+        numbers = sorted([*self.pulls.get(full, {}), *self.issues.get(full, {})])
+        found = [issue for n in numbers if (issue := self._issue(full, n)) is not None
+                 and q.get("state", "open") in ("all", issue["state"])
+                 and wanted <= {label["name"] for label in issue["labels"]}]  # fmt: skip
+        return 200, [self._issue_json(full, issue) for issue in found], {}
+
+    def _add_labels(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
+        stored = self.pulls.get(full, {}).get(int(n[0])) or self.issues.get(full, {}).get(int(n[0]))
+        if stored is None:
+            return 404, {"message": "Not Found"}, {}
+        given = body if isinstance(body, list) else (body or {}).get("labels", [])
+        have = {label["name"] for label in stored["labels"]}
+        stored["labels"] += [self._label(full, name) for name in given if name not in have]
+        return 200, stored["labels"], {}
 
     def add_check_run(self, full: str, sha: str, name: str, status: str = "completed",
                       conclusion: str | None = "success", summary: str = "") -> None:  # fmt: skip
@@ -528,7 +564,7 @@ class FakeGitHub:
         return 200, [self._comment_json(full, c) for c in ids], {}
 
     def _create_comment(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
-        if int(n[0]) not in self.pulls.get(full, {}):
+        if self._issue(full, int(n[0])) is None:
             return 404, {"message": "Not Found"}, {}
         cid = 1 + max(self.comments, default=1000)
         self.comments[cid] = {"issue": (full, int(n[0])), "body": body["body"]}
@@ -647,6 +683,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/pulls/N"): ("pull_requests", "read", FakeGitHub._get_pull),
     ("PATCH", "/pulls/N"): ("pull_requests", "write", FakeGitHub._edit_pull),
     ("GET", "/issues/N"): ("pull_requests", "read", FakeGitHub._get_issue),
+    ("GET", "/issues"): ("issues", "read", FakeGitHub._list_issues),
+    ("POST", "/issues/N/labels"): ("issues", "write", FakeGitHub._add_labels),
     ("GET", "/issues/N/comments"): ("pull_requests", "read", FakeGitHub._list_comments),
     ("POST", "/issues/N/comments"): ("pull_requests", "write", FakeGitHub._create_comment),
     ("PATCH", "/issues/comments/N"): ("pull_requests", "write", FakeGitHub._edit_comment),

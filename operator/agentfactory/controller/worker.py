@@ -34,6 +34,7 @@ from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.factory_status import PROGRESS_FIELDS, PROGRESS_KEYS, progress
 from agentfactory.core.github import ci_verdict, pr_comments, pull_request_body
 from agentfactory.core.handoff import AgentResult, CheckReport
+from agentfactory.core.intake import TAKEN_LABEL, intake_problem, task_from_issue
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.observations import (
     FailureReason,
@@ -157,7 +158,9 @@ class Worker:
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
     """Tasks as last parsed, with the resourceVersion they were parsed at."""
     _polled: dict[tuple[str, str], float] = field(default_factory=dict)
-    """(task, what) -> when GitHub was last asked about it."""
+    """(task or factory, what) -> when GitHub was last asked about it."""
+    _told: set[tuple[str, int, int]] = field(default_factory=set)
+    """(factory, issue, hash of its text): issues told why they are not a task yet."""
 
     def __post_init__(self) -> None:
         self.executor = KubernetesExecutor(self.kube)
@@ -284,6 +287,11 @@ class Worker:
     async def step(self) -> bool:
         """One pass; True when some task moved (so another pass follows at once)."""
         factories = self._factories()
+        for name, factory in factories.items():
+            try:
+                await self._intake(name, factory)
+            except Exception as exc:  # the tasks move on; intake tries again next poll
+                log.warning("%s/%s: issue intake failed: %s", self.namespace, name, exc)
         raws = self.view.in_namespace("agenttasks", self.namespace)
         tasks = {t.name: t for t in map(self._task, raws)}
         for task in [t for t in tasks.values() if t.unreadable]:
@@ -444,6 +452,44 @@ class Worker:
             return False
         approval = HumanAction(action="approve", by=logins[0])
         return not (await self.apply(task, factory, approval)).ignored
+
+    async def _intake(self, name: str, factory: FactorySpecSpec) -> None:
+        """Each open issue with the factory's intake label becomes an AgentTask, once: the
+        task's name comes from the issue, and the issue is labelled as taken afterwards (a
+        crash between the two finds the task on the next poll). An issue that is not a task
+        yet is told why, once per version of its text."""
+        wanted = factory.intake.github_issues if factory.intake else None
+        if wanted is None or not self._due(name, "intake"):
+            return
+        forge = await self._forge(name, factory)
+        if not isinstance(forge, GitHubForge):
+            return
+        for issue, labels in await asyncio.to_thread(forge.open_issues, wanted.label):
+            if TAKEN_LABEL in labels:
+                continue
+            doc, problems = task_from_issue(issue, factory=name, namespace=self.namespace)
+            if doc is None:
+                seen = (name, issue.number, hash(issue.body))
+                if seen not in self._told:
+                    await asyncio.to_thread(forge.comment, issue.number, "intake",
+                                            intake_problem(issue, problems))  # fmt: skip
+                    self._told.add(seen)
+                continue
+            task = doc["metadata"]["name"]
+            try:
+                self.view.put("agenttasks", await self.kube.create(
+                    path_of(API_VERSION, "agenttasks", self.namespace), doc))  # fmt: skip
+            except KubeError as exc:
+                if exc.status != 409:  # 409: made before a crash; label the issue now
+                    raise
+            text = (f"agentfactory took this issue as AgentTask `{task}` (namespace"
+                    f" `{self.namespace}`): `kubectl get agenttask {task} -n {self.namespace}`."
+                    " Its pull request will link back here.")  # fmt: skip
+            await asyncio.to_thread(forge.take_issue, issue.number, text)
+            raw = self.view.get("factoryspecs", self.namespace, name)
+            if raw is not None:
+                await self._event(raw, "Normal", "TaskFromIssue",
+                                  f"issue #{issue.number} became AgentTask {task}")  # fmt: skip
 
     def _due(self, task: str, what: str) -> bool:
         """Whether GitHub may be asked about *what* of *task* again (see github_poll_seconds)."""

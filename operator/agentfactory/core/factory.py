@@ -382,7 +382,10 @@ class GitHubIssuesIntake(Model):
     """Turn labelled GitHub issues into AgentTasks."""
 
     label: str = Field(min_length=1, max_length=50)
-    """Open issues with this label become AgentTasks, once each."""
+    """Open issues with this label become AgentTasks, once each, named
+    `<factory>-issue-<number>`, from the issue's sections `### Goal`, `### Acceptance
+    criteria`, `### Scope` (optional: `### Non-goals`, `### Context`, `### Depends on`). Only
+    people with triage access can label issues, so the label is the trust gate."""
 
 
 class Intake(Model):

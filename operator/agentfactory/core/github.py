@@ -141,6 +141,9 @@ def pull_request_body(task: str, spec: AgentTaskSpec) -> str:
         lines += ["", "**Non-goals**", *(f"- {n}" for n in spec.non_goals)]
     lines += ["", "**Scope**", *(f"- `{p}`" for p in spec.scope.paths)]
     lines += ["", "_Opened by agentfactory; the task's phase is this PR's `agentfactory:` label._"]
+    issue = spec.source.github_issue if spec.source else None
+    if issue is not None:  # GitHub closes the issue when this PR merges
+        lines += ["", f"Closes #{issue.number}"]
     return "\n".join(lines)
 
 

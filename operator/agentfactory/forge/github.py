@@ -23,6 +23,7 @@ from agentfactory.core.github import (
     role_permissions,
     status_state,
 )
+from agentfactory.core.intake import TAKEN_LABEL, Issue
 from agentfactory.forge.git import HEAD_TRAILER, TASK_TRAILER, GitForge, MergeOutcome
 from github import (
     Auth,
@@ -289,6 +290,24 @@ class GitHubForge(GitForge):
                     existing[marker].edit(body)
         except GithubException as exc:
             raise _failed(f"comment on #{number}", exc) from None
+
+    def open_issues(self, label: str) -> list[tuple[Issue, set[str]]]:
+        """The open issues (not PRs) labelled *label*, each with all its labels."""
+        try:
+            return [(Issue(i.number, i.title, i.body or "", i.html_url),
+                     {lb.name for lb in i.labels})
+                    for i in self.api().get_issues(state="open", labels=[label])
+                    if i.pull_request is None]  # fmt: skip
+        except GithubException as exc:
+            raise _failed(f"issues labelled {label!r}", exc) from None
+
+    def take_issue(self, number: int, text: str) -> None:
+        """Mark issue *number* as made into a task (`TAKEN_LABEL`) and say so on it."""
+        self.comment(number, "intake", text)
+        try:
+            self.api().get_issue(number).add_to_labels(TAKEN_LABEL)
+        except GithubException as exc:
+            raise _failed(f"labelling #{number}", exc) from None
 
     def approvals(self, number: int, head_sha: str, approvers: list[str]) -> list[str]:
         """The listed logins whose latest review approves exactly *head_sha* (an approval of
