@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from agentfactory.core.intake import Issue, intake_problem, sections, task_from_issue, task_name
 from agentfactory.core.task import AgentTask
+
+DOCS = Path(__file__).parent.parent / "docs"
 
 FORM = """### Goal
 
@@ -69,3 +75,21 @@ def test_task_names_fit_in_a_label() -> None:
     name = task_name("a" * 60, 123456)
     assert len(name) == 63 and name.endswith("-issue-123456")
     assert task_name("shop", 7) == "shop-issue-7"
+
+
+def test_the_example_issue_form_renders_to_a_body_the_intake_reads() -> None:
+    form = yaml.safe_load((DOCS / "github-issue-form.yml").read_text())
+    answers = {"goal": "Webhooks retry with backoff.", "acceptance": "- a 503 is retried",
+               "scope": "- `src/webhooks/**`", "non-goals": "", "context": "",
+               "depends-on": "add-signing"}  # fmt: skip
+    # As GitHub renders a submitted form: each field's label as a heading, then the answer.
+    body = "\n\n".join(
+        f"### {field['attributes']['label']}\n\n{answers[field['id']] or '_No response_'}"
+        for field in form["body"]
+    )
+    doc, problems = task_from_issue(Issue(9, "[task] retries", body, "u"), factory="webhooks",
+                                    namespace="team")  # fmt: skip
+    assert problems == [] and doc is not None
+    assert doc["spec"]["scope"]["paths"] == ["src/webhooks/**"]
+    assert doc["spec"]["dependsOn"] == ["add-signing"]
+    assert "nonGoals" not in doc["spec"]
