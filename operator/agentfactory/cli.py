@@ -19,6 +19,7 @@ import yaml
 
 from agentfactory import __version__
 from agentfactory.manifests.crds import all_crds
+from agentfactory.manifests.reference import reference
 from agentfactory.validation import validate_paths
 
 if TYPE_CHECKING:
@@ -33,23 +34,30 @@ def render_yaml(document: object) -> str:
 
 def _crds(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir)
+    files = {out_dir / name: render_yaml(crd) for name, crd in all_crds().items()}
+    return _write_or_check(files, check=args.check, command="agentfactory crds")
+
+
+def _docs(args: argparse.Namespace) -> int:
+    return _write_or_check({Path(args.output): reference()}, check=args.check,
+                           command="agentfactory docs")  # fmt: skip
+
+
+def _write_or_check(files: dict[Path, str], *, check: bool, command: str) -> int:
+    """Write generated *files*, or with *check* only say which differ from what is on disk."""
     stale: list[str] = []
-    for name, crd in all_crds().items():
-        path = out_dir / name
-        text = render_yaml(crd)
-        if args.check:
+    for path, text in files.items():
+        if check:
             current = path.read_text(encoding="utf-8") if path.exists() else ""
             if current != text:
                 stale.append(str(path))
             continue
-        out_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
     if stale:
-        print(
-            f"out of date: {', '.join(stale)}; run `agentfactory crds` and commit the result",
-            file=sys.stderr,
-        )
+        print(f"out of date: {', '.join(stale)}; run `{command}` and commit the result",
+              file=sys.stderr)  # fmt: skip
         return 1
     return 0
 
@@ -235,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if the files differ instead of writing"
     )
     crds.set_defaults(run=_crds)
+
+    docs = commands.add_parser("docs", help="write the field reference generated from the models")
+    docs.add_argument("--output", default="docs/reference.md", help="file to write")
+    docs.add_argument(
+        "--check", action="store_true", help="exit 1 if the file differs instead of writing"
+    )
+    docs.set_defaults(run=_docs)
 
     validate = commands.add_parser(
         "validate", help="validate FactorySpec and AgentTask manifests offline"
