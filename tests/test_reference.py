@@ -30,10 +30,11 @@ def test_every_field_has_a_description_and_a_row() -> None:
 
 
 def test_fields_walk_lists_and_maps() -> None:
+    item = {"type": "object", "properties": {"b": {"type": "string"}}}
+    value = {"type": "object", "properties": {"c": {"type": "integer"}}}
     schema = {"type": "object", "required": ["a"], "properties": {
-        "a": {"type": "array", "items": {"type": "object", "properties": {"b": {"type": "string"}}}},
-        "m": {"type": "object", "additionalProperties": {"type": "object",
-                                                          "properties": {"c": {"type": "integer"}}}},
+        "a": {"type": "array", "items": item},
+        "m": {"type": "object", "additionalProperties": value},
     }}  # fmt: skip
-    assert [(p, r) for p, _, r in fields(schema)] == [("a", True), ("a[].b", False), ("m", False),
-                                                      ("m.*.c", False)]  # fmt: skip
+    walked = [(p, r) for p, _, r in fields(schema)]
+    assert walked == [("a", True), ("a[].b", False), ("m", False), ("m.*.c", False)]
