@@ -35,15 +35,29 @@ def schema_of(kind: str) -> dict[str, Any]:
 
 def test_committed_crds_match_the_models(tmp_path: Path) -> None:
     assert main(["crds", "--check"]) == 0, "run `agentfactory crds` and commit crds/"
-    main(["crds", "--output-dir", str(tmp_path)])
+    main(["crds", "--output-dir", str(tmp_path), "--chart-dir", ""])
     for name in CRDS:
         assert (tmp_path / name).read_text() == (ROOT / "crds" / name).read_text()
 
 
 def test_the_drift_check_fails_on_a_changed_file(tmp_path: Path) -> None:
-    main(["crds", "--output-dir", str(tmp_path)])
+    main(["crds", "--output-dir", str(tmp_path), "--chart-dir", str(tmp_path / "chart")])
+    (tmp_path / "chart" / "templates" / "crds" / "agenttasks.yaml").write_text("# edited\n")
+    check = ["crds", "--check", "--output-dir", str(tmp_path), "--chart-dir"]
+    assert main([*check, str(tmp_path / "chart")]) == 1
+    assert main([*check, ""]) == 0
     (tmp_path / "agenttasks.yaml").write_text("# hand edited\n")
-    assert main(["crds", "--check", "--output-dir", str(tmp_path)]) == 1
+    assert main([*check, ""]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(CRDS))
+def test_the_chart_ships_the_same_crds_kept_on_uninstall(name: str) -> None:
+    text = (ROOT / "charts" / "agentfactory" / "templates" / "crds" / name).read_text()
+    lines = text.splitlines()
+    assert (lines[0], lines[-1]) == ("{{- if .Values.crds.enabled }}", "{{- end }}")
+    shipped = yaml.safe_load("\n".join(lines[1:-1]))
+    assert shipped["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep"}
+    assert shipped == CRDS[name]
 
 
 @pytest.mark.parametrize("name", sorted(CRDS))
