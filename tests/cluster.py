@@ -5,7 +5,6 @@ resources as `kubectl apply` would send them, and kopf for real in this process.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import json
@@ -20,7 +19,7 @@ import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.gitutil import git
-from tests.kube import Emulator, emulated, running_operator, wait_for
+from tests.kube import Emulator, emulated, running_operator, secret_doc, wait_for
 from tests.kubelet import Kubelet
 from tests.scripts import CART, CART_FIXED, CHECK, Router, factory_doc, implement, replace, task_doc
 
@@ -136,10 +135,7 @@ async def cluster(
                 if in_process:
                     await c.start_operator()
                 for name, data in {"anthropic": {"api-key": API_KEY}, **(secrets or {})}.items():
-                    await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret",
-                                             "metadata": {"name": name},
-                                             "data": {k: base64.b64encode(v.encode()).decode()
-                                                      for k, v in data.items()}})  # fmt: skip
+                    await c.create(SECRETS, secret_doc(name, data))
                 await c.create(f"{API}/factoryspecs", factory(remote, fake.url, **spec))
                 for task in tasks:
                     await c.create(TASKS, json.loads(json.dumps(task)))

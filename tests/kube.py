@@ -27,6 +27,7 @@ What kmock 0.8 lacked, and what this module adds (see DESIGN.md section 7):
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import uuid
@@ -220,6 +221,12 @@ def declare(emulator: kmock.KubernetesEmulator) -> None:
         info.shortnames = set(names["shortNames"])
         info.categories = set(names["categories"])
         info.subresources = {"status"}
+
+
+def secret_doc(name: str, data: dict[str, str]) -> dict[str, Any]:
+    """An Opaque Secret holding *data* (plain strings, encoded as the API stores them)."""
+    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
 
 
 async def wait_for(

@@ -4,7 +4,6 @@ condition with the field and the fix, and nothing crashes."""
 
 from __future__ import annotations
 
-import base64
 import json
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,8 @@ import pytest
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 from tests.fakes.github_api import FakeGitHub, private_key
-from tests.kube import emulated, running_operator, wait_for
+from tests.githubs import ALL, REPO
+from tests.kube import emulated, running_operator, secret_doc, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -77,29 +77,30 @@ def test_the_handlers_are_registered_with_stable_ids() -> None:
     assert agentfactory.controller.factories.GROUP == "agentfactory.dev"
 
 
+async def reconciled_on_github(
+    github: FakeGitHub, credentials: dict[str, Any], secret: dict[str, str]
+) -> dict[str, Any]:
+    """The factory on the fake GitHub's acme/shop once reconciled, with *credentials* naming
+    a Secret that holds *secret*."""
+    name = next(iter(credentials.values()))["secretName"]
+    async with operator() as url, aiohttp.ClientSession() as http:
+        await http.post(f"{url}/api/v1/namespaces/shop/secrets", json=secret_doc(name, secret))
+        doc = factory("shop", repository={"url": github.clone_url(REPO), "forge": "github",
+                                          "credentials": credentials})  # fmt: skip
+        assert (await http.post(url + FACTORIES, json=doc)).status == 200
+        return await wait_for(url, FACTORIES, "shop", ready)
+
+
 @pytest.mark.parametrize("right_key", [True, False])
 async def test_github_app_credentials_are_tried_by_minting_a_token(
     right_key: bool, tmp_path: Path, remote: Path
 ) -> None:
     with FakeGitHub(root=tmp_path / "github") as github:
-        github.create_repository("acme/shop", remote)
-        github.install(7, "acme/shop", contents="write", metadata="read", pull_requests="write",
-                       issues="write", checks="read", statuses="read")  # fmt: skip
+        github.create_repository(REPO, remote)
+        github.install(7, REPO, **ALL)
         key = github.key if right_key else private_key()
-        app = {"app-id": github.app_id, "installation-id": "7", "private-key": key}
-        async with operator() as url, aiohttp.ClientSession() as http:
-            secret = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "gh-app"},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
-            }
-            await http.post(f"{url}/api/v1/namespaces/shop/secrets", json=secret)
-            doc = factory("shop", repository={
-                "url": github.clone_url("acme/shop"), "forge": "github",
-                "credentials": {"githubApp": {"secretName": "gh-app"}}})  # fmt: skip
-            assert (await http.post(url + FACTORIES, json=doc)).status == 200
-            obj = await wait_for(url, FACTORIES, "shop", ready)
+        app = {**github.app_secret(7), "private-key": key}
+        obj = await reconciled_on_github(github, {"githubApp": {"secretName": "gh-app"}}, app)
         conditions = {c["type"]: c for c in obj["status"]["conditions"]}
         credentials = conditions["CredentialsValid"]
         if right_key:
@@ -120,17 +121,10 @@ async def test_a_plain_github_token_is_usable_with_a_warning_or_refused(
     alive: bool, tmp_path: Path, remote: Path
 ) -> None:
     with FakeGitHub(root=tmp_path / "github") as github:
-        github.create_repository("acme/shop", remote)
-        token = github.personal_token("acme/shop", contents="write") if alive else "ghp_revoked"
-        async with operator() as url, aiohttp.ClientSession() as http:
-            secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh-token"},
-                      "data": {"token": base64.b64encode(token.encode()).decode()}}  # fmt: skip
-            await http.post(f"{url}/api/v1/namespaces/shop/secrets", json=secret)
-            doc = factory("shop", repository={
-                "url": github.clone_url("acme/shop"), "forge": "github",
-                "credentials": {"token": {"secretName": "gh-token"}}})  # fmt: skip
-            assert (await http.post(url + FACTORIES, json=doc)).status == 200
-            obj = await wait_for(url, FACTORIES, "shop", ready)
+        github.create_repository(REPO, remote)
+        token = github.personal_token(REPO, contents="write") if alive else "ghp_revoked"
+        obj = await reconciled_on_github(github, {"token": {"secretName": "gh-token"}},
+                                         {"token": token})  # fmt: skip
         conditions = {c["type"]: c for c in obj["status"]["conditions"]}
         credentials, readiness = conditions["CredentialsValid"], conditions["Ready"]
         if alive:

@@ -4,7 +4,6 @@ replica's last pass, a view behind the API) from doubling a transition."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from agentfactory.forge.github import GitHubForge
 from agentfactory.kube.client import Kube, path_of
 from tests.fakes.github_api import FakeGitHub
 from tests.githubs import ALL, REPO, app
-from tests.kube import emulated, wait_for
+from tests.kube import emulated, secret_doc, wait_for
 from tests.scripts import factory_doc, task_doc
 
 if TYPE_CHECKING:
@@ -121,11 +120,9 @@ async def github_shop(tmp_path: Path, remote: Path, **spec: Any) -> AsyncIterato
         github.create_repository(REPO, remote)
         github.install(7, REPO, **ALL)
         async with emulated() as (_, url), Kube(server=url) as kube:
-            app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
-            await kube.create(path_of("v1", "secrets", NS), {
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh-app"},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in app.items()},
-            })  # fmt: skip
+            await kube.create(
+                path_of("v1", "secrets", NS), secret_doc("gh-app", github.app_secret(7))
+            )
             doc = factory_doc(remote, ci={"source": "github-checks", "requiredChecks": ["test"]},
                               repository={"url": github.clone_url(REPO), "forge": "github",
                                           "credentials": {"githubApp": {"secretName": "gh-app"}}},

@@ -41,14 +41,13 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
     with FakeGitHub(root=tmp_path / "github") as github:
         bare = github.create_repository(REPO, remote)
         github.install(7, REPO, **ALL)
-        app = {"app-id": github.app_id, "installation-id": "7", "private-key": github.key}
         spec = {
             "repository": {"url": github.clone_url(REPO), "forge": "github",
                            "credentials": {"githubApp": {"secretName": "gh-app"}}},
             "ci": {"source": "github-checks", "requiredChecks": ["test"]},
         }  # fmt: skip
-        async with cluster(tmp_path, remote, [FIX_CART], fixes(), secrets={"gh-app": app},
-                           **spec) as c:  # fmt: skip
+        secrets = {"gh-app": github.app_secret(7)}
+        async with cluster(tmp_path, remote, [FIX_CART], fixes(), secrets=secrets, **spec) as c:
             waiting = await c.phase("fix-cart", "CI", "NeedsAttention", "Merged")
             assert waiting["status"]["phase"] == "CI", waiting["status"].get("message")
             head = waiting["status"]["headSHA"]

@@ -101,6 +101,11 @@ class FakeGitHub:
         entry["repositories"].append(repository)
         entry["permissions"].update(permissions)
 
+    def app_secret(self, installation: int) -> dict[str, str]:
+        """What a Secret for the App's *installation* holds, under the FactorySpec's keys."""
+        return {"app-id": self.app_id, "installation-id": str(installation),
+                "private-key": self.key}  # fmt: skip
+
     def personal_token(self, repository: str, **permissions: str) -> str:
         """A plain token (as a person creates one) with *permissions* on *repository*."""
         token = "github_pat_" + secrets.token_hex(18)
@@ -434,14 +439,11 @@ class FakeGitHub:
         return 200, list(self.reviews.get((full, int(n[0])), [])), {}
 
     def _set_labels(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
-        pull = self.pulls.get(full, {}).get(int(n[0]))
-        if pull is None:
+        stored = self._stored(full, int(n[0]))
+        if stored is None:
             return 404, {"message": "Not Found"}, {}
-        given = body if isinstance(body, list) else (body or {}).get("labels", [])  # both forms
-        names = [x if isinstance(x, str) else x["name"] for x in given]
-        pull["labels"] = [{"name": name, "url": f"{self.url}/api/v3/repos/{full}/labels/{name}"}
-                          for name in names]  # fmt: skip
-        return 200, pull["labels"], {}
+        stored["labels"] = [self._label(full, name) for name in _label_names(body)]
+        return 200, stored["labels"], {}
 
     def _get_ref(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         sha = self.head_of(full, n[0])
@@ -508,13 +510,17 @@ class FakeGitHub:
         return 200, [self._issue_json(full, issue) for issue in found], {}
 
     def _add_labels(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
-        stored = self.pulls.get(full, {}).get(int(n[0])) or self.issues.get(full, {}).get(int(n[0]))
+        stored = self._stored(full, int(n[0]))
         if stored is None:
             return 404, {"message": "Not Found"}, {}
-        given = body if isinstance(body, list) else (body or {}).get("labels", [])
         have = {label["name"] for label in stored["labels"]}
-        stored["labels"] += [self._label(full, name) for name in given if name not in have]
+        stored["labels"] += [self._label(full, name) for name in _label_names(body)
+                             if name not in have]  # fmt: skip
         return 200, stored["labels"], {}
+
+    def _stored(self, full: str, number: int) -> dict[str, Any] | None:
+        """The stored PR or plain issue *number* (the issues API serves both)."""
+        return self.pulls.get(full, {}).get(number) or self.issues.get(full, {}).get(number)
 
     def add_check_run(self, full: str, sha: str, name: str, status: str = "completed",
                       conclusion: str | None = "success", summary: str = "") -> None:  # fmt: skip
@@ -700,6 +706,12 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/commits/SHA/check-runs"): ("checks", "read", FakeGitHub._check_runs),
     ("GET", "/commits/SHA/status"): ("statuses", "read", FakeGitHub._status),
 }
+
+
+def _label_names(body: Any) -> list[str]:
+    """Label names from a request body: a list or {"labels": [...]}, of names or objects."""
+    given = body if isinstance(body, list) else (body or {}).get("labels", [])
+    return [x if isinstance(x, str) else x["name"] for x in given]
 
 
 def _basic_password(header: str) -> str:

@@ -78,12 +78,11 @@ async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) ->
         spec = FactorySpecSpec.model_validate(raw_spec)
     except ValidationError:
         return None  # the spec's own condition says what is wrong
-    creds = spec.repository.credentials
-    ref = (creds.github_app or creds.token) if creds is not None else None
-    if spec.repository.forge != "github" or ref is None or ref.secret_name not in secrets:
+    secret = spec.repository.credentials_secret
+    if spec.repository.forge != "github" or secret not in secrets:
         return None
     try:
-        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[ref.secret_name])
+        forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[secret])
         if isinstance(forge, GitHubForge):
             await asyncio.to_thread(forge.verify)
     except GitHubBusyError as exc:  # says nothing about the credentials: judge them next time

@@ -256,20 +256,20 @@ class Worker:
 
     async def _forge(self, name: str, spec: FactorySpecSpec) -> GitForge:
         """The factory's forge, made again only when its repository or credentials change."""
-        creds = spec.repository.credentials
-        ref = (creds.github_app or creds.token) if creds is not None else None
-        secret = await self._secret(ref.secret_name) if ref is not None else {}
+        secret_name = spec.repository.credentials_secret
+        secret = await self._secret(secret_name) if secret_name else {}
         key = (spec.repository.model_dump_json(), tuple(sorted(secret.items())))
         if name not in self._forges or self._forges[name][0] != key:
             forge = build_forge(spec.repository, self.workdir / self.namespace / name, secret)
             self._forges[name] = (key, forge)
         return self._forges[name][1]
 
-    async def _github(self, task: Task, factory: FactorySpecSpec | None) -> GitHubForge | None:
-        """The factory's forge when it is GitHub (where PRs, checks and reviews live)."""
+    async def _github(self, name: str, factory: FactorySpecSpec | None) -> GitHubForge | None:
+        """Factory *name*'s forge when it is GitHub (where PRs, checks, reviews and issues
+        live)."""
         if factory is None or factory.repository.forge != "github":
             return None
-        forge = await self._forge(task.factory, factory)
+        forge = await self._forge(name, factory)
         return forge if isinstance(forge, GitHubForge) else None
 
     async def _secret(self, name: str) -> dict[str, str]:
@@ -436,7 +436,7 @@ class Worker:
         status = task.status
         if status.phase in CLOSED or not status.branch or not status.head_sha:
             return False
-        if (forge := await self._github(task, factory)) is None:
+        if (forge := await self._github(task.factory, factory)) is None:
             return False
         if status.pull_request is None:
             await asyncio.to_thread(forge.push_branch, status.branch, status.head_sha)
@@ -461,8 +461,7 @@ class Worker:
         wanted = factory.intake.github_issues if factory.intake else None
         if wanted is None or not self._due(name, "intake"):
             return
-        forge = await self._forge(name, factory)
-        if not isinstance(forge, GitHubForge):
+        if (forge := await self._github(name, factory)) is None:
             return
         for issue, labels in await asyncio.to_thread(forge.open_issues, wanted.label):
             if TAKEN_LABEL in labels:
@@ -612,7 +611,7 @@ class Worker:
             return not (await self.apply(task, factory, observation)).ignored
         if status.stage == Stage.CI and factory.ci.source == "github-checks":
             # The spec's validation makes github-checks mean a GitHub forge.
-            github = await self._github(task, factory)
+            github = await self._github(task.factory, factory)
             return github is not None and await self._github_ci(task, factory, github)
         attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
                           namespace=self.namespace, factory=task.factory, stage=status.stage,
@@ -644,7 +643,11 @@ class Worker:
         """Mirror the task on its PR: the phase label, and the plan, review and CI comments.
         Best effort: the status is the record, and the next transition publishes again."""
         pr = status.pull_request
-        if factory is None or pr is None or (forge := await self._github(task, factory)) is None:
+        if (
+            factory is None
+            or pr is None
+            or (forge := await self._github(task.factory, factory)) is None
+        ):
             return
         number = pr.number
 

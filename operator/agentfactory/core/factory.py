@@ -102,6 +102,13 @@ class Repository(Model):
     credentials: RepositoryCredentials | None = None
     """Forge credentials; required for `github`, optional for a public or local git remote."""
 
+    @property
+    def credentials_secret(self) -> str | None:
+        """The Secret the credentials are in (an App's or a token's), if any."""
+        creds = self.credentials
+        ref = (creds.github_app or creds.token) if creds is not None else None
+        return ref.secret_name if ref is not None else None
+
 
 class RoleOverride(Model):
     """Per-role settings that replace the factory-wide agent defaults."""

@@ -50,7 +50,7 @@ def _credentials(
     if creds is None:
         return "True", "NoCredentialsNeeded", "the git remote needs no credentials"
     app, token = creds.github_app, creds.token
-    name = app.secret_name if app else token.secret_name if token else ""
+    name = spec.repository.credentials_secret or ""
     if name not in secrets:
         keys = "app-id, installation-id, private-key" if app else "token"
         return "False", "SecretMissing", f"Secret '{name}' does not exist; create it with {keys}"

@@ -125,13 +125,11 @@ class GitHubApp:
                 "POST", f"/app/installations/{self.installation_id}/access_tokens", input=body
             )
         except GithubException as exc:
-            busy = _transient(exc)
-            raise (GitHubBusyError if busy else GitHubError)(self._explain(exc)) from None
+            where = f"GitHub App {self.app_id}, installation {self.installation_id}"
+            raise _failed(f"minting a token ({where})", exc, self._fix(exc.status)) from None
         return _token(data)
 
-    def _explain(self, exc: GithubException) -> str:
-        message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
-        where = f"GitHub App {self.app_id}, installation {self.installation_id}"
+    def _fix(self, status: int) -> str:
         fixes = {
             401: "the App id or private key is wrong: check the Secret's app-id and private-key",
             403: "the installation is suspended or lacks a permission: check the App's settings",
@@ -139,10 +137,7 @@ class GitHubApp:
             422: f"the installation cannot grant this: install the App on"
             f" {self.repository.full_name} with the permissions the factory needs",
         }
-        if _transient(exc):
-            return f"minting a token ({where}): {_explain(exc)}"
-        fix = fixes.get(exc.status, "GitHub refused the request")
-        return f"minting a token ({where}): {exc.status} {message}: {fix}"
+        return fixes.get(status, "GitHub refused the request")
 
 
 @dataclass
@@ -413,16 +408,27 @@ class GitHubForge(GitForge):
                     raise _failed(f"deleting {branch}", exc) from None
 
 
-def _failed(what: str, exc: GithubException) -> GitHubError:
-    return (GitHubBusyError if _transient(exc) else GitHubError)(f"{what}: {_explain(exc)}")
+def _failed(what: str, exc: GithubException, fix: str = "") -> GitHubError:
+    """The error for a refused call: GitHubBusyError when a later try should pass, else
+    GitHubError, with *fix* (what to change) after what GitHub said."""
+    if _transient(exc):
+        return GitHubBusyError(f"{what}: {_explain(exc)}")
+    return GitHubError(f"{what}: {_explain(exc)}" + (f": {fix}" if fix else ""))
+
+
+def _message(exc: GithubException) -> str:
+    """GitHub's own message in a refusal."""
+    if isinstance(exc.data, dict):
+        return str(exc.data.get("message", ""))
+    return str(exc.data or "")
 
 
 def _explain(exc: GithubException) -> str:
     """What GitHub said, and for a limit, until when: PyGithub has already waited as long as
     the pacing allows, so the caller gives up for now and the next pass tries again."""
-    message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
+    message = _message(exc)
     if not isinstance(exc, RateLimitExceededException):
-        return f"{exc.status} {message or exc.data}".strip()
+        return f"{exc.status} {message}".strip()
     headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
     reset = headers.get("x-ratelimit-reset", "")
     if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
@@ -434,7 +440,7 @@ def _explain(exc: GithubException) -> str:
 
 
 def _merge_refused(exc: GithubException, head_sha: str) -> MergeOutcome:
-    message = (exc.data or {}).get("message", "") if isinstance(exc.data, dict) else ""
+    message = _message(exc)
     if exc.status == 405:  # not mergeable (conflict, or a branch protection rule)
         return MergeOutcome("conflict", head_sha, message=f"GitHub refused the merge: {message}")
     if exc.status == 409:  # the head moved: a push raced the verified head

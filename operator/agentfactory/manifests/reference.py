@@ -32,10 +32,20 @@ def fields(
     for name, prop in (schema.get("properties") or {}).items():
         out += fields(prop, f"{path}.{name}" if path else name, name in needed)
     if isinstance(schema.get("items"), dict) and schema["items"].get("properties"):
-        out += [(p, s, r) for p, s, r in fields(schema["items"], f"{path}[]")[1:]]
+        out += fields(schema["items"], f"{path}[]")[1:]
     if isinstance(schema.get("additionalProperties"), dict):
-        out += [(p, s, r) for p, s, r in fields(schema["additionalProperties"], f"{path}.*")[1:]]
+        out += fields(schema["additionalProperties"], f"{path}.*")[1:]
     return out
+
+
+def _resources() -> list[tuple[str, dict[str, Any]]]:
+    """(kind, CRD) of each resource, in the reference's order."""
+    return [("FactorySpec", factoryspec_crd()), ("AgentTask", agenttask_crd())]
+
+
+def _schema(crd: dict[str, Any]) -> Schema:
+    schema: Schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
 
 
 def _type(schema: Schema) -> str:
@@ -67,8 +77,7 @@ def _cell(text: str) -> str:
 
 
 def _section(kind: str, crd: dict[str, Any]) -> list[str]:
-    version = crd["spec"]["versions"][0]
-    schema = version["schema"]["openAPIV3Schema"]
+    version, schema = crd["spec"]["versions"][0], _schema(crd)
     lines = [f"## {kind}", "", f"`{crd['spec']['group']}/{version['name']}`, short name"
              f" `{crd['spec']['names']['shortNames'][0]}`. {schema.get('description', '')}", "",
              "| Field | Type | Default | Constraints | Description |",
@@ -87,16 +96,13 @@ def _section(kind: str, crd: dict[str, Any]) -> list[str]:
 def reference() -> str:
     """The whole reference, as Markdown."""
     lines = [HEADER]
-    lines += _section("FactorySpec", factoryspec_crd())
-    lines += _section("AgentTask", agenttask_crd())
+    for kind, crd in _resources():
+        lines += _section(kind, crd)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def undocumented() -> list[str]:
     """Fields whose schema has no description (a docstring is missing)."""
-    out = []
-    for kind, crd in (("FactorySpec", factoryspec_crd()), ("AgentTask", agenttask_crd())):
-        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        out += [f"{kind}.{path}" for path, field, _ in fields(schema)
-                if not path.startswith("metadata") and not field.get("description")]  # fmt: skip
-    return out
+    return [f"{kind}.{path}" for kind, crd in _resources()
+            for path, field, _ in fields(_schema(crd))
+            if not path.startswith("metadata") and not field.get("description")]  # fmt: skip
