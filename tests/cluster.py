@@ -21,6 +21,7 @@ from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.gitutil import git
 from tests.kube import Emulator, emulated, running_operator, secret_doc, wait_for
 from tests.kubelet import Kubelet
+from tests.rbac import verb
 from tests.scripts import CART, CART_FIXED, CHECK, Router, factory_doc, implement, replace, task_doc
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.fakes.anthropic_api import Reply
+    from tests.rbac import Grant
 
 NS = "shop"
 API = f"/apis/agentfactory.dev/v1alpha1/namespaces/{NS}"
@@ -155,6 +157,17 @@ def operator_requests(emulator: Emulator) -> collections.Counter[str]:
         for r in emulator
         if r.resource is not None and r.headers.get("User-Agent", "").startswith("agentfactory/")
     )
+
+
+def operator_grants(emulator: Emulator) -> set[Grant]:
+    """What RBAC had to allow for the operator's requests (its own and kopf's)."""
+    return {
+        (r.resource.group, r.resource.plural + (f"/{r.subresource}" if r.subresource else ""),
+         verb(r.method.value, r.name, dict(r.params)))
+        for r in emulator
+        if r.resource is not None and r.resource.plural  # not discovery
+        and r.headers.get("User-Agent", "").startswith(("agentfactory/", "kopf/"))
+    }  # fmt: skip
 
 
 def merged_tasks(remote: Path) -> list[str]:

@@ -22,6 +22,11 @@ What kmock 0.8 lacked, and what this module adds (see DESIGN.md section 7):
   failed on "factoryspecs/status") and the plural as the singular name; both are corrected.
 - A patch whose body carries `metadata.resourceVersion` is a precondition on a real API server
   (409 Conflict when the object changed since); kmock applied it regardless. `Emulator` checks.
+- For Helm (the chart tests): kmock reports Kubernetes 1.26, below the chart's `kubeVersion`;
+  its core group's resource list says `groupVersion: /v1`, so Helm's REST mapper found no
+  ServiceAccount or Service; and it cannot read protobuf, in which Helm stores its release
+  records (the tests keep those in Helm's memory driver). The built-in kinds the chart makes
+  (Deployments, RBAC, ...) are declared here, the Prometheus Operator's only on request.
 """
 
 from __future__ import annotations
@@ -97,10 +102,20 @@ class Emulator(kmock.KubernetesEmulator):
                         )  # fmt: skip
             return await self._write(request)
 
+    async def _serve_server_version(self, request: Any) -> Any:
+        # kmock reports Kubernetes 1.26, older than the chart's `kubeVersion` allows; Helm
+        # refuses to install on it. We emulate a release the chart supports.
+        served = dict(await super()._serve_server_version(request))
+        served.update(major="1", minor="31", gitVersion="v1.31.0")
+        return served
+
     async def _serve_version(self, request: Any) -> Any:
         # A subresource (`agenttasks/status`) has no short names or categories: kmock copied
         # its resource's, so `kubectl get factory` tried to list "factoryspecs/status".
         served = await super()._serve_version(request)
+        # The core group's list said `groupVersion: /v1`; Helm's REST mapper then found no
+        # ServiceAccount or Service ("no matches for kind ... in version v1").
+        served["groupVersion"] = served["groupVersion"].lstrip("/")
         for entry in served["resources"]:
             if "/" in entry["name"]:
                 entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
@@ -207,11 +222,36 @@ BACKBONE = {
 }
 
 
-def declare(emulator: kmock.KubernetesEmulator) -> None:
-    """Declare the backbone and our CRDs in *emulator*'s discovery."""
-    for key, (kind, namespaced) in BACKBONE.items():
+# Built-in kinds the operator creates per factory and the Helm chart installs: Helm maps each
+# kind of its manifests through discovery and refuses ones the server does not serve.
+BUILTIN = {
+    "v1/serviceaccounts": ("ServiceAccount", True),
+    "v1/services": ("Service", True),
+    "apps/v1/deployments": ("Deployment", True),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
+    "rbac.authorization.k8s.io/v1/roles": ("Role", True),
+    "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", True),
+    "rbac.authorization.k8s.io/v1/clusterroles": ("ClusterRole", False),
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": ("ClusterRoleBinding", False),
+}
+# The Prometheus Operator's kinds, served only where a test installs "its CRDs".
+MONITORING = {
+    "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True),
+    "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True),
+}
+
+
+def serve(emulator: kmock.KubernetesEmulator, kinds: dict[str, tuple[str, bool]]) -> None:
+    """Declare *kinds* ("group/version/plural": (kind, namespaced)) in the discovery."""
+    for key, (kind, namespaced) in kinds.items():
         info = emulator.resources[key]
         info.kind, info.namespaced, info.verbs = kind, namespaced, VERBS
+
+
+def declare(emulator: kmock.KubernetesEmulator) -> None:
+    """Declare the backbone, the built-in kinds and our CRDs in *emulator*'s discovery."""
+    serve(emulator, {**BACKBONE, **BUILTIN})
     for path in sorted(CRDS.glob("*.yaml")):
         crd: dict[str, Any] = yaml.safe_load(path.read_text())
         names, version = crd["spec"]["names"], crd["spec"]["versions"][0]["name"]

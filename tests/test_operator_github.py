@@ -10,10 +10,11 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from tests.cluster import FIX_CART, cluster, fixes
+from tests.cluster import FIX_CART, cluster, fixes, operator_grants
 from tests.fakes.github_api import FakeGitHub
 from tests.githubs import ALL, REPO
 from tests.gitutil import git
+from tests.rbac import documented
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,6 +56,7 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
             task = await c.phase("fix-cart", "Merged", "NeedsAttention")
             assert task["status"]["phase"] == "Merged", task["status"].get("message")
             assert c.started == AGENT_STAGES
+            assert operator_grants(c.emulator) <= documented(), "the chart's RBAC allows it"
         [pull] = github.pulls[REPO].values()
         assert pull["head"] == "factory/fix-cart" and pull["merged"]
         assert pull["merged_head"] == head, "merged at the head CI verified"

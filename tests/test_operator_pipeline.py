@@ -24,11 +24,13 @@ from tests.cluster import (
     cluster,
     fixes,
     merged_tasks,
+    operator_grants,
     operator_requests,
 )
 from tests.fakes.anthropic_api import API_KEY, tool
 from tests.gitutil import git
 from tests.kube import wait_for
+from tests.rbac import documented
 from tests.scripts import (
     CART_FIXED,
     CHECK,
@@ -75,6 +77,10 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
                      "DELETE secrets", "DELETE pods"):  # fmt: skip
             assert ours[kind] == pods, kind
         assert sum(ours.values()) <= 3 * transitions + 7 * pods + 12, ours
+        # Everything it asked for (kopf included), the chart's RBAC allows.
+        needed = operator_grants(c.emulator)
+        assert ("", "pods/log", "get") in needed
+        assert needed <= documented(), needed - documented()
 
 
 MIGRATION = task_doc("orders", "Orders are stored.", ["migrations/**", "shop/db.py"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.helm import SET_UP
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -22,6 +24,10 @@ def test_the_readme_gives_exactly_two_set_up_commands() -> None:
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert readme_commands()[1] in ci
+
+
+def test_the_test_command_sets_up_helm_as_the_chart_tests_expect() -> None:
+    assert SET_UP in readme_commands()[1]
 
 
 def test_no_package_named_operator_shadows_the_standard_library() -> None:

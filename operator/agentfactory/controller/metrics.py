@@ -8,6 +8,7 @@ operator's view of the cluster at scrape time, so they can never drift from it.
 from __future__ import annotations
 
 from collections import Counter as Tally
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -67,16 +68,31 @@ class Metrics:
             "Tasks in Merging, by factory.",
             labels=["namespace", "factory"],
         )
+        # What the "stuck in a phase" alert needs without a series per task: per phase, how
+        # long the task that entered it first has been there.
+        oldest = GaugeMetricFamily(
+            "agentfactory_phase_oldest_seconds",
+            "Seconds since the longest-waiting task in the phase entered it, by factory.",
+            labels=["namespace", "factory", "phase"],
+        )
         pods = GaugeMetricFamily("agentfactory_active_pods", "Stage pods not yet finished.")
         view = self._view()
         by_phase: Tally[tuple[str, str, str]] = Tally()
+        entered: dict[tuple[str, str, str], datetime] = {}
         if view is not None:
             for task in view.tasks():
                 namespace = str(task["metadata"].get("namespace", ""))
                 factory = str((task.get("spec") or {}).get("factoryRef", ""))
-                phase = str((task.get("status") or {}).get("phase", "Pending"))
-                by_phase[namespace, factory, phase] += 1
+                status = task.get("status") or {}
+                key = (namespace, factory, str(status.get("phase", "Pending")))
+                by_phase[key] += 1
+                since = _time(status.get("lastTransitionTime"))
+                if since is not None and (key not in entered or since < entered[key]):
+                    entered[key] = since
             pods.add_metric([], view.live_pods())
+        now = datetime.now(UTC)
+        for key, since in sorted(entered.items()):
+            oldest.add_metric(list(key), (now - since).total_seconds())
         for namespace, factory in sorted({(n, f) for n, f, _ in by_phase}):
             for phase in Phase:
                 count = by_phase[namespace, factory, phase.value]
@@ -85,5 +101,15 @@ class Metrics:
                 [namespace, factory], by_phase[namespace, factory, Phase.MERGING.value]
             )
         yield phases
+        yield oldest
         yield queue
         yield pods
+
+
+def _time(value: object) -> datetime | None:
+    """An RFC 3339 time from a status, or None when absent or unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -9,12 +9,14 @@ from typing import Any
 
 import kopf
 
+from agentfactory import API_VERSION, GROUP
 from agentfactory.controller.leadership import Leadership
 from agentfactory.kube.client import Kube, KubeError, path_of
 
 PREFIX = "agentfactory.dev"
 STOP_SECONDS = 20
 PEERING_API = "kopf.dev/v1"
+PLURALS = ("factoryspecs", "agenttasks")
 log = logging.getLogger(__name__)
 
 
@@ -29,9 +31,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.peering.lifetime = int(memo.get("peering_lifetime", settings.peering.lifetime))
+    # kopf would watch every CRD in the cluster to notice ours arriving later. That needs a
+    # cluster-wide grant a namespaced install does not have (kopf then only warns and never
+    # notices), so our CRDs are checked once here instead, and their absence stops the start.
+    settings.scanning.disabled = True
     server = memo.get("kube_server")
     kube = Kube(server=server) if server else Kube.in_cluster()
     memo.kube = await kube.__aenter__()
+    await ensure_crds(memo.kube)
     memo.leaderships = {}
     memo.peering = None
     if not settings.peering.standalone:
@@ -53,6 +60,18 @@ def leadership(memo: kopf.Memo, namespace: str) -> Leadership:
         memo.leaderships[path] = Leadership(memo.kube, path, memo.identity, priority, every)
     found: Leadership = memo.leaderships[path]
     return found
+
+
+async def ensure_crds(kube: Kube) -> None:
+    """Stop the start when our kinds are not served: kopf would run and watch nothing."""
+    served = await kube.get(f"/apis/{API_VERSION}") or {}
+    names = {str(resource.get("name")) for resource in served.get("resources") or []}
+    missing = [f"{plural}.{GROUP}" for plural in PLURALS if plural not in names]
+    if missing:
+        raise kopf.PermanentError(
+            f"the CRDs {' and '.join(missing)} ({API_VERSION}) are not installed: install the"
+            " chart with crds.enabled=true, or kubectl apply -f crds/ from the project"
+        )
 
 
 async def ensure_peering(kube: Kube, name: str, namespaces: list[str]) -> None:

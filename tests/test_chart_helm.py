@@ -1,0 +1,260 @@
+"""The chart through Helm's own engine (helm-sdkpy): lint, install into the API emulator, and
+the objects it made: RBAC exactly as documented, the restricted pod, the CRDs, monitoring;
+and values the schema rejects, with Helm's message."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from agentfactory.cli import build_parser
+from agentfactory.controller.metrics import Metrics
+from agentfactory.controller.view import View
+from tests.helm import CHART, ERROR, ROOT, HelmError, installed, lint
+from tests.rbac import documented, granted
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+EVERYTHING: dict[str, Any] = {
+    "replicaCount": 2,
+    "peering": {"enabled": True, "lifetimeSeconds": 30},
+    "watchNamespaces": ["team-a", "team-b"],
+    "podDisruptionBudget": {"enabled": True},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+        "grafanaDashboard": {"enabled": True},
+        "service": {"annotations": {"example.com/scrape": "true"}},
+    },
+    "imagePullSecrets": [{"name": "registry"}],
+    "serviceAccount": {"annotations": {"example.com/role": "operator"}},
+    "operator": {"verbose": True, "extraEnv": [{"name": "TZ", "value": "UTC"}]},
+    "commonLabels": {"team": "platform"},
+    "podAnnotations": {"example.com/owner": "platform"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {"matchLabels": {"a": "b"}}}}]}},
+    "priorityClassName": "system-cluster-critical",
+}  # fmt: skip
+CLUSTER_WIDE = {**EVERYTHING, "clusterWide": True}
+BUILT_IN = {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding", "ClusterRole",
+            "ClusterRoleBinding", "PodDisruptionBudget", "ConfigMap",
+            "CustomResourceDefinition"}  # fmt: skip
+
+
+@pytest.mark.parametrize("values", [{}, EVERYTHING, CLUSTER_WIDE],
+                         ids=["defaults", "every-option", "every-option-cluster-wide"])  # fmt: skip
+async def test_helm_lints_the_chart_without_warnings(
+    values: dict[str, Any], tmp_path: Path
+) -> None:
+    messages = await lint(values, tmp_path)
+    assert [m for m in messages if m[0] >= 2] == []
+
+
+async def test_helm_lint_reports_a_template_that_does_not_render(tmp_path: Path) -> None:
+    # The lint above can fail: a value the templates need, removed, is an error.
+    messages = await lint({"metrics": {"serviceMonitor": {"enabled": True, "interval": None}},
+                           "operator": None}, tmp_path)  # fmt: skip
+    assert (ERROR, "templates/") in messages
+
+
+def operator_uid() -> str:
+    dockerfile = (ROOT / "sandbox-images" / "operator" / "Dockerfile").read_text()
+    return re.findall(r"^USER (\d+)", dockerfile, re.M)[-1]
+
+
+async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
+    tmp_path: Path,
+) -> None:
+    async with installed({}, tmp_path) as release:
+        deployment = release.one("Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        # Pod Security Standard "restricted", field by field.
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert str(pod["securityContext"]["runAsUser"]) == operator_uid()
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert "privileged" not in security and "hostNetwork" not in pod
+        assert all("emptyDir" in volume for volume in pod["volumes"])
+        assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"  # no two operators at once
+        # The arguments are ones `agentfactory run` accepts, and watch the release namespace.
+        args = build_parser().parse_args(container["args"])
+        assert args.namespace == ["agentfactory"] and args.standalone
+        assert container["image"] == "ghcr.io/agentfactory/operator:0.1.0"
+        # RBAC: one Role in the release's namespace, exactly the README's table.
+        role = release.objects("Role")[("agentfactory", "af-agentfactory")]
+        assert granted(role["rules"]) == documented()
+        binding = release.objects("RoleBinding")[("agentfactory", "af-agentfactory")]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "af-agentfactory",
+                                        "namespace": "agentfactory"}]  # fmt: skip
+        assert pod["serviceAccountName"] == "af-agentfactory"
+        assert release.objects("ClusterRole") == {}
+        assert not any(r["apiGroups"] == ["apiextensions.k8s.io"] for r in role["rules"])
+        # The CRDs, identical to crds/, kept on uninstall.
+        crds = release.objects("CustomResourceDefinition")
+        assert sorted(name for _, name in crds) == [
+            "agenttasks.agentfactory.dev", "factoryspecs.agentfactory.dev"]  # fmt: skip
+        for (_, name), crd in crds.items():
+            shipped = yaml.safe_load((ROOT / "crds" / f"{name.split('.')[0]}.yaml").read_text())
+            assert crd["spec"] == shipped["spec"]
+            assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        service = release.one("Service")
+        assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+        assert not release.objects("ServiceMonitor") and not release.objects("PodDisruptionBudget")
+        assert "kubectl get agenttasks -w" in release.notes
+
+
+async def test_every_object_is_valid_kubernetes(tmp_path: Path) -> None:
+    async with installed(EVERYTHING, tmp_path) as release:
+        made = [obj for obj in (o.raw for o in release.emulator.objects.values())
+                if obj.get("kind") in BUILT_IN]  # fmt: skip
+        assert {obj["kind"] for obj in made} == BUILT_IN - {"ClusterRole", "ClusterRoleBinding"}
+        for obj in made:
+            clean = json.loads(json.dumps(obj))
+            for server_set in ("uid", "resourceVersion", "creationTimestamp"):
+                clean["metadata"].pop(server_set, None)
+            kubernetes_validate.validate(clean, "1.31", strict=True)
+
+
+async def test_watched_namespaces_each_get_a_role_bound_to_the_operator(tmp_path: Path) -> None:
+    async with installed(EVERYTHING, tmp_path) as release:
+        roles = release.objects("Role")
+        assert sorted(roles) == [("team-a", "af-agentfactory"), ("team-b", "af-agentfactory")]
+        for role in roles.values():
+            assert granted(role["rules"]) == documented(peering=True)
+        for binding in release.objects("RoleBinding").values():
+            assert binding["roleRef"]["name"] == "af-agentfactory"
+            assert binding["subjects"][0]["namespace"] == "agentfactory"
+        args = build_parser().parse_args(release.one("Deployment")["spec"]["template"]["spec"][
+            "containers"][0]["args"])  # fmt: skip
+        assert args.namespace == ["team-a", "team-b"] and not args.standalone
+        assert args.peering == "af-agentfactory" and args.peering_lifetime == 30
+        peering = release.objects("CustomResourceDefinition")[("", "kopfpeerings.kopf.dev")]
+        assert peering["spec"]["scope"] == "Namespaced"
+        assert release.one("Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert release.one("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+async def test_cluster_wide_is_one_cluster_role_with_the_same_rules(tmp_path: Path) -> None:
+    async with installed(CLUSTER_WIDE, tmp_path) as release:
+        assert release.objects("Role") == {} and release.objects("RoleBinding") == {}
+        role = release.one("ClusterRole")
+        assert granted(role["rules"]) == documented(peering=True, cluster_wide=True)
+        assert release.one("ClusterRoleBinding")["subjects"][0]["name"] == "af-agentfactory"
+        args = build_parser().parse_args(release.one("Deployment")["spec"]["template"]["spec"][
+            "containers"][0]["args"])  # fmt: skip
+        assert args.namespace is None  # every namespace
+        crds = release.objects("CustomResourceDefinition")
+        assert crds[("", "clusterkopfpeerings.kopf.dev")]["spec"]["scope"] == "Cluster"
+
+
+async def test_crds_can_be_left_to_someone_else(tmp_path: Path) -> None:
+    async with installed({"crds": {"enabled": False}, "peering": {"enabled": True}},
+                         tmp_path) as release:  # fmt: skip
+        assert release.objects("CustomResourceDefinition") == {}
+        assert release.one("Deployment")
+
+
+def exposed_metrics() -> set[str]:
+    """The metric names the operator serves (a counter `x` is scraped as `x_total`)."""
+    view = View()
+    since = "2026-01-01T00:00:00Z"
+    view.put("agenttasks", {"metadata": {"namespace": "n", "name": "t", "resourceVersion": "1"},
+                            "spec": {"factoryRef": "f"},
+                            "status": {"phase": "CI", "lastTransitionTime": since}})  # fmt: skip
+    metrics = Metrics(lambda: view)
+    metrics.attempts.labels("plan", "ok").inc()
+    metrics.transitions.labels("x").inc()
+    metrics.escalations.labels("x").inc()
+    metrics.tokens.labels("n", "f").inc()
+    metrics.cost.labels("n", "f").inc()
+    metrics.stage_seconds.labels("plan").observe(1)
+    text = generate_latest(metrics.registry).decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+            if line and not line.startswith("#")}  # fmt: skip
+
+
+def referenced_metrics(text: str) -> set[str]:
+    return set(re.findall(r"\bagentfactory_[a-z_]+", text))
+
+
+async def test_monitoring_alerts_and_dashboard_use_metrics_the_operator_serves(
+    tmp_path: Path,
+) -> None:
+    served = exposed_metrics()
+    async with installed(EVERYTHING, tmp_path) as release:
+        monitor = release.one("ServiceMonitor")
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics",
+                                                 "interval": "30s"}]  # fmt: skip
+        service = release.one("Service")
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= service["metadata"]["labels"].items()
+        rules = release.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+        assert [r["alert"] for r in rules] == [
+            "AgentFactoryTaskStuck",
+            "AgentFactoryNeedsAttentionRising",
+            "AgentFactoryBudgetBurn",
+        ]
+        by_alert = {r["alert"]: r for r in rules}
+        assert "> 7200" in by_alert["AgentFactoryTaskStuck"]["expr"]  # stuckForMinutes: 120
+        assert ">= 3" in by_alert["AgentFactoryNeedsAttentionRising"]["expr"]
+        assert "> 50" in by_alert["AgentFactoryBudgetBurn"]["expr"]
+        assert "{{ $labels.phase }}" in by_alert["AgentFactoryTaskStuck"]["annotations"]["summary"]
+        for rule in rules:
+            assert referenced_metrics(rule["expr"]) <= served, rule["alert"]
+            assert rule["expr"].count("(") == rule["expr"].count(")")
+        dashboard = release.one("ConfigMap")
+        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+        board = json.loads(dashboard["data"]["agentfactory.json"])
+        exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+        assert referenced_metrics(" ".join(exprs)) <= served
+        # Every metric the operator serves is on the dashboard or in an alert.
+        documented_metrics = referenced_metrics((CHART / "README.md").read_text())
+        bare = {re.sub(r"_(total|bucket|count|sum|created)$", "", m) for m in served}
+        assert bare <= documented_metrics, "document every metric in the chart's README"
+
+
+async def test_monitoring_needs_the_prometheus_operator(tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match='no matches for kind "ServiceMonitor"'):
+        async with installed({"metrics": {"serviceMonitor": {"enabled": True}}}, tmp_path,
+                             monitoring=False):  # fmt: skip
+            pass
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 0}, "at '/replicaCount': minimum: got 0, want 1"),
+        ({"watchNamespaces": ["Team_A"]},
+         "at '/watchNamespaces/0': 'Team_A' does not match pattern"),
+        ({"operator": {"logFormat": "xml"}},
+         "at '/operator/logFormat': value must be one of 'json', 'full', 'plain'"),
+        ({"replicas": 2}, "at '': additional properties 'replicas' not allowed"),
+        ({"metrics": {"prometheusRule": {"stuckForMinutes": "2h"}}},
+         "at '/metrics/prometheusRule/stuckForMinutes': got string, want integer"),
+    ],
+)  # fmt: skip
+async def test_helm_rejects_values_that_break_the_schema_with_their_message(
+    values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(HelmError, match="values don't meet the specifications") as refused:
+        async with installed(values, tmp_path):
+            pass
+    assert message in str(refused.value)
