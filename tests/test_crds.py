@@ -22,7 +22,13 @@ EXAMPLES = [
     (path, index, doc)
     for path in sorted((ROOT / "examples").rglob("*.yaml"))
     for index, doc in enumerate(yaml.safe_load_all(path.read_text()))
-    if doc
+    if doc and doc["apiVersion"].startswith("agentfactory.dev/")
+]
+OTHERS = [
+    doc
+    for path in sorted((ROOT / "examples").rglob("*.yaml"))
+    for doc in yaml.safe_load_all(path.read_text())
+    if doc and not doc["apiVersion"].startswith("agentfactory.dev/")
 ]
 MODELS = {"FactorySpec": FactorySpec, "AgentTask": AgentTask}
 
@@ -133,6 +139,12 @@ def test_examples_match_the_crd_schema_and_the_models(
 ) -> None:
     jsonschema.Draft4Validator(schema_of(doc["kind"])).validate(doc)
     MODELS[doc["kind"]].model_validate(doc)
+
+
+def test_the_other_examples_are_valid_kubernetes() -> None:
+    assert {doc["kind"] for doc in OTHERS} == {"ConfigMap"}  # the constitutions
+    for doc in OTHERS:
+        kubernetes_validate.validate(doc, "1.31", strict=True)
 
 
 def test_the_crd_schema_rejects_what_the_models_reject() -> None:

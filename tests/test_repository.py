@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from agentfactory.core.phases import Phase
+from agentfactory.core.transitions import TRANSITIONS, Trigger
 from tests.helm import SET_UP
 
 ROOT = Path(__file__).parent.parent
@@ -33,3 +35,24 @@ def test_the_test_command_sets_up_helm_as_the_chart_tests_expect() -> None:
 def test_no_package_named_operator_shadows_the_standard_library() -> None:
     assert not (ROOT / "operator" / "operator").exists()
     assert (ROOT / "operator" / "agentfactory" / "__init__.py").exists()
+
+
+def test_the_phase_diagram_shows_only_edges_of_the_transition_table() -> None:
+    diagram = re.search(r"```mermaid\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert diagram, "the README's phase diagram"
+    edges = re.findall(r"^\s*(\w+) --> (\w+) : (.+)$", diagram[1], re.M)
+    assert len(edges) >= 20
+    for source, target, triggers in edges:
+        for trigger in triggers.split(" / "):
+            edge = (Phase(source), Trigger(trigger.strip()), Phase(target))
+            assert edge in TRANSITIONS, f"{source} --{trigger}--> {target} is not in the table"
+    shown = {name for source, target, _ in edges for name in (source, target)}
+    assert shown == {phase.value for phase in Phase}, "every phase is on the diagram"
+
+
+def test_the_docs_link_only_to_files_that_exist() -> None:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "charts").rglob("README.md")),
+                *sorted((ROOT / "sandbox-images").rglob("README.md"))]:  # fmt: skip
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (doc.parent / target).exists(), f"{doc.relative_to(ROOT)} links {target}"

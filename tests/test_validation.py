@@ -42,8 +42,30 @@ def test_the_examples_validate(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["validate", str(ROOT / "examples")])
     captured = capsys.readouterr()
     assert code == 0, captured.out
-    assert captured.out == ""
-    assert "8 valid, 0 errors, 0 warnings" in captured.err
+    assert all(": note: " in line for line in captured.out.splitlines()), captured.out
+    assert "15 valid, 0 errors, 0 warnings, 2 not checked" in captured.err
+
+
+def test_other_kinds_beside_ours_are_noted_not_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A directory of manifests holds ConfigMaps and Secrets too (the constitution, say).
+    (tmp_path / "all.yaml").write_text(
+        (ROOT / "examples" / "github" / "factory.yaml").read_text()
+        + "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: rules}\n"
+        + "data: {AGENTS.md: Be careful.}\n"
+        + "---\napiVersion: agentfactory.dev/v1alpha1\nkind: FactorySepc\nmetadata: {name: x}\n"
+    )
+    code = main(["validate", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1, "a typo in one of our kinds is still an error"
+    lines = captured.out.splitlines()
+    assert (
+        f"{tmp_path / 'all.yaml'}: ConfigMap/rules: kind: note: not an agentfactory kind;"
+        " not checked here" in lines[0]
+    )
+    assert "FactorySepc/x: kind: is 'FactorySepc'" in lines[1]
+    assert "1 valid, 1 errors, 0 warnings, 1 not checked" in captured.err
 
 
 def test_dangling_references_warn_without_failing(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from agentfactory import GROUP
 from agentfactory.core.explain import describe, kind_name
 from agentfactory.core.factory import FactorySpec
 from agentfactory.core.scheduler import find_cycles
@@ -40,10 +41,11 @@ class Problem:
     resource: str
     path: str
     message: str
-    severity: Literal["error", "warning"] = "error"
+    severity: Literal["error", "warning", "note"] = "error"
+    """An error fails the validation; a warning does not; a note says what was not checked."""
 
     def __str__(self) -> str:
-        prefix = "warning: " if self.severity == "warning" else ""
+        prefix = "" if self.severity == "error" else f"{self.severity}: "
         return f"{self.file}: {self.resource}: {self.path}: {prefix}{self.message}"
 
 
@@ -77,6 +79,11 @@ def validate_document(file: str, index: int, doc: Any) -> tuple[Loaded | None, l
     shown = name if not isinstance(name, str) or name.isprintable() else repr(name)
     ref = f"{kind or '?'}/{shown or f'(unnamed, document {index + 1})'}"
     model = MODELS.get(kind) if isinstance(kind, str) else None
+    api = doc.get("apiVersion")
+    if model is None and isinstance(api, str) and not api.startswith(f"{GROUP}/"):
+        # Kubernetes' own kinds (a constitution ConfigMap, a Secret) sit beside ours.
+        note = "not an agentfactory kind; not checked here (kubectl apply --dry-run=server does)"
+        return None, [Problem(file, ref, "kind", note, severity="note")]
     if model is None:
         return None, [
             Problem(

@@ -112,7 +112,7 @@ class LocalFactory:
             problems += [str(p) for p in load_problems]
             for index, doc in docs:
                 item, doc_problems = validate_document(str(path), index, doc)
-                problems += [str(p) for p in doc_problems]
+                problems += [str(p) for p in doc_problems if p.severity == "error"]
                 if item is None:
                     continue
                 if isinstance(item.resource, FactorySpec):
