@@ -258,3 +258,30 @@ async def test_helm_rejects_values_that_break_the_schema_with_their_message(
         async with installed(values, tmp_path):
             pass
     assert message in str(refused.value)
+
+
+async def test_the_readme_quickstart_install_makes_what_its_next_commands_name(
+    tmp_path: Path,
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"helm install (\S+) charts/agentfactory --namespace (\S+) .*\n(.*)",
+                        readme)  # fmt: skip
+    assert command, "the quickstart's helm install"
+    release, namespace = command[1], command[2]
+    sets = dict(re.findall(r"--set ([\w.]+)=(\S+)", command[0]))
+    values: dict[str, Any] = {}
+    for dotted, value in sets.items():
+        *parents, leaf = dotted.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    async with installed(values, tmp_path, namespace=namespace, release=release) as made:
+        deployment = made.objects("Deployment")
+        # `kubectl -n factory rollout status deployment/agentfactory`
+        rollout = re.search(r"kubectl -n (\S+) rollout status deployment/(\S+)", readme)
+        assert rollout and (rollout[1], rollout[2]) in deployment
+        (container,) = deployment[(rollout[1], rollout[2])]["spec"]["template"]["spec"][
+            "containers"]  # fmt: skip
+        assert container["image"] == "agentfactory/operator:0.1.0"
+        assert f"--namespace={namespace}" in container["args"]  # watches the tasks' namespace
