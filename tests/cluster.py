@@ -154,7 +154,7 @@ def operator_requests(emulator: Emulator) -> collections.Counter[str]:
     """The operator's own API requests by verb and resource (its client's User-Agent)."""
     return collections.Counter(
         f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
-        for r in emulator
+        for r in emulator.log
         if r.resource is not None and r.headers.get("User-Agent", "").startswith("agentfactory/")
     )
 
@@ -164,7 +164,7 @@ def operator_grants(emulator: Emulator) -> set[Grant]:
     return {
         (r.resource.group, r.resource.plural + (f"/{r.subresource}" if r.subresource else ""),
          verb(r.method.value, r.name, dict(r.params)))
-        for r in emulator
+        for r in emulator.log
         if r.resource is not None and r.resource.plural  # not discovery
         and r.headers.get("User-Agent", "").startswith(("agentfactory/", "kopf/"))
     }  # fmt: skip

@@ -77,7 +77,7 @@ async def test_the_service_account_token_is_read_at_each_request(tmp_path: Path)
             for value in ("first", "rotated"):
                 token.write_text(value + "\n")
                 await kube.get(f"{CMS}/a")
-                request = list(emulator)[-1]
+                request = emulator.log[-1]
                 seen.append(request.headers["Authorization"])
                 assert request.headers["User-Agent"].startswith("agentfactory/")
     assert seen == ["Bearer first", "Bearer rotated"]

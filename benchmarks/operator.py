@@ -1,0 +1,329 @@
+"""Operator benchmarks: `agentfactory run` (kopf, as a process of its own) against the API
+emulator, with a kubelet that answers every stage pod at once with a scripted result, so
+what is measured is the operator and its git work, not agents.
+
+Run: `.venv/bin/python -m benchmarks.operator [--sizes 100,1000] [--factories 20]` (as a module:
+run as a script, this file would shadow the standard library's `operator`).
+Prints figures only (no assertions). For each size, N AgentTasks across the factories (a DAG
+inside each factory: task j depends on task (j-1)//2) go from Pending to Merged:
+
+1. transition overhead: from the moment a stage's result is written (the kubelet's pod
+   status write) to the task's status showing the next phase, p50 and p99, next to the
+   emulator's own round trip for one status PATCH measured in the same run;
+2. API requests per transition, from the emulator's request log (the operator's and kopf's
+   requests: all of them, and the status path alone);
+3. total time, transitions per second, the operator's peak RSS (VmHWM) and CPU seconds (its
+   own and its git processes'), and how each grows from the smaller size to the larger.
+"""
+
+from __future__ import annotations
+
+if __name__ == "operator":  # imported by the standard library in its own module's place
+    raise SystemExit("run it as a module: python -m benchmarks.operator")
+
+import argparse
+import asyncio
+import collections
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+from tests.kube import emulated
+
+from agentfactory import API_VERSION
+from agentfactory.core.handoff import (
+    AgentResult,
+    CheckReport,
+    CheckRun,
+    ImplementationOutput,
+    PlanOutput,
+    VerdictOutput,
+)
+from agentfactory.manifests.agents import RESULT_MARKER, summary_of
+
+NS = "bench"
+TASKS = f"/apis/{API_VERSION}/namespaces/{NS}/agenttasks"
+FACTORIES = f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs"
+PHASE_OF_STAGE = {"plan": "Planning", "plan-review": "PlanReview", "implement": "Implementing",
+                  "ci": "CI", "code-review": "CodeReview"}  # fmt: skip
+ROLE_OF_STAGE = {"plan": "planner", "plan-review": "plan-reviewer", "implement": "implementer",
+                 "code-review": "code-reviewer"}  # fmt: skip
+
+
+def scripted(stage: str, task: str) -> str:
+    """The result a stage pod of *task* hands back: an approval, a plan, a one-file patch."""
+    if stage == "ci":
+        report = CheckReport(checks=[CheckRun(name="test", command="true", exit_code=0,
+                                              status="passed")])  # fmt: skip
+        return report.model_dump_json(by_alias=True)
+    role = ROLE_OF_STAGE[stage]
+    result: dict[str, Any] = {"role": role, "status": "completed", "stopped_by": "completed"}
+    if stage == "plan":
+        result["plan"] = PlanOutput(summary="Add the file.", steps=["Write it"])
+    elif stage == "implement":
+        result["implementation"] = ImplementationOutput(summary="Added.", rollback="Revert.")
+        result["diff"] = (
+            f"diff --git a/work/{task}.txt b/work/{task}.txt\nnew file mode 100644\n"
+            f"--- /dev/null\n+++ b/work/{task}.txt\n@@ -0,0 +1 @@\n+{task}\n"
+        )
+    else:
+        result["verdict"] = VerdictOutput(verdict="APPROVE", summary="Fine.")
+    return AgentResult(**result).model_dump_json(by_alias=True)
+
+
+class InstantKubelet:
+    """Finishes each stage pod as soon as it is created, with its scripted result; records
+    when each result became available."""
+
+    def __init__(self, url: str, emulator: Any, http: aiohttp.ClientSession) -> None:
+        self.url, self.emulator, self.http = url, emulator, http
+        self.available: dict[str, tuple[str, float]] = {}  # task -> (phase it leaves, time)
+        self.pods = 0
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        forever = aiohttp.ClientTimeout(total=None)
+        while True:
+            async with self.http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
+                                     timeout=forever) as stream:  # fmt: skip
+                async for line in stream.content:
+                    event = json.loads(line)
+                    pod = event["object"]
+                    if event["type"] == "ADDED" and not (pod.get("status") or {}).get("phase"):
+                        job = asyncio.create_task(self.finish(pod))
+                        self._finishing.add(job)
+                        job.add_done_callback(self._finishing.discard)
+
+    async def finish(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        task, stage = labels["agentfactory.dev/task"], labels["agentfactory.dev/stage"]
+        text = scripted(stage, task)
+        self.emulator.logs[meta["namespace"], meta["name"], "agent"] = f"{RESULT_MARKER}{text}\n"
+        done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        status = {
+            "phase": "Succeeded",
+            "initContainerStatuses": [{"name": "checkout", "state": done}],
+            "containerStatuses": [{"name": "agent", "state": {"terminated": {
+                **done["terminated"], "message": summary_of(text)}}}],
+        }  # fmt: skip
+        self.pods += 1
+        self.available[task] = (PHASE_OF_STAGE[stage], time.perf_counter())
+        path = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        merge = {"Content-Type": "application/merge-patch+json"}
+        async with self.http.patch(path, json={"status": status}, headers=merge) as answer:
+            answer.raise_for_status()
+
+
+async def watch_tasks(url: str, http: aiohttp.ClientSession, kubelet: InstantKubelet,
+                      overheads: list[float], merged: set[str], total: int,
+                      done: asyncio.Event) -> None:  # fmt: skip
+    """Samples the transition overhead: a task whose phase moved on from the stage whose
+    result became available. Sets *done* when every task is Merged."""
+    while True:
+        async with http.get(f"{url}{TASKS}", params={"watch": "true"},
+                            timeout=aiohttp.ClientTimeout(total=None)) as stream:  # fmt: skip
+            async for line in stream.content:
+                now = time.perf_counter()
+                obj = json.loads(line)["object"]
+                name, phase = obj["metadata"]["name"], (obj.get("status") or {}).get("phase")
+                waiting = kubelet.available.get(name)
+                if waiting is not None and phase is not None and phase != waiting[0]:
+                    overheads.append(now - waiting[1])
+                    del kubelet.available[name]
+                if phase == "Merged":
+                    merged.add(name)
+                    if len(merged) == total:
+                        done.set()
+
+
+def make_remote(root: Path, name: str) -> Path:
+    work, bare = root / f"{name}-work", root / f"{name}.git"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "README.md").write_text(f"{name}\n")
+    for args in (
+        ["add", "."],
+        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"],
+    ):
+        subprocess.run(["git", *args], cwd=work, check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return bare
+
+
+def factory(name: str, remote: Path) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "FactorySpec", "metadata": {"name": name},
+            "spec": {"repository": {"url": str(remote), "forge": "git"},
+                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
+                     "checks": [{"name": "test", "command": "true"}],
+                     "concurrency": {"maxActiveTasks": 10}}}  # fmt: skip
+
+
+def task(name: str, factory_name: str, depends: list[str]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "AgentTask", "metadata": {"name": name},
+            "spec": {"factoryRef": factory_name, "goal": f"Add work/{name}.txt.",
+                     "acceptanceCriteria": ["The file exists."],
+                     "scope": {"paths": [f"work/{name}.txt"]}, "dependsOn": depends}}  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def proc_figures(pid: int) -> tuple[float, float]:
+    """Peak RSS in MiB and CPU seconds (user + system) of a live process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def patch_round_trip(url: str, http: aiohttp.ClientSession, n: int = 300) -> list[float]:
+    """The emulator's round trip for one status PATCH (a scratch task, before the operator
+    starts, deleted after)."""
+    await (await http.post(f"{url}{TASKS}", json=task("baseline", "none", []))).release()
+    times = []
+    merge = {"Content-Type": "application/merge-patch+json"}
+    for i in range(n):
+        start = time.perf_counter()
+        body = {"status": {"message": f"round trip {i}"}}
+        async with http.patch(f"{url}{TASKS}/baseline/status", headers=merge,
+                              json=body) as answer:  # fmt: skip
+            answer.raise_for_status()
+        times.append(time.perf_counter() - start)
+    await (await http.delete(f"{url}{TASKS}/baseline")).release()
+    return times
+
+
+async def run(size: int, factories: int, root: Path) -> dict[str, float]:
+    per_factory = size // factories
+    async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
+        baseline = await patch_round_trip(url, http)
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anthropic"},
+                  "stringData": {"api-key": "unused"}}  # fmt: skip
+        await (await http.post(f"{url}/api/v1/namespaces/{NS}/secrets", json=secret)).release()
+        names: list[str] = []
+        for f in range(factories):
+            fname = f"f{f:02d}"
+            doc = factory(fname, make_remote(root, fname))
+            await (await http.post(f"{url}{FACTORIES}", json=doc)).release()
+            for j in range(per_factory):
+                name = f"{fname}-t{j:03d}"
+                depends = [f"{fname}-t{(j - 1) // 2:03d}"] if j else []
+                await (await http.post(f"{url}{TASKS}", json=task(name, fname, depends))).release()
+                names.append(name)
+        kubelet = InstantKubelet(url, emulator, http)
+        overheads: list[float] = []
+        merged: set[str] = set()
+        done = asyncio.Event()
+        background = [asyncio.create_task(kubelet.run()),
+                      asyncio.create_task(watch_tasks(url, http, kubelet, overheads, merged,
+                                                      len(names), done))]  # fmt: skip
+        first_request = len(emulator.log)
+        log = (root / "operator.log").open("w")
+        start = time.perf_counter()
+        operator = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentfactory", "run", "--server", url, "--standalone",
+            "--workdir", str(root / "operator"), "--metrics-port", "0", "--liveness-port", "0",
+            "--namespace", NS, "--log-format", "json", stdout=log, stderr=log,
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(done.wait(), timeout=3600)
+            elapsed = time.perf_counter() - start
+            rss, cpu = proc_figures(operator.pid)
+        finally:
+            operator.terminate()
+            await operator.wait()
+            for job in background:
+                job.cancel()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        requests = collections.Counter(
+            f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
+            for r in emulator.log[first_request:]
+            if r.resource is not None
+            and r.headers.get("User-Agent", "").startswith(("agentfactory/", "kopf/"))
+        )  # fmt: skip
+        async with http.get(f"{url}{TASKS}") as answer:
+            items = (await answer.json())["items"]
+        transitions = sum(len(t["status"]["history"]) for t in items)
+        status_path = requests["PATCH agenttasks/status"] + requests["POST events"]
+        return {
+            "tasks": len(names), "elapsed": elapsed, "transitions": transitions,
+            "pods": kubelet.pods, "rss": rss, "cpu": cpu,
+            "cpu_children": children.ru_utime + children.ru_stime,
+            "requests": sum(requests.values()), "status_requests": status_path,
+            "overhead_p50": statistics.median(overheads),
+            "overhead_p99": percentile(overheads, 0.99),
+            "samples": len(overheads), "patch_p50": statistics.median(baseline),
+            "patch_p99": percentile(baseline, 0.99),
+            "top": json.dumps(requests.most_common(8)),
+        }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--factories", type=int, default=20)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"{datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()},"
+          f" {platform.machine()}, {os.cpu_count()} cores")  # fmt: skip
+    results = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = asyncio.run(run(size, args.factories, Path(tmp)))
+        results.append(figures)
+        f = figures
+        print(
+            f"\n{int(f['tasks'])} tasks in {args.factories} factories:"
+            f" all Merged in {f['elapsed']:.1f} s"
+        )
+        print(
+            f"  transitions {int(f['transitions'])} ({f['transitions'] / f['elapsed']:.1f}/s),"
+            f" stage pods {int(f['pods'])}"
+        )
+        print(
+            f"  transition overhead p50 {f['overhead_p50'] * 1000:.1f} ms,"
+            f" p99 {f['overhead_p99'] * 1000:.1f} ms over {int(f['samples'])} transitions;"
+            f" emulator status PATCH p50 {f['patch_p50'] * 1000:.2f} ms,"
+            f" p99 {f['patch_p99'] * 1000:.2f} ms;"
+            f" ratio p50 {f['overhead_p50'] / f['patch_p50']:.0f}x"
+        )
+        print(
+            f"  API requests {int(f['requests'])}: {f['requests'] / f['transitions']:.2f} per"
+            f" transition; status path (status PATCH + Event) "
+            f"{f['status_requests'] / f['transitions']:.2f} per transition"
+        )
+        print(f"  most frequent: {f['top']}")
+        print(
+            f"  operator peak RSS {f['rss']:.0f} MiB, CPU {f['cpu']:.1f} s"
+            f" (with its git processes and this process' other children:"
+            f" {f['cpu_children']:.1f} s)"
+        )
+    for small, large in itertools.pairwise(results):
+        k = large["tasks"] / small["tasks"]
+        print(
+            f"\n{int(small['tasks'])} -> {int(large['tasks'])} tasks ({k:.0f}x):"
+            f" time x{large['elapsed'] / small['elapsed']:.1f},"
+            f" operator CPU x{large['cpu'] / small['cpu']:.1f},"
+            f" requests x{large['requests'] / small['requests']:.1f},"
+            f" peak RSS x{large['rss'] / small['rss']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
