@@ -30,7 +30,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,91 +40,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+from tests.gitutil import bare_remote
+from tests.instant import InstantKubelet
 from tests.kube import emulated
 
 from agentfactory import API_VERSION
-from agentfactory.core.handoff import (
-    AgentResult,
-    CheckReport,
-    CheckRun,
-    ImplementationOutput,
-    PlanOutput,
-    VerdictOutput,
-)
-from agentfactory.manifests.agents import RESULT_MARKER, summary_of
 
 NS = "bench"
 TASKS = f"/apis/{API_VERSION}/namespaces/{NS}/agenttasks"
 FACTORIES = f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs"
-PHASE_OF_STAGE = {"plan": "Planning", "plan-review": "PlanReview", "implement": "Implementing",
-                  "ci": "CI", "code-review": "CodeReview"}  # fmt: skip
-ROLE_OF_STAGE = {"plan": "planner", "plan-review": "plan-reviewer", "implement": "implementer",
-                 "code-review": "code-reviewer"}  # fmt: skip
-
-
-def scripted(stage: str, task: str) -> str:
-    """The result a stage pod of *task* hands back: an approval, a plan, a one-file patch."""
-    if stage == "ci":
-        report = CheckReport(checks=[CheckRun(name="test", command="true", exit_code=0,
-                                              status="passed")])  # fmt: skip
-        return report.model_dump_json(by_alias=True)
-    role = ROLE_OF_STAGE[stage]
-    result: dict[str, Any] = {"role": role, "status": "completed", "stopped_by": "completed"}
-    if stage == "plan":
-        result["plan"] = PlanOutput(summary="Add the file.", steps=["Write it"])
-    elif stage == "implement":
-        result["implementation"] = ImplementationOutput(summary="Added.", rollback="Revert.")
-        result["diff"] = (
-            f"diff --git a/work/{task}.txt b/work/{task}.txt\nnew file mode 100644\n"
-            f"--- /dev/null\n+++ b/work/{task}.txt\n@@ -0,0 +1 @@\n+{task}\n"
-        )
-    else:
-        result["verdict"] = VerdictOutput(verdict="APPROVE", summary="Fine.")
-    return AgentResult(**result).model_dump_json(by_alias=True)
-
-
-class InstantKubelet:
-    """Finishes each stage pod as soon as it is created, with its scripted result; records
-    when each result became available."""
-
-    def __init__(self, url: str, emulator: Any, http: aiohttp.ClientSession) -> None:
-        self.url, self.emulator, self.http = url, emulator, http
-        self.available: dict[str, tuple[str, float]] = {}  # task -> (phase it leaves, time)
-        self.pods = 0
-        self._finishing: set[asyncio.Task[None]] = set()
-
-    async def run(self) -> None:
-        forever = aiohttp.ClientTimeout(total=None)
-        while True:
-            async with self.http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
-                                     timeout=forever) as stream:  # fmt: skip
-                async for line in stream.content:
-                    event = json.loads(line)
-                    pod = event["object"]
-                    if event["type"] == "ADDED" and not (pod.get("status") or {}).get("phase"):
-                        job = asyncio.create_task(self.finish(pod))
-                        self._finishing.add(job)
-                        job.add_done_callback(self._finishing.discard)
-
-    async def finish(self, pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        labels = meta.get("labels") or {}
-        task, stage = labels["agentfactory.dev/task"], labels["agentfactory.dev/stage"]
-        text = scripted(stage, task)
-        self.emulator.logs[meta["namespace"], meta["name"], "agent"] = f"{RESULT_MARKER}{text}\n"
-        done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
-        status = {
-            "phase": "Succeeded",
-            "initContainerStatuses": [{"name": "checkout", "state": done}],
-            "containerStatuses": [{"name": "agent", "state": {"terminated": {
-                **done["terminated"], "message": summary_of(text)}}}],
-        }  # fmt: skip
-        self.pods += 1
-        self.available[task] = (PHASE_OF_STAGE[stage], time.perf_counter())
-        path = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        merge = {"Content-Type": "application/merge-patch+json"}
-        async with self.http.patch(path, json={"status": status}, headers=merge) as answer:
-            answer.raise_for_status()
 
 
 async def watch_tasks(url: str, http: aiohttp.ClientSession, kubelet: InstantKubelet,
@@ -148,19 +71,6 @@ async def watch_tasks(url: str, http: aiohttp.ClientSession, kubelet: InstantKub
                     merged.add(name)
                     if len(merged) == total:
                         done.set()
-
-
-def make_remote(root: Path, name: str) -> Path:
-    work, bare = root / f"{name}-work", root / f"{name}.git"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    (work / "README.md").write_text(f"{name}\n")
-    for args in (
-        ["add", "."],
-        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"],
-    ):
-        subprocess.run(["git", *args], cwd=work, check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    return bare
 
 
 def factory(name: str, remote: Path) -> dict[str, Any]:
@@ -219,14 +129,14 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
         names: list[str] = []
         for f in range(factories):
             fname = f"f{f:02d}"
-            doc = factory(fname, make_remote(root, fname))
+            doc = factory(fname, bare_remote(root, fname))
             await (await http.post(f"{url}{FACTORIES}", json=doc)).release()
             for j in range(per_factory):
                 name = f"{fname}-t{j:03d}"
                 depends = [f"{fname}-t{(j - 1) // 2:03d}"] if j else []
                 await (await http.post(f"{url}{TASKS}", json=task(name, fname, depends))).release()
                 names.append(name)
-        kubelet = InstantKubelet(url, emulator, http)
+        kubelet = InstantKubelet(url, emulator, http)  # every pod succeeds at once
         overheads: list[float] = []
         merged: set[str] = set()
         done = asyncio.Event()
@@ -263,7 +173,7 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
         status_path = requests["PATCH agenttasks/status"] + requests["POST events"]
         return {
             "tasks": len(names), "elapsed": elapsed, "transitions": transitions,
-            "pods": kubelet.pods, "rss": rss, "cpu": cpu,
+            "pods": len(kubelet.started), "rss": rss, "cpu": cpu,
             "cpu_children": children.ru_utime + children.ru_stime,
             "requests": sum(requests.values()), "status_requests": status_path,
             "overhead_p50": statistics.median(overheads),

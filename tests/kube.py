@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import uuid
@@ -66,13 +67,35 @@ class Emulator(kmock.KubernetesEmulator):
         """Container logs the test kubelet wrote: (namespace, pod, container) -> text."""
         self.log: list[Any] = []
         """Every request served, in order (kmock's own view holds only those in flight)."""
+        self.faults: list[Callable[[Any], Exception | None]] = []
+        """Fault injection: each request is shown to each; an exception returned is raised
+        (answered as the API server would), and the request is not served."""
+        self._watches: set[asyncio.Task[Any]] = set()
         self._updates = asyncio.Lock()
+
+    def drop_watches(self) -> int:
+        """Cut every open watch stream, as a restarting API server or a load balancer does;
+        the number cut."""
+        cut = [task for task in self._watches if not task.done()]
+        for task in cut:
+            task.cancel()
+        return len(cut)
 
     async def _handle(self, request: Any) -> Any:
         self.log.append(request)
+        watch = request.params.get("watch") in ("true", "1")
+        handler = asyncio.current_task()
+        if watch and handler is not None:
+            self._watches.add(handler)
         try:
+            for fault in self.faults:
+                error = fault(request)
+                if error is not None:
+                    raise error
             return await self._serve(request)
         finally:
+            if handler is not None:
+                self._watches.discard(handler)
             # kmock matches each request against every request it ever served to find its
             # reaction: 0.07 ms per request in the history, so a run of 1,000 requests spent
             # 70 ms on each. Served requests leave that view (`log` keeps them all).
@@ -291,6 +314,11 @@ async def wait_for(
     """The object *name* once *predicate* holds, awaited on a watch stream (no polling):
     the stream is opened before the current state is read, so no change slips between."""
 
+    async def watch_again() -> dict[str, Any]:
+        while True:  # a cut stream is opened again, as any watching client does
+            with contextlib.suppress(aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                return await watch()
+
     async def watch() -> dict[str, Any]:
         async with (
             aiohttp.ClientSession() as session,
@@ -307,7 +335,7 @@ async def wait_for(
                     return dict(obj)
         raise AssertionError(f"the watch on {collection} ended before {name} matched")
 
-    return await asyncio.wait_for(watch(), within)
+    return await asyncio.wait_for(watch_again(), within)
 
 
 _URL: dict[str, str] = {}

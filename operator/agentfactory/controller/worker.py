@@ -530,8 +530,8 @@ class Worker:
                 task = self._task(fresh)
                 continue
             self.view.put("agenttasks", raw)
-            await self._record(task, decision)
-            await self._perform(raw, task, factory, decision)
+            warned = await self._record(task, decision)
+            await self._perform(raw, task, factory, decision, warned)
             if decision.transitions or isinstance(observation, PullRequestOpened):
                 await self._publish(task, factory, decision.status)
             return decision
@@ -548,23 +548,30 @@ class Worker:
         return decide(view, factory or NO_FACTORY, observation, now=datetime.now(UTC))
 
     async def _perform(
-        self, raw: dict[str, Any], task: Task, factory: FactorySpecSpec | None, decision: Decision
-    ) -> None:
+        self, raw: dict[str, Any], task: Task, factory: FactorySpecSpec | None,
+        decision: Decision, warned: set[str],
+    ) -> None:  # fmt: skip
+        """Carry out the decision's actions; *warned*: the reasons its transitions already
+        posted as Warnings (a notification saying the same again would be noise)."""
         for action in decision.actions:
             if isinstance(action, PushBranch) and factory is not None:
                 forge = await self._forge(task.factory, factory)
                 await asyncio.to_thread(forge.push_branch, action.branch, action.head_sha)
-            elif isinstance(action, Notify):
+            elif isinstance(action, Notify) and action.reason not in warned:
                 await self._event(raw, "Warning", action.reason, action.message)
             elif isinstance(action, CancelStage):
                 await self.executor.remove(self.namespace, action.pod)
 
-    async def _record(self, task: Task, decision: Decision) -> None:
+    async def _record(self, task: Task, decision: Decision) -> set[str]:
+        """Post an Event per transition (and count it); the reasons posted as Warnings."""
         status = decision.status
+        warned: set[str] = set()
         for source, trigger, target in decision.transitions:
             where = f" ({status.stage} #{status.attempt})" if status.stage else ""
             message = f"{source} -> {target}{where}: {status.message or trigger}"[:1000]
             kind = "Warning" if target in (Phase.NEEDS_ATTENTION, Phase.FAILED) else "Normal"
+            if kind == "Warning":
+                warned.add(str(trigger))
             await self._event(task.raw, kind, str(trigger), message)
             log.info("%s/%s %s -> %s (%s): %s", self.namespace, task.name, source, target,
                      trigger, status.message or "")  # fmt: skip
@@ -582,6 +589,7 @@ class Worker:
                 self.metrics.cost.labels(self.namespace, task.factory).inc(
                     status.usage.cost_usd - task.status.usage.cost_usd
                 )
+        return warned
 
     async def _event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = obj["metadata"]

@@ -1,0 +1,160 @@
+"""A kubelet that finishes each stage pod at once with a scripted result, for the fault tests
+and the operator benchmark: what runs is the operator (and its git work), not agents.
+
+Each pod's end comes from a script: a result (the log line the operator reads), or a
+failure as a real kubelet reports it (evicted, OOM-killed, a malformed result), or "hold",
+which leaves the pod running until the test releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from agentfactory.core.handoff import (
+    AgentResult,
+    CheckReport,
+    CheckRun,
+    ImplementationOutput,
+    PlanOutput,
+    VerdictOutput,
+)
+from agentfactory.manifests.agents import RESULT_MARKER
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.kube import Emulator
+
+PHASE_OF_STAGE = {"plan": "Planning", "plan-review": "PlanReview", "implement": "Implementing",
+                  "ci": "CI", "code-review": "CodeReview"}  # fmt: skip
+ROLE_OF_STAGE = {"plan": "planner", "plan-review": "plan-reviewer", "implement": "implementer",
+                 "code-review": "code-reviewer"}  # fmt: skip
+
+
+def result(stage: str, task: str) -> str:
+    """The result a stage pod of *task* hands back: a plan, an approval, passing checks, or a
+    patch adding `work/<task>.txt`."""
+    if stage == "ci":
+        passed = CheckRun(name="test", command="true", exit_code=0, status="passed")
+        return CheckReport(checks=[passed]).model_dump_json(by_alias=True)
+    fields: dict[str, Any] = {"role": ROLE_OF_STAGE[stage], "status": "completed",
+                              "stopped_by": "completed"}  # fmt: skip
+    if stage == "plan":
+        fields["plan"] = PlanOutput(summary="Add the file.", steps=["Write it"])
+    elif stage == "implement":
+        fields["implementation"] = ImplementationOutput(summary="Added.", rollback="Revert.")
+        fields["diff"] = (
+            f"diff --git a/work/{task}.txt b/work/{task}.txt\nnew file mode 100644\n"
+            f"--- /dev/null\n+++ b/work/{task}.txt\n@@ -0,0 +1 @@\n+{task}\n"
+        )
+    else:
+        fields["verdict"] = VerdictOutput(verdict="APPROVE", summary="Fine.")
+    return AgentResult(**fields).model_dump_json(by_alias=True)
+
+
+@dataclass(frozen=True)
+class End:
+    """How a pod ends: its agent's log and exit, and the pod's phase and reason."""
+
+    log: str = ""
+    exit_code: int = 0
+    container_reason: str = "Completed"
+    phase: str = "Succeeded"
+    reason: str | None = None
+
+
+def succeed(stage: str, task: str) -> End:
+    """The pod hands back its scripted result."""
+    return End(log=f"{RESULT_MARKER}{result(stage, task)}\n")
+
+
+EVICTED = End(phase="Failed", reason="Evicted", exit_code=137, container_reason="Error")
+OOM_KILLED = End(phase="Failed", exit_code=137, container_reason="OOMKilled")
+MALFORMED = End(log=f'{RESULT_MARKER}{{"role": "planner", "status": \n')
+HOLD = None
+"""A script's answer to leave the pod running until `release`."""
+
+
+def happy(stage: str, task: str, attempt: int) -> End | None:
+    del attempt
+    return succeed(stage, task)
+
+
+@dataclass
+class InstantKubelet:
+    """Finishes stage pods as they are created; `started` lists them in order, and
+    `available` when each task's latest result was written."""
+
+    url: str
+    emulator: Emulator
+    http: aiohttp.ClientSession
+    script: Callable[[str, str, int], End | None] = happy
+    started: list[str] = field(default_factory=list)
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    available: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _jobs: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def run(self) -> None:
+        """Watch every pod (again when the watch drops) and finish the new ones."""
+        forever = aiohttp.ClientTimeout(total=None)
+        while True:
+            try:
+                async with self.http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
+                                         timeout=forever) as stream:  # fmt: skip
+                    async for line in stream.content:
+                        event = json.loads(line)
+                        self._seen(event["type"], event["object"])
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                continue  # a dropped watch: watch again (replayed ADDED events are skipped)
+
+    def _seen(self, kind: str, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        if kind != "ADDED" or (pod.get("status") or {}).get("phase") or name in self.started:
+            return
+        self.started.append(name)
+        labels = pod["metadata"].get("labels") or {}
+        stage, task = labels["agentfactory.dev/stage"], labels["agentfactory.dev/task"]
+        end = self.script(stage, task, int(labels["agentfactory.dev/attempt"]))
+        if end is None:
+            self.held[name] = pod
+            return
+        job = asyncio.create_task(self.finish(pod, end))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def release(self, name: str, end: End | None = None) -> None:
+        """Finish a held pod (with its scripted success unless *end* says otherwise)."""
+        pod = self.held.pop(name)
+        labels = pod["metadata"]["labels"]
+        stage, task = labels["agentfactory.dev/stage"], labels["agentfactory.dev/task"]
+        await self.finish(pod, end or succeed(stage, task))
+
+    async def finish(self, pod: dict[str, Any], end: End) -> None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        self.emulator.logs[meta["namespace"], meta["name"], "agent"] = end.log
+        agent = {"exitCode": end.exit_code, "reason": end.container_reason}
+        done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        status: dict[str, Any] = {
+            "phase": end.phase,
+            "initContainerStatuses": [{"name": "checkout", "state": done}],
+            "containerStatuses": [{"name": "agent", "state": {"terminated": agent}}],
+        }
+        if end.reason:
+            status |= {
+                "reason": end.reason,
+                "message": f"The node was low on memory ({end.reason})",
+            }
+        stage = labels["agentfactory.dev/stage"]
+        self.available[labels["agentfactory.dev/task"]] = (PHASE_OF_STAGE[stage],
+                                                           time.perf_counter())  # fmt: skip
+        path = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        merge = {"Content-Type": "application/merge-patch+json"}
+        async with self.http.patch(path, json={"status": status}, headers=merge) as answer:
+            answer.raise_for_status()
