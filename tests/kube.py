@@ -140,6 +140,34 @@ class Emulator(kmock.KubernetesEmulator):
                         )  # fmt: skip
             return await self._write(request)
 
+    # kmock finds the object of a single-object request by scanning every object it ever
+    # stored (deleted pods and Secrets, every Event): at a thousand tasks that scan was most
+    # of the emulator's time. These look it up by its key instead, as kmock stores it.
+    async def _stored(self, request: Any, namespace: str | None, name: str | None) -> Any:
+        key = (request.resource, namespace, name)
+        async with self._lock:
+            found = self._objects[key] if key in self._objects else None  # noqa: SIM401 - no get()
+        if found is None:
+            raise kmock.KubernetesError(status=404, reason="NotFound", message=f"{name} not found")
+        return found
+
+    async def _serve_fetch(self, request: Any) -> Any:
+        found = await self._stored(request, request.namespace, request.name)
+        if found.deleted:
+            raise kmock.KubernetesError(status=404, reason="NotFound", message="deleted")
+        return found.raw
+
+    async def _serve_create(self, request: Any) -> Any:
+        meta = (request.data or {}).get("metadata", {})
+        namespace = request.namespace or meta.get("namespace")
+        return (await self._stored(request, namespace, request.name or meta.get("name"))).raw
+
+    async def _serve_update(self, request: Any) -> Any:
+        return (await self._stored(request, request.namespace, request.name)).last.raw
+
+    async def _serve_delete(self, request: Any) -> Any:
+        return (await self._stored(request, request.namespace, request.name)).last.raw
+
     async def _serve_server_version(self, request: Any) -> Any:
         # kmock reports Kubernetes 1.26, older than the chart's `kubeVersion` allows; Helm
         # refuses to install on it. We emulate a release the chart supports.

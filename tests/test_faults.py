@@ -118,9 +118,13 @@ async def line(
             watching.cancel()
 
 
-async def assert_nothing_lost_or_doubled(line: Line) -> dict[str, dict[str, Any]]:
+async def assert_nothing_lost_or_doubled(
+    line: Line, *, killed: bool = False
+) -> dict[str, dict[str, Any]]:
     """Every task ended Merged, or NeedsAttention with its reason; each merged once; each
-    pod created once; no pod or per-pod Secret left; one Event per transition."""
+    pod created once; no pod or per-pod Secret left; one Event per transition. (When the
+    operator was *killed*, the transition it had written but not yet announced keeps no
+    Event: the status history, written first, is the record.)"""
     tasks = await line.all_ended()
     for name, obj in tasks.items():
         status = obj["status"]
@@ -151,8 +155,10 @@ async def assert_nothing_lost_or_doubled(line: Line) -> dict[str, dict[str, Any]
             events[event["involvedObject"]["name"]].append(event["reason"])
     for name, obj in tasks.items():
         moves = [h["reason"] for h in obj["status"]["history"]]
-        told = [reason for reason in events[name] if reason != "StageStuck"]  # not a move
-        assert sorted(told) == sorted(moves), f"one Event per transition: {name}: {told} {moves}"
+        told = collections.Counter(r for r in events[name] if r != "StageStuck")  # not a move
+        missing, extra = collections.Counter(moves) - told, told - collections.Counter(moves)
+        assert not extra, f"an Event without its transition: {name}: {extra}"
+        assert sum(missing.values()) <= (1 if killed else 0), f"Events missing: {name}: {missing}"
     return tasks
 
 
@@ -291,7 +297,7 @@ async def test_an_operator_killed_while_a_stage_ends_resumes_without_doubling(
             await first.wait()
         await ln.kubelet.release(f"alpha-{stage}-1")
         async with operator_process(ln, log):
-            tasks = await assert_nothing_lost_or_doubled(ln)
+            tasks = await assert_nothing_lost_or_doubled(ln, killed=True)
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values()), log.read_text()[-3000:]
     assert f"alpha-{stage}-2" not in ln.kubelet.started, "the held attempt's result was used"
 
@@ -306,5 +312,5 @@ async def test_an_operator_killed_while_merging_merges_once(tmp_path: Path) -> N
             first.send_signal(signal.SIGKILL)
             await first.wait()
         async with operator_process(ln, log):
-            tasks = await assert_nothing_lost_or_doubled(ln)
+            tasks = await assert_nothing_lost_or_doubled(ln, killed=True)
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values()), log.read_text()[-3000:]

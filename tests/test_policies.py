@@ -152,3 +152,18 @@ def test_a_noisy_rule_never_hides_a_later_rule() -> None:
     )
     assert {m.rule for m in found} == {"any-sql", "drop"}
     assert sum(1 for m in found if m.rule == "any-sql") == 10
+
+
+def test_a_pattern_that_backtracks_on_agent_written_lines_gives_up_and_escalates() -> None:
+    # `(a|aa)+$` against a long run of a's that then fails backtracks exponentially: unbounded,
+    # this search would not end. Each search gives up after SEARCH_SECONDS and counts as a
+    # match, at most MAX_MATCHES_PER_RULE times, so the rule ends and later rules still run.
+    slow = EscalationRule(name="slow", content_patterns=[r"^x", r"(a|aa)+$"])
+    crafted = ["a" * 60 + "!"] * 30
+    found = evaluate_escalation([slow, RULES[1]],
+                                patch(("src/gen.py", [*crafted, "drop table t"])))  # fmt: skip
+    gave_up = [m for m in found if m.rule == "slow"]
+    assert len(gave_up) == 10
+    assert "contentPatterns[1] gave up after 0.5 s" in (gave_up[0].text or "")
+    assert gave_up[0].text.startswith("a" * 60)  # type: ignore[union-attr]
+    assert [(m.rule, m.line) for m in found if m.rule == "drop"] == [("drop", 31)]

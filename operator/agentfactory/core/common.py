@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any
 
+import regex
 from pydantic import AfterValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
@@ -31,10 +31,10 @@ def list_map(*keys: str) -> dict[str, Any]:
 
 
 def check_regex(value: str) -> str:
-    """*value* must compile as a Python regular expression."""
+    """*value* must compile as the escalation policy compiles it (the `regex` module)."""
     try:
-        re.compile(value)
-    except re.error as exc:
+        regex.compile(value)
+    except regex.error as exc:
         raise PydanticCustomError(
             "regex",
             "regular expression '{pattern}' does not compile: {error}; fix the pattern"
