@@ -397,7 +397,8 @@ class _Step:
         self._move(
             T.DEPENDENCY_CYCLE,
             P.FAILED,
-            f"dependency cycle {cycle}; remove one of these dependsOn entries",
+            # The validator's words: the same problem reads the same wherever it is found.
+            f"spec.dependsOn: is part of the dependency cycle {cycle}; remove one dependsOn entry",
         )
         self.actions.append(Notify(T.DEPENDENCY_CYCLE.value, f"{self.name}: cycle {cycle}"))
 

@@ -1,0 +1,157 @@
+"""The bad-input corpus through the API path: each broken manifest of `tests/bad_manifests/` is
+created in the API server (the emulator checks no schema, so the operator is the only guard,
+as on a cluster where someone applied with `--validate=false` or the CRDs are older) and the
+operator must answer with the same message `agentfactory validate` gives (the field and the
+fix) on the object itself: a Failed task, a factory that is not Ready. Nothing crashes, and
+the other namespaces' tasks are not held up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import yaml
+
+import agentfactory.controller.factories
+import agentfactory.controller.settings
+import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
+from agentfactory import API_VERSION
+from tests.gitutil import bare_remote
+from tests.kube import emulated, running_operator, wait_for
+from tests.test_validation import CORPUS, expectations
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+#: Corpus files that cannot reach the operator through the API, and why.
+NOT_THROUGH_THE_API = {
+    "02-unknown-phase": "status cannot be set through the resource, only its status subresource",
+    "10-unknown-kind": "the API server serves no AgentJob kind (404)",
+    "11-wrong-api-version": "the API server serves no agentfactory.dev/v1 (404)",
+    "25-invalid-yaml": "kubectl cannot parse it, so nothing is sent",
+    "30-document-is-a-list": "kubectl sends no list as one object",
+    # The emulator checks no names; an API server refuses these with 422 Invalid.
+    "09-bad-name": "the API server refuses the name",
+    "29-control-character-in-name": "the API server refuses the name",
+    "32-name-too-long": "the API server refuses the name",
+}
+#: Where the operator finds the problem another way than the validator does.
+OPERATOR_SAYS = {
+    # The validator checks the task alone; the operator's scheduler finds the cycle first.
+    "05-self-dependency": [
+        "AgentTask/a: spec.dependsOn: is part of the dependency cycle a -> a; remove one"
+        " dependsOn entry"
+    ],
+}
+
+
+def api_cases() -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+    cases = []
+    for path in CORPUS:
+        if path.stem not in NOT_THROUGH_THE_API:
+            docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+            cases.append((path.stem, docs, OPERATOR_SAYS.get(path.stem, expectations(path))))
+    return cases
+
+
+def valid_factory(name: str, remote: Path) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "FactorySpec", "metadata": {"name": name},
+            "spec": {"repository": {"url": str(remote), "forge": "git"},
+                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
+                     "checks": [{"name": "test", "command": "true"}]}}  # fmt: skip
+
+
+def settled(kind: str) -> Callable[[dict[str, Any]], bool]:
+    def check(obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        if kind == "AgentTask":
+            return status.get("phase") == "Failed"
+        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        return bool(ready) and ready[0]["status"] == "False"
+
+    return check
+
+
+def said(kind: str, obj: dict[str, Any]) -> str:
+    status = obj.get("status") or {}
+    if kind == "AgentTask":
+        return str(status.get("message", ""))
+    return " ".join(c.get("message", "") for c in status.get("conditions") or [])
+
+
+PLURALS = {"AgentTask": "agenttasks", "FactorySpec": "factoryspecs"}
+
+
+async def create(http: aiohttp.ClientSession, url: str, namespace: str,
+                 doc: dict[str, Any]) -> None:  # fmt: skip
+    doc["metadata"]["namespace"] = namespace
+    path = f"{url}/apis/{API_VERSION}/namespaces/{namespace}/{PLURALS[doc['kind']]}"
+    async with http.post(path, json=doc) as answer:
+        assert answer.status in (200, 201), await answer.text()
+
+
+async def told(url: str, namespace: str, kind: str, name: str) -> str | None:
+    """What the operator said on the object once it settled, or None if it never did."""
+    collection = f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURALS[kind]}"
+    try:
+        return said(kind, await wait_for(url, collection, name, settled(kind), within=60))
+    except TimeoutError:
+        return None
+
+
+async def test_the_operator_answers_each_broken_manifest_with_the_validators_message(
+    tmp_path: Path,
+) -> None:
+    cases = api_cases()
+    assert len(cases) >= 25
+    remote = bare_remote(tmp_path)
+    wrong: list[str] = []
+
+    async def check(index: int, stem: str, docs: list[dict[str, Any]], expected: list[str]
+                    ) -> None:  # fmt: skip
+        namespace = f"corpus-{index}"
+        if not any(d["kind"] == "FactorySpec" for d in docs):
+            await create(http, url, namespace, valid_factory("app", remote))
+        for doc in docs:
+            await create(http, url, namespace, doc)
+        for line in expected:
+            ref, message = line.split(": ", 1)
+            kind, name = ref.split("/", 1)
+            answer = await told(url, namespace, kind, name)
+            if answer is None or message not in answer:
+                wrong.append(f"{stem}: expected {message!r}, said {answer!r}")
+
+    async with (
+        emulated() as (_, url),
+        running_operator(url, workdir=str(tmp_path / "op"), resync_seconds=1),
+        aiohttp.ClientSession() as http,
+    ):
+        await asyncio.gather(*(check(i, *case) for i, case in enumerate(cases)))
+    assert wrong == [], "\n".join(wrong)
+
+
+async def test_a_dependency_cycle_through_a_hundred_tasks_fails_each_with_the_cycle(
+    tmp_path: Path,
+) -> None:
+    names = [f"t{i:03d}" for i in range(100)]
+    ring = [{"apiVersion": API_VERSION, "kind": "AgentTask", "metadata": {"name": name},
+             "spec": {"factoryRef": "app", "goal": "Close the ring.",
+                      "acceptanceCriteria": ["It is closed."], "scope": {"paths": [name]},
+                      "dependsOn": [names[(i + 1) % len(names)]]}}
+            for i, name in enumerate(names)]  # fmt: skip
+    async with (
+        emulated() as (_, url),
+        running_operator(url, workdir=str(tmp_path / "op"), resync_seconds=1),
+        aiohttp.ClientSession() as http,
+    ):
+        await create(http, url, "ring", valid_factory("app", bare_remote(tmp_path)))
+        for doc in ring:
+            await create(http, url, "ring", doc)
+        answers = await asyncio.gather(*(told(url, "ring", "AgentTask", n) for n in names))
+    for answer in answers:
+        assert answer is not None and answer.startswith(
+            "spec.dependsOn: is part of the dependency cycle t000 -> t001 -> t002"
+        ), answer
+        assert answer.endswith("t099 -> t000; remove one dependsOn entry"), answer[-200:]
