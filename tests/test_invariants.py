@@ -180,6 +180,8 @@ class World:
     human_approved: set[int] = field(default_factory=set)
     escalated: set[int] = field(default_factory=set)
     starts: dict[Stage, int] = field(default_factory=dict)
+    free: dict[Stage, int] = field(default_factory=dict)
+    """Starts that were no retries (a re-verification after the base moved)."""
     heads: int = 0
     steps: int = 0
 
@@ -220,6 +222,13 @@ class World:
             self.human_approved.add(after.patch_revision)
         if isinstance(obs, HumanAction) and obs.action == "retry":
             self.starts.clear()
+            self.free.clear()
+        # A base that moved is nobody's failure: that merge attempt and the CI run it calls
+        # for are not retries, and the retry caps do not count them.
+        rebased = isinstance(obs, MergeFinished) and obs.outcome == "base-moved"
+        if rebased and after.phase == P.CI:
+            for stage in (Stage.MERGE, Stage.CI):
+                self.free[stage] = self.free.get(stage, 0) + 1
         if before.phase in TERMINAL and after.phase != before.phase:
             assert isinstance(obs, HumanAction), f"{obs.kind} moved a task out of {before.phase}"
         for action in decision.actions:
@@ -241,8 +250,10 @@ class World:
     def check(self) -> None:
         status, limits = self.status, self.factory.retries
         for stage, count in self.starts.items():
-            assert count <= 1 + limits.per_stage, f"{stage} started {count} times in a round"
-        assert sum(self.starts.values()) <= limits.max_total_attempts
+            counted = count - self.free.get(stage, 0)
+            assert counted <= 1 + limits.per_stage, f"{stage} started {counted} times in a round"
+        free = sum(self.free.values())
+        assert sum(self.starts.values()) - free <= limits.max_total_attempts
         if status.phase in ACTIVE:
             assert status.usage.total_tokens < self.factory.budget.max_tokens_per_task
         if status.phase == P.MERGED:

@@ -27,7 +27,7 @@ from tests.cluster import (
     operator_grants,
     operator_requests,
 )
-from tests.fakes.anthropic_api import API_KEY, tool
+from tests.fakes.anthropic_api import API_KEY, Fail, tool
 from tests.gitutil import git
 from tests.kube import wait_for
 from tests.rbac import documented
@@ -129,6 +129,22 @@ async def test_reviews_that_keep_asking_for_changes_exhaust_the_retries(
 
 
 SLOW_CI = [{"name": "test", "command": f"sleep 600; {CHECK}", "timeoutSeconds": 900}]
+
+
+async def test_a_model_api_overloaded_for_a_while_costs_one_attempt_and_nothing_else(
+    tmp_path: Path, remote: Path
+) -> None:
+    # The Messages API answers 529 (overloaded) to the planner's first call and the SDK's 4
+    # retries; the attempt fails with the reason, the next attempt gets through.
+    sessions = {**fixes(), ("fix-cart", "planner"): [[Fail(529)]] * 5}
+    async with cluster(tmp_path, remote, [FIX_CART], sessions) as c:
+        task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
+        assert task["status"]["phase"] == "Merged", task["status"].get("message")
+        assert c.started == ["fix-cart-plan-1", "fix-cart-plan-2", *EVERY_STAGE[1:]]
+        retried = [h for h in task["status"]["history"] if h["reason"] == "StageRetried"]
+        assert len(retried) == 1 and "529" in retried[0]["message"], retried
+        assert merged_tasks(remote) == ["fix-cart"]
+        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
 
 
 async def test_a_pod_deleted_mid_stage_is_a_failed_attempt_not_a_silent_rerun(

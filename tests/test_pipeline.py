@@ -400,6 +400,30 @@ def test_a_moved_base_is_re_verified_by_ci_but_keeps_the_review_of_the_same_revi
     assert d.phase == P.MERGED and d.status.ci is not None and d.status.ci.head_sha == sha(77)
 
 
+def test_a_base_that_keeps_moving_is_re_verified_without_spending_retries() -> None:
+    # Other tasks merging first is nobody's failure: waiting in a busy merge queue must not
+    # exhaust the task's retries (it did: the third re-verification parked the task).
+    d = Driver(factory=factory(retries={"perStage": 0, "maxTotalAttempts": 6})).to(P.MERGING)
+    for moved in range(10):
+        d.grant()
+        d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(100 + moved))
+        assert d.phase == P.CI, d.status.message
+        assert d.status.attempt == moved + 2, "a new CI attempt (and pod name) each time"
+        d.ci()
+        assert d.phase == P.MERGING, d.status.message
+    d.grant()
+    d.merged()
+    assert d.phase == P.MERGED
+
+
+def test_re_verifications_still_stop_at_the_budget() -> None:
+    d = Driver(factory=factory(budget={"maxTokensPerTask": 1000})).to(P.MERGING)
+    d.grant()
+    d.status.usage = d.status.usage.model_copy(update={"input_tokens": 1000})
+    d.merged(outcome="base-moved", merged_sha=None, new_head_sha=sha(100))
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.BUDGET_EXHAUSTED
+
+
 def test_merging_a_head_other_than_the_verified_one_parks_loudly() -> None:
     d = Driver().to(P.MERGING)
     d.grant()

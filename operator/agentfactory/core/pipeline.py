@@ -249,11 +249,14 @@ class _Step:
         """Attempts of *stage* in this round."""
         return self.status.attempts.of(stage) - self.status.round_baseline.of(stage)
 
-    def _limit_problem(self, stage: Stage) -> tuple[Trigger, str] | None:
-        """Why no new attempt of *stage* may start (budget or retry caps), or None."""
+    def _limit_problem(self, stage: Stage, *, caps: bool = True) -> tuple[Trigger, str] | None:
+        """Why no new attempt of *stage* may start (the budget, or with *caps* the retry
+        caps), or None."""
         problem = self._budget_problem()
         if problem is not None:
             return T.BUDGET_EXHAUSTED, f"budget exhausted: {problem}"
+        if not caps:
+            return None
         limits = self.factory.retries
         if self._spent(stage) >= 1 + limits.per_stage:
             return T.RETRIES_EXHAUSTED, (
@@ -301,10 +304,15 @@ class _Step:
         self.actions.append(Park(trigger.value))
         self.actions.append(Notify(trigger.value, f"{self.name}: {message}"))
 
-    def _enter(self, stage: Stage, trigger: Trigger, message: str, feedback: str | None) -> None:
-        """Move to *stage*'s phase along *trigger*, spending an attempt (or park)."""
+    def _enter(
+        self, stage: Stage, trigger: Trigger, message: str, feedback: str | None,
+        *, retry: bool = True,
+    ) -> None:  # fmt: skip
+        """Move to *stage*'s phase along *trigger*, spending an attempt (or park). An entry
+        that is no *retry* (nothing failed) gets a new attempt number that the retry caps do
+        not count; the budget still does."""
         target = PHASE_OF_STAGE[stage]
-        limit = self._limit_problem(stage)
+        limit = self._limit_problem(stage, caps=retry)
         if limit is not None:
             exhausted, problem = limit
             if self.phase in ACTIVE:
@@ -324,6 +332,9 @@ class _Step:
             self.status.attempt = 0  # waits for the factory's merge slot
             return
         self._start_attempt(stage)
+        if not retry:
+            self.status.round_baseline = self.status.round_baseline.bumped(stage)
+            self.status.round_baseline_total += 1
 
     def _start_attempt(self, stage: Stage) -> None:
         self.status.attempts = self.status.attempts.bumped(stage)
@@ -596,7 +607,13 @@ class _Step:
                 raise _Ignored("base-moved without the rebased head")
             self.status.head_sha = obs.new_head_sha
             self.status.ci = None
-            self._enter(Stage.CI, T.BASE_MOVED, "base moved; re-verifying the rebased head", None)
+            # Neither this merge attempt nor the CI run it calls for failed, so the retry caps
+            # do not count them: a task waiting behind others in a busy merge queue is not
+            # failing. Other merges are what move the base, so the loop ends as the queue does.
+            self.status.round_baseline = self.status.round_baseline.bumped(Stage.MERGE)
+            self.status.round_baseline_total += 1
+            self._enter(Stage.CI, T.BASE_MOVED, "base moved; re-verifying the rebased head", None,
+                        retry=False)  # fmt: skip
             return
         self._enter(Stage.MERGE, T.STAGE_RETRIED, f"merge failed: {obs.message[:500]}", None)
 

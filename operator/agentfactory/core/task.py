@@ -330,9 +330,11 @@ class AgentTaskStatus(StatusModel):
     round: int = Field(default=1, ge=1)
     """1, plus one for every retry a person asked for."""
     round_baseline: StageAttempts = Field(default_factory=StageAttempts)
-    """`attempts` when this round began; retry caps count attempts beyond it."""
+    """Attempts the retry caps do not count: `attempts` when this round began, plus the
+    merge attempts that found the base moved and the CI runs that re-verified the rebased
+    head (nobody's failure)."""
     round_baseline_total: int = Field(default=0, ge=0)
-    """`totalAttempts` when this round began."""
+    """`totalAttempts` the retry caps do not count, likewise."""
     resume_from: Stage | None = None
     """The stage a person's retry resumes at, once the task is admitted again."""
     branch: str | None = None
