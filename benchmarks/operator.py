@@ -52,10 +52,10 @@ FACTORIES = f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs"
 
 
 async def watch_tasks(url: str, http: aiohttp.ClientSession, kubelet: InstantKubelet,
-                      overheads: list[float], merged: set[str], total: int,
+                      overheads: list[float], ended: dict[str, str], total: int,
                       done: asyncio.Event) -> None:  # fmt: skip
     """Samples the transition overhead: a task whose phase moved on from the stage whose
-    result became available. Sets *done* when every task is Merged."""
+    result became available. Sets *done* when every task has ended (Merged, or stopped)."""
     while True:
         async with http.get(f"{url}{TASKS}", params={"watch": "true"},
                             timeout=aiohttp.ClientTimeout(total=None)) as stream:  # fmt: skip
@@ -67,10 +67,12 @@ async def watch_tasks(url: str, http: aiohttp.ClientSession, kubelet: InstantKub
                 if waiting is not None and phase is not None and phase != waiting[0]:
                     overheads.append(now - waiting[1])
                     del kubelet.available[name]
-                if phase == "Merged":
-                    merged.add(name)
-                    if len(merged) == total:
+                if phase in ("Merged", "NeedsAttention", "Failed"):
+                    ended[name] = phase
+                    if len(ended) == total:
                         done.set()
+                else:
+                    ended.pop(name, None)
 
 
 def factory(name: str, remote: Path) -> dict[str, Any]:
@@ -138,10 +140,10 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
                 names.append(name)
         kubelet = InstantKubelet(url, emulator, http)  # every pod succeeds at once
         overheads: list[float] = []
-        merged: set[str] = set()
+        ended: dict[str, str] = {}
         done = asyncio.Event()
         background = [asyncio.create_task(kubelet.run()),
-                      asyncio.create_task(watch_tasks(url, http, kubelet, overheads, merged,
+                      asyncio.create_task(watch_tasks(url, http, kubelet, overheads, ended,
                                                       len(names), done))]  # fmt: skip
         first_request = len(emulator.log)
         log = (root / "operator.log").open("w")
@@ -170,9 +172,10 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
         async with http.get(f"{url}{TASKS}") as answer:
             items = (await answer.json())["items"]
         transitions = sum(len(t["status"]["history"]) for t in items)
+        merged = sum(1 for t in items if t["status"]["phase"] == "Merged")
         status_path = requests["PATCH agenttasks/status"] + requests["POST events"]
         return {
-            "tasks": len(names), "elapsed": elapsed, "transitions": transitions,
+            "tasks": len(names), "merged": merged, "elapsed": elapsed, "transitions": transitions,
             "pods": len(kubelet.started), "rss": rss, "cpu": cpu,
             "cpu_children": children.ru_utime + children.ru_stime,
             "requests": sum(requests.values()), "status_requests": status_path,
@@ -200,7 +203,7 @@ def main() -> None:
         f = figures
         print(
             f"\n{int(f['tasks'])} tasks in {args.factories} factories:"
-            f" all Merged in {f['elapsed']:.1f} s"
+            f" {int(f['merged'])} Merged, all ended in {f['elapsed']:.1f} s"
         )
         print(
             f"  transitions {int(f['transitions'])} ({f['transitions'] / f['elapsed']:.1f}/s),"
