@@ -23,7 +23,6 @@ if __name__ == "operator":  # imported by the standard library in its own module
 
 import argparse
 import asyncio
-import collections
 import itertools
 import json
 import os
@@ -35,13 +34,13 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+from tests.cluster import WITH_KOPF, operator_requests
 from tests.gitutil import bare_remote
-from tests.instant import InstantKubelet
+from tests.instant import InstantKubelet, factory, task
 from tests.kube import emulated
 
 from agentfactory import API_VERSION
@@ -73,21 +72,6 @@ async def watch_tasks(url: str, http: aiohttp.ClientSession, kubelet: InstantKub
                         done.set()
                 else:
                     ended.pop(name, None)
-
-
-def factory(name: str, remote: Path) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "FactorySpec", "metadata": {"name": name},
-            "spec": {"repository": {"url": str(remote), "forge": "git"},
-                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
-                     "checks": [{"name": "test", "command": "true"}],
-                     "concurrency": {"maxActiveTasks": 10}}}  # fmt: skip
-
-
-def task(name: str, factory_name: str, depends: list[str]) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "AgentTask", "metadata": {"name": name},
-            "spec": {"factoryRef": factory_name, "goal": f"Add work/{name}.txt.",
-                     "acceptanceCriteria": ["The file exists."],
-                     "scope": {"paths": [f"work/{name}.txt"]}, "dependsOn": depends}}  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -131,7 +115,7 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
         names: list[str] = []
         for f in range(factories):
             fname = f"f{f:02d}"
-            doc = factory(fname, bare_remote(root, fname))
+            doc = factory(fname, bare_remote(root, fname), concurrency={"maxActiveTasks": 10})
             await (await http.post(f"{url}{FACTORIES}", json=doc)).release()
             for j in range(per_factory):
                 name = f"{fname}-t{j:03d}"
@@ -145,7 +129,6 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
         background = [asyncio.create_task(kubelet.run()),
                       asyncio.create_task(watch_tasks(url, http, kubelet, overheads, ended,
                                                       len(names), done))]  # fmt: skip
-        first_request = len(emulator.log)
         log = (root / "operator.log").open("w")
         start = time.perf_counter()
         operator = await asyncio.create_subprocess_exec(
@@ -163,12 +146,7 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
             for job in background:
                 job.cancel()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        requests = collections.Counter(
-            f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
-            for r in emulator.log[first_request:]
-            if r.resource is not None
-            and r.headers.get("User-Agent", "").startswith(("agentfactory/", "kopf/"))
-        )  # fmt: skip
+        requests = operator_requests(emulator, WITH_KOPF)  # nothing else says `kopf/`
         async with http.get(f"{url}{TASKS}") as answer:
             items = (await answer.json())["items"]
         transitions = sum(len(t["status"]["history"]) for t in items)

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -150,12 +151,24 @@ async def cluster(
                     await running
 
 
-def operator_requests(emulator: Emulator) -> collections.Counter[str]:
-    """The operator's own API requests by verb and resource (its client's User-Agent)."""
+#: User-Agents of the operator's API clients: its own, and kopf's.
+OPERATOR = ("agentfactory/",)
+WITH_KOPF = ("agentfactory/", "kopf/")
+
+
+def _requests_from(emulator: Emulator, agents: tuple[str, ...]) -> list[Any]:
+    """The resource requests of the clients whose User-Agent starts with one of *agents*."""
+    return [r for r in emulator.log if r.resource is not None
+            and r.headers.get("User-Agent", "").startswith(agents)]  # fmt: skip
+
+
+def operator_requests(
+    emulator: Emulator, agents: tuple[str, ...] = OPERATOR
+) -> collections.Counter[str]:
+    """The operator's API requests by verb and resource (by its clients' User-Agents)."""
     return collections.Counter(
         f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
-        for r in emulator.log
-        if r.resource is not None and r.headers.get("User-Agent", "").startswith("agentfactory/")
+        for r in _requests_from(emulator, agents)
     )
 
 
@@ -164,10 +177,27 @@ def operator_grants(emulator: Emulator) -> set[Grant]:
     return {
         (r.resource.group, r.resource.plural + (f"/{r.subresource}" if r.subresource else ""),
          verb(r.method.value, r.name, dict(r.params)))
-        for r in emulator.log
-        if r.resource is not None and r.resource.plural  # not discovery
-        and r.headers.get("User-Agent", "").startswith(("agentfactory/", "kopf/"))
+        for r in _requests_from(emulator, WITH_KOPF)
+        if r.resource.plural  # not discovery
     }  # fmt: skip
+
+
+@asynccontextmanager
+async def operator_process(
+    url: str, workdir: Path, log: Path, *flags: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`agentfactory run` against the emulator at *url*, as a process of its own (logs to
+    *log*); stopped with SIGTERM at the end if it still runs."""
+    argv = [sys.executable, "-m", "agentfactory", "run", "--server", url,
+            "--workdir", str(workdir), "--liveness-port", "0", *flags]  # fmt: skip
+    with log.open("a") as out:
+        process = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
 
 
 def merged_tasks(remote: Path) -> list[str]:

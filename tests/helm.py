@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tests.kube import MONITORING, Emulator, emulated, serve
+from tests.builders import merge
+from tests.kube import MONITORING, Emulator, emulated, kubeconfig, serve
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -54,23 +55,13 @@ async def helm(request: dict[str, Any]) -> Any:
     return answer["result"]
 
 
-def merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    """*base* with *change* laid over it, maps merged key by key (as `helm --set` does)."""
-    out = dict(base)
-    for key, value in change.items():
-        old = out.get(key)
-        both = isinstance(old, dict) and isinstance(value, dict)
-        out[key] = merged(old, value) if both else value
-    return out
-
-
 def chart_with(values: dict[str, Any], where: Path) -> Path:
     """A copy of the chart whose values.yaml is the chart's with *values* laid over it: Helm's
     lint reads only the chart's own values file."""
     copy = where / "agentfactory"
     shutil.copytree(CHART, copy)
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    (copy / "values.yaml").write_text(json.dumps(merged(defaults, values), indent=2))
+    (copy / "values.yaml").write_text(json.dumps(merge(defaults, values), indent=2))
     return copy
 
 
@@ -97,16 +88,6 @@ class Release:
         found = list(self.objects(kind).values())
         assert len(found) == 1, f"{len(found)} {kind} objects"
         return found[0]
-
-
-def kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-        "users": [{"name": "user", "user": {"token": "unused"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "user"}}],
-    }))  # fmt: skip
-    return path
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from agentfactory import API_VERSION
 from agentfactory.core.handoff import (
     AgentResult,
     CheckReport,
@@ -28,6 +29,7 @@ from agentfactory.manifests.agents import RESULT_MARKER
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from tests.kube import Emulator
 
@@ -56,6 +58,23 @@ def result(stage: str, task: str) -> str:
     else:
         fields["verdict"] = VerdictOutput(verdict="APPROVE", summary="Fine.")
     return AgentResult(**fields).model_dump_json(by_alias=True)
+
+
+def factory(name: str, remote: Path, **spec: Any) -> dict[str, Any]:
+    """A FactorySpec on the git remote *remote* whose stage pods this kubelet answers (the
+    checks are never run); *spec* adds top-level fields."""
+    return {"apiVersion": API_VERSION, "kind": "FactorySpec", "metadata": {"name": name},
+            "spec": {"repository": {"url": str(remote), "forge": "git"},
+                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
+                     "checks": [{"name": "test", "command": "true"}], **spec}}  # fmt: skip
+
+
+def task(name: str, factory_name: str, depends: list[str]) -> dict[str, Any]:
+    """An AgentTask whose scripted patch adds `work/<name>.txt`, its whole scope."""
+    return {"apiVersion": API_VERSION, "kind": "AgentTask", "metadata": {"name": name},
+            "spec": {"factoryRef": factory_name, "goal": f"Add work/{name}.txt.",
+                     "acceptanceCriteria": ["The file exists."],
+                     "scope": {"paths": [f"work/{name}.txt"]}, "dependsOn": depends}}  # fmt: skip
 
 
 @dataclass(frozen=True)

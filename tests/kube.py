@@ -329,6 +329,18 @@ def declare(emulator: kmock.KubernetesEmulator) -> None:
         info.subresources = {"status"}
 
 
+def kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig at *path* for the emulator at *url* (kubectl's and Helm's)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: emulator\n"
+        f"clusters: [{{name: emulator, cluster: {{server: '{url}'}}}}]\n"
+        "users: [{name: user, user: {token: unused}}]\n"
+        "contexts: [{name: emulator, context: {cluster: emulator, user: user,"
+        " namespace: default}}]\n"
+    )
+    return path
+
+
 def secret_doc(name: str, data: dict[str, str]) -> dict[str, Any]:
     """An Opaque Secret holding *data* (plain strings, encoded as the API stores them)."""
     encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}

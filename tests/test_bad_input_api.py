@@ -18,6 +18,7 @@ import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory import API_VERSION
 from tests.gitutil import bare_remote
+from tests.instant import factory
 from tests.kube import emulated, running_operator, wait_for
 from tests.test_validation import CORPUS, expectations
 
@@ -54,13 +55,6 @@ def api_cases() -> list[tuple[str, list[dict[str, Any]], list[str]]]:
             docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
             cases.append((path.stem, docs, OPERATOR_SAYS.get(path.stem, expectations(path))))
     return cases
-
-
-def valid_factory(name: str, remote: Path) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "FactorySpec", "metadata": {"name": name},
-            "spec": {"repository": {"url": str(remote), "forge": "git"},
-                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
-                     "checks": [{"name": "test", "command": "true"}]}}  # fmt: skip
 
 
 def settled(kind: str) -> Callable[[dict[str, Any]], bool]:
@@ -113,7 +107,7 @@ async def test_the_operator_answers_each_broken_manifest_with_the_validators_mes
                     ) -> None:  # fmt: skip
         namespace = f"corpus-{index}"
         if not any(d["kind"] == "FactorySpec" for d in docs):
-            await create(http, url, namespace, valid_factory("app", remote))
+            await create(http, url, namespace, factory("app", remote))
         for doc in docs:
             await create(http, url, namespace, doc)
         for line in expected:
@@ -146,7 +140,7 @@ async def test_a_dependency_cycle_through_a_hundred_tasks_fails_each_with_the_cy
         running_operator(url, workdir=str(tmp_path / "op"), resync_seconds=1),
         aiohttp.ClientSession() as http,
     ):
-        await create(http, url, "ring", valid_factory("app", bare_remote(tmp_path)))
+        await create(http, url, "ring", factory("app", bare_remote(tmp_path)))
         for doc in ring:
             await create(http, url, "ring", doc)
         answers = await asyncio.gather(*(told(url, "ring", "AgentTask", n) for n in names))

@@ -18,6 +18,7 @@ from agentfactory.controller.metrics import Metrics
 from agentfactory.controller.view import View
 from tests.helm import CHART, ERROR, ROOT, HelmError, installed, lint
 from tests.rbac import documented, granted
+from tests.test_images import UIDS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,11 +68,6 @@ async def test_helm_lint_reports_a_template_that_does_not_render(tmp_path: Path)
     assert (ERROR, "templates/") in messages
 
 
-def operator_uid() -> str:
-    dockerfile = (ROOT / "sandbox-images" / "operator" / "Dockerfile").read_text()
-    return re.findall(r"^USER (\d+)", dockerfile, re.M)[-1]
-
-
 async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
     tmp_path: Path,
 ) -> None:
@@ -81,7 +77,7 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         (container,) = pod["containers"]
         # Pod Security Standard "restricted", field by field.
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert str(pod["securityContext"]["runAsUser"]) == operator_uid()
+        assert pod["securityContext"]["runAsUser"] == UIDS["operator"]  # the image's USER
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         security = container["securityContext"]
         assert security["allowPrivilegeEscalation"] is False

@@ -13,7 +13,6 @@ import asyncio
 import collections
 import itertools
 import signal
-import sys
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,9 +22,20 @@ import kmock
 import pytest
 
 from agentfactory import API_VERSION
-from tests.cluster import merged_tasks
+from tests.cluster import merged_tasks, operator_process
 from tests.gitutil import bare_remote
-from tests.instant import EVICTED, HOLD, MALFORMED, OOM_KILLED, End, InstantKubelet, happy, succeed
+from tests.instant import (
+    EVICTED,
+    HOLD,
+    MALFORMED,
+    OOM_KILLED,
+    End,
+    InstantKubelet,
+    factory,
+    happy,
+    succeed,
+    task,
+)
 from tests.kube import emulated, running_operator, secret_doc, wait_for
 
 if TYPE_CHECKING:
@@ -41,23 +51,6 @@ SECRETS = f"/api/v1/namespaces/{NS}/secrets"
 EVENTS = f"/api/v1/namespaces/{NS}/events"
 NAMES = ["alpha", "beta", "gamma"]  # beta depends on alpha
 ENDED = ("Merged", "NeedsAttention", "Failed", "Cancelled")
-
-
-def task(name: str, depends: list[str]) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "AgentTask",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"factoryRef": "line", "goal": f"Add work/{name}.txt.",
-                     "acceptanceCriteria": ["The file exists."],
-                     "scope": {"paths": [f"work/{name}.txt"]}, "dependsOn": depends}}  # fmt: skip
-
-
-def factory(remote: Path) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "FactorySpec",
-            "metadata": {"name": "line", "namespace": NS},
-            "spec": {"repository": {"url": str(remote), "forge": "git"},
-                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
-                     "checks": [{"name": "test", "command": "true"}],
-                     "concurrency": {"maxActiveTasks": 3}}}  # fmt: skip
 
 
 @dataclass
@@ -99,8 +92,11 @@ async def line(
     async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
         kubelet = InstantKubelet(url, emulator, http, script)
         watching = asyncio.create_task(kubelet.run())
-        created = [secret_doc("anthropic", {"api-key": "unused"}), factory(bare_remote(tmp_path)),
-                   task("alpha", []), task("beta", ["alpha"]), task("gamma", [])]  # fmt: skip
+        remote = bare_remote(tmp_path)
+        created = [secret_doc("anthropic", {"api-key": "unused"}),
+                   factory("line", remote, concurrency={"maxActiveTasks": 3}),
+                   task("alpha", "line", []), task("beta", "line", ["alpha"]),
+                   task("gamma", "line", [])]  # fmt: skip
         paths = [SECRETS, f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs", TASKS, TASKS, TASKS]
         for path, doc in zip(paths, created, strict=True):
             doc["metadata"]["namespace"] = NS
@@ -263,19 +259,8 @@ async def test_a_pod_evicted_on_every_attempt_ends_in_needs_attention_with_the_r
 # -- the operator killed at each stage boundary ------------------------------------------------
 
 
-@asynccontextmanager
-async def operator_process(ln: Line, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    argv = [sys.executable, "-m", "agentfactory", "run", "--server", ln.url, "--standalone",
-            "--workdir", str(ln.workdir), "--metrics-port", "0", "--liveness-port", "0",
-            "--resync-seconds", "1", "--namespace", NS]  # fmt: skip
-    with log.open("a") as out:
-        process = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+#: The flags of the operator processes these tests kill and start again.
+RUN = ("--standalone", "--metrics-port", "0", "--resync-seconds", "1", "--namespace", NS)
 
 
 @pytest.mark.parametrize("stage", ["plan", "plan-review", "implement", "ci", "code-review"])
@@ -291,12 +276,12 @@ async def test_an_operator_killed_while_a_stage_ends_resumes_without_doubling(
 
     log = tmp_path / "operator.log"
     async with line(tmp_path, hold, operator=False) as ln:
-        async with operator_process(ln, log) as first:
+        async with operator_process(ln.url, ln.workdir, log, *RUN) as first:
             await wait_for(ln.url, PODS, f"alpha-{stage}-1", lambda _: True, within=60)
             first.send_signal(signal.SIGKILL)
             await first.wait()
         await ln.kubelet.release(f"alpha-{stage}-1")
-        async with operator_process(ln, log):
+        async with operator_process(ln.url, ln.workdir, log, *RUN):
             tasks = await assert_nothing_lost_or_doubled(ln, killed=True)
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values()), log.read_text()[-3000:]
     assert f"alpha-{stage}-2" not in ln.kubelet.started, "the held attempt's result was used"
@@ -305,12 +290,12 @@ async def test_an_operator_killed_while_a_stage_ends_resumes_without_doubling(
 async def test_an_operator_killed_while_merging_merges_once(tmp_path: Path) -> None:
     log = tmp_path / "operator.log"
     async with line(tmp_path, operator=False) as ln:
-        async with operator_process(ln, log) as first:
+        async with operator_process(ln.url, ln.workdir, log, *RUN) as first:
             await wait_for(ln.url, TASKS, "alpha",
                            lambda o: (o.get("status") or {}).get("phase") == "Merging",
                            within=60)  # fmt: skip
             first.send_signal(signal.SIGKILL)
             await first.wait()
-        async with operator_process(ln, log):
+        async with operator_process(ln.url, ln.workdir, log, *RUN):
             tasks = await assert_nothing_lost_or_doubled(ln, killed=True)
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values()), log.read_text()[-3000:]

@@ -13,7 +13,7 @@ from pathlib import Path
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
-from tests.kube import emulated, running_operator, wait_for
+from tests.kube import emulated, kubeconfig, running_operator, wait_for
 
 ROOT = Path(__file__).parent.parent
 API = "/apis/agentfactory.dev/v1alpha1/namespaces/default"
@@ -39,21 +39,10 @@ def rows(table: str) -> list[list[str]]:
     return [[line[a:b].strip() for a, b in pairwise([*starts, None])] for line in lines]
 
 
-def config(path: Path, url: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: emulator\n"
-        f"clusters: [{{name: emulator, cluster: {{server: '{url}'}}}}]\n"
-        "users: [{name: user, user: {token: unused}}]\n"
-        "contexts: [{name: emulator, context: {cluster: emulator, user: user,"
-        " namespace: default}}]\n"
-    )
-    return path
-
-
 async def test_kubectl_applies_the_examples_and_shows_the_printer_columns(tmp_path: Path) -> None:
     async with emulated() as (_, url), running_operator(url, workdir=str(tmp_path / "op"),
                                                          resync_seconds=2):  # fmt: skip
-        cfg = config(tmp_path / "kubeconfig", url)
+        cfg = kubeconfig(tmp_path / "kubeconfig", url)
         applied = await kubectl(cfg, "--validate=false", "apply", "-f", "examples/")
         assert "factoryspec.agentfactory.dev/webshop created" in applied
         assert "agenttask.agentfactory.dev/fix-cart-total created" in applied

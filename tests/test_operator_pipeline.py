@@ -5,11 +5,8 @@ would send them; the tests watch phases, pods, Events and the remote."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import sys
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from tests.cluster import (
@@ -20,11 +17,11 @@ from tests.cluster import (
     PODS,
     SECRETS,
     TASKS,
-    Cluster,
     cluster,
     fixes,
     merged_tasks,
     operator_grants,
+    operator_process,
     operator_requests,
 )
 from tests.fakes.anthropic_api import API_KEY, Fail, tool
@@ -40,7 +37,6 @@ from tests.scripts import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     import pytest
@@ -190,24 +186,6 @@ async def test_an_invalid_task_gets_failed_with_the_field_and_the_fix(
         ), "one bad task stops nothing else"
 
 
-@asynccontextmanager
-async def operator_process(
-    c: Cluster, log: Path, *flags: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`agentfactory run` against the emulator, as a process of its own (logs to *log*)."""
-    argv = [sys.executable, "-m", "agentfactory", "run", "--server", c.url,
-            "--workdir", str(c.workdir), "--liveness-port", "0", "--resync-seconds", "2",
-            *flags]  # fmt: skip
-    with log.open("a") as out:
-        process = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 30)
-
-
 def log_records(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
@@ -218,14 +196,14 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
     # `agentfactory run` killed with SIGKILL while the CI pod runs; a new process rebuilds its
     # view from the resources and finishes the task.
     log, port = tmp_path / "operator.log", free_port()
-    flags = ("--standalone", "--metrics-port", str(port))
+    flags = ("--standalone", "--metrics-port", str(port), "--resync-seconds", "2")
     async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
                        in_process=False) as c:  # fmt: skip
-        async with operator_process(c, log, *flags) as first:
+        async with operator_process(c.url, c.workdir, log, *flags) as first:
             await c.pod("fix-cart-ci-1")
             first.kill()
             await first.wait()
-        async with operator_process(c, log, *flags) as second:
+        async with operator_process(c.url, c.workdir, log, *flags) as second:
             task = await c.phase("fix-cart", "Merged", "NeedsAttention")
             async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 metrics = await response.text()
@@ -245,13 +223,16 @@ async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_
     tmp_path: Path, remote: Path
 ) -> None:
     leader, standby = tmp_path / "leader.log", tmp_path / "standby.log"
-    peering = ("--peering-lifetime", "4", "--metrics-port", "0")
+    peering = ("--peering-lifetime", "4", "--metrics-port", "0", "--resync-seconds", "2")
     async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
                        in_process=False) as c:  # fmt: skip
-        async with operator_process(c, leader, "--priority", "2", *peering) as first:
+        leading = ("--priority", "2", *peering)
+        async with operator_process(c.url, c.workdir, leader, *leading) as first:
             await wait_for(c.url, "/apis/kopf.dev/v1/clusterkopfpeerings", "agentfactory",
                            lambda o: bool(o.get("status")))  # fmt: skip
-            async with operator_process(c, standby, "--priority", "1", *peering) as second:
+            async with operator_process(
+                c.url, c.workdir, standby, "--priority", "1", *peering
+            ) as second:
                 await c.pod("fix-cart-ci-1")
                 first.kill()
                 task = await c.phase("fix-cart", "Merged", "NeedsAttention")
