@@ -2,7 +2,8 @@
 and the operator benchmark: what runs is the operator (and its git work), not agents.
 
 Each pod's end comes from a script: a result (the log line the operator reads), or a
-failure as a real kubelet reports it (evicted, OOM-killed, a malformed result), or "hold",
+failure as a real kubelet reports it (evicted, OOM-killed, a malformed result), a pod the
+scheduler cannot place (Pending, as a real scheduler leaves it), or "hold",
 which leaves the pod running until the test releases it.
 """
 
@@ -96,6 +97,9 @@ def succeed(stage: str, task: str) -> End:
 EVICTED = End(phase="Failed", reason="Evicted", exit_code=137, container_reason="Error")
 OOM_KILLED = End(phase="Failed", exit_code=137, container_reason="OOMKilled")
 MALFORMED = End(log=f'{RESULT_MARKER}{{"role": "planner", "status": \n')
+UNSCHEDULABLE = End(phase="Pending", reason="Unschedulable")
+"""The scheduler cannot place the pod: it stays Pending with PodScheduled False."""
+NO_ROOM = "0/3 nodes are available: 3 Insufficient memory."
 HOLD = None
 """A script's answer to leave the pod running until `release`."""
 
@@ -157,6 +161,15 @@ class InstantKubelet:
     async def finish(self, pod: dict[str, Any], end: End) -> None:
         meta = pod["metadata"]
         labels = meta.get("labels") or {}
+        path = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        merge = {"Content-Type": "application/merge-patch+json"}
+        if end.phase == "Pending":
+            unscheduled = {"type": "PodScheduled", "status": "False", "reason": end.reason,
+                           "message": NO_ROOM}  # fmt: skip
+            patch = {"status": {"phase": "Pending", "conditions": [unscheduled]}}
+            async with self.http.patch(path, json=patch, headers=merge) as answer:
+                answer.raise_for_status()
+            return
         self.emulator.logs[meta["namespace"], meta["name"], "agent"] = end.log
         agent = {"exitCode": end.exit_code, "reason": end.container_reason}
         done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
@@ -173,7 +186,5 @@ class InstantKubelet:
         stage = labels["agentfactory.dev/stage"]
         self.available[labels["agentfactory.dev/task"]] = (PHASE_OF_STAGE[stage],
                                                            time.perf_counter())  # fmt: skip
-        path = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        merge = {"Content-Type": "application/merge-patch+json"}
         async with self.http.patch(path, json={"status": status}, headers=merge) as answer:
             answer.raise_for_status()

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import itertools
 import signal
+import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,12 +24,16 @@ import pytest
 
 from agentfactory import API_VERSION
 from tests.cluster import merged_tasks, operator_process
+from tests.fakes.github_api import FakeGitHub, Fault
+from tests.githubs import ALL, REPO
 from tests.gitutil import bare_remote
 from tests.instant import (
     EVICTED,
     HOLD,
     MALFORMED,
+    NO_ROOM,
     OOM_KILLED,
+    UNSCHEDULABLE,
     End,
     InstantKubelet,
     factory,
@@ -85,19 +90,29 @@ class Line:
 @asynccontextmanager
 async def line(
     tmp_path: Path, script: Callable[[str, str, int], End | None] = happy,
-    *, operator: bool = True,
+    *, operator: bool = True, github: FakeGitHub | None = None, **settings: float,
 ) -> AsyncIterator[Line]:  # fmt: skip
-    """The emulator, the instant kubelet, a factory on a bare remote and three tasks; with
-    *operator*, kopf in this process (otherwise the test runs `agentfactory run`)."""
+    """The emulator, the instant kubelet, a factory on a bare remote (or on *github*, with an
+    App installation) and three tasks; with *operator*, kopf in this process with *settings*
+    (otherwise the test runs `agentfactory run`)."""
     async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
         kubelet = InstantKubelet(url, emulator, http, script)
         watching = asyncio.create_task(kubelet.run())
         remote = bare_remote(tmp_path)
-        created = [secret_doc("anthropic", {"api-key": "unused"}),
-                   factory("line", remote, concurrency={"maxActiveTasks": 3}),
-                   task("alpha", "line", []), task("beta", "line", ["alpha"]),
-                   task("gamma", "line", [])]  # fmt: skip
-        paths = [SECRETS, f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs", TASKS, TASKS, TASKS]
+        on: dict[str, Any] = {}
+        created = [secret_doc("anthropic", {"api-key": "unused"})]
+        if github is not None:
+            remote = github.create_repository(REPO, remote)
+            github.install(7, REPO, **ALL)
+            app = {"githubApp": {"secretName": "gh-app"}}
+            on = {"repository": {"url": github.clone_url(REPO), "forge": "github",
+                                 "credentials": app}}  # fmt: skip
+            created.append(secret_doc("gh-app", github.app_secret(7)))
+        created += [factory("line", remote, concurrency={"maxActiveTasks": 3}, **on),
+                    task("alpha", "line", []), task("beta", "line", ["alpha"]),
+                    task("gamma", "line", [])]  # fmt: skip
+        paths = [SECRETS] * (len(created) - 4) + [
+            f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs", TASKS, TASKS, TASKS]  # fmt: skip
         for path, doc in zip(paths, created, strict=True):
             doc["metadata"]["namespace"] = NS
             async with http.post(f"{url}{path}", json=doc) as answer:
@@ -105,11 +120,11 @@ async def line(
         stack = AsyncExitStack()
         if operator:
             await stack.enter_async_context(running_operator(
-                url, workdir=str(tmp_path / "operator"), resync_seconds=1))  # fmt: skip
+                url, workdir=str(tmp_path / "operator"), resync_seconds=1,
+                **settings))  # fmt: skip
         try:
             async with stack:
-                yield Line(url, http, emulator, kubelet, tmp_path / "remote.git",
-                           tmp_path / "operator")  # fmt: skip
+                yield Line(url, http, emulator, kubelet, remote, tmp_path / "operator")
         finally:
             watching.cancel()
 
@@ -144,7 +159,7 @@ async def assert_nothing_lost_or_doubled(
             f"{pod['metadata']['name']} left behind"
         )
     secrets = [s["metadata"]["name"] for s in await line.items(SECRETS)]
-    assert secrets == ["anthropic"], "no per-pod Secret left"
+    assert set(secrets) <= {"anthropic", "gh-app"}, "no per-pod Secret left"
     events = collections.defaultdict(list)
     for event in await line.items(EVENTS):
         if event["involvedObject"].get("kind") == "AgentTask":
@@ -254,6 +269,70 @@ async def test_a_pod_evicted_on_every_attempt_ends_in_needs_attention_with_the_r
     assert [p for p in ln.kubelet.started if p.startswith("gamma-implement")] == [
         "gamma-implement-1", "gamma-implement-2", "gamma-implement-3"]  # fmt: skip
     assert tasks["alpha"]["status"]["phase"] == tasks["beta"]["status"]["phase"] == "Merged"
+
+
+def unschedulable_once(stage: str, task: str, attempt: int) -> End | None:
+    if (task, stage, attempt) == ("gamma", "implement", 1):
+        return UNSCHEDULABLE
+    return succeed(stage, task)
+
+
+async def test_a_pod_the_scheduler_cannot_place_fails_its_attempt_with_the_schedulers_words(
+    tmp_path: Path,
+) -> None:
+    # The kubelet never sees an unscheduled pod, so its deadline never fires: the operator
+    # stops it after --unschedulable-seconds (1 here) and tries again.
+    async with line(tmp_path, unschedulable_once, unschedulable_seconds=1) as ln:
+        tasks = await assert_nothing_lost_or_doubled(ln)
+    gamma = tasks["gamma"]["status"]
+    assert gamma["phase"] == "Merged", gamma.get("message")
+    (retried,) = [h for h in gamma["history"] if h["reason"] == "StageRetried"]
+    assert retried["message"].endswith(f"not scheduled within 1s: {NO_ROOM}"), retried
+    assert "gamma-implement-2" in ln.kubelet.started
+
+
+BAD_GATEWAY = Fault((502, {"message": "Server Error"}, {}))
+
+
+async def test_github_failing_and_rate_limiting_through_a_run_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    # On the fake GitHub: every 7th API call fails with a 502 (PyGithub tries again); the
+    # first PR is created but its answer is lost (the retry finds it exists); the first merge
+    # fails six times in a row, past PyGithub's retries; one primary and one secondary rate
+    # limit (429 with Retry-After) are waited out.
+    calls, seen = itertools.count(1), collections.Counter[str]()
+
+    def chaos(method: str, path: str) -> Fault | None:
+        n = next(calls)
+        route = method + " " + ("merge" if path.endswith("/merge") else path.rsplit("/", 1)[-1])
+        seen[route] += 1
+        if route == "POST pulls" and seen[route] == 1:
+            return Fault(BAD_GATEWAY.reply, after=True)
+        if route == "PUT merge" and seen[route] <= 6:
+            return BAD_GATEWAY
+        if n == 12:
+            reset = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 1)}
+            return Fault((403, {"message": "API rate limit exceeded"}, reset))
+        if n == 30:
+            return Fault((429, {"message": "secondary rate limit"}, {"Retry-After": "1"}))
+        return BAD_GATEWAY if n % 7 == 0 else None
+
+    with FakeGitHub(root=tmp_path / "github", chaos=[chaos]) as github:
+        async with line(tmp_path, github=github) as ln:
+            tasks = await assert_nothing_lost_or_doubled(ln)
+            stuck = [e["message"] for e in await ln.items(EVENTS) if e["reason"] == "StageStuck"]
+    assert all(t["status"]["phase"] == "Merged" for t in tasks.values())
+    pulls = list(github.pulls[REPO].values())
+    assert sorted(p["head"] for p in pulls) == [f"factory/{n}" for n in sorted(NAMES)], "one each"
+    assert all(p["merged"] for p in pulls)
+    assert seen["POST pulls"] >= 4 and seen["PUT merge"] >= 6 + 3, seen
+    # The merge that outlasted the retries is said, as a stage that cannot advance yet; the
+    # lost answer is not (the PR was found).
+    assert any(m.startswith("merge #1 cannot advance: merging factory/") and "502" in m
+               for m in stuck), stuck  # fmt: skip
+    assert not any("pull request" in m for m in stuck), stuck
+    assert next(calls) > 60, "the faults were spread over a whole run"
 
 
 # -- the operator killed at each stage boundary ------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.github import ci_verdict, github_repository
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, GitHubToken
-from tests.fakes.github_api import FakeGitHub
+from tests.fakes.github_api import FakeGitHub, Fault
 from tests.githubs import ALL, PACING, REPO, app
 from tests.gitutil import git
 
@@ -79,6 +79,28 @@ def test_a_pull_request_and_its_comments_are_find_or_create(
     assert len(bodies) == 2, "one comment per key"
     assert bodies[0].endswith("the revised plan")
     assert len(github.pulls[REPO]) == 1
+
+
+def test_a_pull_request_whose_creation_answer_was_lost_is_found_not_made_again(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    # GitHub makes the PR, then the answer is lost in a 502; PyGithub repeats the POST and
+    # GitHub says the PR exists.
+    lost = [Fault((502, {"message": "Server Error"}, {}), after=True)]
+    creating = ("POST", f"/api/v3/repos/{REPO}/pulls")
+    github.chaos.append(lambda method, path: lost.pop() if (method, path) == creating and lost
+                        else None)  # fmt: skip
+    f = forge(github, tmp_path / "op")
+    f.push_branch("factory/fix", f.base_sha())
+    pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
+    assert list(github.pulls[REPO]) == [pr.number], "one PR"
+    assert [m for m, p in github.calls if p.endswith("/pulls")].count("POST") == 2
+
+
+def test_a_refusal_names_what_github_found_wrong(github: FakeGitHub, tmp_path: Path) -> None:
+    f = forge(github, tmp_path / "op")
+    with pytest.raises(GitHubError, match="422 Validation Failed: PullRequest head invalid"):
+        f.ensure_pull_request("factory/never-pushed", "fix: cart", "contract")
 
 
 def test_the_operator_token_is_minted_again_before_it_expires(

@@ -207,6 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         kube_server=args.server, workdir=args.workdir, metrics_port=args.metrics_port,
         resync_seconds=args.resync_seconds,
         github_poll_seconds=args.github_poll_seconds, peering_lifetime=args.peering_lifetime,
+        unschedulable_seconds=args.unschedulable_seconds,
         namespaces=args.namespace or [],
     )  # fmt: skip
     # kopf's peering identity, made here so that the workers know which peer they are.
@@ -345,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resync-seconds", type=float, default=30, help="pass period without events")
     run.add_argument("--github-poll-seconds", type=float, default=15,
                      help="how often a task's PR reviews and checks are read at most")  # fmt: skip
+    run.add_argument("--unschedulable-seconds", type=float, default=600,
+                     help="how long a stage pod the scheduler cannot place may wait (for an"
+                     " autoscaler) before its attempt fails")  # fmt: skip
     run.add_argument("--log-format", choices=["json", "full", "plain"], default="json",
                      help="json (default): one object per line; full: timestamped text;"
                      " plain: messages only")  # fmt: skip

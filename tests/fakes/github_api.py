@@ -12,6 +12,8 @@ Enterprise host. Faithful where the operator depends on it:
   needs (403 otherwise, with GitHub's message).
 - Faults on demand: `fail(status, times)` answers the next requests with that status (a 403
   with `x-ratelimit-remaining: 0` for a rate limit, GitHub's shape), to drive PyGithub's retry.
+- Faults by rule: each of `chaos` sees every API call and may answer it with a `Fault`
+  instead, or serve it and then lose the answer (a gateway error after the write was done).
 
 `calls` logs (method, path) of every request, for counting what a feature costs.
 """
@@ -63,6 +65,17 @@ class Grant:
     expires_at: datetime
 
 
+Reply = tuple[int, Any, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected answer; *after*: the call is served first and its answer lost."""
+
+    reply: Reply
+    after: bool = False
+
+
 @dataclass
 class FakeGitHub:
     """The fake: one App with installations, over repositories named OWNER/REPO."""
@@ -88,6 +101,8 @@ class FakeGitHub:
     token_lifetime: timedelta = timedelta(hours=1)
     call_times: list[float] = field(default_factory=list)
     """When each of `calls` arrived (time.monotonic)."""
+    chaos: list[Callable[[str, str], Fault | None]] = field(default_factory=list)
+    """Rules called with (method, path) for each API call, in order; the first fault wins."""
     _faults: list[Callable[[], Reply]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -229,8 +244,18 @@ class FakeGitHub:
             self.calls.append((method, path))
             self.call_times.append(time.monotonic())
             fault = self._faults.pop(0) if self._faults else None
+            rule = next(filter(None, (r(method, path) for r in self.chaos)), None)
         if fault is not None:
             return fault()
+        if rule is not None and not rule.after:
+            return rule.reply
+        served = self._serve(method, path, headers, body, query)
+        return served if rule is None else rule.reply
+
+    def _serve(
+        self, method: str, path: str, headers: dict[str, str], body: Any,
+        query: dict[str, str] | None,
+    ) -> Reply:  # fmt: skip
         if method == "POST" and (match := _TOKENS.match(path)):
             return self._mint(int(match["installation"]), headers, body or {})
         if match := _REPO.match(path):
@@ -680,7 +705,6 @@ class FakeGitHub:
                 "url": f"{self.url}/api/v3/repos/{full_name}"}  # fmt: skip
 
 
-Reply = tuple[int, Any, dict[str, str]]
 #: (method, path after the repository with numbers as N) -> (permission, level, handler).
 ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", ""): ("metadata", "read", FakeGitHub._get_repo),

@@ -27,6 +27,7 @@ def poke(memo: kopf.Memo, namespace: str) -> None:
                         workdir=Path(memo.workdir), metrics=memo.metrics,
                         resync_seconds=float(memo.get("resync_seconds", 30)),
                         github_poll_seconds=float(memo.get("github_poll_seconds", 15)),
+                        unschedulable_seconds=float(memo.get("unschedulable_seconds", 600)),
                         leadership=leadership(memo, namespace))  # fmt: skip
         workers[namespace] = (worker, asyncio.create_task(worker.run(), name=f"worker-{namespace}"))
     workers[namespace][0].wake.set()

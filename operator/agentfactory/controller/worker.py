@@ -144,6 +144,9 @@ class Worker:
     github_poll_seconds: float = 15
     """How often a task's PR reviews and checks are read at most (passes come on every watch
     event; GitHub's own changes arrive only by asking)."""
+    unschedulable_seconds: float = 600
+    """How long a stage pod the scheduler cannot place waits before its attempt fails: long
+    enough for a cluster autoscaler to add a node, far shorter than most stage deadlines."""
     leadership: Leadership = field(default_factory=Leadership.standalone)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -639,7 +642,7 @@ class Worker:
             return await self._collect(task, factory, attempt, pod)
         if pod["metadata"].get("deletionTimestamp"):
             return False  # being deleted: the next pass sees it gone
-        late = overdue(pod, datetime.now(UTC))
+        late = overdue(pod, datetime.now(UTC), timedelta(seconds=self.unschedulable_seconds))
         if late is not None:
             await self.executor.remove(self.namespace, attempt.pod)
             return await self._failed(task, factory, attempt, late.reason, late.failure)

@@ -252,16 +252,26 @@ class GitHubForge(GitForge):
         """The open PR from *branch* into the base (created when there is none); its title
         and body are brought up to date."""
         repo = self.api()
+        head = f"{self.repository.owner}:{branch}"
+
+        def find() -> Any:
+            return next(iter(repo.get_pulls(state="open", head=head, base=self.base_branch)), None)
+
         try:
-            head = f"{self.repository.owner}:{branch}"
-            found = list(repo.get_pulls(state="open", head=head, base=self.base_branch))
-            if found:
-                pull = found[0]
-                if pull.title != title or (pull.body or "") != body:
-                    pull.edit(title=title, body=body)
-            else:
-                pull = repo.create_pull(base=self.base_branch, head=branch, title=title,
-                                        body=body)  # fmt: skip
+            pull = find()
+            if pull is None:
+                try:
+                    pull = repo.create_pull(base=self.base_branch, head=branch, title=title,
+                                            body=body)  # fmt: skip
+                except GithubException as exc:
+                    # Made by an earlier try whose answer was lost (PyGithub repeats a POST
+                    # after a 5xx), so GitHub says it exists: find it.
+                    if exc.status != 422 or "already exists" not in _message(exc):
+                        raise
+                    if (pull := find()) is None:
+                        raise
+            elif pull.title != title or (pull.body or "") != body:
+                pull.edit(title=title, body=body)
         except GithubException as exc:
             raise _failed(f"pull request for {branch}", exc) from None
         return PullRequest(pull.number, pull.html_url, pull.head.sha)
@@ -417,10 +427,19 @@ def _failed(what: str, exc: GithubException, fix: str = "") -> GitHubError:
 
 
 def _message(exc: GithubException) -> str:
-    """GitHub's own message in a refusal."""
-    if isinstance(exc.data, dict):
-        return str(exc.data.get("message", ""))
-    return str(exc.data or "")
+    """GitHub's own message in a refusal, with the details of a 422's `errors`."""
+    if not isinstance(exc.data, dict):
+        return str(exc.data or "")
+    details = [_detail(e) for e in exc.data.get("errors") or []]
+    return ": ".join([str(exc.data.get("message", "")), *filter(None, details)])
+
+
+def _detail(error: Any) -> str:
+    """One of a 422's `errors`: its message, or which field failed how."""
+    if not isinstance(error, dict):
+        return str(error)
+    fields = (str(error[k]) for k in ("resource", "field", "code") if k in error)
+    return str(error.get("message") or " ".join(fields))
 
 
 def _explain(exc: GithubException) -> str:

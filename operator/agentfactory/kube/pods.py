@@ -5,7 +5,8 @@ Succeeded or Failed; the reason a failed pod gives (DeadlineExceeded, Evicted, O
 failed checkout) becomes the core's StageFailed reason. A pod that is still Pending or
 Running past its deadline plus a grace period is overdue: the kubelet enforces
 `activeDeadlineSeconds` only once the pod is scheduled, so a pod that never schedules is
-the operator's to stop.
+the operator's to stop. One the scheduler has said it cannot place is stopped sooner, after
+the operator's unschedulable wait, which leaves a cluster autoscaler time to add a node.
 """
 
 from __future__ import annotations
@@ -84,18 +85,33 @@ def outcome_of(pod: dict[str, Any], log: str | None) -> PodOutcome:
     return PodOutcome(text)
 
 
-def overdue(pod: dict[str, Any], now: datetime) -> PodOutcome | None:
-    """A pod still not done long after its deadline: why (unschedulable or timeout)."""
+def _unscheduled(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The scheduler's PodScheduled=False condition, while it holds."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return dict(condition)
+    return None
+
+
+def overdue(
+    pod: dict[str, Any], now: datetime, unschedulable_after: timedelta
+) -> PodOutcome | None:
+    """A pod not done long after it should have been: not placed by the scheduler within
+    *unschedulable_after* of its creation, or not done by its deadline plus `GRACE`."""
     created = pod.get("metadata", {}).get("creationTimestamp")
     deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
     if is_done(pod) or not created or not deadline:
         return None
-    started = datetime.fromisoformat(str(created))
-    if now < started + timedelta(seconds=int(deadline)) + GRACE:
+    age = now - datetime.fromisoformat(str(created))
+    unscheduled = _unscheduled(pod)
+    if unscheduled is not None and age >= unschedulable_after:
+        waited = int(unschedulable_after.total_seconds())
+        return PodOutcome(None, f"not scheduled within {waited}s: {unscheduled.get('message', '')}",
+                          "unschedulable")  # fmt: skip
+    if age < timedelta(seconds=int(deadline)) + GRACE:
         return None
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            return PodOutcome(
-                None, f"never scheduled: {condition.get('message', '')}", "unschedulable"
-            )
+    if unscheduled is not None:
+        return PodOutcome(
+            None, f"never scheduled: {unscheduled.get('message', '')}", "unschedulable"
+        )
     return PodOutcome(None, f"still not done {deadline}s after it was created", "timeout")
