@@ -63,6 +63,8 @@ class Cluster:
     remote: Path
     workdir: Path
     operator: contextlib.AsyncExitStack
+    fake: FakeAnthropic
+    """The Messages API the agents call."""
 
     async def start_operator(self) -> None:
         self.operator = contextlib.AsyncExitStack()
@@ -133,7 +135,7 @@ async def cluster(
             kubelet = Kubelet(url, emulator, tmp_path / "kubelet", readable=[str(remote)])
             running = asyncio.create_task(kubelet.run())
             c = Cluster(url, http, kubelet, emulator, remote, tmp_path / "operator",
-                        contextlib.AsyncExitStack())  # fmt: skip
+                        contextlib.AsyncExitStack(), fake)  # fmt: skip
             try:
                 if in_process:
                     await c.start_operator()

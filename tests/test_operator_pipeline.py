@@ -13,6 +13,7 @@ from tests.cluster import (
     CI_A_WHILE,
     EVENTS,
     EVERY_STAGE,
+    FIX,
     FIX_CART,
     PODS,
     SECRETS,
@@ -127,18 +128,24 @@ async def test_reviews_that_keep_asking_for_changes_exhaust_the_retries(
 SLOW_CI = [{"name": "test", "command": f"sleep 600; {CHECK}", "timeoutSeconds": 900}]
 
 
-async def test_a_model_api_overloaded_for_a_while_costs_one_attempt_and_nothing_else(
+async def test_a_model_api_overloaded_or_rate_limited_for_a_while_costs_at_most_one_attempt(
     tmp_path: Path, remote: Path
 ) -> None:
     # The Messages API answers 529 (overloaded) to the planner's first call and the SDK's 4
-    # retries; the attempt fails with the reason, the next attempt gets through.
-    sessions = {**fixes(), ("fix-cart", "planner"): [[Fail(529)]] * 5}
+    # retries; the attempt fails with the reason, the next attempt gets through. In the
+    # implementer's session, two 429s (rate limited) between turns are waited out by the SDK:
+    # no attempt is lost.
+    (edit, submit) = FIX
+    implementer = [edit, Fail(429, "rate limited"), Fail(429, "rate limited"), submit]
+    sessions = {("fix-cart", "implementer"): [implementer],
+                ("fix-cart", "planner"): [[Fail(529)]] * 5}  # fmt: skip
     async with cluster(tmp_path, remote, [FIX_CART], sessions) as c:
         task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == ["fix-cart-plan-1", "fix-cart-plan-2", *EVERY_STAGE[1:]]
         retried = [h for h in task["status"]["history"] if h["reason"] == "StageRetried"]
         assert len(retried) == 1 and "529" in retried[0]["message"], retried
+        assert c.fake.statuses.count(429) == 2, "the SDK waited out the rate limit"
         assert merged_tasks(remote) == ["fix-cart"]
         assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
 
