@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _OWN_MESSAGES = {
     "k8s_name", "glob", "regex", "duplicate", "credentials", "cidr", "port", "ci_source",
     "required_checks", "intake", "escalation_rule", "login", "blank", "self_dependency",
+    "spec_too_large",
 }  # fmt: skip
 _PATTERN_HINTS = {
     KEY_PATTERN: "use letters, digits, '.', '_' or '-', at most 63 (for example 'unit-tests')",
@@ -137,5 +138,8 @@ def explain(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> l
     out = []
     for error in exc.errors(include_url=False):
         path, message = describe(error, model)
-        out.append(f"{prefix}{path}: {message}")
+        if path == "(document)" and prefix:  # the model as a whole: "spec", not "spec.(document)"
+            out.append(f"{prefix.rstrip('.')}: {message}")
+        else:
+            out.append(f"{prefix}{path}: {message}")
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,6 +17,13 @@ from agentfactory.core.phases import Phase, Stage, Verdict
 from agentfactory.core.transitions import Trigger
 
 MAX_HISTORY = 50
+#: The largest task spec, as JSON: its contract goes to every stage pod in a ConfigMap (at
+#: most 1 MiB with the factory's context and the feedback), and a spec this long is no
+#: longer the precise spec of one change.
+MAX_SPEC_BYTES = 64 * 1024
+
+Statement = Annotated[str, Field(max_length=2000)]
+"""One criterion, non-goal or decision: a sentence or a short paragraph."""
 
 
 class TaskContext(Model):
@@ -24,9 +31,9 @@ class TaskContext(Model):
 
     files: list[Glob] = Field(default_factory=list, max_length=200)
     """Repository files (or globs) that matter; context selection starts from them."""
-    docs: list[str] = Field(default_factory=list, max_length=50)
+    docs: list[Annotated[str, Field(max_length=2048)]] = Field(default_factory=list, max_length=50)
     """Documents to read: repository paths or URLs."""
-    decisions: list[str] = Field(default_factory=list, max_length=50)
+    decisions: list[Statement] = Field(default_factory=list, max_length=50)
     """Prior decisions the change must respect, one per entry."""
 
 
@@ -60,10 +67,10 @@ class AgentTaskSpec(Model):
     """Name of the FactorySpec (same namespace) whose assembly line runs this task."""
     goal: str = Field(min_length=1, max_length=10000)
     """One observable behaviour the change delivers."""
-    acceptance_criteria: list[str] = Field(min_length=1, max_length=100)
+    acceptance_criteria: list[Statement] = Field(min_length=1, max_length=100)
     """Checkable statements that are true when the task is done. At least one: if nobody
     can say what done means, no agent should start."""
-    non_goals: list[str] = Field(default_factory=list, max_length=100)
+    non_goals: list[Statement] = Field(default_factory=list, max_length=100)
     """What the change must not do."""
     context: TaskContext = Field(default_factory=TaskContext)
     """Files, docs and decisions the agents read first."""
@@ -111,6 +118,19 @@ class AgentTaskSpec(Model):
     def _unique_checks(cls, values: list[Check]) -> list[Check]:
         unique_by(values, "name", "check")
         return values
+
+    @model_validator(mode="after")
+    def _fits(self) -> AgentTaskSpec:
+        size = len(self.model_dump_json(by_alias=True, exclude_defaults=True).encode())
+        if size > MAX_SPEC_BYTES:
+            raise PydanticCustomError(
+                "spec_too_large",
+                "is {size} bytes as JSON, more than the {limit} a task may hold; move long"
+                " context into repository files and name them in context.files, or split the"
+                " task",
+                {"size": size, "limit": MAX_SPEC_BYTES},
+            )
+        return self
 
 
 class StageAttempts(StatusModel):
@@ -395,7 +415,8 @@ class AgentTask(Model):
     metadata: ObjectMeta
     """Object metadata."""
     spec: AgentTaskSpec
-    """The change to make."""
+    """The change to make: at most 64 KiB as JSON (long context belongs in repository files,
+    named in `context.files`)."""
     status: AgentTaskStatus | None = None
     """Written by the operator."""
 

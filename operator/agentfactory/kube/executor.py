@@ -44,13 +44,14 @@ class KubernetesExecutor:
     ) -> dict[str, Any]:  # fmt: skip
         """Start the attempt's pod (or find it) and make sure its inputs exist."""
         ns = attempt.namespace
+        inputs = input_config_map(attempt, files)  # too large: fails before anything exists
         created = await self._create(path_of("v1", "pods", ns), pod)
         if created is None:
             found = await self.kube.get(path_of("v1", "pods", ns, attempt.pod))
             if found is None:  # created and deleted in between: the next pass relaunches
                 raise KubeError(409, f"pod {attempt.pod} vanished while it was being launched")
             created = found
-        await self._create(path_of("v1", "configmaps", ns), input_config_map(attempt, files))
+        await self._create(path_of("v1", "configmaps", ns), inputs)
         uid = created["metadata"].get("uid", "")
         secret = credentials_secret(attempt, uid, credentials)
         await self._create(path_of("v1", "secrets", ns), secret)

@@ -69,6 +69,9 @@ def _constraints(schema: Schema) -> str:
             parts.append(f"{word.replace('≥', '>') if strict else word} {schema[key]}")
     if "pattern" in schema:
         parts.append(f"pattern `{schema['pattern']}`")
+    items = schema.get("items") or {}
+    if items.get("type") == "string" and (each := _constraints(items)):
+        parts.append(f"each: {each}")
     return "; ".join(parts)
 
 
