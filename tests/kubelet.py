@@ -8,8 +8,11 @@ mount paths (read-only where the pod says so), runs init containers then the mai
 container with the container's env (`valueFrom.secretKeyRef` resolved), a read-only root
 filesystem, and `activeDeadlineSeconds` (Failed, reason DeadlineExceeded); records each
 container's termination message from its `terminationMessagePath` and its log; and kills a
-pod's processes when the pod is deleted. What it does not: images (the host's programs are
-the image), users and capabilities (the process runs as the test's user), resource limits.
+pod's processes when the pod is deleted. Each container runs as its `runAsUser` and
+`runAsGroup` (in a user namespace, so without capabilities), with its command as PID 1 and
+its environment as the process's own (never on a command line, which any process in the
+pod could read), as a container runtime starts it. What it does not: images (the host's
+programs are the image), resource limits.
 """
 
 from __future__ import annotations
@@ -147,8 +150,8 @@ class Kubelet:
                 env[item["name"]] = self._secret_data(secret)[ref["key"]]
         return env
 
-    def _argv(self, container: dict[str, Any], volumes: dict[str, Path],
-              env: dict[str, str]) -> list[str]:  # fmt: skip
+    def _argv(self, pod: dict[str, Any], container: dict[str, Any],
+              volumes: dict[str, Path]) -> list[str]:  # fmt: skip
         argv = [self.bwrap, "--tmpfs", "/"]
         for entry in sorted(Path("/").iterdir()):
             if entry.name in SKIP_ROOT:
@@ -165,10 +168,12 @@ class Kubelet:
         # pod's own /tmp volume hides: bind them back, read-only.
         for path in [*runtime_paths(), *self.readable]:
             argv += ["--ro-bind", path, path]
-        argv += ["--remount-ro", "/", "--unshare-pid", "--die-with-parent", "--new-session",
-                 "--clearenv", "--chdir", "/"]  # fmt: skip
-        for key, value in env.items():
-            argv += ["--setenv", key, value]
+        context = {**(pod["spec"].get("securityContext") or {}),
+                   **(container.get("securityContext") or {})}  # fmt: skip
+        user = str(context.get("runAsUser", 0))
+        argv += ["--remount-ro", "/", "--unshare-user", "--uid", user,
+                 "--gid", str(context.get("runAsGroup", user)), "--unshare-pid", "--as-pid-1",
+                 "--die-with-parent", "--new-session", "--chdir", "/"]  # fmt: skip
         return [*argv, *container.get("command", []), *container.get("args", [])]
 
     async def _container(
@@ -180,7 +185,10 @@ class Kubelet:
         log_path = self.root / key.replace("/", "_") / f"{container['name']}.log"
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                *self._argv(container, volumes, env), stdout=log, stderr=asyncio.subprocess.STDOUT
+                *self._argv(pod, container, volumes),
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
             )
             self._procs[key] = proc
             try:

@@ -63,6 +63,19 @@ def test_the_sandbox_confines_writes_and_hides_the_operator(
     assert "ok" in runs[3].output_tail
 
 
+def test_checks_find_no_api_key_in_any_process_of_the_sandbox(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checks run code an agent wrote; the key is for agents only, and never goes on a
+    # command line (which every process, on the host too, can read).
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-local-key")
+    ex = executor(tmp_path, remote)
+    look = "for p in /proc/[0-9]*; do cat $p/environ $p/cmdline; done | tr '\\0' ' '"
+    (run,) = ex.run_checks(pod="t-ci-1", ref="main", checks=[check(look)])
+    assert run.status == "passed" and "checks" in run.output_tail, run.output_tail
+    assert "sk-local-key" not in run.output_tail
+
+
 def test_ci_runs_on_the_exact_ref_and_times_out(tmp_path: Path, remote: Path) -> None:
     ex = executor(tmp_path, remote)
     runs = ex.run_checks(pod="t-ci-2", ref="main", checks=[
@@ -126,7 +139,7 @@ def test_the_interpreter_is_visible_even_when_it_lives_under_tmp(
     import sys
 
     ex = executor(tmp_path, remote)
-    argv = ex._confine(["true"], workspace=tmp_path, base=tmp_path, env={})
+    argv = ex._confine(["true"], workspace=tmp_path, base=tmp_path)
     binds = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--ro-bind"}
     assert sys.prefix in binds and str(Path(sys.executable).parent) in binds
     assert argv.index("--tmpfs") < max(i for i, a in enumerate(argv) if a == "--ro-bind")

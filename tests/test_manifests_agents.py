@@ -152,7 +152,7 @@ def test_the_summary_fits_a_termination_message() -> None:
     assert json.loads(summary)["truncated"] is True and "diff" not in summary
 
 
-def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution() -> None:
+def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution_or_key() -> None:
     ci = agent_pod(
         ATTEMPT, SPEC, role=None, repo_url="https://git.example.test/s.git", ref="f" * 40
     )
@@ -164,3 +164,5 @@ def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution() -
     ]
     files = input_files(None, SPEC.checks)
     assert [c["name"] for c in json.loads(files["checks.json"])] == [c.name for c in SPEC.checks]
+    # The checks run the agent's code: the pod that runs them holds no model API key.
+    assert "ANTHROPIC_API_KEY" not in json.dumps(ci)

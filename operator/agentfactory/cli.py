@@ -75,7 +75,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _agent(args: argparse.Namespace) -> int:
     # Imported here: the agent pulls in the anthropic SDK, which `validate` does not need.
     from agentfactory.agent.entrypoint import run_agent
+    from agentfactory.agent.hiding import hide_from_children
 
+    hide_from_children()  # before any command runs: the API key is in our environment
     return run_agent(
         role=args.role,
         input_dir=Path(args.input),

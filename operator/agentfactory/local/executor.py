@@ -159,7 +159,8 @@ class LocalExecutor:
         command = [sys.executable, "-m", "agentfactory", "checks", "--input", str(base / "input"),
                    "--workspace", str(base / "workspace"), "--output", str(output)]  # fmt: skip
         deadline = sum(c.timeout_seconds for c in checks) + 60
-        _, log = self._run(command, workspace=base / "workspace", base=base, timeout=deadline)
+        _, log = self._run(command, workspace=base / "workspace", base=base, timeout=deadline,
+                           model_access=False)  # fmt: skip
         (base / "checks.log").write_text(log)
         try:
             runs = CheckReport.model_validate_json(output.read_text()).checks
@@ -170,16 +171,20 @@ class LocalExecutor:
         return runs
 
     def _run(
-        self, command: list[str], *, workspace: Path, base: Path, timeout: float
-    ) -> tuple[int | None, str]:
-        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        self, command: list[str], *, workspace: Path, base: Path, timeout: float,
+        model_access: bool = True,
+    ) -> tuple[int | None, str]:  # fmt: skip
+        """Run *command* confined; *model_access*: with the model API's key and URL (agents
+        only: the checks run the agents' code)."""
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ
+               and (model_access or not k.startswith("ANTHROPIC_"))}  # fmt: skip
         env.update(HOME=str(base / "home"), TMPDIR="/tmp", PYTHONDONTWRITEBYTECODE="1")  # noqa: S108 - private tmpfs
         (base / "home").mkdir(exist_ok=True)
         # Let the agent import this package even when it is not installed system-wide.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p
         )
-        argv = self._confine(command, workspace=workspace, base=base, env=env)
+        argv = self._confine(command, workspace=workspace, base=base)
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(  # noqa: S603 - argv built here
                 argv,
@@ -204,9 +209,10 @@ class LocalExecutor:
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 30, 2 << 30))
 
-    def _confine(
-        self, command: list[str], *, workspace: Path, base: Path, env: dict[str, str]
-    ) -> list[str]:
+    def _confine(self, command: list[str], *, workspace: Path, base: Path) -> list[str]:
+        """bubblewrap's argv around *command*. The environment is the process's own, never
+        `--setenv` (a command line, which any process can read), and *command* runs as PID 1
+        (no bwrap reaper holding that command line)."""
         if self.bwrap is None:
             return command
         argv = [
@@ -249,12 +255,10 @@ class LocalExecutor:
             str(base / "home"),
             "--unshare-user-try",
             "--unshare-pid",
+            "--as-pid-1",
             "--unshare-ipc",
             "--unshare-uts",
             "--die-with-parent",
             "--new-session",
-            "--clearenv",
         ]
-        for key, value in env.items():
-            argv += ["--setenv", key, value]
         return [*argv, "--chdir", str(workspace), *command]

@@ -173,7 +173,8 @@ def agent_pod(
         {"name": "HOME", "value": "/tmp/home"},  # noqa: S108 - the pod's own emptyDir
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
-    if agents.api_key_secret_ref is not None:
+    # Only agents talk to the model; the CI pod runs the agent's code and holds no key.
+    if agents.api_key_secret_ref is not None and role is not None:
         ref_key = agents.api_key_secret_ref
         env.append(
             {
@@ -181,7 +182,7 @@ def agent_pod(
                 "valueFrom": {"secretKeyRef": {"name": ref_key.name, "key": ref_key.key}},
             }
         )
-    if agents.base_url:
+    if agents.base_url and role is not None:
         env.append({"name": "ANTHROPIC_BASE_URL", "value": agents.base_url})
     mounts = [
         {"name": "workspace", "mountPath": WORKSPACE},
