@@ -8,6 +8,7 @@ the other namespaces' tasks are not held up."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -17,9 +18,14 @@ import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory import API_VERSION
-from tests.gitutil import bare_remote
-from tests.instant import factory
+from agentfactory.core.handoff import AgentResult
+from agentfactory.manifests.agents import RESULT_MARKER
+from tests.gitutil import bare_remote, git
+from tests.instant import End, factory, succeed
+from tests.instant import result as instant_result
 from tests.kube import emulated, running_operator, wait_for
+from tests.test_faults import assert_nothing_lost_or_doubled
+from tests.test_faults import line as instant_line
 from tests.test_validation import CORPUS, expectations
 
 if TYPE_CHECKING:
@@ -149,3 +155,58 @@ async def test_a_dependency_cycle_through_a_hundred_tasks_fails_each_with_the_cy
             "spec.dependsOn: is part of the dependency cycle t000 -> t001 -> t002"
         ), answer
         assert answer.endswith("t099 -> t000; remove one dependsOn entry"), answer[-200:]
+
+
+# -- hostile patches through the operator ------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)) * 4
+HUGE_LINES = 40_000
+
+
+def staged_diff(tmp_path: Path, name: str, make: Callable[[Path], None]) -> str:
+    """`git diff --binary` of what *make* does at `work/<name>.txt` in a new repository: the
+    form of the patch an implementer's pod hands back."""
+    repo = tmp_path / f"patch-{name}"
+    (repo / "work").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    make(repo / "work" / f"{name}.txt")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    return subprocess.run(["git", "diff", "--cached", "--binary"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout  # fmt: skip
+
+
+def blob(repo: Path, spec: str) -> bytes:
+    return subprocess.run(["git", "show", spec], cwd=repo, check=True, capture_output=True).stdout
+
+
+async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: Path) -> None:
+    # alpha's implementer adds a binary file, beta's a symlink to /etc/passwd, gamma's a
+    # 40,000-line file (a result line of about 1 MB in the pod's log).
+    diffs = {
+        "alpha": staged_diff(tmp_path, "alpha", lambda path: path.write_bytes(PNG)),
+        "beta": staged_diff(tmp_path, "beta", lambda path: path.symlink_to("/etc/passwd")),
+        "gamma": staged_diff(tmp_path, "gamma", lambda path: path.write_text(
+            "".join(f"line {n}\n" for n in range(HUGE_LINES)))),
+    }  # fmt: skip
+
+    def patches(stage: str, name: str, attempt: int) -> End | None:
+        if stage != "implement":
+            return succeed(stage, name)
+        result = AgentResult.model_validate_json(instant_result(stage, name))
+        result.diff = diffs[name]
+        return End(log=f"{RESULT_MARKER}{result.model_dump_json(by_alias=True)}\n")
+
+    async with instant_line(tmp_path, patches) as ln:
+        tasks = await assert_nothing_lost_or_doubled(ln)
+    alpha, beta, gamma = (tasks[n]["status"] for n in ("alpha", "beta", "gamma"))
+    assert alpha["phase"] == "Merged", alpha.get("message")
+    assert blob(ln.remote, "main:work/alpha.txt") == PNG, "the binary landed byte for byte"
+    for status, rule, words in (
+        (beta, "symlink-out", "'/etc/passwd'"),
+        (gamma, "max-changed-lines", f"changes {HUGE_LINES} lines"),
+    ):
+        assert status["phase"] == "NeedsAttention", status.get("message")
+        violations = status["guardrailViolations"]
+        assert [v["rule"] for v in violations] == [rule] and words in violations[0]["message"]
+    branches = git(ln.remote, "branch", "--list")
+    assert "beta" not in branches and "gamma" not in branches, "a refused patch is not pushed"

@@ -67,3 +67,18 @@ def test_lines_that_look_like_headers_inside_a_hunk_are_content(tmp_path: Path) 
     app = parse_unified_diff(text).files[0]
     assert [line.text for line in app.added] == ["-- not a header", "++ nor this"]
     assert [line.text for line in app.removed] == ["b = 2"]
+
+
+def test_a_symlink_is_parsed_with_its_target(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "src" / "passwd").symlink_to("/etc/passwd")
+    (repo / "src" / "sibling").symlink_to("app.py")
+    (repo / "old.txt").unlink()
+    (repo / "old.txt").symlink_to("../outside")  # a file that becomes a link
+    (repo / "gone.py").write_text("def f():\n    return 2\n")
+    git(repo, "add", "-A")
+    files = {f.path: f for f in parse_unified_diff(git(repo, "diff", "--cached", "HEAD")).files}
+    assert files["src/passwd"].symlink == "/etc/passwd"
+    assert files["src/sibling"].symlink == "app.py"
+    assert files["old.txt"].symlink == "../outside"
+    assert files["gone.py"].symlink is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfactory.core.diff import FileChange, Patch
+from agentfactory.core.diff import ChangedLine, FileChange, Patch
 from agentfactory.core.factory import EscalationRule, Guardrails
 from agentfactory.core.policies.escalation import evaluate_escalation
 from agentfactory.core.policies.guardrails import check_guardrails
@@ -42,6 +42,25 @@ def test_a_rename_out_of_a_protected_path_is_refused() -> None:
 def test_files_outside_the_scope_are_refused() -> None:
     found = check_guardrails(patch(("setup.py", ["x"])), Guardrails(), SCOPE)
     assert rules_of(found) == ["out-of-scope"] and found[0].file == "setup.py"
+
+
+@pytest.mark.parametrize(
+    ("path", "target", "allowed"),
+    [("src/passwd", "/etc/passwd", False), ("src/up", "../../outside", False),
+     ("src/config", "../.git/config", False), ("src/sibling", "app.py", True),
+     ("src/lib/up", "../app.py", True)],
+)  # fmt: skip
+def test_a_symlink_may_point_only_inside_the_repository(
+    path: str, target: str, allowed: bool
+) -> None:
+    link = FileChange(path=path, status="added", symlink=target,
+                      added=[ChangedLine(number=1, text=target)])  # fmt: skip
+    found = check_guardrails(Patch(files=[link]), Guardrails(), SCOPE)
+    if allowed:
+        assert found == []
+    else:
+        assert rules_of(found) == ["symlink-out"], found
+        assert found[0].file == path and repr(target) in found[0].message
 
 
 def test_size_limits() -> None:

@@ -34,6 +34,8 @@ class FileChange(Model):
     """What happened to the file."""
     binary: bool = False
     """A binary change (no lines)."""
+    symlink: str | None = None
+    """The target, when the change leaves a symbolic link (git mode 120000)."""
     added: list[ChangedLine] = Field(default_factory=list)
     """Added lines."""
     removed: list[ChangedLine] = Field(default_factory=list)
@@ -96,6 +98,7 @@ def _strip_prefix(path: str) -> str | None:
 def parse_unified_diff(text: str) -> Patch:
     """Parse `git diff` output into a :class:`Patch`."""
     files: list[FileChange] = []
+    links: list[FileChange] = []  # their one added line is the target
     current: FileChange | None = None
     old_line = new_line = 0
     in_hunk = False
@@ -111,6 +114,8 @@ def parse_unified_diff(text: str) -> Patch:
         if current is None:
             continue
         if not in_hunk or line[:1] not in (" ", "+", "-", "\\"):
+            if line.startswith(("new file mode 120000", "new mode 120000")):
+                links.append(current)
             if line.startswith("new file mode"):
                 current.status = "added"
             elif line.startswith("deleted file mode"):
@@ -146,4 +151,6 @@ def parse_unified_diff(text: str) -> Patch:
         elif line.startswith(" "):
             old_line += 1
             new_line += 1
+    for link in links:
+        link.symlink = link.added[0].text if link.added else ""
     return Patch(files=files)

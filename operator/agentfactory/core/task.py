@@ -273,6 +273,7 @@ class GuardrailViolation(StatusModel):
         "empty-patch",
         "out-of-scope",
         "checks-failed",
+        "symlink-out",
     ]
     """Which guardrail."""
     file: str | None = None

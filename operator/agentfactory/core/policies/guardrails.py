@@ -6,6 +6,7 @@ to the implementer (spending a retry) with the violations as its objections.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,16 @@ def _weakening(change: FileChange) -> list[GuardrailViolation]:
     return found
 
 
+def _leaves_repository(path: str, target: str) -> bool:
+    """Whether a link at *path* to *target* resolves outside the repository or into .git
+    (whoever checks the repository out would follow it: CI, a developer, the next agent)."""
+    if posixpath.isabs(target):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    first = resolved.split("/")[0]
+    return first in ("..", ".git")
+
+
 def check_guardrails(
     patch: Patch, guardrails: Guardrails, scope: list[str]
 ) -> list[GuardrailViolation]:
@@ -124,6 +135,15 @@ def check_guardrails(
                         " in scope",
                     )
                 )
+        if change.symlink is not None and _leaves_repository(change.path, change.symlink):
+            found.append(
+                GuardrailViolation(
+                    rule="symlink-out",
+                    file=change.path,
+                    message=f"{change.path} is a symlink to {change.symlink!r}, outside the"
+                    " repository (or into .git); link only within it, or add the file itself",
+                )
+            )
         if guardrails.forbid_test_weakening and any(
             first_match(guardrails.test_paths, path) for path in change.paths
         ):
