@@ -23,6 +23,7 @@ from agentfactory.manifests.agents import RESULT_MARKER
 from tests.gitutil import bare_remote, git
 from tests.instant import End, factory, succeed
 from tests.instant import result as instant_result
+from tests.instant import task as instant_task
 from tests.kube import emulated, running_operator, wait_for
 from tests.test_faults import assert_nothing_lost_or_doubled
 from tests.test_faults import line as instant_line
@@ -210,3 +211,18 @@ async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: 
         assert [v["rule"] for v in violations] == [rule] and words in violations[0]["message"]
     branches = git(ln.remote, "branch", "--list")
     assert "beta" not in branches and "gamma" not in branches, "a refused patch is not pushed"
+
+
+async def test_a_goal_in_any_language_goes_through_to_the_merge_commit(tmp_path: Path) -> None:
+    goal = "Grüße 👋, 日本語 and עברית in the greeting."
+    doc = instant_task("delta", "line", [])
+    doc["metadata"]["namespace"] = "line"
+    doc["spec"]["goal"] = goal
+    async with instant_line(tmp_path) as ln:
+        async with ln.http.post(f"{ln.url}/apis/{API_VERSION}/namespaces/line/agenttasks",
+                                json=doc) as answer:  # fmt: skip
+            assert answer.status in (200, 201), await answer.text()
+        delta = await ln.ended("delta")
+        await ln.all_ended()
+    assert delta["status"]["phase"] == "Merged", delta["status"].get("message")
+    assert f"delta: {goal}" in git(ln.remote, "log", "--format=%s", "main").splitlines()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agentfactory.core.base import Model, StatusModel
@@ -22,7 +23,28 @@ MAX_HISTORY = 50
 #: longer the precise spec of one change.
 MAX_SPEC_BYTES = 64 * 1024
 
-Statement = Annotated[str, Field(max_length=2000)]
+#: Characters no text of a spec may hold: C0 and C1 controls but tab and newline (terminal
+#: escapes in `kubectl get`, NULs that git and HTTP refuse) and the bidirectional overrides
+#: that make text read differently from what it says ("Trojan Source").
+_HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(text: str) -> str:
+    found = _HIDDEN.search(text)
+    if found:
+        raise PydanticCustomError(
+            "control_character",
+            "contains the invisible character U+{code} at position {at}; remove it (tab and"
+            " newline are fine)",
+            {"code": f"{ord(found.group()):04X}", "at": found.start()},
+        )
+    return text
+
+
+Visible = AfterValidator(_visible)
+"""For text people and agents read: any language, no control or direction-override
+characters (after the length checks, so they keep their own messages)."""
+Statement = Annotated[str, Field(max_length=2000), Visible]
 """One criterion, non-goal or decision: a sentence or a short paragraph."""
 
 
@@ -65,7 +87,7 @@ class AgentTaskSpec(Model):
 
     factory_ref: K8sName
     """Name of the FactorySpec (same namespace) whose assembly line runs this task."""
-    goal: str = Field(min_length=1, max_length=10000)
+    goal: Annotated[str, Field(min_length=1, max_length=10000), Visible]
     """One observable behaviour the change delivers."""
     acceptance_criteria: list[Statement] = Field(min_length=1, max_length=100)
     """Checkable statements that are true when the task is done. At least one: if nobody
@@ -84,7 +106,7 @@ class AgentTaskSpec(Model):
     """Tasks (same namespace) that must be Merged before this one starts."""
     priority: int = Field(default=0, ge=-1000, le=1000)
     """Higher runs first; equal priorities run oldest first."""
-    stop_when: str | None = Field(default=None, max_length=4000)
+    stop_when: Annotated[str, Field(max_length=4000), Visible] | None = None
     """When an agent should stop and hand back instead of pressing on."""
     source: TaskSource | None = None
     """Origin of the task, when created by intake."""
@@ -417,7 +439,8 @@ class AgentTask(Model):
     """Object metadata."""
     spec: AgentTaskSpec
     """The change to make: at most 64 KiB as JSON (long context belongs in repository files,
-    named in `context.files`)."""
+    named in `context.files`). Its texts may be in any language but hold no control
+    characters other than tab and newline, and no direction overrides."""
     status: AgentTaskStatus | None = None
     """Written by the operator."""
 
