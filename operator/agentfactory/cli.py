@@ -75,9 +75,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _agent(args: argparse.Namespace) -> int:
     # Imported here: the agent pulls in the anthropic SDK, which `validate` does not need.
     from agentfactory.agent.entrypoint import run_agent
-    from agentfactory.agent.hiding import hide_from_children
 
-    hide_from_children()  # before any command runs: the API key is in our environment
     return run_agent(
         role=args.role,
         input_dir=Path(args.input),
@@ -360,8 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `agentfactory` command."""
+    """Entry point of the `agentfactory` command (*argv* None: this process is the command)."""
     args = build_parser().parse_args(argv)
+    if argv is None and args.command == "agent":
+        # The process is an agent runner (a pod's, a local sandbox's), with the API key in its
+        # environment: hide it before any command runs. Called with *argv*, the caller's
+        # process is not ours to change.
+        from agentfactory.agent.hiding import hide_from_children
+
+        hide_from_children()
     try:
         result: int = args.run(args)
     except BrokenPipeError:
