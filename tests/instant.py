@@ -40,9 +40,9 @@ ROLE_OF_STAGE = {"plan": "planner", "plan-review": "plan-reviewer", "implement":
                  "code-review": "code-reviewer"}  # fmt: skip
 
 
-def result(stage: str, task: str) -> str:
+def result(stage: str, task: str, diff: str | None = None) -> str:
     """The result a stage pod of *task* hands back: a plan, an approval, passing checks, or a
-    patch adding `work/<task>.txt`."""
+    patch (*diff*, by default one adding `work/<task>.txt`)."""
     if stage == "ci":
         passed = CheckRun(name="test", command="true", exit_code=0, status="passed")
         return CheckReport(checks=[passed]).model_dump_json(by_alias=True)
@@ -52,7 +52,7 @@ def result(stage: str, task: str) -> str:
         fields["plan"] = PlanOutput(summary="Add the file.", steps=["Write it"])
     elif stage == "implement":
         fields["implementation"] = ImplementationOutput(summary="Added.", rollback="Revert.")
-        fields["diff"] = (
+        fields["diff"] = diff or (
             f"diff --git a/work/{task}.txt b/work/{task}.txt\nnew file mode 100644\n"
             f"--- /dev/null\n+++ b/work/{task}.txt\n@@ -0,0 +1 @@\n+{task}\n"
         )
@@ -89,9 +89,9 @@ class End:
     reason: str | None = None
 
 
-def succeed(stage: str, task: str) -> End:
-    """The pod hands back its scripted result."""
-    return End(log=f"{RESULT_MARKER}{result(stage, task)}\n")
+def succeed(stage: str, task: str, diff: str | None = None) -> End:
+    """The pod hands back its scripted result (an implementer's patch: *diff*)."""
+    return End(log=f"{RESULT_MARKER}{result(stage, task, diff)}\n")
 
 
 EVICTED = End(phase="Failed", reason="Evicted", exit_code=137, container_reason="Error")

@@ -249,11 +249,14 @@ class Emulator(kmock.KubernetesEmulator):
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
+#: Our CRDs as shipped, read once (every emulator declares them).
+SHIPPED: list[dict[str, Any]] = [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))]
+
+
 def _printers() -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """The additionalPrinterColumns of our CRDs, by (group, version, plural)."""
     out = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+    for crd in SHIPPED:
         for version in crd["spec"]["versions"]:
             key = (crd["spec"]["group"], version["name"], crd["spec"]["names"]["plural"])
             out[key] = list(version.get("additionalPrinterColumns") or [AGE])
@@ -318,8 +321,7 @@ def serve(emulator: kmock.KubernetesEmulator, kinds: dict[str, tuple[str, bool]]
 def declare(emulator: kmock.KubernetesEmulator) -> None:
     """Declare the backbone, the built-in kinds and our CRDs in *emulator*'s discovery."""
     serve(emulator, {**BACKBONE, **BUILTIN})
-    for path in sorted(CRDS.glob("*.yaml")):
-        crd: dict[str, Any] = yaml.safe_load(path.read_text())
+    for crd in SHIPPED:
         names, version = crd["spec"]["names"], crd["spec"]["versions"][0]["name"]
         info = emulator.resources[f"{crd['spec']['group']}/{version}/{names['plural']}"]
         info.kind, info.namespaced, info.verbs = names["kind"], True, VERBS

@@ -18,15 +18,12 @@ import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory import API_VERSION
-from agentfactory.core.handoff import AgentResult
-from agentfactory.manifests.agents import RESULT_MARKER
+from tests.assembly import assert_nothing_lost_or_doubled
+from tests.assembly import line as instant_line
 from tests.gitutil import bare_remote, git
 from tests.instant import End, factory, succeed
-from tests.instant import result as instant_result
 from tests.instant import task as instant_task
 from tests.kube import emulated, running_operator, wait_for
-from tests.test_faults import assert_nothing_lost_or_doubled
-from tests.test_faults import line as instant_line
 from tests.test_validation import CORPUS, expectations
 
 if TYPE_CHECKING:
@@ -191,11 +188,7 @@ async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: 
     }  # fmt: skip
 
     def patches(stage: str, name: str, attempt: int) -> End | None:
-        if stage != "implement":
-            return succeed(stage, name)
-        result = AgentResult.model_validate_json(instant_result(stage, name))
-        result.diff = diffs[name]
-        return End(log=f"{RESULT_MARKER}{result.model_dump_json(by_alias=True)}\n")
+        return succeed(stage, name, diffs[name] if stage == "implement" else None)
 
     async with instant_line(tmp_path, patches) as ln:
         tasks = await assert_nothing_lost_or_doubled(ln)
@@ -216,12 +209,9 @@ async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: 
 async def test_a_goal_in_any_language_goes_through_to_the_merge_commit(tmp_path: Path) -> None:
     goal = "Grüße 👋, 日本語 and עברית in the greeting."
     doc = instant_task("delta", "line", [])
-    doc["metadata"]["namespace"] = "line"
     doc["spec"]["goal"] = goal
     async with instant_line(tmp_path) as ln:
-        async with ln.http.post(f"{ln.url}/apis/{API_VERSION}/namespaces/line/agenttasks",
-                                json=doc) as answer:  # fmt: skip
-            assert answer.status in (200, 201), await answer.text()
+        await create(ln.http, ln.url, "line", doc)
         delta = await ln.ended("delta")
         await ln.all_ended()
     assert delta["status"]["phase"] == "Merged", delta["status"].get("message")

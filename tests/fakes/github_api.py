@@ -10,10 +10,11 @@ Enterprise host. Faithful where the operator depends on it:
   not have, as GitHub does. Every other call takes an installation token (`token X` or
   `Bearer X`) that is unexpired, covers the repository, and holds the permission the endpoint
   needs (403 otherwise, with GitHub's message).
-- Faults on demand: `fail(status, times)` answers the next requests with that status (a 403
-  with `x-ratelimit-remaining: 0` for a rate limit, GitHub's shape), to drive PyGithub's retry.
 - Faults by rule: each of `chaos` sees every API call and may answer it with a `Fault`
   instead, or serve it and then lose the answer (a gateway error after the write was done).
+  `fail(status, times)` and `rate_limit(...)` add a rule that answers the next calls so (a
+  403 with `x-ratelimit-remaining: 0` for a spent limit, GitHub's shape), to drive
+  PyGithub's retry.
 
 `calls` logs (method, path) of every request, for counting what a feature costs.
 """
@@ -103,7 +104,6 @@ class FakeGitHub:
     """When each of `calls` arrived (time.monotonic)."""
     chaos: list[Callable[[str, str], Fault | None]] = field(default_factory=list)
     """Rules called with (method, path) for each API call, in order; the first fault wins."""
-    _faults: list[Callable[[], Reply]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -171,8 +171,10 @@ class FakeGitHub:
         self._inject([reply] * times)
 
     def _inject(self, replies: list[Callable[[], Reply]]) -> None:
+        """A chaos rule answering the next calls with *replies*, in order."""
+        pending = list(replies)
         with self._lock:
-            self._faults.extend(replies)
+            self.chaos.append(lambda _m, _p: Fault(pending.pop(0)()) if pending else None)
 
     @property
     def url(self) -> str:
@@ -243,10 +245,7 @@ class FakeGitHub:
         with self._lock:
             self.calls.append((method, path))
             self.call_times.append(time.monotonic())
-            fault = self._faults.pop(0) if self._faults else None
             rule = next(filter(None, (r(method, path) for r in self.chaos)), None)
-        if fault is not None:
-            return fault()
         if rule is not None and not rule.after:
             return rule.reply
         served = self._serve(method, path, headers, body, query)

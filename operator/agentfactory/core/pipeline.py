@@ -333,8 +333,12 @@ class _Step:
             return
         self._start_attempt(stage)
         if not retry:
-            self.status.round_baseline = self.status.round_baseline.bumped(stage)
-            self.status.round_baseline_total += 1
+            self._uncounted(stage)
+
+    def _uncounted(self, stage: Stage) -> None:
+        """Keep the latest attempt of *stage* out of the retry caps (nothing failed)."""
+        self.status.round_baseline = self.status.round_baseline.bumped(stage)
+        self.status.round_baseline_total += 1
 
     def _start_attempt(self, stage: Stage) -> None:
         self.status.attempts = self.status.attempts.bumped(stage)
@@ -610,8 +614,7 @@ class _Step:
             # Neither this merge attempt nor the CI run it calls for failed, so the retry caps
             # do not count them: a task waiting behind others in a busy merge queue is not
             # failing. Other merges are what move the base, so the loop ends as the queue does.
-            self.status.round_baseline = self.status.round_baseline.bumped(Stage.MERGE)
-            self.status.round_baseline_total += 1
+            self._uncounted(Stage.MERGE)
             self._enter(Stage.CI, T.BASE_MOVED, "base moved; re-verifying the rebased head", None,
                         retry=False)  # fmt: skip
             return
