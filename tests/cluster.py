@@ -1,6 +1,7 @@
-"""The cluster the operator's end-to-end tests run in: the emulator, the test kubelet running
-every stage pod in bubblewrap with the real agent runner, the fake Messages API, the
-resources as `kubectl apply` would send them, and kopf for real in this process."""
+"""The cluster the operator's end-to-end tests run in: the real API server (tests/apiserver.py),
+the test kubelet running every stage pod bound to its Node in bubblewrap with the real agent
+runner, the fake Messages API, the resources as `kubectl apply` would send them, and kopf for
+real in this process with the chart's ServiceAccount and RBAC."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
+from agentfactory.kube.auth import connect
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.gitutil import git
-from tests.kube import Emulator, emulated, running_operator, secret_doc, wait_for
+from tests.identity import RELEASE, operator_kubeconfig
+from tests.kube import Api, running_operator, secret_doc, wait_for
 from tests.kubelet import Kubelet
+from tests.node import Node
 from tests.rbac import verb
 from tests.scripts import CART, CART_FIXED, CHECK, Router, factory_doc, implement, replace, task_doc
 
@@ -29,15 +31,13 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    import aiohttp
+
+    from tests.apiserver import ControlPlane
     from tests.fakes.anthropic_api import Reply
+    from tests.kube import Emulator
     from tests.rbac import Grant
 
-NS = "shop"
-API = f"/apis/agentfactory.dev/v1alpha1/namespaces/{NS}"
-TASKS = f"{API}/agenttasks"
-PODS = f"/api/v1/namespaces/{NS}/pods"
-SECRETS = f"/api/v1/namespaces/{NS}/secrets"
-EVENTS = f"/api/v1/namespaces/{NS}/events"
 FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"])
 FIX = implement(replace("shop/cart.py", CART, CART_FIXED))
 
@@ -56,23 +56,52 @@ CI_A_WHILE = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds":
 
 @dataclass
 class Cluster:
-    url: str
+    plane: ControlPlane
+    ns: str
+    """The test's namespace: the factory, its tasks, pods and the operator's RBAC live here."""
+    api: Api
+    """The API as the user who applies the manifests (an admin)."""
     http: aiohttp.ClientSession
     kubelet: Kubelet
-    emulator: Emulator
     remote: Path
     workdir: Path
+    kubeconfig: Path
+    """The operator's: a token of the chart's ServiceAccount, bound by the chart's Role."""
+    user: str
     operator: contextlib.AsyncExitStack
     fake: FakeAnthropic
     """The Messages API the agents call."""
 
+    @property
+    def url(self) -> str:
+        return self.plane.url
+
+    @property
+    def api_path(self) -> str:
+        return f"/apis/agentfactory.dev/v1alpha1/namespaces/{self.ns}"
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.api_path}/agenttasks"
+
+    @property
+    def pods(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/pods"
+
+    @property
+    def secrets(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/secrets"
+
+    @property
+    def events(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/events"
+
     async def start_operator(self) -> None:
         self.operator = contextlib.AsyncExitStack()
-        await self.operator.enter_async_context(
-            running_operator(
-                self.url, workdir=str(self.workdir), resync_seconds=2, github_poll_seconds=1
-            )
-        )
+        await self.operator.enter_async_context(running_operator(
+            connect(str(self.kubeconfig)), namespaces=[self.ns], workdir=str(self.workdir),
+            resync_seconds=2, github_poll_seconds=1,
+        ))  # fmt: skip
 
     async def stop_operator(self) -> None:
         await self.operator.aclose()
@@ -86,10 +115,10 @@ class Cluster:
         def reached(obj: dict[str, Any]) -> bool:
             return (obj.get("status") or {}).get("phase") == phase
 
-        return await wait_for(self.url, PODS, name, reached, within=120)
+        return await wait_for(self.api, self.pods, name, reached, within=120)
 
     async def create(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]:
-        doc["metadata"].setdefault("namespace", NS)
+        doc["metadata"].setdefault("namespace", self.ns)
         response = await self.http.post(self.url + collection, json=doc)
         assert response.status in (200, 201), await response.text()
         return dict(await response.json())
@@ -103,14 +132,25 @@ class Cluster:
     async def annotate(self, name: str, key: str, value: str) -> None:
         body = {"metadata": {"annotations": {key: value}}}
         merge = {"Content-Type": "application/merge-patch+json"}
-        response = await self.http.patch(f"{self.url}{TASKS}/{name}", json=body, headers=merge)
+        response = await self.http.patch(f"{self.url}{self.tasks}/{name}", json=body,
+                                         headers=merge)  # fmt: skip
         assert response.status == 200, await response.text()
 
     async def phase(self, name: str, *phases: str, within: float = 180) -> dict[str, Any]:
         def reached(obj: dict[str, Any]) -> bool:
             return (obj.get("status") or {}).get("phase") in phases
 
-        return await wait_for(self.url, TASKS, name, reached, within=within)
+        return await wait_for(self.api, self.tasks, name, reached, within=within)
+
+    def requests(self, agents: tuple[str, ...] = ("agentfactory/",)) -> collections.Counter[str]:
+        """The operator's API requests by verb and resource, from the server's audit log."""
+        return audited(self.plane, self.user, agents)
+
+    def refused(self) -> list[str]:
+        """The operator's requests (its own and kopf's) that RBAC or admission refused."""
+        return [f"{e['verb']} {e['requestURI']}: {e['responseStatus'].get('message', '')}"
+                for e in self.plane.audit() if e["user"]["username"] == self.user
+                and e["responseStatus"].get("code") == 403]  # fmt: skip
 
 
 def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
@@ -122,28 +162,36 @@ def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def cluster(
-    tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
+    plane: ControlPlane, tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
     sessions: dict[tuple[str, str], list[list[Reply]]], *, in_process: bool = True,
-    secrets: dict[str, dict[str, str]] | None = None, **spec: Any,
+    secrets: dict[str, dict[str, str]] | None = None, chart: tuple[str, ...] = (), **spec: Any,
 ) -> AsyncIterator[Cluster]:  # fmt: skip
-    """The emulator, the kubelet, the fake API and the resources (*secrets*: more Secrets by
-    name, created before the factory); with *in_process* the operator too (otherwise the
-    test runs `agentfactory run` processes: `operator_process`)."""
+    """A namespace of its own on the real API server with the chart's RBAC for the operator
+    (*chart*: more `--set` values), a Node run by the test kubelet, the fake API and the
+    resources (*secrets*: more Secrets by name, created before the factory); with
+    *in_process* the operator too (otherwise the test runs `agentfactory run` processes:
+    `operator_process`)."""
     goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
+    ns = plane.namespace("shop")
+    config = operator_kubeconfig(plane, ns, tmp_path / "operator.kubeconfig", *chart)
+    api = Api(plane.url, plane.ssl_context())
+    node = Node(plane, name=f"node-{ns}")
     with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
-        async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
-            kubelet = Kubelet(url, emulator, tmp_path / "kubelet", readable=[str(remote)])
+        async with api.session() as http:
+            kubelet = Kubelet(plane.url, None, tmp_path / "kubelet", node=node,
+                              readable=[str(remote)])  # fmt: skip
             running = asyncio.create_task(kubelet.run())
-            c = Cluster(url, http, kubelet, emulator, remote, tmp_path / "operator",
-                        contextlib.AsyncExitStack(), fake)  # fmt: skip
+            c = Cluster(plane, ns, api, http, kubelet, remote, tmp_path / "operator", config,
+                        f"system:serviceaccount:{ns}:{RELEASE}", contextlib.AsyncExitStack(),
+                        fake)  # fmt: skip
             try:
                 if in_process:
                     await c.start_operator()
                 for name, data in {"anthropic": {"api-key": API_KEY}, **(secrets or {})}.items():
-                    await c.create(SECRETS, secret_doc(name, data))
-                await c.create(f"{API}/factoryspecs", factory(remote, fake.url, **spec))
+                    await c.create(c.secrets, secret_doc(name, data))
+                await c.create(f"{c.api_path}/factoryspecs", factory(remote, fake.url, **spec))
                 for task in tasks:
-                    await c.create(TASKS, json.loads(json.dumps(task)))
+                    await c.create(c.tasks, json.loads(json.dumps(task)))
                 yield c
             finally:
                 await c.stop_operator()
@@ -151,6 +199,9 @@ async def cluster(
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+                # The node goes (its pods with it) so that no later test's pod is bound here.
+                await http.delete(f"{plane.url}/api/v1/nodes/{node.name}")
+                await http.delete(f"{plane.url}/api/v1/namespaces/{ns}")
 
 
 #: User-Agents of the operator's API clients: its own, and kopf's.
@@ -184,13 +235,35 @@ def operator_grants(emulator: Emulator) -> set[Grant]:
     }  # fmt: skip
 
 
+METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "patch": "PATCH",
+           "update": "PUT", "delete": "DELETE", "deletecollection": "DELETE"}  # fmt: skip
+
+
+def audited(
+    plane: ControlPlane, user: str, agents: tuple[str, ...] = OPERATOR
+) -> collections.Counter[str]:
+    """The API requests of *user*'s clients whose User-Agent starts with one of *agents*, by
+    verb and resource, as the server's audit log recorded them."""
+    counted: collections.Counter[str] = collections.Counter()
+    for event in plane.audit():
+        ref = event.get("objectRef") or {}
+        if event["user"]["username"] != user or not event.get("userAgent", "").startswith(agents):
+            continue
+        if not ref.get("resource"):
+            continue  # discovery
+        sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+        counted[f"{METHODS[event['verb']]} {ref['resource']}{sub}"] += 1
+    return counted
+
+
 @asynccontextmanager
 async def operator_process(
-    url: str, workdir: Path, log: Path, *flags: str
+    where: str | Path, workdir: Path, log: Path, *flags: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`agentfactory run` against the emulator at *url*, as a process of its own (logs to
-    *log*); stopped with SIGTERM at the end if it still runs."""
-    argv = [sys.executable, "-m", "agentfactory", "run", "--server", url,
+    """`agentfactory run` as a process of its own (logs to *log*), against the emulator's URL
+    or with a kubeconfig (a Path); stopped with SIGTERM at the end if it still runs."""
+    connection = ["--server", where] if isinstance(where, str) else ["--kubeconfig", str(where)]
+    argv = [sys.executable, "-m", "agentfactory", "run", *connection,
             "--workdir", str(workdir), "--liveness-port", "0", *flags]  # fmt: skip
     with log.open("a") as out:
         process = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)

@@ -1,16 +1,27 @@
-"""Fixtures shared by the pipeline tests of both drivers."""
+"""Fixtures shared by the tests: the git remote of the pipeline tests, and the real control
+plane with a namespace per test."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
+from tests.apiserver import ControlPlane
 from tests.gitutil import git
 from tests.scripts import FILES
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
+
+# No test may depend on the machine's speed: Hypothesis' deadline and its "too slow" health
+# check measure time, and fail on a CI machine whose other core is busy.
+settings.register_profile(
+    "speed-independent", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("speed-independent")
 
 
 @pytest.fixture
@@ -25,3 +36,19 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
     return bare
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real control plane for this pytest worker (see tests/apiserver.py)."""
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> str:
+    """A namespace of this test's own on the real server, enforcing "restricted"."""
+    return control_plane.namespace()

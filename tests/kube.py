@@ -38,6 +38,7 @@ import itertools
 import json
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,11 @@ import kopf
 import yaml
 from kmock._internal.apps import Server
 
+from agentfactory.controller import settings
+from agentfactory.kube.auth import Connection
+
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Callable
 
 CRDS = Path(__file__).parent.parent / "crds"
@@ -349,12 +354,29 @@ def secret_doc(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
 
 
+@dataclass(frozen=True)
+class Api:
+    """Where an API server is and who asks it: the emulator's plain URL, or a real server's
+    HTTPS URL with a TLS context (the CA, and a client certificate) and a bearer token."""
+
+    url: str
+    ssl: ssl.SSLContext | None = None
+    token: str | None = None
+
+    def session(self, **kwargs: Any) -> aiohttp.ClientSession:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
+        return aiohttp.ClientSession(headers=headers, connector=connector, **kwargs)
+
+
 async def wait_for(
-    url: str, collection: str, name: str, predicate: Callable[[dict[str, Any]], bool],
+    api: str | Api, collection: str, name: str, predicate: Callable[[dict[str, Any]], bool],
     within: float = 30,
 ) -> dict[str, Any]:  # fmt: skip
     """The object *name* once *predicate* holds, awaited on a watch stream (no polling):
-    the stream is opened before the current state is read, so no change slips between."""
+    the stream is opened before the current state is read, so no change slips between. The
+    watch selects the one object by name (which is all a kubelet may watch of a Secret)."""
+    api = api if isinstance(api, Api) else Api(api)
 
     async def watch_again() -> dict[str, Any]:
         while True:  # a cut stream is opened again, as any watching client does
@@ -362,12 +384,17 @@ async def wait_for(
                 return await watch()
 
     async def watch() -> dict[str, Any]:
+        params = {"watch": "true", "fieldSelector": f"metadata.name={name}"}
         async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{url}{collection}", params={"watch": "true"},
+            api.session() as session,
+            session.get(f"{api.url}{collection}", params=params,
                         timeout=aiohttp.ClientTimeout(total=None)) as stream,
         ):  # fmt: skip
-            async with session.get(f"{url}{collection}/{name}") as current:
+            if stream.status == 429:  # a kind just served, its storage not ready: as it says
+                await asyncio.sleep(float(stream.headers.get("Retry-After", "1")))
+                raise aiohttp.ClientConnectionError("retry after 429")
+            stream.raise_for_status()
+            async with session.get(f"{api.url}{collection}/{name}") as current:
                 obj = await current.json() if current.status == 200 else None
             if obj is not None and predicate(obj):
                 return dict(obj)
@@ -380,22 +407,17 @@ async def wait_for(
     return await asyncio.wait_for(watch_again(), within)
 
 
-_URL: dict[str, str] = {}
-
-
-@kopf.on.login(id="test-login")
-def login(**_: Any) -> kopf.ConnectionInfo:
-    return kopf.ConnectionInfo(server=_URL["server"], insecure=True)
-
-
 @asynccontextmanager
-async def running_operator(url: str, **memo: Any) -> AsyncIterator[asyncio.Task[None]]:
-    """kopf for real (all handlers of the package) against the emulator at *url*."""
-    _URL["server"] = url
+async def running_operator(
+    url: str | Connection, namespaces: list[str] | None = None, **memo: Any
+) -> AsyncIterator[asyncio.Task[None]]:
+    """kopf for real (all handlers of the package) against the emulator at *url*, or a real
+    API server through a *connection*; cluster-wide unless *namespaces* are named."""
+    settings.use(url if isinstance(url, Connection) else Connection(server=url))
     stop = asyncio.Event()
     task = asyncio.create_task(kopf.operator(
-        clusterwide=True, standalone=True, stop_flag=stop,
-        memo=kopf.Memo(kube_server=url, **memo),
+        clusterwide=not namespaces, namespaces=namespaces or [], standalone=True, stop_flag=stop,
+        memo=kopf.Memo(namespaces=namespaces or [], **memo),
     ))  # fmt: skip
     try:
         yield task

@@ -1,4 +1,5 @@
-"""A test kubelet: runs each pod created in the emulator as local processes, in bubblewrap,
+"""A test kubelet: runs each pod bound to its node (on the real API server) or created in the
+emulator as local processes, in bubblewrap,
 with the pod's own filesystem layout, environment and deadline, and writes the pod's status
 and logs back as a kubelet would.
 
@@ -33,10 +34,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from agentfactory.local.executor import runtime_paths
-from tests.kube import wait_for
+from tests.kube import Api, wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from tests.kube import Emulator
+    from tests.node import Node
 
 log = logging.getLogger("tests.kubelet")
 SKIP_ROOT = {"tmp", "proc", "dev", "sys", "workspace", "factory"}
@@ -48,11 +52,13 @@ def _now() -> str:
 
 @dataclass
 class Kubelet:
-    """Runs the emulator's pods; `started` lists every pod it ran, in order."""
+    """Runs the pods of its *node* on a real API server, or every pod of the *emulator* (one of
+    the two); `started` lists every pod it ran, in order."""
 
     url: str
-    emulator: Emulator
+    emulator: Emulator | None
     root: Path
+    node: Node | None = None
     readable: list[str] = field(default_factory=list)
     """Host paths the pods may read (a local bare repository standing in for a remote)."""
     started: list[str] = field(default_factory=list)
@@ -64,11 +70,25 @@ class Kubelet:
         if bwrap is None:
             raise RuntimeError("the test kubelet needs bubblewrap: apt-get install bubblewrap")
         self.bwrap = bwrap
+        self.api = self.node.api if self.node is not None else Api(self.url)
+        self._deleting: set[str] = set()
+        self._jobs: set[asyncio.Future[None]] = set()
+
+    @property
+    def logs(self) -> dict[tuple[str, str, str], str]:
+        """Container logs by (namespace, pod, container), where `pods/log` reads them."""
+        source = self.node if self.node is not None else self.emulator
+        assert source is not None
+        return source.logs
 
     async def run(self) -> None:
-        """Watch every pod; a dropped watch is opened again, as a kubelet does (the replayed
+        """Watch the pods; a dropped watch is opened again, as a kubelet does (the replayed
         ADDED events of pods already handled are skipped)."""
-        async with aiohttp.ClientSession() as http:
+        async with self.api.session() as http:
+            if self.node is not None:
+                await self.node.start(http)
+                await self.node.watch(http, lambda kind, pod: self._seen(http, kind, pod))
+                return
             while True:
                 try:
                     await self._watch(http)
@@ -82,20 +102,38 @@ class Kubelet:
                             timeout=aiohttp.ClientTimeout(total=None)) as stream:  # fmt: skip
             async for line in stream.content:
                 event = json.loads(line)
-                pod = event["object"]
-                key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-                if event["type"] == "DELETED":
-                    await self._kill(key)
-                elif (
-                    event["type"] == "ADDED"
-                    and key not in self._running
-                    and not (pod.get("status") or {}).get("phase")
-                ):
-                    self._running[key] = asyncio.create_task(self._run_pod(http, pod))
+                self._seen(http, event["type"], event["object"])
+
+    def _seen(self, http: aiohttp.ClientSession, kind: str, pod: dict[str, Any]) -> None:
+        key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        if kind == "DELETED":
+            self._spawn(self._kill(key))
+        elif pod["metadata"].get("deletionTimestamp"):
+            if key not in self._deleting:  # graceful deletion: stop it, then let it go
+                self._deleting.add(key)
+                self._spawn(self._delete(http, key, pod))
+        elif (
+            kind == "ADDED"
+            and key not in self._running
+            and (pod.get("status") or {}).get("phase") in (None, "Pending")
+        ):
+            self._running[key] = asyncio.create_task(self._run_pod(http, pod))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.ensure_future(work)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def _delete(self, http: aiohttp.ClientSession, key: str, pod: dict[str, Any]) -> None:
+        await self._kill(key)
+        if self.node is not None:
+            await self.node.confirm_deletion(http, pod)
 
     async def stop(self) -> None:
         for key in list(self._running):
             await self._kill(key)
+        if self.node is not None:
+            await self.node.stop()
 
     async def _kill(self, key: str) -> None:
         proc = self._procs.pop(key, None)
@@ -112,7 +150,7 @@ class Kubelet:
 
     async def _object(self, collection: str, namespace: str, name: str) -> dict[str, Any]:
         path = f"/api/v1/namespaces/{namespace}/{collection}"
-        return await wait_for(self.url, path, name, lambda _: True, within=60)
+        return await wait_for(self.api, path, name, lambda _: True, within=60)
 
     async def _volumes(self, pod: dict[str, Any], base: Path) -> dict[str, Path]:
         namespace = pod["metadata"]["namespace"]
@@ -122,11 +160,7 @@ class Kubelet:
             path.mkdir(parents=True)
             files: dict[str, str] = {}
             for source in (volume.get("projected") or {}).get("sources", []):
-                cm = await self._object("configmaps", namespace, source["configMap"]["name"])
-                items = source["configMap"].get("items") or [
-                    {"key": k, "path": k} for k in cm.get("data", {})
-                ]
-                files |= {i["path"]: cm["data"][i["key"]] for i in items}
+                files |= await self._projected(pod, source)
             if "secret" in volume:
                 files |= self._secret_data(
                     await self._object("secrets", namespace, volume["secret"]["secretName"])
@@ -135,6 +169,37 @@ class Kubelet:
                 (path / name).write_text(text)
         return paths
 
+    async def _projected(self, pod: dict[str, Any], source: dict[str, Any]) -> dict[str, str]:
+        """The files of one projected source: a ConfigMap's keys, the pod's namespace, or a
+        service account token the node requests for this pod (as a kubelet does)."""
+        namespace = pod["metadata"]["namespace"]
+        if "configMap" in source:
+            cm = await self._object("configmaps", namespace, source["configMap"]["name"])
+            items = source["configMap"].get("items") or [
+                {"key": k, "path": k} for k in cm.get("data", {})
+            ]
+            return {i["path"]: cm["data"][i["key"]] for i in items}
+        if "downwardAPI" in source:
+            return {i["path"]: namespace for i in source["downwardAPI"]["items"]
+                    if i.get("fieldRef", {}).get("fieldPath") == "metadata.namespace"}  # fmt: skip
+        if "serviceAccountToken" in source:
+            account = pod["spec"].get("serviceAccountName", "default")
+            request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"expirationSeconds": source["serviceAccountToken"].get(
+                                    "expirationSeconds", 3607),
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                                   "name": pod["metadata"]["name"],
+                                                   "uid": pod["metadata"]["uid"]}}}  # fmt: skip
+            path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
+            async with (
+                self.api.session() as http,
+                http.post(self.api.url + path, json=request) as answer,
+            ):
+                answer.raise_for_status()
+                token = (await answer.json())["status"]["token"]
+            return {source["serviceAccountToken"]["path"]: token}
+        raise NotImplementedError(f"projected source {sorted(source)}")
+
     @staticmethod
     def _secret_data(secret: dict[str, Any]) -> dict[str, str]:
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
@@ -142,6 +207,9 @@ class Kubelet:
 
     async def _env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+        if self.node is not None:  # as a kubelet tells every container where its API is
+            host, port = self.api.url.removeprefix("https://").rsplit(":", 1)
+            env |= {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = item["value"]
@@ -182,6 +250,7 @@ class Kubelet:
     ) -> dict[str, Any] | None:  # fmt: skip
         """Run one container; its terminated state, or None when the deadline struck."""
         env = await self._env(pod, container)
+        started = _now()
         log_path = self.root / key.replace("/", "_") / f"{container['name']}.log"
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
@@ -198,7 +267,7 @@ class Kubelet:
                 await proc.wait()
                 code = None
         namespace, name = key.split("/")
-        self.emulator.logs[namespace, name, container["name"]] = log_path.read_text("utf-8")
+        self.logs[namespace, name, container["name"]] = log_path.read_text("utf-8")
         if code is None:
             return None
         message = ""
@@ -208,7 +277,7 @@ class Kubelet:
                 host = volumes[mount["name"]] / path[len(mount["mountPath"]) + 1 :]
                 message = host.read_text()[:4096] if host.exists() else ""
         return {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                "message": message, "finishedAt": _now()}  # fmt: skip
+                "message": message, "startedAt": started, "finishedAt": _now()}  # fmt: skip
 
     async def _run_pod(self, http: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -221,8 +290,10 @@ class Kubelet:
 
         async def write(status: dict[str, Any]) -> None:
             merge = {"Content-Type": "application/merge-patch+json"}
-            async with http.patch(f"{pod_url}/status", json={"status": status}, headers=merge):
-                pass
+            async with http.patch(f"{pod_url}/status", json={"status": status},
+                                  headers=merge) as answer:  # fmt: skip
+                if answer.status >= 400 and answer.status != 404:  # 404: deleted meanwhile
+                    raise RuntimeError(f"pod status: {answer.status} {await answer.text()}")
 
         await write({"phase": "Running", "startTime": _now()})
         loop = asyncio.get_running_loop()
@@ -239,7 +310,9 @@ class Kubelet:
                                  "message": "Pod was active on the node longer than the specified"
                                             " deadline"})  # fmt: skip
                     return
-                states[group].append({"name": container["name"], "state": {"terminated": state}})
+                states[group].append({"name": container["name"], "state": {"terminated": state},
+                                      "ready": False, "restartCount": 0,
+                                      "image": container["image"], "imageID": ""})  # fmt: skip
                 if state["exitCode"] != 0:
                     phase = "Failed"
                     break

@@ -98,7 +98,7 @@ def test_the_pod_is_short_lived_isolated_and_owned_by_its_task() -> None:
     assert meta["name"] == "add-webhook-code-review-2"
     assert meta["ownerReferences"] == [{
         "apiVersion": "agentfactory.dev/v1alpha1", "kind": "AgentTask", "name": "add-webhook",
-        "uid": "uid-task", "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+        "uid": "uid-task", "controller": True}]  # fmt: skip
     assert meta["labels"]["agentfactory.dev/stage"] == "code-review"
     assert meta["labels"]["agentfactory.dev/attempt"] == "2"
     assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == 900

@@ -1,5 +1,5 @@
-"""The operator end to end: kopf for real against the emulator, the test kubelet running every
-stage pod in bubblewrap with the real agent runner, the real anthropic SDK against the fake
+"""The operator end to end: kopf for real against the real API server with the chart's RBAC,
+the test kubelet running every stage pod in bubblewrap with the real agent runner, the real anthropic SDK against the fake
 Messages API, and a bare git repository as the remote. Resources go in as `kubectl apply`
 would send them; the tests watch phases, pods, Events and the remote."""
 
@@ -11,24 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from tests.cluster import (
     CI_A_WHILE,
-    EVENTS,
     EVERY_STAGE,
     FIX,
     FIX_CART,
-    PODS,
-    SECRETS,
-    TASKS,
     cluster,
     fixes,
     merged_tasks,
-    operator_grants,
     operator_process,
-    operator_requests,
 )
 from tests.fakes.anthropic_api import API_KEY, Fail, tool
 from tests.gitutil import git
 from tests.kube import wait_for
-from tests.rbac import documented
 from tests.scripts import (
     CART_FIXED,
     CHECK,
@@ -42,20 +35,22 @@ if TYPE_CHECKING:
 
     import pytest
 
+    from tests.apiserver import ControlPlane
+
 
 async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
-    tmp_path: Path, remote: Path, caplog: pytest.LogCaptureFixture
+    control_plane: ControlPlane, tmp_path: Path, remote: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with cluster(tmp_path, remote, [FIX_CART], fixes()) as c:
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes()) as c:
         task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == EVERY_STAGE
         assert merged_tasks(remote) == ["fix-cart"]
         assert CART_FIXED in git(remote, "show", "main:shop/cart.py")
         # Every pod read was deleted with its credentials; nothing failed, so nothing is kept.
-        assert await c.items(PODS) == []
-        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
-        events = [e for e in await c.items(EVENTS)
+        assert await c.items(c.pods) == []
+        assert [s["metadata"]["name"] for s in await c.items(c.secrets)] == ["anthropic"]
+        events = [e for e in await c.items(c.events)
                   if e["involvedObject"]["name"] == "fix-cart"]  # fmt: skip
         reasons = [e["reason"] for e in sorted(events, key=lambda e: e["metadata"]["name"])]
         assert reasons[:3] == ["DependenciesReady", "Admitted", "PlanProduced"]
@@ -66,7 +61,7 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         for text in (json.dumps(events), json.dumps(task), caplog.text):
             assert API_KEY not in text, "the API key never leaves its Secret"
         # The operator's own API requests (kopf's are its watches and the factory handler's).
-        ours = operator_requests(c.emulator)
+        ours = c.requests()
         transitions, pods = len(history), len(c.kubelet.started)
         assert ours["PATCH agenttasks/status"] == ours["POST events"] == transitions
         assert ours["PATCH factoryspecs/status"] <= transitions, "counts move with transitions"
@@ -74,10 +69,9 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
                      "DELETE secrets", "DELETE pods"):  # fmt: skip
             assert ours[kind] == pods, kind
         assert sum(ours.values()) <= 3 * transitions + 7 * pods + 12, ours
-        # Everything it asked for (kopf included), the chart's RBAC allows.
-        needed = operator_grants(c.emulator)
-        assert ("", "pods/log", "get") in needed
-        assert needed <= documented(), needed - documented()
+        # Everything it asked for (kopf included), the chart's RBAC allowed.
+        assert c.refused() == []
+        assert c.requests()["GET pods/log"] == pods
 
 
 MIGRATION = task_doc("orders", "Orders are stored.", ["migrations/**", "shop/db.py"])
@@ -87,10 +81,10 @@ IMPORTS = [{"name": "imports", "command": "python3 -c 'import shop.pricing'"}]
 
 
 async def test_an_escalation_waits_for_the_approval_annotation_which_is_consumed_once(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     sessions = {("orders", "implementer"): [ADD_MIGRATION]}
-    async with cluster(tmp_path, remote, [MIGRATION], sessions, checks=IMPORTS) as c:
+    async with cluster(control_plane, tmp_path, remote, [MIGRATION], sessions, checks=IMPORTS) as c:
         waiting = await c.phase("orders", "AwaitingApproval", "NeedsAttention", "Merged")
         assert waiting["status"]["phase"] == "AwaitingApproval"
         assert "agentfactory.dev/approved-by" in waiting["status"]["message"]
@@ -103,19 +97,21 @@ async def test_an_escalation_waits_for_the_approval_annotation_which_is_consumed
         assert merged_tasks(remote) == ["orders"]
         # Approving again is an action on a task that waits for nothing: reported, not applied.
         await c.annotate("orders", "agentfactory.dev/approved-by", "bob")
-        task = await wait_for(c.url, TASKS, "orders", lambda o: "agentfactory.dev/approved-by"
+        task = await wait_for(c.api, c.tasks, "orders", lambda o: "agentfactory.dev/approved-by"
                               not in (o["metadata"].get("annotations") or {}))  # fmt: skip
         assert task["status"]["phase"] == "Merged"
-        reasons = [e["reason"] for e in await c.items(EVENTS)]
+        reasons = [e["reason"] for e in await c.items(c.events)]
         assert reasons.count("HumanApproved") == 1 and "HumanActionIgnored" in reasons
 
 
 async def test_reviews_that_keep_asking_for_changes_exhaust_the_retries(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     no = verdict("REQUEST_CHANGES", "The plan misses the tests.")
     sessions = {("fix-cart", "plan-reviewer"): [no, no]}
-    async with cluster(tmp_path, remote, [FIX_CART], sessions, retries={"perStage": 1}) as c:
+    async with cluster(
+        control_plane, tmp_path, remote, [FIX_CART], sessions, retries={"perStage": 1}
+    ) as c:
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert task["status"]["phase"] == "NeedsAttention"
         assert c.started == [
@@ -129,7 +125,7 @@ SLOW_CI = [{"name": "test", "command": f"sleep 600; {CHECK}", "timeoutSeconds": 
 
 
 async def test_a_model_api_overloaded_or_rate_limited_for_a_while_costs_at_most_one_attempt(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     # The Messages API answers 529 (overloaded) to the planner's first call and the SDK's 4
     # retries; the attempt fails with the reason, the next attempt gets through. In the
@@ -139,7 +135,7 @@ async def test_a_model_api_overloaded_or_rate_limited_for_a_while_costs_at_most_
     implementer = [edit, Fail(429, "rate limited"), Fail(429, "rate limited"), submit]
     sessions = {("fix-cart", "implementer"): [implementer],
                 ("fix-cart", "planner"): [[Fail(529)]] * 5}  # fmt: skip
-    async with cluster(tmp_path, remote, [FIX_CART], sessions) as c:
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], sessions) as c:
         task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == ["fix-cart-plan-1", "fix-cart-plan-2", *EVERY_STAGE[1:]]
@@ -147,47 +143,52 @@ async def test_a_model_api_overloaded_or_rate_limited_for_a_while_costs_at_most_
         assert len(retried) == 1 and "529" in retried[0]["message"], retried
         assert c.fake.statuses.count(429) == 2, "the SDK waited out the rate limit"
         assert merged_tasks(remote) == ["fix-cart"]
-        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
+        assert [s["metadata"]["name"] for s in await c.items(c.secrets)] == ["anthropic"]
 
 
 async def test_a_pod_deleted_mid_stage_is_a_failed_attempt_not_a_silent_rerun(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
-    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
                        retries={"perStage": 0}) as c:  # fmt: skip
         # The implementer runs the checks before it hands off: its pod is the slow one.
         await c.pod("fix-cart-implement-1")
-        response = await c.http.delete(f"{c.url}{PODS}/fix-cart-implement-1")
+        response = await c.http.delete(f"{c.url}{c.pods}/fix-cart-implement-1")
         assert response.status == 200
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert "fix-cart-implement-1 was deleted before it finished" in task["status"]["message"]
-        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
+        assert [s["metadata"]["name"] for s in await c.items(c.secrets)] == ["anthropic"]
 
 
 async def test_a_pod_past_its_deadline_fails_its_attempt_and_is_kept_for_debugging(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
-    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
                        retries={"perStage": 0}, sandbox={"timeoutSeconds": 60}) as c:  # fmt: skip
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert "stopped at its deadline" in task["status"]["message"]
-        kept = await c.items(PODS)
+        kept = await c.items(c.pods)
         assert [p["metadata"]["name"] for p in kept] == ["fix-cart-implement-1"]
         assert kept[0]["status"]["reason"] == "DeadlineExceeded"
         assert kept[0]["metadata"]["labels"]["agentfactory.dev/kept"] == "true"
         # Its credentials go even though the pod stays.
-        assert [s["metadata"]["name"] for s in await c.items(SECRETS)] == ["anthropic"]
+        assert [s["metadata"]["name"] for s in await c.items(c.secrets)] == ["anthropic"]
 
 
 async def test_an_invalid_task_gets_failed_with_the_field_and_the_fix(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
-    bad = task_doc("vague", "Make it better.", ["shop/**"])
-    bad["spec"]["acceptanceCriteria"] = []
-    async with cluster(tmp_path, remote, [bad, FIX_CART],
-                       fixes()) as c:  # fmt: skip
+    # What the schema can say, the API server refuses at once, naming the field; what it
+    # cannot (a blank criterion), the operator fails with the field and the fix.
+    empty = task_doc("empty", "Make it better.", ["shop/**"], acceptanceCriteria=[])
+    blank = task_doc("vague", "Make it better.", ["shop/**"], acceptanceCriteria=["  "])
+    async with cluster(control_plane, tmp_path, remote, [blank, FIX_CART], fixes()) as c:
+        async with c.http.post(c.url + c.tasks, json=empty) as refused:
+            assert refused.status == 422
+            assert "spec.acceptanceCriteria" in (await refused.json())["message"]
         task = await c.phase("vague", "Failed")
         assert "spec.acceptanceCriteria" in task["status"]["message"]
+        assert "entry 0 is blank" in task["status"]["message"]
         assert (await c.phase("fix-cart", "Merged", "NeedsAttention"))["status"]["phase"] == (
             "Merged"
         ), "one bad task stops nothing else"
@@ -198,19 +199,20 @@ def log_records(log: Path) -> list[dict[str, Any]]:
 
 
 async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merge(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     # `agentfactory run` killed with SIGKILL while the CI pod runs; a new process rebuilds its
     # view from the resources and finishes the task.
     log, port = tmp_path / "operator.log", free_port()
-    flags = ("--standalone", "--metrics-port", str(port), "--resync-seconds", "2")
-    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
+    flags = ["--standalone", "--metrics-port", str(port), "--resync-seconds", "2"]
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
                        in_process=False) as c:  # fmt: skip
-        async with operator_process(c.url, c.workdir, log, *flags) as first:
+        flags += ["--namespace", c.ns]
+        async with operator_process(c.kubeconfig, c.workdir, log, *flags) as first:
             await c.pod("fix-cart-ci-1")
             first.kill()
             await first.wait()
-        async with operator_process(c.url, c.workdir, log, *flags) as second:
+        async with operator_process(c.kubeconfig, c.workdir, log, *flags) as second:
             task = await c.phase("fix-cart", "Merged", "NeedsAttention")
             async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 metrics = await response.text()
@@ -220,25 +222,27 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
         assert c.started == EVERY_STAGE, "no pod twice"
         assert merged_tasks(remote) == ["fix-cart"], "merged once"
         assert git(remote, "branch", "--list", "factory/*") == "", "no branch left behind"
-        assert 'agentfactory_tasks{factory="shop",namespace="shop",phase="Merged"} 1.0' in metrics
+        merged = f'agentfactory_tasks{{factory="shop",namespace="{c.ns}",phase="Merged"}} 1.0'
+        assert merged in metrics
         assert all({"message", "timestamp", "severity"} <= r.keys() for r in log_records(log)), (
             "structured logs: one JSON object per line"
         )
 
 
 async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
-    tmp_path: Path, remote: Path
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     leader, standby = tmp_path / "leader.log", tmp_path / "standby.log"
     peering = ("--peering-lifetime", "4", "--metrics-port", "0", "--resync-seconds", "2")
-    async with cluster(tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
-                       in_process=False) as c:  # fmt: skip
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), checks=CI_A_WHILE,
+                       in_process=False, chart=("peering.enabled=true",)) as c:  # fmt: skip
+        peering = (*peering, "--namespace", c.ns)
         leading = ("--priority", "2", *peering)
-        async with operator_process(c.url, c.workdir, leader, *leading) as first:
-            await wait_for(c.url, "/apis/kopf.dev/v1/clusterkopfpeerings", "agentfactory",
+        async with operator_process(c.kubeconfig, c.workdir, leader, *leading) as first:
+            await wait_for(c.api, f"/apis/kopf.dev/v1/namespaces/{c.ns}/kopfpeerings", "agentfactory",
                            lambda o: bool(o.get("status")))  # fmt: skip
             async with operator_process(
-                c.url, c.workdir, standby, "--priority", "1", *peering
+                c.kubeconfig, c.workdir, standby, "--priority", "1", *peering
             ) as second:
                 await c.pod("fix-cart-ci-1")
                 first.kill()
@@ -248,7 +252,7 @@ async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == EVERY_STAGE, "no pod twice"
         assert merged_tasks(remote) == ["fix-cart"], "merged once"
-        led, took_over = moves(leader), moves(standby)
+        led, took_over = moves(leader, c.ns), moves(standby, c.ns)
         assert "launched fix-cart-ci-1" in led, "the higher priority leads"
         assert took_over, "the standby finished the task"
         early = ("launched fix-cart-plan", "launched fix-cart-implement", "launched fix-cart-ci")
@@ -259,9 +263,9 @@ async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_
         assert len(transitions) == len(task["status"]["history"])
 
 
-def moves(log: Path) -> list[str]:
-    """What the operator logged doing to shop/fix-cart: launches and transitions."""
-    prefix = "shop/fix-cart "
+def moves(log: Path, namespace: str) -> list[str]:
+    """What the operator logged doing to fix-cart: launches and transitions."""
+    prefix = f"{namespace}/fix-cart "
     return [r["message"].removeprefix(prefix) for r in log_records(log)
             if r["message"].startswith(prefix)]  # fmt: skip
 

@@ -185,26 +185,31 @@ def _local(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
-    from typing import Any
 
     import kopf
 
     import agentfactory.controller.factories
     import agentfactory.controller.serve
     import agentfactory.controller.settings
-    import agentfactory.controller.tasks  # noqa: F401 - the handlers register on import
+    import agentfactory.controller.tasks
+    from agentfactory.kube.auth import AuthError, Connection, connect
 
-    if args.server:
-
-        @kopf.on.login(id="server-flag")
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=args.server, insecure=args.insecure)
+    try:
+        connection = (
+            Connection(server=args.server, source="--server")
+            if args.server
+            else connect(args.kubeconfig, args.context)
+        )
+    except AuthError as exc:
+        print(f"agentfactory run: {exc}", file=sys.stderr)
+        return 2
+    agentfactory.controller.settings.use(connection)
 
     # Structured by default: one JSON object per line, with the object's namespace and name,
     # which is what log collectors in a cluster index.
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     memo = kopf.Memo(
-        kube_server=args.server, workdir=args.workdir, metrics_port=args.metrics_port,
+        workdir=args.workdir, metrics_port=args.metrics_port,
         resync_seconds=args.resync_seconds,
         github_poll_seconds=args.github_poll_seconds, peering_lifetime=args.peering_lifetime,
         unschedulable_seconds=args.unschedulable_seconds,
@@ -316,14 +321,19 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(run=_local)
     run = commands.add_parser(
         "run",
-        help="run the operator (kopf): in a cluster, or against --server",
-        description="Run the operator. In a pod it uses its service account; elsewhere name the"
-        " API server with --server (for example the URL of `kubectl proxy`).",
+        help="run the operator (kopf): in a cluster, or with your kubeconfig",
+        description="Run the operator. It finds the API server as kubectl does: --kubeconfig or"
+        " $KUBECONFIG (its current context or --context; client certificates, tokens and exec"
+        " credential plugins), else the pod's service account, else ~/.kube/config. TLS is"
+        " always verified.",
     )
     run.add_argument("--namespace", action="append", help="watch this namespace (repeatable;"
                      " default: all namespaces)")  # fmt: skip
-    run.add_argument("--server", help="API server URL (default: the in-cluster service account)")
-    run.add_argument("--insecure", action="store_true", help="skip TLS verification (--server)")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, the pod's"
+                     " service account, ~/.kube/config)")  # fmt: skip
+    run.add_argument("--context", help="kubeconfig context (default: its current context)")
+    run.add_argument("--server", help="an API server URL that needs no credentials, such as"
+                     " `kubectl proxy`'s (instead of a kubeconfig)")  # fmt: skip
     run.add_argument(
         "--workdir",
         default="/tmp/agentfactory",  # noqa: S108 - the operator pod's emptyDir

@@ -11,6 +11,7 @@ import kopf
 
 from agentfactory import API_VERSION, GROUP
 from agentfactory.controller.leadership import Leadership
+from agentfactory.kube.auth import Connection, connect
 from agentfactory.kube.client import Kube, KubeError, path_of
 
 PREFIX = "agentfactory.dev"
@@ -18,6 +19,33 @@ STOP_SECONDS = 20
 PEERING_API = "kopf.dev/v1"
 PLURALS = ("factoryspecs", "agenttasks")
 log = logging.getLogger(__name__)
+_connection: list[Connection] = []
+
+
+def use(connection: Connection) -> None:
+    """Talk to the API server through *connection* (kopf's watches and the operator's own
+    requests alike); by default, the one `agentfactory.kube.auth.connect` finds."""
+    _connection[:] = [connection]
+
+
+def connection() -> Connection:
+    if not _connection:
+        _connection.append(connect())
+    return _connection[0]
+
+
+@kopf.on.login(id="connection")
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials: the same server, CA, client certificate and token as ours (asked
+    again on a 401, so a rotated token is picked up)."""
+    found = connection()
+    authorization = (found.authorization() or "").split(" ", 1)
+    return kopf.ConnectionInfo(
+        server=found.server, ca_path=found.ca_file, certificate_path=found.cert_file,
+        private_key_path=found.key_file, default_namespace=found.namespace,
+        scheme=authorization[0] if len(authorization) == 2 else None,
+        token=authorization[1] if len(authorization) == 2 else None,
+    )  # fmt: skip
 
 
 @kopf.on.startup(id="settings")
@@ -35,9 +63,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # cluster-wide grant a namespaced install does not have (kopf then only warns and never
     # notices), so our CRDs are checked once here instead, and their absence stops the start.
     settings.scanning.disabled = True
-    server = memo.get("kube_server")
-    kube = Kube(server=server) if server else Kube.in_cluster()
-    memo.kube = await kube.__aenter__()
+    found = connection()
+    log.info("API server %s, credentials from %s", found.server, found.source)
+    memo.kube = await Kube(connection=found).__aenter__()
     await ensure_crds(memo.kube)
     memo.leaderships = {}
     memo.peering = None

@@ -9,19 +9,15 @@ never listed, so the operator's RBAC needs no `list` on secrets.
 from __future__ import annotations
 
 import base64
-import ssl
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from agentfactory import __version__
+from agentfactory.kube.auth import Connection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeError(Exception):
@@ -46,26 +42,17 @@ def _matches(obj: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(have.get(key) == value for key, value in labels.items())
 
 
-@dataclass
 class Kube:
-    """A connection to an API server."""
+    """A client of an API server: *server* alone (a `kubectl proxy`), or a *connection* with
+    its TLS and credentials (`agentfactory.kube.auth.connect`)."""
 
-    server: str
-    token_file: Path | None = None
-    ca_file: str | None = None
-    _session: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def in_cluster(cls) -> Kube:
-        """The pod's own service account, as every in-cluster client uses it."""
-        return cls(
-            server="https://kubernetes.default.svc",
-            token_file=SERVICE_ACCOUNT / "token",
-            ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
-        )
+    def __init__(self, server: str = "", connection: Connection | None = None) -> None:
+        self.connection = connection or Connection(server=server)
+        self.server = self.connection.server
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Kube:
-        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        context = self.connection.ssl_context()
         connector = aiohttp.TCPConnector(ssl=context) if context else None
         # Named in the API server's audit log, and apart from kopf's own requests.
         headers = {"User-Agent": f"agentfactory/{__version__}"}
@@ -79,10 +66,11 @@ class Kube:
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._session is None:
             raise RuntimeError("open the client first: `async with Kube(...) as kube`")
-        if self.token_file is not None:
-            # Read per request: the kubelet rotates projected service account tokens.
-            token = self.token_file.read_text().strip()
-            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
+        # Asked per request: the kubelet rotates projected service account tokens, and exec
+        # credential plugins hand out tokens that expire.
+        authorization = self.connection.authorization()
+        if authorization:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": authorization}
         async with self._session.request(method, self.server + path, **kwargs) as response:
             if response.status >= 400:
                 raise KubeError(response.status, (await response.text())[:500])

@@ -83,14 +83,11 @@ def service_account_name(factory: str) -> str:
 
 
 def _owner(kind: str, name: str, uid: str, api_version: str = API_VERSION) -> dict[str, Any]:
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on (OpenShift, and
+    # clusters that enable it), setting it needs `update` on the owner's finalizers, a right
+    # the operator does not otherwise need. It would only hold a foreground deletion of the
+    # task until its pods are gone; the operator's own finalizer already cleans them up.
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True}
 
 
 def _restricted() -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""What the real API server says about our objects: the CRDs are structural and served, the
+schema refuses what it can express, status is written only through `/status`, the generation
+follows the spec, and the stage pods we build pass Pod Security "restricted" where a pod that
+breaks it is refused."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from agentfactory.core.phases import Stage
+from agentfactory.manifests.agents import Attempt, agent_pod, agent_service_account
+from tests.apiserver import ApiError
+from tests.builders import factory
+from tests.scripts import task_doc
+
+if TYPE_CHECKING:
+    from tests.apiserver import ControlPlane
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def tasks(namespace: str) -> str:
+    return f"/apis/agentfactory.dev/v1alpha1/namespaces/{namespace}/agenttasks"
+
+
+def refusal(plane: ControlPlane, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(ApiError) as refused:
+        plane.request(method, path, body)
+    return refused.value.code, refused.value.status
+
+
+def test_our_crds_are_structural_and_established(control_plane: ControlPlane) -> None:
+    for name in ("agenttasks.agentfactory.dev", "factoryspecs.agentfactory.dev"):
+        crd = control_plane.request("GET", f"{CRDS}/{name}")
+        conditions = {c["type"]: c for c in crd["status"]["conditions"]}
+        assert conditions["Established"]["status"] == "True"
+        assert conditions["NamesAccepted"]["status"] == "True"
+        assert "NonStructuralSchema" not in conditions, conditions["NonStructuralSchema"]
+
+
+def test_the_schema_refuses_a_bad_field_naming_it(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    doc = task_doc("bad", "A goal.", ["shop/**"], priority="urgent")
+    code, status = refusal(control_plane, "POST", tasks(namespace), doc)
+    assert code == 422, status
+    assert "spec.priority" in status["message"], status["message"]
+
+
+def test_unknown_fields_are_pruned(control_plane: ControlPlane, namespace: str) -> None:
+    doc = task_doc("pruned", "A goal.", ["shop/**"], typoField="x")
+    created = control_plane.request("POST", tasks(namespace), doc)
+    assert "typoField" not in created["spec"]
+    assert created["spec"]["goal"] == "A goal."
+
+
+def test_status_is_written_only_through_the_status_subresource(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    path = f"{tasks(namespace)}/status-only"
+    control_plane.request("POST", tasks(namespace), task_doc("status-only", "G.", ["a/**"]))
+    merge = "application/merge-patch+json"
+    wrong = control_plane.request("PATCH", path, {"status": {"phase": "Merged"}},
+                                  content_type=merge)  # fmt: skip
+    assert "status" not in wrong or wrong["status"].get("phase") != "Merged", "dropped"
+    right = control_plane.request("PATCH", f"{path}/status", {"status": {"phase": "Pending"}},
+                                  content_type=merge)  # fmt: skip
+    assert right["status"]["phase"] == "Pending"
+    # and the other way round: a spec change sent to /status is not applied
+    sneaky = control_plane.request("PATCH", f"{path}/status", {"spec": {"goal": "Other."}},
+                                   content_type=merge)  # fmt: skip
+    assert sneaky["spec"]["goal"] == "G."
+
+
+def test_the_generation_moves_with_the_spec_only(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    path = f"{tasks(namespace)}/generations"
+    created = control_plane.request("POST", tasks(namespace), task_doc("generations", "G.", ["a"]))
+    assert created["metadata"]["generation"] == 1
+    merge = "application/merge-patch+json"
+    status = control_plane.request("PATCH", f"{path}/status", {"status": {"phase": "Pending"}},
+                                   content_type=merge)  # fmt: skip
+    assert status["metadata"]["generation"] == 1
+    spec = control_plane.request("PATCH", path, {"spec": {"goal": "H."}}, content_type=merge)
+    assert spec["metadata"]["generation"] == 2
+
+
+def stage_pod(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    """An implementer's pod as the operator builds it, with the factory's ServiceAccount."""
+    account = agent_service_account("shop", namespace, "uid-factory")
+    account["metadata"].pop("ownerReferences")  # no factory object to own it here
+    plane.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", account)
+    attempt = Attempt(task="add-webhook", task_uid="uid-task", namespace=namespace,
+                      factory="shop", stage=Stage.IMPLEMENT, attempt=1)  # fmt: skip
+    spec = factory(agents={"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}})
+    pod = agent_pod(attempt, spec, role="implementer", repo_url="https://git.example.test/s.git",
+                    ref="a" * 40)  # fmt: skip
+    pod["metadata"].pop("ownerReferences", None)  # no task object to own it here
+    return pod
+
+
+def test_our_stage_pod_is_admitted_under_restricted(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    pods = f"/api/v1/namespaces/{namespace}/pods?dryRun=All"
+    admitted = control_plane.request("POST", pods, stage_pod(control_plane, namespace))
+    assert admitted["metadata"]["name"].startswith("add-webhook-implement")
+
+
+def test_a_pod_that_breaks_restricted_is_refused(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    pod = stage_pod(control_plane, namespace)
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    del pod["spec"]["securityContext"]["seccompProfile"]
+    code, status = refusal(control_plane, "POST", f"/api/v1/namespaces/{namespace}/pods", pod)
+    assert code == 403, status
+    assert 'violates PodSecurity "restricted:latest"' in status["message"], status["message"]
+    assert "allowPrivilegeEscalation != false" in status["message"]
