@@ -49,8 +49,10 @@ ADMISSION = [
     "OwnerReferencesPermissionEnforcement", "MutatingAdmissionWebhook",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook",
 ]  # fmt: skip
+# Every request once, when it completes (a watch or a log stream would log its start too).
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-                "omitStages": ["RequestReceived", "ResponseStarted"], "rules": [{"level": "Metadata"}]}  # fmt: skip
+                "omitStages": ["RequestReceived", "ResponseStarted"],
+                "rules": [{"level": "Metadata"}]}  # fmt: skip
 READY_WITHIN = 180.0
 
 
@@ -209,7 +211,8 @@ class ControlPlane:
             time.sleep(0.2)
         raise RuntimeError(f"{name} was not ready within {READY_WITHIN} s:\n{self._log_tail(name)}")
 
-    def start(self) -> ControlPlane:
+    def start(self, *, crds: bool = True) -> ControlPlane:
+        """Start the processes and wait for the API server; with *crds*, install ours."""
         etcd_port, peer_port, port = free_port(), free_port(), free_port()
         etcd = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
@@ -264,7 +267,8 @@ class ControlPlane:
                           "--controllers", "*,-bootstrapsigner,-tokencleaner",
                           "--node-monitor-grace-period", "60s"]  # fmt: skip
             self._spawn(name, *flags)
-        self.install_crds()
+        if crds:
+            self.install_crds()
         return self
 
     def stop(self) -> None:
@@ -336,12 +340,17 @@ class ControlPlane:
             crd = yaml.safe_load(path.read_text())
             self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
         for path in sorted(CRDS.glob("*.yaml")):
-            name = yaml.safe_load(path.read_text())["metadata"]["name"]
-            self._await("kube-apiserver", lambda name=name: self._established(name))
+            self.await_established(yaml.safe_load(path.read_text())["metadata"]["name"])
+
+    def await_established(self, name: str) -> None:
+        """Wait until the server serves the CRD *name*."""
+        self._await("kube-apiserver", lambda: self._established(name))
 
     def _established(self, name: str) -> bool:
         crd = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-        conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+        conditions = {
+            c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []
+        }
         return conditions.get("Established") == "True"
 
     def namespace(self, prefix: str = "t", labels: dict[str, str] | None = None) -> str:

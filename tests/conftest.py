@@ -49,6 +49,17 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 @pytest.fixture
+def bare_plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane of this test's own, without our CRDs (for installing them itself, as
+    the chart does: CRDs are cluster-wide, and one release cannot adopt another's)."""
+    plane = ControlPlane(tmp_path / "controlplane")
+    try:
+        yield plane.start(crds=False)
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
 def namespace(control_plane: ControlPlane) -> str:
     """A namespace of this test's own on the real server, enforcing "restricted"."""
     return control_plane.namespace()

@@ -1,12 +1,12 @@
-"""Helm's own engine for the chart tests: helm-sdkpy in `.venv-helm` (Python 3.12, see the
-README's test command), run as a process through `tests/helm_driver.py`, installing into the
-API emulator."""
+"""The real `helm` CLI for the chart tests (built by tests/controlplane/build.sh): lint, and
+install into a real API server, as the README's quickstart does; what the release made is
+read back from the server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
+import re
 import shutil
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,44 +15,39 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tests.apiserver import ApiError, scrubbed_env, tool
 from tests.builders import merge
-from tests.kube import MONITORING, Emulator, emulated, kubeconfig, serve
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from tests.apiserver import ControlPlane
+
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "charts" / "agentfactory"
-DRIVER = Path(__file__).parent / "helm_driver.py"
-HELM_PYTHON = Path(
-    os.environ.get("AGENTFACTORY_HELM_PYTHON") or ROOT / ".venv-helm" / "bin" / "python"
-)
-SET_UP = (
-    "PYENV_VERSION=3.12 python3.12 -m venv .venv-helm"
-    " && .venv-helm/bin/pip install -q 'helm-sdkpy>=0.1.32,<0.2'"
-)
-HELM_READY = HELM_PYTHON.exists()
-ERROR = 3  # Helm's lint severities: 1 info, 2 warning, 3 error
+SEVERITY = {"INFO": 1, "WARNING": 2, "ERROR": 3}
+ERROR = SEVERITY["ERROR"]
+#: Just enough of the Prometheus Operator's CRDs for the chart's monitoring objects.
+MONITORING = {"servicemonitors": "ServiceMonitor", "prometheusrules": "PrometheusRule"}
+OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 
 class HelmError(Exception):
-    """Helm refused: its message."""
+    """Helm refused: what it said."""
 
 
-async def helm(request: dict[str, Any]) -> Any:
-    """One request to Helm's engine (see helm_driver.py); its result, or HelmError."""
-    assert HELM_READY, f"Helm's engine runs in {HELM_PYTHON}; set it up: {SET_UP}"
+async def helm(*argv: str, config: Path | None = None) -> str:
+    """Run `helm` (against the kubeconfig *config*); its output, or HelmError."""
+    extra = {"KUBECONFIG": str(config)} if config is not None else {}
     process = await asyncio.create_subprocess_exec(
-        str(HELM_PYTHON), str(DRIVER),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "HELM_DRIVER": "memory"},
+        tool("helm"), *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=scrubbed_env(**extra),
     )  # fmt: skip
-    out, err = await process.communicate(json.dumps(request).encode())
-    assert process.returncode == 0, err.decode()
-    answer = json.loads(out)
-    if not answer["ok"]:
-        raise HelmError(answer["error"])
-    return answer["result"]
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise HelmError(out.decode() + err.decode())
+    return out.decode()
 
 
 def chart_with(values: dict[str, Any], where: Path) -> Path:
@@ -66,23 +61,36 @@ def chart_with(values: dict[str, Any], where: Path) -> Path:
 
 
 async def lint(values: dict[str, Any], where: Path) -> list[tuple[int, str]]:
-    """Helm's lint of the chart with *values*: (severity, path) of each message."""
-    result = await helm({"action": "lint", "chart": str(chart_with(values, where))})
-    assert result["TotalChartsLinted"] == 1
-    return [(m["Severity"], m["Path"]) for m in result["Messages"] or []]
+    """`helm lint` of the chart with *values*: (severity, path) of each message."""
+    try:
+        out = await helm("lint", str(chart_with(values, where)))
+    except HelmError as failed:  # errors make it exit 1; the messages are the same
+        out = str(failed)
+    assert "1 chart(s) linted" in out, out
+    # A message may run over lines; each starts with its severity in brackets.
+    return [(SEVERITY[m[1]], m[2]) for m in re.finditer(r"^\[(INFO|WARNING|ERROR)\] ([^:]*):",
+                                                       out, re.MULTILINE)]  # fmt: skip
 
 
 @dataclass
 class Release:
-    """What `helm install` made: the objects in the API server, and the NOTES."""
+    """What `helm install` made, as the API server holds it, and the NOTES."""
 
-    emulator: Emulator
+    plane: ControlPlane
+    manifest: list[dict[str, Any]]
+    """The objects Helm sent, as rendered."""
     notes: str
 
     def objects(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
-        """Objects of *kind* by (namespace, name); cluster-scoped ones have namespace ''."""
-        return {(ns or "", name): obj.raw for (_, ns, name), obj in self.emulator.objects.items()
-                if obj.raw.get("kind") == kind and not obj.deleted}  # fmt: skip
+        """The release's objects of *kind* as the server holds them, by (namespace, name);
+        cluster-scoped ones have namespace ''."""
+        found = {}
+        for sent in self.manifest:
+            if sent["kind"] != kind:
+                continue
+            meta = sent["metadata"]
+            found[meta.get("namespace", ""), meta["name"]] = self.plane.request("GET", _path(sent))
+        return found
 
     def one(self, kind: str) -> dict[str, Any]:
         found = list(self.objects(kind).values())
@@ -90,20 +98,58 @@ class Release:
         return found[0]
 
 
+def _path(obj: dict[str, Any]) -> str:
+    """The REST path of an object of the chart's kinds."""
+    plurals = {"Deployment": "deployments", "ServiceAccount": "serviceaccounts",
+               "Service": "services", "Role": "roles", "RoleBinding": "rolebindings",
+               "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
+               "PodDisruptionBudget": "poddisruptionbudgets", "ConfigMap": "configmaps",
+               "CustomResourceDefinition": "customresourcedefinitions",
+               **{kind: plural for plural, kind in MONITORING.items()}}  # fmt: skip
+    version = obj["apiVersion"]
+    base = f"/api/{version}" if "/" not in version else f"/apis/{version}"
+    namespace = obj["metadata"].get("namespace")
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{scope}/{plurals[obj['kind']]}/{obj['metadata']['name']}"
+
+
+def install_monitoring_crds(plane: ControlPlane) -> None:
+    """The Prometheus Operator's two kinds the chart uses (schemas left open)."""
+    for plural, kind in MONITORING.items():
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+               "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                        "names": {"kind": kind, "plural": plural},
+                        "versions": [{"name": "v1", "served": True, "storage": True,
+                                      "schema": {"openAPIV3Schema": OPEN}}]}}  # fmt: skip
+        try:
+            plane.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+        plane.await_established(crd["metadata"]["name"])
+
+
 @asynccontextmanager
 async def installed(
-    values: dict[str, Any], where: Path, *, monitoring: bool = True,
-    namespace: str = "agentfactory", release: str = "af",
+    plane: ControlPlane, values: dict[str, Any], where: Path, *, monitoring: bool = True,
+    namespace: str = "agentfactory", release: str = "af", namespaces: tuple[str, ...] = (),
 ) -> AsyncIterator[Release]:  # fmt: skip
-    """`helm install` of the chart with *values* into a fresh emulator (which serves the
-    Prometheus Operator's kinds when *monitoring*)."""
-    async with emulated() as (emulator, url):
-        if monitoring:
-            serve(emulator, MONITORING)
-        result = await helm({
-            "action": "install", "chart": str(CHART), "release": release,
-            "namespace": namespace, "kubeconfig": str(kubeconfig(where / "kubeconfig", url)),
-            "values": values,
-        })  # fmt: skip
-        assert result["status"] == "deployed", result
-        yield Release(emulator, result["notes"])
+    """`helm install` of the chart with *values* into *plane* (which serves the Prometheus
+    Operator's kinds when *monitoring*), as an administrator who made *namespaces* first."""
+    if monitoring:
+        install_monitoring_crds(plane)
+    for watched in namespaces:  # watched namespaces must exist first, as the docs say
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": watched}}
+        plane.request("POST", "/api/v1/namespaces", body)
+    config = plane.kubeconfig(where / "admin.kubeconfig")
+    (where / "values.json").write_text(json.dumps(values))
+    await helm("install", release, str(CHART), "--namespace", namespace, "--create-namespace",
+               "--values", str(where / "values.json"), config=config)  # fmt: skip
+    manifest = await helm("get", "manifest", release, "--namespace", namespace, config=config)
+    notes = await helm("get", "notes", release, "--namespace", namespace, config=config)
+    docs = [doc for doc in yaml.safe_load_all(manifest) if doc]
+    for doc in docs:  # templates may leave the namespace to Helm, which sends the release's
+        if doc["kind"] not in CLUSTER_SCOPED:
+            doc["metadata"].setdefault("namespace", namespace)
+    yield Release(plane, docs, notes)

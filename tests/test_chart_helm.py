@@ -1,6 +1,6 @@
-"""The chart through Helm's own engine (helm-sdkpy): lint, install into the API emulator, and
-the objects it made: RBAC exactly as documented, the restricted pod, the CRDs, monitoring;
-and values the schema rejects, with Helm's message."""
+"""The chart through the real `helm`: lint, install into a real API server (which admits every
+object it makes), and the objects as the server holds them: RBAC exactly as documented, the
+restricted pod, the CRDs, monitoring; and values the schema rejects, with Helm's message."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from tests.test_images import UIDS
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.apiserver import ControlPlane
 
 EVERYTHING: dict[str, Any] = {
     "replicaCount": 2,
@@ -47,6 +49,7 @@ EVERYTHING: dict[str, Any] = {
     "priorityClassName": "system-cluster-critical",
 }  # fmt: skip
 CLUSTER_WIDE = {**EVERYTHING, "clusterWide": True}
+TEAMS = ("team-a", "team-b")
 BUILT_IN = {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding", "ClusterRole",
             "ClusterRoleBinding", "PodDisruptionBudget", "ConfigMap",
             "CustomResourceDefinition"}  # fmt: skip
@@ -69,9 +72,10 @@ async def test_helm_lint_reports_a_template_that_does_not_render(tmp_path: Path)
 
 
 async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
+    bare_plane: ControlPlane,
     tmp_path: Path,
 ) -> None:
-    async with installed({}, tmp_path) as release:
+    async with installed(bare_plane, {}, tmp_path) as release:
         deployment = release.one("Deployment")
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -103,33 +107,38 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         assert release.objects("ClusterRole") == {}
         assert not any(r["apiGroups"] == ["apiextensions.k8s.io"] for r in role["rules"])
         # The CRDs, identical to crds/, kept on uninstall.
-        crds = release.objects("CustomResourceDefinition")
+        crd_kind = "CustomResourceDefinition"
+        crds = release.objects(crd_kind)
         assert sorted(name for _, name in crds) == [
             "agenttasks.agentfactory.dev", "factoryspecs.agentfactory.dev"]  # fmt: skip
+        sent = {o["metadata"]["name"]: o for o in release.manifest if o["kind"] == crd_kind}
         for (_, name), crd in crds.items():
             shipped = yaml.safe_load((ROOT / "crds" / f"{name.split('.')[0]}.yaml").read_text())
-            assert crd["spec"] == shipped["spec"]
+            assert sent[name]["spec"] == shipped["spec"]
             assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+            assert conditions["Established"] == "True", "the server serves them"
         service = release.one("Service")
         assert service["spec"]["ports"][0]["targetPort"] == "metrics"
         assert not release.objects("ServiceMonitor") and not release.objects("PodDisruptionBudget")
         assert "kubectl get agenttasks -w" in release.notes
 
 
-async def test_every_object_is_valid_kubernetes(tmp_path: Path) -> None:
-    async with installed(EVERYTHING, tmp_path) as release:
-        made = [obj for obj in (o.raw for o in release.emulator.objects.values())
-                if obj.get("kind") in BUILT_IN]  # fmt: skip
+async def test_every_object_is_valid_kubernetes(bare_plane: ControlPlane, tmp_path: Path) -> None:
+    async with installed(bare_plane, EVERYTHING, tmp_path, namespaces=TEAMS) as release:
+        # The server admitted each one (the install succeeded); each is also valid against the
+        # published schema of the oldest Kubernetes the chart supports.
+        made = [obj for obj in release.manifest if obj["kind"] in BUILT_IN]
         assert {obj["kind"] for obj in made} == BUILT_IN - {"ClusterRole", "ClusterRoleBinding"}
         for obj in made:
-            clean = json.loads(json.dumps(obj))
-            for server_set in ("uid", "resourceVersion", "creationTimestamp"):
-                clean["metadata"].pop(server_set, None)
-            kubernetes_validate.validate(clean, "1.31", strict=True)
+            kubernetes_validate.validate(obj, "1.31", strict=True)
+            assert release.objects(obj["kind"]), obj["kind"]
 
 
-async def test_watched_namespaces_each_get_a_role_bound_to_the_operator(tmp_path: Path) -> None:
-    async with installed(EVERYTHING, tmp_path) as release:
+async def test_watched_namespaces_each_get_a_role_bound_to_the_operator(
+    bare_plane: ControlPlane, tmp_path: Path
+) -> None:
+    async with installed(bare_plane, EVERYTHING, tmp_path, namespaces=TEAMS) as release:
         roles = release.objects("Role")
         assert sorted(roles) == [("team-a", "af-agentfactory"), ("team-b", "af-agentfactory")]
         for role in roles.values():
@@ -147,8 +156,10 @@ async def test_watched_namespaces_each_get_a_role_bound_to_the_operator(tmp_path
         assert release.one("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
-async def test_cluster_wide_is_one_cluster_role_with_the_same_rules(tmp_path: Path) -> None:
-    async with installed(CLUSTER_WIDE, tmp_path) as release:
+async def test_cluster_wide_is_one_cluster_role_with_the_same_rules(
+    bare_plane: ControlPlane, tmp_path: Path
+) -> None:
+    async with installed(bare_plane, CLUSTER_WIDE, tmp_path) as release:
         assert release.objects("Role") == {} and release.objects("RoleBinding") == {}
         role = release.one("ClusterRole")
         assert granted(role["rules"]) == documented(peering=True, cluster_wide=True)
@@ -160,9 +171,11 @@ async def test_cluster_wide_is_one_cluster_role_with_the_same_rules(tmp_path: Pa
         assert crds[("", "clusterkopfpeerings.kopf.dev")]["spec"]["scope"] == "Cluster"
 
 
-async def test_crds_can_be_left_to_someone_else(tmp_path: Path) -> None:
-    async with installed({"crds": {"enabled": False}, "peering": {"enabled": True}},
-                         tmp_path) as release:  # fmt: skip
+async def test_crds_can_be_left_to_someone_else(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    values = {"crds": {"enabled": False}, "peering": {"enabled": True}}
+    async with installed(control_plane, values, tmp_path, namespace=namespace) as release:
         assert release.objects("CustomResourceDefinition") == {}
         assert release.one("Deployment")
 
@@ -191,10 +204,11 @@ def referenced_metrics(text: str) -> set[str]:
 
 
 async def test_monitoring_alerts_and_dashboard_use_metrics_the_operator_serves(
+    bare_plane: ControlPlane,
     tmp_path: Path,
 ) -> None:
     served = exposed_metrics()
-    async with installed(EVERYTHING, tmp_path) as release:
+    async with installed(bare_plane, EVERYTHING, tmp_path, namespaces=TEAMS) as release:
         monitor = release.one("ServiceMonitor")
         assert monitor["metadata"]["labels"]["release"] == "prometheus"
         assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics",
@@ -227,10 +241,12 @@ async def test_monitoring_alerts_and_dashboard_use_metrics_the_operator_serves(
         assert bare <= documented_metrics, "document every metric in the chart's README"
 
 
-async def test_monitoring_needs_the_prometheus_operator(tmp_path: Path) -> None:
+async def test_monitoring_needs_the_prometheus_operator(
+    bare_plane: ControlPlane, tmp_path: Path
+) -> None:
     with pytest.raises(HelmError, match='no matches for kind "ServiceMonitor"'):
-        async with installed({"metrics": {"serviceMonitor": {"enabled": True}}}, tmp_path,
-                             monitoring=False):  # fmt: skip
+        async with installed(bare_plane, {"metrics": {"serviceMonitor": {"enabled": True}}},
+                             tmp_path, monitoring=False):  # fmt: skip
             pass
 
 
@@ -248,15 +264,20 @@ async def test_monitoring_needs_the_prometheus_operator(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 async def test_helm_rejects_values_that_break_the_schema_with_their_message(
-    values: dict[str, Any], message: str, tmp_path: Path
+    values: dict[str, Any],
+    message: str,
+    control_plane: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     with pytest.raises(HelmError, match="values don't meet the specifications") as refused:
-        async with installed(values, tmp_path):
+        async with installed(control_plane, values, tmp_path, namespace=namespace):
             pass
     assert message in str(refused.value)
 
 
 async def test_the_readme_quickstart_install_makes_what_its_next_commands_name(
+    bare_plane: ControlPlane,
     tmp_path: Path,
 ) -> None:
     readme = (ROOT / "README.md").read_text()
@@ -272,7 +293,8 @@ async def test_the_readme_quickstart_install_makes_what_its_next_commands_name(
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    async with installed(values, tmp_path, namespace=namespace, release=release) as made:
+    async with installed(bare_plane, values, tmp_path, namespace=namespace,
+                         release=release) as made:  # fmt: skip
         deployment = made.objects("Deployment")
         # `kubectl -n factory rollout status deployment/agentfactory`
         rollout = re.search(r"kubectl -n (\S+) rollout status deployment/(\S+)", readme)

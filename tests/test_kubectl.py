@@ -1,29 +1,32 @@
-"""`kubectl`, as a user runs it, against the emulator with the operator running: the bundled
-examples apply with `--validate=false`, and `kubectl get` shows our printer columns filled in
-by the operator (the emulator renders Tables from the CRDs, as an API server does)."""
+"""`kubectl` as a user runs it, against the real API server with the operator running under
+the chart's RBAC: the bundled examples pass the server's validation of the CRD schemas, and
+`kubectl get` shows our printer columns filled in by the operator."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
-from tests.kube import emulated, kubeconfig, running_operator, wait_for
+from agentfactory.kube.auth import connect
+from tests.apiserver import scrubbed_env, tool
+from tests.identity import operator_kubeconfig
+from tests.kube import Api, running_operator, wait_for
+
+if TYPE_CHECKING:
+    from tests.apiserver import ControlPlane
 
 ROOT = Path(__file__).parent.parent
-API = "/apis/agentfactory.dev/v1alpha1/namespaces/default"
+API = "agentfactory.dev/v1alpha1/namespaces"
 
 
 async def kubectl(config: Path, *argv: str) -> str:
-    binary = shutil.which("kubectl")
-    assert binary, "kubectl is needed: apt-get install kubernetes-client (see .ci/run)"
     process = await asyncio.create_subprocess_exec(
-        binary, *argv, cwd=ROOT, env={**os.environ, "KUBECONFIG": str(config)},
+        tool("kubectl"), *argv, cwd=ROOT, env=scrubbed_env(KUBECONFIG=str(config)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await process.communicate()
@@ -39,23 +42,27 @@ def rows(table: str) -> list[list[str]]:
     return [[line[a:b].strip() for a, b in pairwise([*starts, None])] for line in lines]
 
 
-async def test_kubectl_applies_the_examples_and_shows_the_printer_columns(tmp_path: Path) -> None:
-    async with emulated() as (_, url), running_operator(url, workdir=str(tmp_path / "op"),
-                                                         resync_seconds=2):  # fmt: skip
-        cfg = kubeconfig(tmp_path / "kubeconfig", url)
-        applied = await kubectl(cfg, "--validate=false", "apply", "-f", "examples/")
+async def test_kubectl_applies_the_examples_and_shows_the_printer_columns(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    operator = connect(str(operator_kubeconfig(control_plane, namespace, tmp_path / "op.cfg")))
+    api, path = Api(control_plane.url, control_plane.ssl_context()), f"/apis/{API}/{namespace}"
+    async with running_operator(operator, namespaces=[namespace], workdir=str(tmp_path / "op"),
+                                resync_seconds=2):  # fmt: skip
+        cfg = control_plane.kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
+        applied = await kubectl(cfg, "apply", "-f", "examples/")
         assert "factoryspec.agentfactory.dev/webshop created" in applied
         assert "agenttask.agentfactory.dev/fix-cart-total created" in applied
         # The example's repository is a bundle beside the file, for `agentfactory local`; in a
         # cluster it cannot be cloned, and the task says so instead of retrying in silence.
-        stuck = await wait_for(url, f"{API}/agenttasks", "fix-cart-total",
+        stuck = await wait_for(api, f"{path}/agenttasks", "fix-cart-total",
                                lambda o: "cannot advance" in (o.get("status") or {}).get(
                                    "message", ""))  # fmt: skip
         assert stuck["status"]["phase"] == "Planning"
         assert "plan #1 cannot advance: git clone" in stuck["status"]["message"]
         await wait_for(
-            url,
-            f"{API}/factoryspecs",
+            api,
+            f"{path}/factoryspecs",
             "webshop",
             lambda o: (o.get("status") or {}).get("tasks", {}).get("active") == 1,
         )

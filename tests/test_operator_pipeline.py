@@ -1,7 +1,8 @@
 """The operator end to end: kopf for real against the real API server with the chart's RBAC,
-the test kubelet running every stage pod in bubblewrap with the real agent runner, the real anthropic SDK against the fake
-Messages API, and a bare git repository as the remote. Resources go in as `kubectl apply`
-would send them; the tests watch phases, pods, Events and the remote."""
+the test kubelet running every stage pod in bubblewrap with the real agent runner, the real
+anthropic SDK against the fake Messages API, and a bare git repository as the remote.
+Resources go in as `kubectl apply` would send them; the tests watch phases, pods, Events and
+the remote."""
 
 from __future__ import annotations
 
@@ -239,8 +240,8 @@ async def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_
         peering = (*peering, "--namespace", c.ns)
         leading = ("--priority", "2", *peering)
         async with operator_process(c.kubeconfig, c.workdir, leader, *leading) as first:
-            await wait_for(c.api, f"/apis/kopf.dev/v1/namespaces/{c.ns}/kopfpeerings", "agentfactory",
-                           lambda o: bool(o.get("status")))  # fmt: skip
+            peerings = f"/apis/kopf.dev/v1/namespaces/{c.ns}/kopfpeerings"
+            await wait_for(c.api, peerings, "agentfactory", lambda o: bool(o.get("status")))
             async with operator_process(
                 c.kubeconfig, c.workdir, standby, "--priority", "1", *peering
             ) as second:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agentfactory.core.phases import Phase
 from agentfactory.core.transitions import TRANSITIONS, Trigger
-from tests.helm import SET_UP
+from tests.apiserver import BUILD
 
 ROOT = Path(__file__).parent.parent
 
@@ -28,8 +28,11 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert readme_commands()[1] in ci
 
 
-def test_the_test_command_sets_up_helm_as_the_chart_tests_expect() -> None:
-    assert SET_UP in readme_commands()[1]
+def test_the_test_command_builds_the_control_plane_the_tests_start() -> None:
+    command = readme_commands()[1]
+    build = f"bash {BUILD.relative_to(ROOT)}"
+    assert build in command
+    assert command.index(build) < command.index("pytest"), "built before the tests run"
 
 
 def test_no_package_named_operator_shadows_the_standard_library() -> None:
