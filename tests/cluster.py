@@ -22,9 +22,7 @@ from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.gitutil import git
 from tests.identity import RELEASE, operator_kubeconfig
 from tests.kube import Api, running_operator, secret_doc, wait_for
-from tests.kubelet import Kubelet
-from tests.node import Node
-from tests.rbac import verb
+from tests.kubelet import Kubelet, kubelet_on
 from tests.scripts import CART, CART_FIXED, CHECK, Router, factory_doc, implement, replace, task_doc
 
 if TYPE_CHECKING:
@@ -35,8 +33,6 @@ if TYPE_CHECKING:
 
     from tests.apiserver import ControlPlane
     from tests.fakes.anthropic_api import Reply
-    from tests.kube import Emulator
-    from tests.rbac import Grant
 
 FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"])
 FIX = implement(replace("shop/cart.py", CART, CART_FIXED))
@@ -175,12 +171,11 @@ async def cluster(
     ns = plane.namespace("shop")
     config = operator_kubeconfig(plane, ns, tmp_path / "operator.kubeconfig", *chart)
     api = Api(plane.url, plane.ssl_context())
-    node = Node(plane, name=f"node-{ns}")
     with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
-        async with api.session() as http:
-            kubelet = Kubelet(plane.url, None, tmp_path / "kubelet", node=node,
-                              readable=[str(remote)])  # fmt: skip
-            running = asyncio.create_task(kubelet.run())
+        async with (
+            api.session() as http,
+            kubelet_on(plane, tmp_path / "kubelet", [str(remote)]) as kubelet,
+        ):
             c = Cluster(plane, ns, api, http, kubelet, remote, tmp_path / "operator", config,
                         f"system:serviceaccount:{ns}:{RELEASE}", contextlib.AsyncExitStack(),
                         fake)  # fmt: skip
@@ -195,44 +190,12 @@ async def cluster(
                 yield c
             finally:
                 await c.stop_operator()
-                await kubelet.stop()
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-                # The node goes (its pods with it) so that no later test's pod is bound here.
-                await http.delete(f"{plane.url}/api/v1/nodes/{node.name}")
                 await http.delete(f"{plane.url}/api/v1/namespaces/{ns}")
 
 
 #: User-Agents of the operator's API clients: its own, and kopf's.
 OPERATOR = ("agentfactory/",)
 WITH_KOPF = ("agentfactory/", "kopf/")
-
-
-def _requests_from(emulator: Emulator, agents: tuple[str, ...]) -> list[Any]:
-    """The resource requests of the clients whose User-Agent starts with one of *agents*."""
-    return [r for r in emulator.log if r.resource is not None
-            and r.headers.get("User-Agent", "").startswith(agents)]  # fmt: skip
-
-
-def operator_requests(
-    emulator: Emulator, agents: tuple[str, ...] = OPERATOR
-) -> collections.Counter[str]:
-    """The operator's API requests by verb and resource (by its clients' User-Agents)."""
-    return collections.Counter(
-        f"{r.method.value} {r.resource.plural}{'/' + r.subresource if r.subresource else ''}"
-        for r in _requests_from(emulator, agents)
-    )
-
-
-def operator_grants(emulator: Emulator) -> set[Grant]:
-    """What RBAC had to allow for the operator's requests (its own and kopf's)."""
-    return {
-        (r.resource.group, r.resource.plural + (f"/{r.subresource}" if r.subresource else ""),
-         verb(r.method.value, r.name, dict(r.params)))
-        for r in _requests_from(emulator, WITH_KOPF)
-        if r.resource.plural  # not discovery
-    }  # fmt: skip
 
 
 METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "patch": "PATCH",

@@ -26,6 +26,8 @@ import logging
 import os
 import shutil
 import sys
+import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,16 +36,19 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from agentfactory.local.executor import runtime_paths
+from tests.apiserver import ApiError
 from tests.kube import Api, wait_for
+from tests.node import Node
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import AsyncIterator, Coroutine
 
+    from tests.apiserver import ControlPlane
     from tests.kube import Emulator
-    from tests.node import Node
 
 log = logging.getLogger("tests.kubelet")
-SKIP_ROOT = {"tmp", "proc", "dev", "sys", "workspace", "factory"}
+# /run is the pod's own (a kubelet mounts service account tokens under /var/run, its link).
+SKIP_ROOT = {"tmp", "proc", "dev", "sys", "run", "workspace", "factory"}
 
 
 def _now() -> str:
@@ -228,10 +233,12 @@ class Kubelet:
                 argv += ["--symlink", os.readlink(entry), str(entry)]
             else:
                 argv += ["--ro-bind", str(entry), str(entry)]
-        argv += ["--dev", "/dev", "--proc", "/proc"]
+        argv += ["--dev", "/dev", "--proc", "/proc", "--dir", "/run"]
         for mount in container.get("volumeMounts", []):
             flag = "--ro-bind" if mount.get("readOnly") else "--bind"
-            argv += [flag, str(volumes[mount["name"]]), mount["mountPath"]]
+            # bwrap sets up before it pivots, so an absolute link on the way (/var/run ->
+            # /run) would lead out of the pod: mount where the link points.
+            argv += [flag, str(volumes[mount["name"]]), os.path.realpath(mount["mountPath"])]
         # The interpreter, this package and the test's remote may live under /tmp, which the
         # pod's own /tmp volume hides: bind them back, read-only.
         for path in [*runtime_paths(), *self.readable]:
@@ -320,3 +327,23 @@ class Kubelet:
                 break
         await write({"phase": phase, **states})
         self._procs.pop(key, None)
+
+
+@asynccontextmanager
+async def kubelet_on(
+    plane: ControlPlane, root: Path, readable: list[str] | None = None
+) -> AsyncIterator[Kubelet]:
+    """A Node of its own on *plane*, run by a test kubelet until the block ends; then the
+    Node is deleted (its pods with it), so that no later pod is bound to a node nobody runs."""
+    node = Node(plane, name=f"node-{uuid.uuid4().hex[:8]}")
+    kubelet = Kubelet(plane.url, None, root, node=node, readable=readable or [])
+    running = asyncio.create_task(kubelet.run())
+    try:
+        yield kubelet
+    finally:
+        await kubelet.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        with contextlib.suppress(ApiError):
+            plane.request("DELETE", f"/api/v1/nodes/{node.name}")

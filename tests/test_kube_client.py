@@ -1,44 +1,47 @@
-"""The operator's Kubernetes client against kmock's emulator over real HTTP."""
+"""The operator's Kubernetes client against the real API server, over TLS with a kubeconfig."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from kmock._internal.apps import Server
 
+from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
-from tests.kube import Emulator, declare
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-CMS = path_of("v1", "configmaps", "shop")
+    from tests.apiserver import ControlPlane
 
 
 def configmap(name: str, **labels: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": "shop", "labels": labels},
-            "data": {"k": name}}  # fmt: skip
+            "metadata": {"name": name, "labels": labels}, "data": {"k": name}}  # fmt: skip
 
 
-async def test_get_create_ensure_list_and_delete() -> None:
-    async with Emulator() as emulator, Server(emulator) as server:
-        declare(emulator)
-        async with Kube(server=str(server.url).rstrip("/")) as kube:
-            assert await kube.get(f"{CMS}/a") is None
-            await kube.create(CMS, configmap("a", team="x"))
-            await kube.ensure(CMS, configmap("b", team="y"))
-            updated = {**configmap("b", team="y"), "data": {"k": "changed"}}
-            assert (await kube.ensure(CMS, updated))["data"] == {"k": "changed"}
-            names = [o["metadata"]["name"] for o in await kube.list(CMS, {"team": "x"})]
-            assert names == ["a"], "labels filter even where the server ignores selectors"
-            with pytest.raises(KubeError) as conflict:
-                await kube.create(CMS, configmap("a"))
-            assert conflict.value.status == 409
-            await kube.delete(f"{CMS}/a")
-            await kube.delete(f"{CMS}/a")  # a second delete is not an error
-            assert await kube.get(f"{CMS}/a") is None
+def admin(plane: ControlPlane, tmp_path: Path) -> Kube:
+    return Kube(connection=connect(str(plane.kubeconfig(tmp_path / "admin.kubeconfig"))))
+
+
+async def test_get_create_ensure_list_and_delete(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    cms = path_of("v1", "configmaps", namespace)
+    async with admin(control_plane, tmp_path) as kube:
+        assert await kube.get(f"{cms}/a") is None
+        await kube.create(cms, configmap("a", team="x"))
+        await kube.ensure(cms, configmap("b", team="y"))
+        updated = {**configmap("b", team="y"), "data": {"k": "changed"}}
+        assert (await kube.ensure(cms, updated))["data"] == {"k": "changed"}
+        names = [o["metadata"]["name"] for o in await kube.list(cms, {"team": "x"})]
+        assert names == ["a"]
+        with pytest.raises(KubeError) as conflict:
+            await kube.create(cms, configmap("a"))
+        assert conflict.value.status == 409
+        await kube.delete(f"{cms}/a")
+        await kube.delete(f"{cms}/a")  # a second delete is not an error
+        assert await kube.get(f"{cms}/a") is None
 
 
 def test_paths() -> None:
@@ -48,36 +51,21 @@ def test_paths() -> None:
     )
 
 
-async def test_a_patch_carrying_a_resource_version_is_refused_once_the_object_changed() -> None:
-    # Optimistic concurrency, as a real API server does it: the status writes rely on it.
-    async with Emulator() as emulator, Server(emulator) as server:
-        declare(emulator)
-        async with Kube(server=str(server.url).rstrip("/")) as kube:
-            created = await kube.create(CMS, configmap("a"))
-            seen = created["metadata"]["resourceVersion"]
-            changed = await kube.patch(f"{CMS}/a", {"metadata": {"resourceVersion": seen},
-                                                    "data": {"k": "first"}})  # fmt: skip
-            assert changed["metadata"]["resourceVersion"] != seen
-            with pytest.raises(KubeError) as stale:
-                await kube.patch(f"{CMS}/a", {"metadata": {"resourceVersion": seen},
-                                              "data": {"k": "second"}})  # fmt: skip
-            assert stale.value.status == 409
-            assert (await kube.get(f"{CMS}/a") or {})["data"] == {"k": "first"}, "nothing lost"
-            unguarded = await kube.patch(f"{CMS}/a", {"data": {"k": "third"}})
-            assert unguarded["data"] == {"k": "third"}, "without a resourceVersion: no check"
-
-
-async def test_the_service_account_token_is_read_at_each_request(tmp_path: Path) -> None:
-    # The kubelet rotates projected tokens in place; a client that read it once goes stale.
-    seen: list[str] = []
-    async with Emulator() as emulator, Server(emulator) as server:
-        declare(emulator)
-        token = tmp_path / "token"
-        async with Kube(server=str(server.url).rstrip("/"), token_file=token) as kube:
-            for value in ("first", "rotated"):
-                token.write_text(value + "\n")
-                await kube.get(f"{CMS}/a")
-                request = emulator.log[-1]
-                seen.append(request.headers["Authorization"])
-                assert request.headers["User-Agent"].startswith("agentfactory/")
-    assert seen == ["Bearer first", "Bearer rotated"]
+async def test_a_patch_carrying_a_resource_version_is_refused_once_the_object_changed(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    # Optimistic concurrency: the status writes rely on it.
+    cms = path_of("v1", "configmaps", namespace)
+    async with admin(control_plane, tmp_path) as kube:
+        created = await kube.create(cms, configmap("a"))
+        seen = created["metadata"]["resourceVersion"]
+        changed = await kube.patch(f"{cms}/a", {"metadata": {"resourceVersion": seen},
+                                                "data": {"k": "first"}})  # fmt: skip
+        assert changed["metadata"]["resourceVersion"] != seen
+        with pytest.raises(KubeError) as stale:
+            await kube.patch(f"{cms}/a", {"metadata": {"resourceVersion": seen},
+                                          "data": {"k": "second"}})  # fmt: skip
+        assert stale.value.status == 409
+        assert (await kube.get(f"{cms}/a") or {})["data"] == {"k": "first"}, "nothing lost"
+        unguarded = await kube.patch(f"{cms}/a", {"data": {"k": "third"}})
+        assert unguarded["data"] == {"k": "third"}, "without a resourceVersion: no check"
