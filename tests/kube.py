@@ -407,6 +407,28 @@ async def wait_for(
     return await asyncio.wait_for(watch_again(), within)
 
 
+async def wait_gone(api: Api, collection: str, name: str, within: float = 60) -> None:
+    """Return once the object *name* no longer exists, awaited on a watch (no polling)."""
+
+    async def gone() -> None:
+        params = {"watch": "true", "fieldSelector": f"metadata.name={name}"}
+        async with (
+            api.session() as session,
+            session.get(f"{api.url}{collection}", params=params,
+                        timeout=aiohttp.ClientTimeout(total=None)) as stream,
+        ):  # fmt: skip
+            stream.raise_for_status()
+            async with session.get(f"{api.url}{collection}/{name}") as current:
+                if current.status == 404:
+                    return
+            async for line in stream.content:
+                if json.loads(line)["type"] == "DELETED":
+                    return
+        raise AssertionError(f"the watch on {collection} ended before {name} went")
+
+    await asyncio.wait_for(gone(), within)
+
+
 @asynccontextmanager
 async def running_operator(
     url: str | Connection, namespaces: list[str] | None = None, **memo: Any

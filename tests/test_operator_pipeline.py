@@ -22,7 +22,7 @@ from tests.cluster import (
 )
 from tests.fakes.anthropic_api import API_KEY, Fail, tool
 from tests.gitutil import git
-from tests.kube import wait_for
+from tests.kube import wait_for, wait_gone
 from tests.scripts import (
     CART_FIXED,
     CHECK,
@@ -159,6 +159,32 @@ async def test_a_pod_deleted_mid_stage_is_a_failed_attempt_not_a_silent_rerun(
         task = await c.phase("fix-cart", "NeedsAttention", "Merged")
         assert "fix-cart-implement-1 was deleted before it finished" in task["status"]["message"]
         assert [s["metadata"]["name"] for s in await c.items(c.secrets)] == ["anthropic"]
+
+
+async def test_a_deleted_task_takes_its_pods_and_configmaps_with_it(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    # The operator is gone (uninstalled) and an admin clears its finalizer: the garbage
+    # collector, following the owner references, removes what the task owned.
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
+                       retries={"perStage": 0}) as c:  # fmt: skip
+        running = await c.pod("fix-cart-implement-1")
+        configmaps = f"/api/v1/namespaces/{c.ns}/configmaps"
+        owned = [m["metadata"]["name"] for m in await c.items(configmaps)
+                 if m["metadata"].get("ownerReferences")]  # fmt: skip
+        assert owned, "the attempts' inputs"
+        await c.stop_operator()
+        merge = {"Content-Type": "application/merge-patch+json"}
+        cleared = {"metadata": {"finalizers": None}}
+        task = f"{c.url}{c.tasks}/fix-cart"
+        async with c.http.patch(task, json=cleared, headers=merge) as answer:
+            assert answer.status == 200, await answer.text()
+        async with c.http.delete(task) as answer:
+            assert answer.status == 200, await answer.text()
+        await wait_gone(c.api, c.pods, running["metadata"]["name"])
+        for name in owned:
+            await wait_gone(c.api, configmaps, name)
+        assert c.started[-1] == "fix-cart-implement-1"
 
 
 async def test_a_pod_past_its_deadline_fails_its_attempt_and_is_kept_for_debugging(
