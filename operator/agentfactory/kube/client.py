@@ -9,6 +9,7 @@ never listed, so the operator's RBAC needs no `list` on secrets.
 from __future__ import annotations
 
 import base64
+import json
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -26,6 +27,16 @@ class KubeError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+
+
+def _message(body: str) -> str:
+    """The server's own words from a Status object (the body as it is otherwise)."""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body[:500]
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message)[:1000] if message else body[:500]
 
 
 def path_of(api_version: str, plural: str, namespace: str | None, name: str | None = None) -> str:
@@ -73,7 +84,7 @@ class Kube:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": authorization}
         async with self._session.request(method, self.server + path, **kwargs) as response:
             if response.status >= 400:
-                raise KubeError(response.status, (await response.text())[:500])
+                raise KubeError(response.status, _message(await response.text()))
             if response.content_type == "application/json":
                 return await response.json()
             return await response.text()
