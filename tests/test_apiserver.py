@@ -26,8 +26,9 @@ def tasks(namespace: str) -> str:
 
 
 def refusal(plane: ControlPlane, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    merge = "application/merge-patch+json" if method == "PATCH" else "application/json"
     with pytest.raises(ApiError) as refused:
-        plane.request(method, path, body)
+        plane.request(method, path, body, content_type=merge)
     return refused.value.code, refused.value.status
 
 
@@ -120,3 +121,32 @@ def test_a_pod_that_breaks_restricted_is_refused(
     assert code == 403, status
     assert 'violates PodSecurity "restricted:latest"' in status["message"], status["message"]
     assert "allowPrivilegeEscalation != false" in status["message"]
+
+
+def test_cel_rules_refuse_what_one_field_alone_cannot(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # A task depending on itself: the name and the spec together.
+    code, status = refusal(control_plane, "POST", tasks(namespace),
+                           task_doc("loop", "G.", ["a"], dependsOn=["loop"]))  # fmt: skip
+    assert code == 422
+    assert "spec.dependsOn: Invalid value" in status["message"]
+    assert "task 'loop' depends on itself; remove 'loop' from spec.dependsOn" in status["message"]
+    # A branch prefix the base branch starts with: a task could push onto the base.
+    factories = f"/apis/agentfactory.dev/v1alpha1/namespaces/{namespace}/factoryspecs"
+    doc = {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
+           "metadata": {"name": "app"},
+           "spec": {"repository": {"url": "/srv/app.git", "branchPrefix": ""}}}  # fmt: skip
+    code, status = refusal(control_plane, "POST", factories, doc)
+    assert code == 422
+    assert "spec.repository.branchPrefix" in status["message"]
+    assert 'branchPrefix "" would let a task push to the base branch main' in status["message"]
+
+
+def test_a_task_cannot_move_to_another_factory(control_plane: ControlPlane, namespace: str) -> None:
+    control_plane.request("POST", tasks(namespace), task_doc("moved", "G.", ["a"]))
+    code, status = refusal(control_plane, "PATCH", f"{tasks(namespace)}/moved",
+                           {"spec": {"factoryRef": "other"}})  # fmt: skip
+    assert code == 422, status
+    assert "spec.factoryRef: Invalid value" in status["message"]
+    assert "factoryRef cannot change once the task exists" in status["message"]

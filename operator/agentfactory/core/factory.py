@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agentfactory.core.base import Model, StatusModel
@@ -95,12 +95,39 @@ class Repository(Model):
     base_branch: str = Field(default="main", min_length=1, max_length=255)
     """Branch that tasks start from and merge into."""
     branch_prefix: str = Field(default="factory/", max_length=100, pattern=r"^[A-Za-z0-9._/-]*$")
-    """Prefix of task branches; the task name follows (`factory/add-webhook`)."""
+    """Prefix of task branches; the task name follows (`factory/add-webhook`). The base
+    branch may not start with it (an empty prefix would let a task named `main` push to
+    `main`)."""
     forge: Literal["github", "git"] = "git"
     """`github` (PRs, checks, reviews through the GitHub API) or `git` (any remote;
     CI runs in a sandbox and the operator merges with git)."""
     credentials: RepositoryCredentials | None = None
     """Forge credentials; required for `github`, optional for a public or local git remote."""
+
+    # The same rule for the API server (CEL), so that kubectl apply is refused too.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "!self.baseBranch.startsWith(self.branchPrefix)",
+        "fieldPath": ".branchPrefix",
+        "messageExpression": (
+            "'branchPrefix \"' + self.branchPrefix + '\" would let a task push to the base"
+            " branch ' + self.baseBranch + '; use a prefix the base branch does not start"
+            " with, such as factory/'"
+        ),
+    }]})  # fmt: skip
+
+    @model_validator(mode="after")
+    def _prefix_is_not_the_base(self) -> Repository:
+        # A task's branch is the prefix and its name: with a prefix the base branch starts with,
+        # a task with the right name would push its unreviewed patch onto the base.
+        if self.base_branch.startswith(self.branch_prefix):
+            raise PydanticCustomError(
+                "prefix_names_base",
+                "branchPrefix '{prefix}' would let a task push to the base branch {base}; use a"
+                " prefix the base branch does not start with, such as factory/",
+                {"prefix": self.branch_prefix, "base": self.base_branch,
+                 "field": "branchPrefix"},
+            )  # fmt: skip
+        return self
 
     @property
     def credentials_secret(self) -> str | None:

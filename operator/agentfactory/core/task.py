@@ -85,8 +85,12 @@ class TaskSource(Model):
 class AgentTaskSpec(Model):
     """One change, spec'd precisely enough that done is checkable."""
 
-    factory_ref: K8sName
-    """Name of the FactorySpec (same namespace) whose assembly line runs this task."""
+    factory_ref: Annotated[K8sName, Field(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "self == oldSelf",
+        "message": "factoryRef cannot change once the task exists; create a new task for the"
+                   " other factory"}]})]  # fmt: skip
+    """Name of the FactorySpec (same namespace) whose assembly line runs this task. It cannot
+    change once the task exists (its branch, attempts and history belong to that factory)."""
     goal: Annotated[str, Field(min_length=1, max_length=10000), Visible]
     """One observable behaviour the change delivers."""
     acceptance_criteria: list[Statement] = Field(min_length=1, max_length=100)

@@ -96,7 +96,21 @@ def openapi_schema(model: type[FactorySpec] | type[AgentTask]) -> Schema:
         },
     }
     schema["required"] = ["spec"]
+    if model.__name__ == "AgentTask":  # the one rule that needs the name and the spec together
+        schema["x-kubernetes-validations"] = [SELF_DEPENDENCY]
     return schema
+
+
+#: What `AgentTask`'s own validator says, for the API server (CEL at the root, where
+#: `metadata.name` is visible).
+SELF_DEPENDENCY = {
+    "rule": "!has(self.spec.dependsOn) || !(self.metadata.name in self.spec.dependsOn)",
+    "fieldPath": ".spec.dependsOn",
+    "messageExpression": (
+        "'task \\'' + self.metadata.name + '\\' depends on itself; remove \\''"
+        " + self.metadata.name + '\\' from spec.dependsOn'"
+    ),
+}
 
 
 def _crd(
