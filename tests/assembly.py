@@ -1,63 +1,96 @@
 """A small assembly line on the instant kubelet (`tests/instant.py`), for the fault and
-bad-input tests: the emulator, a factory on a bare remote (or on a fake GitHub) with three
-tasks (beta depends on alpha), and the check that after whatever happened nothing was lost
-or doubled."""
+bad-input tests: the real API server behind a fault proxy, a factory on a bare remote (or on
+a fake GitHub) with three tasks (beta depends on alpha), and the check that after whatever
+happened nothing was lost or doubled."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
+import yaml
 
 from agentfactory import API_VERSION
+from agentfactory.kube.auth import connect
 from tests.cluster import merged_tasks
 from tests.githubs import ALL, REPO
 from tests.gitutil import bare_remote
+from tests.identity import operator_kubeconfig
 from tests.instant import End, InstantKubelet, factory, happy, task
-from tests.kube import emulated, running_operator, secret_doc, wait_for
+from tests.kube import Api, running_operator, secret_doc, wait_for
+from tests.node import Node
+from tests.proxy import FaultProxy
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from tests.fakes.github_api import FakeGitHub
-    from tests.kube import Emulator
+    import aiohttp
 
-NS = "line"
-TASKS = f"/apis/{API_VERSION}/namespaces/{NS}/agenttasks"
-PODS = f"/api/v1/namespaces/{NS}/pods"
-SECRETS = f"/api/v1/namespaces/{NS}/secrets"
-EVENTS = f"/api/v1/namespaces/{NS}/events"
+    from tests.apiserver import ControlPlane
+    from tests.fakes.github_api import FakeGitHub
+
 NAMES = ["alpha", "beta", "gamma"]  # beta depends on alpha
 ENDED = ("Merged", "NeedsAttention", "Failed", "Cancelled")
 
 
 @dataclass
 class Line:
-    url: str
+    plane: ControlPlane
+    ns: str
+    api: Api
+    """The API as the user who applies the manifests (an admin), straight to the server."""
     http: aiohttp.ClientSession
-    emulator: Emulator
+    proxy: FaultProxy
+    """What the operator talks to: the server behind the fault proxy."""
     kubelet: InstantKubelet
     remote: Path
     workdir: Path
+    kubeconfig: Path
+    """The operator's: the chart's ServiceAccount, through the proxy."""
+
+    @property
+    def url(self) -> str:
+        return self.plane.url
+
+    @property
+    def tasks_path(self) -> str:
+        return f"/apis/{API_VERSION}/namespaces/{self.ns}/agenttasks"
+
+    @property
+    def pods(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/pods"
+
+    @property
+    def secrets(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/secrets"
+
+    @property
+    def events(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/events"
 
     async def tasks(self) -> dict[str, dict[str, Any]]:
-        async with self.http.get(f"{self.url}{TASKS}") as answer:
+        async with self.http.get(f"{self.url}{self.tasks_path}") as answer:
             return {t["metadata"]["name"]: t for t in (await answer.json())["items"]}
 
     async def items(self, collection: str) -> list[dict[str, Any]]:
         async with self.http.get(f"{self.url}{collection}") as answer:
             return list((await answer.json())["items"])
 
+    async def create(self, collection: str, doc: dict[str, Any]) -> None:
+        doc["metadata"]["namespace"] = self.ns
+        async with self.http.post(f"{self.url}{collection}", json=doc) as answer:
+            assert answer.status in (200, 201), await answer.text()
+
     async def ended(self, name: str, within: float = 120) -> dict[str, Any]:
         def done(obj: dict[str, Any]) -> bool:
             return (obj.get("status") or {}).get("phase") in ENDED
 
-        return await wait_for(self.url, TASKS, name, done, within=within)
+        return await wait_for(self.api, self.tasks_path, name, done, within=within)
 
     async def all_ended(self, within: float = 120) -> dict[str, dict[str, Any]]:
         for name in NAMES:
@@ -67,51 +100,72 @@ class Line:
 
 @asynccontextmanager
 async def line(
-    tmp_path: Path, script: Callable[[str, str, int], End | None] = happy,
-    *, operator: bool = True, github: FakeGitHub | None = None, **settings: float,
+    plane: ControlPlane, tmp_path: Path, script: Callable[[str, str, int], End | None] = happy,
+    *, operator: bool = True, github: FakeGitHub | None = None,
+    factory_spec: dict[str, Any] | None = None, **settings: float,
 ) -> AsyncIterator[Line]:  # fmt: skip
-    """The emulator, the instant kubelet, a factory on a bare remote (or on *github*, with an
-    App installation) and three tasks; with *operator*, kopf in this process with *settings*
-    (otherwise the test runs `agentfactory run`)."""
-    async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
-        kubelet = InstantKubelet(url, emulator, http, script)
+    """A namespace of its own on the real server, the instant kubelet on a Node of its own,
+    the fault proxy in front of the server for the operator, a factory on a bare remote (or on
+    *github*, with an App installation; *factory_spec*: more fields) and three tasks; with
+    *operator*, kopf in this process with *settings* (otherwise the test runs
+    `agentfactory run` with the line's kubeconfig)."""
+    ns = plane.namespace("line")
+    api = Api(plane.url, plane.ssl_context())
+    node = Node(plane, name=f"node-{ns}")
+    kubelet = InstantKubelet(node, script)
+    async with FaultProxy(plane) as proxy, api.session() as http:
+        config = operator_kubeconfig(plane, ns, tmp_path / "operator.kubeconfig")
+        through = yaml.safe_load(config.read_text())
+        through["clusters"][0]["cluster"]["server"] = proxy.url
+        config.write_text(yaml.safe_dump(through))
         watching = asyncio.create_task(kubelet.run())
-        remote = bare_remote(tmp_path)
+        # A new node is tainted not-ready until the node controller sees it Ready: wait, so
+        # that no test's first pods meet a taint a real cluster would have lifted long ago.
+        await wait_for(api, "/api/v1/nodes", node.name,
+                       lambda o: not (o.get("spec") or {}).get("taints"), within=60)  # fmt: skip
+        ln = Line(plane, ns, api, http, proxy, kubelet, bare_remote(tmp_path),
+                  tmp_path / "operator", config)  # fmt: skip
         on: dict[str, Any] = {}
-        created = [secret_doc("anthropic", {"api-key": "unused"})]
+        await ln.create(ln.secrets, secret_doc("anthropic", {"api-key": "unused"}))
         if github is not None:
-            remote = github.create_repository(REPO, remote)
+            ln.remote = github.create_repository(REPO, ln.remote)
             github.install(7, REPO, **ALL)
             app = {"githubApp": {"secretName": "gh-app"}}
             on = {"repository": {"url": github.clone_url(REPO), "forge": "github",
                                  "credentials": app}}  # fmt: skip
-            created.append(secret_doc("gh-app", github.app_secret(7)))
-        created += [factory("line", remote, concurrency={"maxActiveTasks": 3}, **on),
-                    task("alpha", "line", []), task("beta", "line", ["alpha"]),
-                    task("gamma", "line", [])]  # fmt: skip
-        paths = [SECRETS] * (len(created) - 4) + [
-            f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs", TASKS, TASKS, TASKS]  # fmt: skip
-        for path, doc in zip(paths, created, strict=True):
-            doc["metadata"]["namespace"] = NS
-            async with http.post(f"{url}{path}", json=doc) as answer:
-                assert answer.status in (200, 201), await answer.text()
+            await ln.create(ln.secrets, secret_doc("gh-app", github.app_secret(7)))
+        await ln.create(
+            f"/apis/{API_VERSION}/namespaces/{ns}/factoryspecs",
+            factory(
+                "line", ln.remote, concurrency={"maxActiveTasks": 3}, **on, **(factory_spec or {})
+            ),
+        )
+        for doc in (task("alpha", "line", []), task("beta", "line", ["alpha"]),
+                    task("gamma", "line", [])):  # fmt: skip
+            await ln.create(ln.tasks_path, doc)
         stack = AsyncExitStack()
         if operator:
             await stack.enter_async_context(running_operator(
-                url, workdir=str(tmp_path / "operator"), resync_seconds=1,
-                **settings))  # fmt: skip
+                connect(str(config)), namespaces=[ns], workdir=str(tmp_path / "operator"),
+                resync_seconds=1, **settings))  # fmt: skip
         try:
             async with stack:
-                yield Line(url, http, emulator, kubelet, remote, tmp_path / "operator")
+                yield ln
         finally:
+            await kubelet.stop()
             watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await http.delete(f"{plane.url}/api/v1/nodes/{node.name}")
+            await http.delete(f"{plane.url}/api/v1/namespaces/{ns}")
 
 
 async def assert_nothing_lost_or_doubled(
-    line: Line, *, killed: bool = False
+    line: Line, *, killed: bool = False, unscheduled: Callable[[str], bool] = lambda _: False
 ) -> dict[str, dict[str, Any]]:
     """Every task ended Merged, or NeedsAttention with its reason; each merged once; each
-    pod created once; no pod or per-pod Secret left; one Event per transition. (When the
+    pod created once and run once (but those *unscheduled* allows, which no node got); no pod or
+    per-pod Secret left; one Event per transition. (When the
     operator was *killed*, the transition it had written but not yet announced keeps no
     Event: the status history, written first, is the record.)"""
     tasks = await line.all_ended()
@@ -123,23 +177,26 @@ async def assert_nothing_lost_or_doubled(
     merged = [n for n, t in tasks.items() if t["status"]["phase"] == "Merged"]
     assert sorted(merged_tasks(line.remote)) == sorted(merged), "each merged task merged once"
     posts = collections.Counter(
-        r.data["metadata"]["name"] for r in line.emulator.log
-        if r.method.value == "POST" and r.resource is not None and r.resource.plural == "pods"
+        r.body["metadata"]["name"] for r in line.proxy.seen
+        if r.method == "POST" and r.plural == "pods" and r.status == 201
     )  # fmt: skip
     assert all(count == 1 for count in posts.values()), f"a pod created twice: {posts}"
-    assert sorted(posts) == sorted(line.kubelet.started)
+    started = line.kubelet.started
+    assert len(started) == len(set(started)) and set(started) <= set(posts), "each ran once"
+    never = [pod for pod in posts if pod not in started]
+    assert all(unscheduled(pod) for pod in never), f"created, never run: {never}"
     # A task that needs attention keeps its last failed pod for debugging (credentials gone);
     # nothing else is left.
-    for pod in await line.items(PODS):
+    for pod in await line.items(line.pods):
         labels = pod["metadata"]["labels"]
         owner = tasks[labels["agentfactory.dev/task"]]["status"]["phase"]
         assert labels.get("agentfactory.dev/kept") == "true" and owner == "NeedsAttention", (
             f"{pod['metadata']['name']} left behind"
         )
-    secrets = [s["metadata"]["name"] for s in await line.items(SECRETS)]
+    secrets = [s["metadata"]["name"] for s in await line.items(line.secrets)]
     assert set(secrets) <= {"anthropic", "gh-app"}, "no per-pod Secret left"
     events = collections.defaultdict(list)
-    for event in await line.items(EVENTS):
+    for event in await line.items(line.events):
         if event["involvedObject"].get("kind") == "AgentTask":
             events[event["involvedObject"]["name"]].append(event["reason"])
     for name, obj in tasks.items():

@@ -1,21 +1,19 @@
-"""A kubelet that finishes each stage pod at once with a scripted result, for the fault tests
-and the operator benchmark: what runs is the operator (and its git work), not agents.
+"""A kubelet that finishes each stage pod bound to its Node at once with a scripted result,
+for the fault tests and the operator benchmark: what runs is the operator (and its git work)
+against the real API server, not agents.
 
-Each pod's end comes from a script: a result (the log line the operator reads), or a
-failure as a real kubelet reports it (evicted, OOM-killed, a malformed result), a pod the
-scheduler cannot place (Pending, as a real scheduler leaves it), or "hold",
-which leaves the pod running until the test releases it.
+Each pod's end comes from a script: a result (the log line the operator reads, served where
+the API server's `pods/log` asks), a failure as a real kubelet reports it (evicted,
+OOM-killed, a malformed result), or "hold", which leaves the pod running until the test
+releases it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import aiohttp
 
 from agentfactory import API_VERSION
 from agentfactory.core.handoff import (
@@ -27,12 +25,15 @@ from agentfactory.core.handoff import (
     VerdictOutput,
 )
 from agentfactory.manifests.agents import RESULT_MARKER
+from tests.node import now
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
     from pathlib import Path
 
-    from tests.kube import Emulator
+    import aiohttp
+
+    from tests.node import Node
 
 PHASE_OF_STAGE = {"plan": "Planning", "plan-review": "PlanReview", "implement": "Implementing",
                   "ci": "CI", "code-review": "CodeReview"}  # fmt: skip
@@ -97,9 +98,6 @@ def succeed(stage: str, task: str, diff: str | None = None) -> End:
 EVICTED = End(phase="Failed", reason="Evicted", exit_code=137, container_reason="Error")
 OOM_KILLED = End(phase="Failed", exit_code=137, container_reason="OOMKilled")
 MALFORMED = End(log=f'{RESULT_MARKER}{{"role": "planner", "status": \n')
-UNSCHEDULABLE = End(phase="Pending", reason="Unschedulable")
-"""The scheduler cannot place the pod: it stays Pending with PodScheduled False."""
-NO_ROOM = "0/3 nodes are available: 3 Insufficient memory."
 HOLD = None
 """A script's answer to leave the pod running until `release`."""
 
@@ -111,34 +109,47 @@ def happy(stage: str, task: str, attempt: int) -> End | None:
 
 @dataclass
 class InstantKubelet:
-    """Finishes stage pods as they are created; `started` lists them in order, and
-    `available` when each task's latest result was written."""
+    """Runs its Node (`tests/node.py`) and finishes the stage pods bound to it as they come;
+    `started` lists them in order, and `available` when each task's latest result was
+    written."""
 
-    url: str
-    emulator: Emulator
-    http: aiohttp.ClientSession
+    node: Node
     script: Callable[[str, str, int], End | None] = happy
     started: list[str] = field(default_factory=list)
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     available: dict[str, tuple[str, float]] = field(default_factory=dict)
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
+    _http: aiohttp.ClientSession | None = None
 
     async def run(self) -> None:
-        """Watch every pod (again when the watch drops) and finish the new ones."""
-        forever = aiohttp.ClientTimeout(total=None)
-        while True:
-            try:
-                async with self.http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
-                                         timeout=forever) as stream:  # fmt: skip
-                    async for line in stream.content:
-                        event = json.loads(line)
-                        self._seen(event["type"], event["object"])
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                continue  # a dropped watch: watch again (replayed ADDED events are skipped)
+        """Register the node, then watch its pods (again when the watch drops)."""
+        async with self.node.api.session() as http:
+            self._http = http
+            await self.node.start(http)
+            await self.node.watch(http, self._seen)
+
+    async def stop(self) -> None:
+        for job in list(self._jobs):
+            job.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await self.node.stop()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.create_task(work)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
 
     def _seen(self, kind: str, pod: dict[str, Any]) -> None:
+        assert self._http is not None
         name = pod["metadata"]["name"]
-        if kind != "ADDED" or (pod.get("status") or {}).get("phase") or name in self.started:
+        if kind == "DELETED":
+            return
+        if pod["metadata"].get("deletionTimestamp"):  # its containers stop at once
+            self.held.pop(name, None)
+            self._spawn(self.node.confirm_deletion(self._http, pod))
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if kind != "ADDED" or phase not in (None, "Pending") or name in self.started:
             return
         self.started.append(name)
         labels = pod["metadata"].get("labels") or {}
@@ -146,10 +157,15 @@ class InstantKubelet:
         end = self.script(stage, task, int(labels["agentfactory.dev/attempt"]))
         if end is None:
             self.held[name] = pod
+            self._spawn(self.node.write_status(self._http, pod, {
+                "phase": "Running", "startTime": now()}))  # fmt: skip
             return
-        job = asyncio.create_task(self.finish(pod, end))
-        self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
+        self._spawn(self.finish(pod, end))
+
+    async def resize(self, memory: str) -> None:
+        """Grow (or shrink) the node's memory, as an autoscaler would."""
+        assert self._http is not None
+        await self.node.resize(self._http, memory)
 
     async def release(self, name: str, end: End | None = None) -> None:
         """Finish a held pod (with its scripted success unless *end* says otherwise)."""
@@ -159,25 +175,26 @@ class InstantKubelet:
         await self.finish(pod, end or succeed(stage, task))
 
     async def finish(self, pod: dict[str, Any], end: End) -> None:
+        assert self._http is not None
         meta = pod["metadata"]
         labels = meta.get("labels") or {}
-        path = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        merge = {"Content-Type": "application/merge-patch+json"}
-        if end.phase == "Pending":
-            unscheduled = {"type": "PodScheduled", "status": "False", "reason": end.reason,
-                           "message": NO_ROOM}  # fmt: skip
-            patch = {"status": {"phase": "Pending", "conditions": [unscheduled]}}
-            async with self.http.patch(path, json=patch, headers=merge) as answer:
-                answer.raise_for_status()
-            return
-        self.emulator.logs[meta["namespace"], meta["name"], "agent"] = end.log
-        agent = {"exitCode": end.exit_code, "reason": end.container_reason}
-        done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        self.node.logs[meta["namespace"], meta["name"], "agent"] = end.log
+
+        def state(container: dict[str, Any], terminated: dict[str, Any]) -> dict[str, Any]:
+            return {"name": container["name"], "image": container["image"], "imageID": "",
+                    "ready": False, "restartCount": 0,
+                    "state": {"terminated": {"startedAt": now(), "finishedAt": now(),
+                                             **terminated}}}  # fmt: skip
+
+        spec = pod["spec"]
         status: dict[str, Any] = {
             "phase": end.phase,
-            "initContainerStatuses": [{"name": "checkout", "state": done}],
-            "containerStatuses": [{"name": "agent", "state": {"terminated": agent}}],
-        }
+            "initContainerStatuses": [state(c, {"exitCode": 0, "reason": "Completed"})
+                                      for c in spec.get("initContainers", [])],
+            "containerStatuses": [state(c, {"exitCode": end.exit_code,
+                                            "reason": end.container_reason})
+                                  for c in spec["containers"]],
+        }  # fmt: skip
         if end.reason:
             status |= {
                 "reason": end.reason,
@@ -186,5 +203,4 @@ class InstantKubelet:
         stage = labels["agentfactory.dev/stage"]
         self.available[labels["agentfactory.dev/task"]] = (PHASE_OF_STAGE[stage],
                                                            time.perf_counter())  # fmt: skip
-        async with self.http.patch(path, json={"status": status}, headers=merge) as answer:
-            answer.raise_for_status()
+        await self.node.write_status(self._http, pod, status)

@@ -49,6 +49,7 @@ class Node:
     api: Api = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _runner: aiohttp.web.AppRunner | None = None
+    _port: int = 0
 
     def __post_init__(self) -> None:
         cert, key = self.plane.ca.issue(f"system:node:{self.name}", groups=("system:nodes",))
@@ -63,7 +64,15 @@ class Node:
         async with http.post(f"{self.api.url}/api/v1/nodes", json=node) as answer:
             if answer.status != 409:  # a node registers again after a restart
                 answer.raise_for_status()
-        capacity = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+        await self.resize(http, "16Gi", port)
+        self._spawn(self._heartbeat(http))
+
+    async def resize(self, http: aiohttp.ClientSession, memory: str, port: int = 0) -> None:
+        """Report the node's capacity (as a node an autoscaler grew would), and where its
+        logs are served."""
+        port = port or self._port
+        self._port = port
+        capacity = {"cpu": "4", "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
         status = {"status": {
             "capacity": capacity, "allocatable": capacity,
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
@@ -83,7 +92,6 @@ class Node:
         path = f"{self.api.url}/api/v1/nodes/{self.name}/status"
         async with http.patch(path, json=status, headers=merge) as answer:
             answer.raise_for_status()
-        self._spawn(self._heartbeat(http))
 
     @staticmethod
     def _condition(kind: str, status: str, reason: str) -> dict[str, str]:

@@ -218,7 +218,9 @@ def blob(repo: Path, spec: str) -> bytes:
     return subprocess.run(["git", "show", spec], cwd=repo, check=True, capture_output=True).stdout
 
 
-async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: Path) -> None:
+async def test_binary_symlinked_and_huge_patches_through_the_operator(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
     # alpha's implementer adds a binary file, beta's a symlink to /etc/passwd, gamma's a
     # 40,000-line file (a result line of about 1 MB in the pod's log).
     diffs = {
@@ -231,7 +233,7 @@ async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: 
     def patches(stage: str, name: str, attempt: int) -> End | None:
         return succeed(stage, name, diffs[name] if stage == "implement" else None)
 
-    async with instant_line(tmp_path, patches) as ln:
+    async with instant_line(control_plane, tmp_path, patches) as ln:
         tasks = await assert_nothing_lost_or_doubled(ln)
     alpha, beta, gamma = (tasks[n]["status"] for n in ("alpha", "beta", "gamma"))
     assert alpha["phase"] == "Merged", alpha.get("message")
@@ -247,12 +249,14 @@ async def test_binary_symlinked_and_huge_patches_through_the_operator(tmp_path: 
     assert "beta" not in branches and "gamma" not in branches, "a refused patch is not pushed"
 
 
-async def test_a_goal_in_any_language_goes_through_to_the_merge_commit(tmp_path: Path) -> None:
+async def test_a_goal_in_any_language_goes_through_to_the_merge_commit(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
     goal = "Grüße 👋, 日本語 and עברית in the greeting."
     doc = instant_task("delta", "line", [])
     doc["spec"]["goal"] = goal
-    async with instant_line(tmp_path) as ln:
-        await create(ln.http, ln.url, "line", doc)
+    async with instant_line(control_plane, tmp_path) as ln:
+        await ln.create(ln.tasks_path, doc)
         delta = await ln.ended("delta")
         await ln.all_ended()
     assert delta["status"]["phase"] == "Merged", delta["status"].get("message")
