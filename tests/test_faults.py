@@ -107,7 +107,7 @@ async def test_watches_answered_410_gone_and_slow_answers_lose_nothing(
     async with line(control_plane, tmp_path) as ln:
         ln.proxy.faults.append(expired)
         tasks = await assert_nothing_lost_or_doubled(ln)
-    assert any(path.endswith("/agenttasks") for path in gone), gone
+    assert len(gone) >= 2, gone  # one watch answered 410, and again when it came back
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values())
 
 
