@@ -180,5 +180,5 @@ class FaultProxy:
             event = {"type": "ERROR", "object": status_body(answer)}
             return aiohttp.web.Response(text=json.dumps(event) + "\n",
                                         content_type="application/json")  # fmt: skip
-        headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else {}
+        headers = {} if answer.retry_after is None else {"Retry-After": str(answer.retry_after)}
         return aiohttp.web.json_response(status_body(answer), status=answer.code, headers=headers)

@@ -1,39 +1,59 @@
-"""The FactorySpec handlers under a real kopf operator against kmock's emulator: a valid
-factory gets Ready and its agents' ServiceAccount and NetworkPolicy; an invalid one gets a
-condition with the field and the fix, and nothing crashes."""
+"""The FactorySpec handlers under a real kopf operator against the real API server, with the
+chart's RBAC: a valid factory gets Ready and its agents' ServiceAccount and NetworkPolicy; an
+invalid one gets a condition with the field and the fix, and nothing crashes."""
 
 from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import kopf
 import pytest
 
 import agentfactory.controller.factories
 import agentfactory.controller.settings
+from agentfactory.kube.auth import connect
 from tests.fakes.github_api import FakeGitHub, private_key
 from tests.githubs import ALL, REPO
-from tests.kube import emulated, running_operator, secret_doc, wait_for
+from tests.identity import operator_kubeconfig
+from tests.kube import Api, running_operator, secret_doc, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-FACTORIES = "/apis/agentfactory.dev/v1alpha1/namespaces/shop/factoryspecs"
+    import aiohttp
+
+    from tests.apiserver import ControlPlane
+
+
+@dataclass
+class Site:
+    api: Api
+    http: aiohttp.ClientSession
+    ns: str
+
+    @property
+    def factories(self) -> str:
+        return f"/apis/agentfactory.dev/v1alpha1/namespaces/{self.ns}/factoryspecs"
 
 
 @asynccontextmanager
-async def operator() -> AsyncIterator[str]:
-    async with emulated() as (_, url), running_operator(url):
-        yield url
+async def operator(plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Site]:
+    """The operator in this process for a namespace of its own, with the chart's RBAC; an
+    administrator's session to make things with."""
+    ns = plane.namespace("shop")
+    config = operator_kubeconfig(plane, ns, tmp_path / "operator.kubeconfig")
+    api = Api(plane.url, plane.ssl_context())
+    async with running_operator(connect(str(config)), namespaces=[ns]), api.session() as http:
+        yield Site(api, http, ns)
 
 
 def factory(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
-            "metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}"},
+            "metadata": {"name": name},
             "spec": {"repository": {"url": "/srv/git/shop.git"}, **spec}}  # fmt: skip
 
 
@@ -42,32 +62,47 @@ def ready(obj: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" for c in conditions)
 
 
-async def test_a_valid_factory_becomes_ready_with_its_sandbox_objects() -> None:
-    async with operator() as url, aiohttp.ClientSession() as http:
-        assert (await http.post(url + FACTORIES, json=factory("shop"))).status == 200
-        obj = await wait_for(url, FACTORIES, "shop", ready)
+async def test_a_valid_factory_becomes_ready_with_its_sandbox_objects(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    async with operator(control_plane, tmp_path) as site:
+        url, http, ns = site.api.url, site.http, site.ns
+        assert (await http.post(url + site.factories, json=factory("shop"))).status == 201
+        obj = await wait_for(site.api, site.factories, "shop", ready)
         conditions = {c["type"]: c for c in obj["status"]["conditions"]}
         assert conditions["Ready"]["status"] == "True"
         assert conditions["CredentialsValid"]["reason"] == "NoCredentialsNeeded"
-        accounts = f"{url}/api/v1/namespaces/shop/serviceaccounts"
+        accounts = f"{url}/api/v1/namespaces/{ns}/serviceaccounts"
         account = await (await http.get(f"{accounts}/agentfactory-agent-shop")).json()
         assert account["automountServiceAccountToken"] is False
         assert account["metadata"]["ownerReferences"][0]["name"] == "shop"
-        policies = f"{url}/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"
+        policies = f"{url}/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
         policy = await (await http.get(f"{policies}/agentfactory-agents-shop")).json()
-        assert policy["spec"]["ingress"] == []
+        # Ingress denied: the type named and no rule (the server leaves the empty list out).
+        assert "Ingress" in policy["spec"]["policyTypes"]
+        assert policy["spec"].get("ingress", []) == []
 
 
-async def test_an_invalid_factory_gets_a_condition_not_a_crash() -> None:
-    async with operator() as url, aiohttp.ClientSession() as http:
-        bad = factory("broken", retries={"perStage": -1})
-        assert (await http.post(url + FACTORIES, json=bad)).status == 200
-        obj = await wait_for(url, FACTORIES, "broken", ready)
+async def test_an_invalid_factory_gets_a_condition_not_a_crash(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    async with operator(control_plane, tmp_path) as site:
+        url, http, ns = site.api.url, site.http, site.ns
+        # The server refuses what the schema can say; a pattern that does not compile, it
+        # cannot, and the operator says so on the factory.
+        refused = await http.post(url + site.factories, json=factory(
+            "broken", retries={"perStage": -1}))  # fmt: skip
+        assert refused.status == 422
+        assert "spec.retries.perStage" in (await refused.json())["message"]
+        rules = {"rules": [{"name": "sql", "contentPatterns": ["(unclosed"]}]}
+        bad = factory("broken", escalation=rules)
+        assert (await http.post(url + site.factories, json=bad)).status == 201
+        obj = await wait_for(site.api, site.factories, "broken", ready)
         condition = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
         assert condition["status"] == "False" and condition["reason"] == "InvalidSpec"
-        assert "spec.retries.perStage: is -1; use a value of at least 0" in condition["message"]
+        assert "spec.escalation.rules[0].contentPatterns: rule 'sql'" in condition["message"]
         missing = await http.get(
-            f"{url}/api/v1/namespaces/shop/serviceaccounts/agentfactory-agent-broken")  # fmt: skip
+            f"{url}/api/v1/namespaces/{ns}/serviceaccounts/agentfactory-agent-broken")  # fmt: skip
         assert missing.status == 404, "nothing is created for an invalid factory"
 
 
@@ -78,29 +113,33 @@ def test_the_handlers_are_registered_with_stable_ids() -> None:
 
 
 async def reconciled_on_github(
-    github: FakeGitHub, credentials: dict[str, Any], secret: dict[str, str]
-) -> dict[str, Any]:
+    plane: ControlPlane, tmp_path: Path, github: FakeGitHub, credentials: dict[str, Any],
+    secret: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
     """The factory on the fake GitHub's acme/shop once reconciled, with *credentials* naming
     a Secret that holds *secret*."""
     name = next(iter(credentials.values()))["secretName"]
-    async with operator() as url, aiohttp.ClientSession() as http:
-        await http.post(f"{url}/api/v1/namespaces/shop/secrets", json=secret_doc(name, secret))
+    async with operator(plane, tmp_path) as site:
+        url, http = site.api.url, site.http
+        secrets = f"{url}/api/v1/namespaces/{site.ns}/secrets"
+        assert (await http.post(secrets, json=secret_doc(name, secret))).status == 201
         doc = factory("shop", repository={"url": github.clone_url(REPO), "forge": "github",
                                           "credentials": credentials})  # fmt: skip
-        assert (await http.post(url + FACTORIES, json=doc)).status == 200
-        return await wait_for(url, FACTORIES, "shop", ready)
+        assert (await http.post(url + site.factories, json=doc)).status == 201
+        return await wait_for(site.api, site.factories, "shop", ready)
 
 
 @pytest.mark.parametrize("right_key", [True, False])
 async def test_github_app_credentials_are_tried_by_minting_a_token(
-    right_key: bool, tmp_path: Path, remote: Path
+    right_key: bool, control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     with FakeGitHub(root=tmp_path / "github") as github:
         github.create_repository(REPO, remote)
         github.install(7, REPO, **ALL)
         key = github.key if right_key else private_key()
         app = {**github.app_secret(7), "private-key": key}
-        obj = await reconciled_on_github(github, {"githubApp": {"secretName": "gh-app"}}, app)
+        obj = await reconciled_on_github(control_plane, tmp_path, github,
+                                         {"githubApp": {"secretName": "gh-app"}}, app)  # fmt: skip
         conditions = {c["type"]: c for c in obj["status"]["conditions"]}
         credentials = conditions["CredentialsValid"]
         if right_key:
@@ -118,12 +157,13 @@ async def test_github_app_credentials_are_tried_by_minting_a_token(
 
 @pytest.mark.parametrize("alive", [True, False])
 async def test_a_plain_github_token_is_usable_with_a_warning_or_refused(
-    alive: bool, tmp_path: Path, remote: Path
+    alive: bool, control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     with FakeGitHub(root=tmp_path / "github") as github:
         github.create_repository(REPO, remote)
         token = github.personal_token(REPO, contents="write") if alive else "ghp_revoked"
-        obj = await reconciled_on_github(github, {"token": {"secretName": "gh-token"}},
+        obj = await reconciled_on_github(control_plane, tmp_path, github,
+                                         {"token": {"secretName": "gh-token"}},
                                          {"token": token})  # fmt: skip
         conditions = {c["type"]: c for c in obj["status"]["conditions"]}
         credentials, readiness = conditions["CredentialsValid"], conditions["Ready"]

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
 from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
+from tests.identity import operator_kubeconfig
+from tests.proxy import Answer, FaultProxy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.apiserver import ControlPlane
+    from tests.proxy import Request
 
 
 def configmap(name: str, **labels: str) -> dict[str, Any]:
@@ -69,3 +73,26 @@ async def test_a_patch_carrying_a_resource_version_is_refused_once_the_object_ch
         assert (await kube.get(f"{cms}/a") or {})["data"] == {"k": "first"}, "nothing lost"
         unguarded = await kube.patch(f"{cms}/a", {"data": {"k": "third"}})
         assert unguarded["data"] == {"k": "third"}, "without a resourceVersion: no check"
+
+
+async def test_a_request_the_server_asks_to_retry_later_is_tried_again(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    # 429 with Retry-After (priority and fairness, a watch cache re-initializing): waited out,
+    # as client-go does, instead of failing the handler that asked.
+    config = operator_kubeconfig(control_plane, namespace, tmp_path / "op.cfg")
+    answers = iter([Answer(429, "TooManyRequests", "storage is (re)initializing", 0)] * 2)
+
+    def busy(request: Request) -> Answer | None:
+        return next(answers, None) if request.plural == "configmaps" else None
+
+    async with FaultProxy(control_plane) as proxy:
+        proxy.faults.append(busy)
+        through = yaml.safe_load(config.read_text())
+        through["clusters"][0]["cluster"]["server"] = proxy.url
+        config.write_text(yaml.safe_dump(through))
+        async with Kube(connection=connect(str(config))) as kube:
+            cms = path_of("v1", "configmaps", namespace)
+            assert await kube.get(f"{cms}/absent") is None
+    codes = [r.status for r in proxy.seen if r.plural == "configmaps"]
+    assert codes == [429, 429, 404]

@@ -8,6 +8,7 @@ never listed, so the operator's RBAC needs no `list` on secrets.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,22 @@ class KubeError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+
+
+#: How often a request the server asked to retry later is tried again, and the longest wait.
+RETRIES = 5
+MAX_RETRY_AFTER = 10.0
+
+
+def _retry_after(status: int, header: str | None) -> float | None:
+    """Seconds to wait before trying again, when the server said so (429, or a 5xx with a
+    Retry-After); None otherwise."""
+    if header is None or (status != 429 and status < 500):
+        return None
+    try:
+        return min(max(float(header), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return 1.0
 
 
 def _message(body: str) -> str:
@@ -82,12 +99,20 @@ class Kube:
         authorization = self.connection.authorization()
         if authorization:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": authorization}
-        async with self._session.request(method, self.server + path, **kwargs) as response:
-            if response.status >= 400:
-                raise KubeError(response.status, _message(await response.text()))
-            if response.content_type == "application/json":
-                return await response.json()
-            return await response.text()
+        for tries_left in range(RETRIES, -1, -1):
+            async with self._session.request(method, self.server + path, **kwargs) as response:
+                wait = _retry_after(response.status, response.headers.get("Retry-After"))
+                if wait is not None and tries_left:
+                    # The server asks for patience (429: priority and fairness, or a watch
+                    # cache that is (re)initializing), as client-go honours it.
+                    await asyncio.sleep(wait)
+                    continue
+                if response.status >= 400:
+                    raise KubeError(response.status, _message(await response.text()))
+                if response.content_type == "application/json":
+                    return await response.json()
+                return await response.text()
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at *path*, or None when it does not exist."""
