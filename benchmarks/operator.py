@@ -1,6 +1,8 @@
-"""Operator benchmarks: `agentfactory run` (kopf, as a process of its own) against the API
-emulator, with a kubelet that answers every stage pod at once with a scripted result, so
-what is measured is the operator and its git work, not agents.
+"""Operator benchmarks: `agentfactory run` (kopf, as a process of its own, with the chart's
+RBAC) against a real control plane on loopback (`tests/apiserver.py`: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler), with a kubelet that answers every stage pod bound
+to its Node at once with a scripted result, so what is measured is the operator and its git
+work, not agents.
 
 Run: `.venv/bin/python -m benchmarks.operator [--sizes 100,1000] [--factories 20]` (as a module:
 run as a script, this file would shadow the standard library's `operator`).
@@ -9,8 +11,8 @@ inside each factory: task j depends on task (j-1)//2) go from Pending to Merged:
 
 1. transition overhead: from the moment a stage's result is written (the kubelet's pod
    status write) to the task's status showing the next phase, p50 and p99, next to the
-   emulator's own round trip for one status PATCH measured in the same run;
-2. API requests per transition, from the emulator's request log (the operator's and kopf's
+   API server's own round trip for one status PATCH measured in the same run;
+2. API requests per transition, from the API server's audit log (the operator's and kopf's
    requests: all of them, and the status path alone);
 3. total time, transitions per second, the operator's peak RSS (VmHWM) and CPU seconds (its
    own and its git processes'), and how each grows from the smaller size to the larger.
@@ -38,10 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
-from tests.cluster import WITH_KOPF, operator_requests
+from tests.apiserver import ControlPlane
+from tests.cluster import WITH_KOPF, audited
 from tests.gitutil import bare_remote
+from tests.identity import RELEASE, operator_kubeconfig
 from tests.instant import InstantKubelet, factory, task
-from tests.kube import emulated
+from tests.kube import Api, wait_for
+from tests.node import Node
 
 from agentfactory import API_VERSION
 
@@ -89,7 +94,7 @@ def proc_figures(pid: int) -> tuple[float, float]:
 
 
 async def patch_round_trip(url: str, http: aiohttp.ClientSession, n: int = 300) -> list[float]:
-    """The emulator's round trip for one status PATCH (a scratch task, before the operator
+    """The API server's round trip for one status PATCH (a scratch task, before the operator
     starts, deleted after)."""
     await (await http.post(f"{url}{TASKS}", json=task("baseline", "none", []))).release()
     times = []
@@ -107,7 +112,22 @@ async def patch_round_trip(url: str, http: aiohttp.ClientSession, n: int = 300) 
 
 async def run(size: int, factories: int, root: Path) -> dict[str, float]:
     per_factory = size // factories
-    async with emulated() as (emulator, url), aiohttp.ClientSession() as http:
+    plane = ControlPlane(root / "controlplane").start()
+    try:
+        return await on(plane, size, factories, per_factory, root)
+    finally:
+        plane.stop()
+
+
+async def on(
+    plane: ControlPlane, size: int, factories: int, per_factory: int, root: Path
+) -> dict[str, float]:
+    plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                 "metadata": {"name": NS}})  # fmt: skip
+    config = operator_kubeconfig(plane, NS, root / "operator.kubeconfig")
+    api = Api(plane.url, plane.ssl_context())
+    url = api.url
+    async with api.session() as http:
         baseline = await patch_round_trip(url, http)
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anthropic"},
                   "stringData": {"api-key": "unused"}}  # fmt: skip
@@ -122,19 +142,22 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
                 depends = [f"{fname}-t{(j - 1) // 2:03d}"] if j else []
                 await (await http.post(f"{url}{TASKS}", json=task(name, fname, depends))).release()
                 names.append(name)
-        kubelet = InstantKubelet(url, emulator, http)  # every pod succeeds at once
+        kubelet = InstantKubelet(Node(plane, name="bench-node"))  # every pod succeeds at once
         overheads: list[float] = []
         ended: dict[str, str] = {}
         done = asyncio.Event()
         background = [asyncio.create_task(kubelet.run()),
                       asyncio.create_task(watch_tasks(url, http, kubelet, overheads, ended,
                                                       len(names), done))]  # fmt: skip
+        await wait_for(api, "/api/v1/nodes", "bench-node",
+                       lambda o: not (o.get("spec") or {}).get("taints"), within=60)  # fmt: skip
         log = (root / "operator.log").open("w")
         start = time.perf_counter()
         operator = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentfactory", "run", "--server", url, "--standalone",
-            "--workdir", str(root / "operator"), "--metrics-port", "0", "--liveness-port", "0",
-            "--namespace", NS, "--log-format", "json", stdout=log, stderr=log,
+            sys.executable, "-m", "agentfactory", "run", "--kubeconfig", str(config),
+            "--standalone", "--workdir", str(root / "operator"), "--metrics-port", "0",
+            "--liveness-port", "0", "--namespace", NS, "--log-format", "json",
+            stdout=log, stderr=log,
         )  # fmt: skip
         try:
             await asyncio.wait_for(done.wait(), timeout=3600)
@@ -143,10 +166,12 @@ async def run(size: int, factories: int, root: Path) -> dict[str, float]:
         finally:
             operator.terminate()
             await operator.wait()
+            await kubelet.stop()
             for job in background:
                 job.cancel()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        requests = operator_requests(emulator, WITH_KOPF)  # nothing else says `kopf/`
+        user = f"system:serviceaccount:{NS}:{RELEASE}"
+        requests = audited(plane, user, WITH_KOPF)
         async with http.get(f"{url}{TASKS}") as answer:
             items = (await answer.json())["items"]
         transitions = sum(len(t["status"]["history"]) for t in items)
@@ -190,7 +215,7 @@ def main() -> None:
         print(
             f"  transition overhead p50 {f['overhead_p50'] * 1000:.1f} ms,"
             f" p99 {f['overhead_p99'] * 1000:.1f} ms over {int(f['samples'])} transitions;"
-            f" emulator status PATCH p50 {f['patch_p50'] * 1000:.2f} ms,"
+            f" API server status PATCH p50 {f['patch_p50'] * 1000:.2f} ms,"
             f" p99 {f['patch_p99'] * 1000:.2f} ms;"
             f" ratio p50 {f['overhead_p50'] / f['patch_p50']:.0f}x"
         )

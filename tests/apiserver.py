@@ -56,6 +56,10 @@ AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
 READY_WITHIN = 180.0
 
 
+#: Our CRDs as shipped, read once.
+SHIPPED: list[dict[str, Any]] = [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))]
+
+
 def binaries() -> Path:
     """The directory of the built binaries (builds them first when the pins changed)."""
     done = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, check=False)
@@ -336,11 +340,10 @@ class ControlPlane:
 
     def install_crds(self) -> None:
         """Our CRDs, as shipped, and wait until the server serves them."""
-        for path in sorted(CRDS.glob("*.yaml")):
-            crd = yaml.safe_load(path.read_text())
+        for crd in SHIPPED:
             self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-        for path in sorted(CRDS.glob("*.yaml")):
-            self.await_established(yaml.safe_load(path.read_text())["metadata"]["name"])
+        for crd in SHIPPED:
+            self.await_established(crd["metadata"]["name"])
 
     def await_established(self, name: str) -> None:
         """Wait until the server serves the CRD *name*."""

@@ -1,7 +1,7 @@
-"""A test kubelet: runs each pod bound to its node (on the real API server) or created in the
-emulator as local processes, in bubblewrap,
-with the pod's own filesystem layout, environment and deadline, and writes the pod's status
-and logs back as a kubelet would.
+"""A test kubelet: runs each pod bound to its node on the real API server as local processes,
+in bubblewrap, with the pod's own filesystem layout, environment and deadline, and writes the
+pod's status (through `pods/status`) and logs (served where `pods/log` asks) as a kubelet
+would.
 
 What it does like a kubelet: waits for the pod's ConfigMaps and Secrets before starting
 (ContainerCreating), materialises emptyDir, projected ConfigMap and Secret volumes at their
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -33,18 +32,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from agentfactory.local.executor import runtime_paths
 from tests.apiserver import ApiError
-from tests.kube import Api, wait_for
+from tests.kube import wait_for
 from tests.node import Node
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
 
+    import aiohttp
+
     from tests.apiserver import ControlPlane
-    from tests.kube import Emulator
 
 log = logging.getLogger("tests.kubelet")
 # /run is the pod's own (a kubelet mounts service account tokens under /var/run, its link).
@@ -57,13 +55,11 @@ def _now() -> str:
 
 @dataclass
 class Kubelet:
-    """Runs the pods of its *node* on a real API server, or every pod of the *emulator* (one of
-    the two); `started` lists every pod it ran, in order."""
+    """Runs the pods bound to its *node* on the real API server; `started` lists every pod it
+    ran, in order."""
 
-    url: str
-    emulator: Emulator | None
+    node: Node
     root: Path
-    node: Node | None = None
     readable: list[str] = field(default_factory=list)
     """Host paths the pods may read (a local bare repository standing in for a remote)."""
     started: list[str] = field(default_factory=list)
@@ -75,39 +71,22 @@ class Kubelet:
         if bwrap is None:
             raise RuntimeError("the test kubelet needs bubblewrap: apt-get install bubblewrap")
         self.bwrap = bwrap
-        self.api = self.node.api if self.node is not None else Api(self.url)
+        self.api = self.node.api
+        self.url = self.api.url
         self._deleting: set[str] = set()
         self._jobs: set[asyncio.Future[None]] = set()
 
     @property
     def logs(self) -> dict[tuple[str, str, str], str]:
         """Container logs by (namespace, pod, container), where `pods/log` reads them."""
-        source = self.node if self.node is not None else self.emulator
-        assert source is not None
-        return source.logs
+        return self.node.logs
 
     async def run(self) -> None:
-        """Watch the pods; a dropped watch is opened again, as a kubelet does (the replayed
+        """Register the node and watch its pods (again when the watch drops; the replayed
         ADDED events of pods already handled are skipped)."""
         async with self.api.session() as http:
-            if self.node is not None:
-                await self.node.start(http)
-                await self.node.watch(http, lambda kind, pod: self._seen(http, kind, pod))
-                return
-            while True:
-                try:
-                    await self._watch(http)
-                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                    log.info("the pod watch dropped (%s); watching again", exc)
-                else:
-                    log.info("the pod watch ended; watching again")
-
-    async def _watch(self, http: aiohttp.ClientSession) -> None:
-        async with http.get(f"{self.url}/api/v1/pods", params={"watch": "true"},
-                            timeout=aiohttp.ClientTimeout(total=None)) as stream:  # fmt: skip
-            async for line in stream.content:
-                event = json.loads(line)
-                self._seen(http, event["type"], event["object"])
+            await self.node.start(http)
+            await self.node.watch(http, lambda kind, pod: self._seen(http, kind, pod))
 
     def _seen(self, http: aiohttp.ClientSession, kind: str, pod: dict[str, Any]) -> None:
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
@@ -131,14 +110,12 @@ class Kubelet:
 
     async def _delete(self, http: aiohttp.ClientSession, key: str, pod: dict[str, Any]) -> None:
         await self._kill(key)
-        if self.node is not None:
-            await self.node.confirm_deletion(http, pod)
+        await self.node.confirm_deletion(http, pod)
 
     async def stop(self) -> None:
         for key in list(self._running):
             await self._kill(key)
-        if self.node is not None:
-            await self.node.stop()
+        await self.node.stop()
 
     async def _kill(self, key: str) -> None:
         proc = self._procs.pop(key, None)
@@ -212,9 +189,9 @@ class Kubelet:
 
     async def _env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
-        if self.node is not None:  # as a kubelet tells every container where its API is
-            host, port = self.api.url.removeprefix("https://").rsplit(":", 1)
-            env |= {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+        # As a kubelet tells every container where its API is.
+        host, port = self.api.url.removeprefix("https://").rsplit(":", 1)
+        env |= {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = item["value"]
@@ -336,7 +313,7 @@ async def kubelet_on(
     """A Node of its own on *plane*, run by a test kubelet until the block ends; then the
     Node is deleted (its pods with it), so that no later pod is bound to a node nobody runs."""
     node = Node(plane, name=f"node-{uuid.uuid4().hex[:8]}")
-    kubelet = Kubelet(plane.url, None, root, node=node, readable=readable or [])
+    kubelet = Kubelet(node, root, readable=readable or [])
     running = asyncio.create_task(kubelet.run())
     try:
         yield kubelet

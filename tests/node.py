@@ -72,7 +72,7 @@ class Node:
         logs are served."""
         port = port or self._port
         self._port = port
-        capacity = {"cpu": "4", "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
+        capacity = {"cpu": "4", "memory": memory, "pods": "500", "ephemeral-storage": "100Gi"}
         status = {"status": {
             "capacity": capacity, "allocatable": capacity,
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},

@@ -18,9 +18,10 @@ from agentfactory.forge.github import GitHubForge
 from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.manifests.agents import agent_service_account
+from tests.apiserver import SHIPPED
 from tests.fakes.github_api import FakeGitHub
 from tests.githubs import ALL, REPO, app
-from tests.kube import Api, emulated, secret_doc, wait_for
+from tests.kube import Api, secret_doc, wait_for
 from tests.scripts import factory_doc, task_doc
 
 if TYPE_CHECKING:
@@ -274,12 +275,19 @@ async def test_a_github_factory_opens_the_pr_and_gates_ci_on_the_exact_head(
 
 
 async def test_a_task_whose_status_does_not_validate_is_left_alone_and_reported(
-    tmp_path: Path, remote: Path
+    bare_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
-    # On the emulator: the API server refuses such a status (the test below); it reaches the
-    # operator only from a CRD installed without our schema, which a shared server cannot hold.
-    ns = "shop"
-    async with emulated() as (_, url), Kube(server=url) as kube:
+    # Our CRD refuses such a status (the test below); it reaches the operator only where the
+    # CRD was installed without our status schema: a control plane of this test's own.
+    for crd in SHIPPED:
+        crd = json.loads(json.dumps(crd))
+        version = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        version["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        bare_plane.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                           crd)  # fmt: skip
+        bare_plane.await_established(crd["metadata"]["name"])
+    ns = bare_plane.namespace("shop")
+    async with admin_in(bare_plane, ns, tmp_path) as kube:
         await kube.create(path_of(API, "factoryspecs", ns), factory_doc(remote))
         await kube.create(path_of(API, "agenttasks", ns),
                           task_doc("fix-cart", "cart_total counts.", ["shop/cart.py"]))  # fmt: skip

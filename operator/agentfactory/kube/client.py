@@ -2,8 +2,9 @@
 
 Only what the operator does: get, list (by label), create, merge-patch, delete, and read a
 pod's log. Label selectors are sent to the server and applied again here, so an API server
-that ignores them (kmock, see tests/kube.py) cannot widen a list. Secrets are read by name,
-never listed, so the operator's RBAC needs no `list` on secrets.
+that ignored them could not widen a list. Secrets are read by name, never listed, so the
+operator's RBAC needs no `list` on secrets. A request the server asks to retry later is
+retried as it says.
 """
 
 from __future__ import annotations
