@@ -117,13 +117,18 @@ class Node:
         spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS}
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name}, "spec": spec}  # fmt: skip
+        merge = {"Content-Type": "application/merge-patch+json"}
         while True:
-            spec["renewTime"] = now_micro()
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.put(f"{leases}/{self.name}", json=body) as answer:
+            renew = {"spec": {"renewTime": now_micro()}}
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.patch(f"{leases}/{self.name}", json=renew,
+                                      headers=merge) as answer:  # fmt: skip
                     if answer.status == 404:
+                        spec["renewTime"] = renew["spec"]["renewTime"]
                         async with http.post(leases, json=body) as created:
                             created.raise_for_status()
+                    elif answer.status >= 400:  # loudly: a lapsed lease makes the node NotReady
+                        log.warning("lease renewal: %s %s", answer.status, await answer.text())
             await asyncio.sleep(RENEW_SECONDS)  # a heartbeat's period, not a wait on an event
 
     # -- pods ------------------------------------------------------------------------------
