@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import yaml
 
 from agentfactory import API_VERSION
 from agentfactory.kube.auth import connect
-from tests.cluster import merged_tasks
+from tests.cluster import forget, merged_tasks
 from tests.githubs import ALL, REPO
 from tests.gitutil import bare_remote
 from tests.identity import operator_kubeconfig
@@ -111,14 +110,23 @@ async def line(
     `agentfactory run` with the line's kubeconfig)."""
     ns = plane.namespace("line")
     api = Api(plane.url, plane.ssl_context())
-    node = Node(plane, name=f"node-{ns}")
+    node = Node(plane, name=f"node-{ns}", namespace=ns)
     kubelet = InstantKubelet(node, script)
-    async with FaultProxy(plane) as proxy, api.session() as http:
+    async with FaultProxy(plane) as proxy, api.session() as http, AsyncExitStack() as stack:
         config = operator_kubeconfig(plane, ns, tmp_path / "operator.kubeconfig")
         through = yaml.safe_load(config.read_text())
         through["clusters"][0]["cluster"]["server"] = proxy.url
         config.write_text(yaml.safe_dump(through))
         watching = asyncio.create_task(kubelet.run())
+
+        async def teardown() -> None:
+            await kubelet.stop()
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+            await http.delete(f"{plane.url}/api/v1/nodes/{node.name}")
+            await forget(http, plane.url, ns)
+
+        stack.push_async_callback(teardown)
         # A new node is tainted not-ready until the node controller sees it Ready: wait, so
         # that no test's first pods meet a taint a real cluster would have lifted long ago.
         await wait_for(api, "/api/v1/nodes", node.name,
@@ -143,21 +151,11 @@ async def line(
         for doc in (task("alpha", "line", []), task("beta", "line", ["alpha"]),
                     task("gamma", "line", [])):  # fmt: skip
             await ln.create(ln.tasks_path, doc)
-        stack = AsyncExitStack()
         if operator:
             await stack.enter_async_context(running_operator(
                 connect(str(config)), namespaces=[ns], workdir=str(tmp_path / "operator"),
                 resync_seconds=1, **settings))  # fmt: skip
-        try:
-            async with stack:
-                yield ln
-        finally:
-            await kubelet.stop()
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
-            await http.delete(f"{plane.url}/api/v1/nodes/{node.name}")
-            await http.delete(f"{plane.url}/api/v1/namespaces/{ns}")
+        yield ln
 
 
 async def assert_nothing_lost_or_doubled(

@@ -174,7 +174,7 @@ async def cluster(
     with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
         async with (
             api.session() as http,
-            kubelet_on(plane, tmp_path / "kubelet", [str(remote)]) as kubelet,
+            kubelet_on(plane, tmp_path / "kubelet", [str(remote)], ns) as kubelet,
         ):
             c = Cluster(plane, ns, api, http, kubelet, remote, tmp_path / "operator", config,
                         f"system:serviceaccount:{ns}:{RELEASE}", contextlib.AsyncExitStack(),
@@ -190,12 +190,19 @@ async def cluster(
                 yield c
             finally:
                 await c.stop_operator()
-                await http.delete(f"{plane.url}/api/v1/namespaces/{ns}")
+                await forget(http, plane.url, ns)
 
 
 #: User-Agents of the operator's API clients: its own, and kopf's.
 OPERATOR = ("agentfactory/",)
 WITH_KOPF = ("agentfactory/", "kopf/")
+
+
+async def forget(http: aiohttp.ClientSession, url: str, ns: str) -> None:
+    """Delete a test's namespace, its pods at once first: a pod still Pending would otherwise
+    be bound to the next test's node before the namespace controller got to it."""
+    await http.delete(f"{url}/api/v1/namespaces/{ns}/pods", params={"gracePeriodSeconds": "0"})
+    await http.delete(f"{url}/api/v1/namespaces/{ns}")
 
 
 METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "patch": "PATCH",

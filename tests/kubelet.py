@@ -308,11 +308,13 @@ class Kubelet:
 
 @asynccontextmanager
 async def kubelet_on(
-    plane: ControlPlane, root: Path, readable: list[str] | None = None
-) -> AsyncIterator[Kubelet]:
-    """A Node of its own on *plane*, run by a test kubelet until the block ends; then the
-    Node is deleted (its pods with it), so that no later pod is bound to a node nobody runs."""
-    node = Node(plane, name=f"node-{uuid.uuid4().hex[:8]}")
+    plane: ControlPlane, root: Path, readable: list[str] | None = None,
+    namespace: str | None = None,
+) -> AsyncIterator[Kubelet]:  # fmt: skip
+    """A Node of its own on *plane* (running *namespace*'s pods only, when named), run by a
+    test kubelet until the block ends; then the Node is deleted, so that no later pod is bound
+    to a node nobody runs."""
+    node = Node(plane, name=f"node-{uuid.uuid4().hex[:8]}", namespace=namespace)
     kubelet = Kubelet(node, root, readable=readable or [])
     running = asyncio.create_task(kubelet.run())
     try:

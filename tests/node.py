@@ -45,6 +45,9 @@ class Node:
 
     plane: ControlPlane
     name: str = "node-1"
+    namespace: str | None = None
+    """The one namespace whose pods this node runs, when set: a test's own. (The scheduler may
+    bind a pod an earlier test left behind to any node; this node leaves it alone.)"""
     logs: dict[tuple[str, str, str], str] = field(default_factory=dict)
     api: Api = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -138,7 +141,10 @@ class Node:
     ) -> None:
         """Call *seen* with each event of the pods bound to this node, watching again when the
         stream drops (as a kubelet does; replayed events are the caller's to skip)."""
-        params = {"watch": "true", "fieldSelector": f"spec.nodeName={self.name}"}
+        selector = f"spec.nodeName={self.name}"
+        if self.namespace is not None:
+            selector += f",metadata.namespace={self.namespace}"
+        params = {"watch": "true", "fieldSelector": selector}
         forever = aiohttp.ClientTimeout(total=None)
         while True:
             try:

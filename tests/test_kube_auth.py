@@ -161,7 +161,7 @@ async def test_in_a_pod_it_uses_the_service_accounts_projected_token_and_ca(
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}
     control_plane.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", account)
     pods = f"/api/v1/namespaces/{namespace}/pods"
-    async with kubelet_on(control_plane, tmp_path / "kubelet") as kubelet:
+    async with kubelet_on(control_plane, tmp_path / "kubelet", namespace=namespace) as kubelet:
         control_plane.request("POST", pods, probe_pod(namespace))
         api = Api(control_plane.url, control_plane.ssl_context())
         done = await wait_for(api, pods, "probe",
