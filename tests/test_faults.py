@@ -177,10 +177,8 @@ async def test_a_pod_no_node_has_room_for_fails_its_attempt_with_the_schedulers_
         # Until the node grew, first plan attempts found no room (how many, timing decides).
         tasks = await assert_nothing_lost_or_doubled(ln, unscheduled=lambda p: "-plan-" in p)
     (retried,) = [h for h in first["status"]["history"] if h["reason"] == "StageRetried"]
-    assert (
-        "not scheduled within 1s: 0/1 nodes are available: 1 Insufficient memory"
-        in (retried["message"])
-    ), retried
+    said = retried["message"]  # the scheduler's words, however many nodes it looked at
+    assert "not scheduled within 1s: 0/" in said and "Insufficient memory" in said, said
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values())
     assert "alpha-plan-1" not in ln.kubelet.started, "no node ever got it"
 
