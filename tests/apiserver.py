@@ -15,10 +15,12 @@ in a namespace of its own, labelled to enforce Pod Security "restricted".
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import ipaddress
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -66,6 +68,15 @@ def binaries() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"tests/controlplane/build.sh failed:\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be sent SIGTERM when the process that started us dies (a
+    killed test worker or benchmark must not leave a control plane running)."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -196,7 +207,7 @@ class ControlPlane:
         with (self.root / f"{name}.log").open("wb") as log:  # the child keeps its own copy
             self.processes[name] = subprocess.Popen(
                 [str(self.bin / name), *argv], stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
 
     def _log_tail(self, name: str) -> str:

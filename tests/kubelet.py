@@ -62,6 +62,10 @@ class Kubelet:
     root: Path
     readable: list[str] = field(default_factory=list)
     """Host paths the pods may read (a local bare repository standing in for a remote)."""
+    writable: list[str] = field(default_factory=list)
+    """Host paths the pods may write (the bare remote, for an operator that pushes to it)."""
+    entrypoints: dict[str, list[str]] = field(default_factory=dict)
+    """Image (without its tag) -> its ENTRYPOINT, for containers that give only args."""
     started: list[str] = field(default_factory=list)
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
@@ -220,13 +224,21 @@ class Kubelet:
         # pod's own /tmp volume hides: bind them back, read-only.
         for path in [*runtime_paths(), *self.readable]:
             argv += ["--ro-bind", path, path]
+        for path in self.writable:
+            argv += ["--bind", path, path]
         context = {**(pod["spec"].get("securityContext") or {}),
                    **(container.get("securityContext") or {})}  # fmt: skip
         user = str(context.get("runAsUser", 0))
         argv += ["--remount-ro", "/", "--unshare-user", "--uid", user,
                  "--gid", str(context.get("runAsGroup", user)), "--unshare-pid", "--as-pid-1",
                  "--die-with-parent", "--new-session", "--chdir", "/"]  # fmt: skip
-        return [*argv, *container.get("command", []), *container.get("args", [])]
+        command = container.get("command")
+        if command is None:  # the image's own entrypoint, as a runtime would run it
+            image = container["image"].rsplit(":", 1)[0]
+            if image not in self.entrypoints:
+                raise RuntimeError(f"the test kubelet knows no entrypoint of {image}")
+            command = self.entrypoints[image]
+        return [*argv, *command, *container.get("args", [])]
 
     async def _container(
         self, key: str, pod: dict[str, Any], container: dict[str, Any], volumes: dict[str, Path],
@@ -309,13 +321,15 @@ class Kubelet:
 @asynccontextmanager
 async def kubelet_on(
     plane: ControlPlane, root: Path, readable: list[str] | None = None,
-    namespace: str | None = None,
+    namespace: str | None = None, entrypoints: dict[str, list[str]] | None = None,
+    writable: list[str] | None = None,
 ) -> AsyncIterator[Kubelet]:  # fmt: skip
     """A Node of its own on *plane* (running *namespace*'s pods only, when named), run by a
     test kubelet until the block ends; then the Node is deleted, so that no later pod is bound
     to a node nobody runs."""
     node = Node(plane, name=f"node-{uuid.uuid4().hex[:8]}", namespace=namespace)
-    kubelet = Kubelet(node, root, readable=readable or [])
+    kubelet = Kubelet(node, root, readable=readable or [], writable=writable or [],
+                      entrypoints=entrypoints or {})  # fmt: skip
     running = asyncio.create_task(kubelet.run())
     try:
         yield kubelet

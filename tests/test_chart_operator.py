@@ -1,0 +1,96 @@
+"""The operator the chart deploys is the one that works: `helm install` as the README's
+quickstart does, the Deployment's pod scheduled onto the test kubelet's node and run from the
+operator image's entrypoint with the chart's ServiceAccount token projected into it; it finds
+the API server from inside its pod and takes a task to Merged under the chart's RBAC."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+from tests.apiserver import ROOT, free_port
+from tests.cluster import FIX_CART, factory, fixes, merged_tasks
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.helm import installed
+from tests.kube import Api, secret_doc, wait_for
+from tests.kubelet import kubelet_on
+from tests.scripts import Router
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.apiserver import ControlPlane
+
+DOCKERFILE = ROOT / "sandbox-images" / "operator" / "Dockerfile"
+
+
+def operator_entrypoint() -> list[str]:
+    """The operator image's ENTRYPOINT, from its Dockerfile (the host's programs are the
+    image's here)."""
+    found = re.search(r"^ENTRYPOINT (\[.*\])$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert found, "the operator image's ENTRYPOINT"
+    return list(json.loads(found[1]))
+
+
+async def test_the_operator_the_chart_deploys_merges_a_task(
+    bare_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    namespace, image = "factory", "agentfactory/operator"
+    values = {"image": {"repository": image, "tag": "0.1.0"},
+              "metrics": {"port": free_port()}, "livenessPort": free_port(),
+              "operator": {"resyncSeconds": 2, "logFormat": "plain"}}  # fmt: skip
+    api = Api(bare_plane.url, bare_plane.ssl_context())
+    goals = {FIX_CART["spec"]["goal"]: "fix-cart"}
+    with FakeAnthropic([Router(goals, fixes())], repeat_last=True) as fake:
+        async with (
+            installed(bare_plane, values, tmp_path, namespace=namespace, release="agentfactory",
+                      monitoring=False),
+            # The operator pushes to the remote (a host path here, a git server in a cluster).
+            kubelet_on(bare_plane, tmp_path / "kubelet", [], namespace,
+                       {image: operator_entrypoint()}, [str(remote)]) as kubelet,
+            api.session() as http,
+        ):  # fmt: skip
+            await wait_for(
+                api,
+                "/api/v1/nodes",
+                kubelet.node.name,
+                lambda o: not (o.get("spec") or {}).get("taints"),
+                within=60,
+            )
+            pods = f"/api/v1/namespaces/{namespace}/pods"
+            secrets = f"/api/v1/namespaces/{namespace}/secrets"
+            agentfactory = f"/apis/agentfactory.dev/v1alpha1/namespaces/{namespace}"
+            async with http.post(
+                bare_plane.url + secrets, json=secret_doc("anthropic", {"api-key": API_KEY})
+            ) as made:
+                assert made.status == 201, await made.text()
+            async with http.post(
+                f"{bare_plane.url}{agentfactory}/factoryspecs", json=factory(remote, fake.url)
+            ) as made:
+                assert made.status == 201, await made.text()
+            async with http.post(
+                f"{bare_plane.url}{agentfactory}/agenttasks", json=json.loads(json.dumps(FIX_CART))
+            ) as made:
+                assert made.status == 201, await made.text()
+            task = await wait_for(api, f"{agentfactory}/agenttasks", "fix-cart", lambda o: (
+                o.get("status") or {}).get("phase") in ("Merged", "NeedsAttention", "Failed"),
+                within=300)  # fmt: skip
+            (operator,) = [key for key in kubelet.started if "-fix-cart-" not in key
+                           and key.split("/")[1].startswith("agentfactory-")]  # fmt: skip
+            log = (kubelet.root / operator.replace("/", "_") / "operator.log").read_text()
+            async with http.get(bare_plane.url + pods) as answer:
+                running = (await answer.json())["items"]
+    assert task["status"]["phase"] == "Merged", (task["status"].get("message"), log[-3000:])
+    assert merged_tasks(remote) == ["fix-cart"]
+    assert "credentials from the pod's service account" in log, log[:2000]
+    user = f"system:serviceaccount:{namespace}:agentfactory"
+    refused = [
+        e["requestURI"]
+        for e in bare_plane.audit()
+        if e["user"]["username"] == user and e["responseStatus"].get("code") == 403
+    ]
+    assert refused == [], "the chart's RBAC allows all the deployed operator does"
+    (deployed,) = [p for p in running if p["metadata"]["name"].startswith("agentfactory-")]
+    assert deployed["spec"]["serviceAccountName"] == "agentfactory"
+    assert deployed["status"]["phase"] == "Running"
