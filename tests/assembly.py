@@ -20,7 +20,7 @@ from tests.githubs import ALL, REPO
 from tests.gitutil import bare_remote
 from tests.identity import operator_kubeconfig
 from tests.instant import End, InstantKubelet, factory, happy, task
-from tests.kube import Api, running_operator, secret_doc, wait_for
+from tests.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
 from tests.node import Node
 from tests.proxy import FaultProxy
 
@@ -38,7 +38,7 @@ ENDED = ("Merged", "NeedsAttention", "Failed", "Cancelled")
 
 
 @dataclass
-class Line:
+class Line(NamespacePaths):
     plane: ControlPlane
     ns: str
     api: Api
@@ -55,22 +55,6 @@ class Line:
     @property
     def url(self) -> str:
         return self.plane.url
-
-    @property
-    def tasks_path(self) -> str:
-        return f"/apis/{API_VERSION}/namespaces/{self.ns}/agenttasks"
-
-    @property
-    def pods(self) -> str:
-        return f"/api/v1/namespaces/{self.ns}/pods"
-
-    @property
-    def secrets(self) -> str:
-        return f"/api/v1/namespaces/{self.ns}/secrets"
-
-    @property
-    def events(self) -> str:
-        return f"/api/v1/namespaces/{self.ns}/events"
 
     async def tasks(self) -> dict[str, dict[str, Any]]:
         async with self.http.get(f"{self.url}{self.tasks_path}") as answer:

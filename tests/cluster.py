@@ -21,7 +21,7 @@ from agentfactory.kube.auth import connect
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.gitutil import git
 from tests.identity import RELEASE, operator_kubeconfig
-from tests.kube import Api, running_operator, secret_doc, wait_for
+from tests.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
 from tests.kubelet import Kubelet, kubelet_on
 from tests.scripts import CART, CART_FIXED, CHECK, Router, factory_doc, implement, replace, task_doc
 
@@ -51,7 +51,7 @@ CI_A_WHILE = [{"name": "test", "command": f"sleep 3; {CHECK}", "timeoutSeconds":
 
 
 @dataclass
-class Cluster:
+class Cluster(NamespacePaths):
     plane: ControlPlane
     ns: str
     """The test's namespace: the factory, its tasks, pods and the operator's RBAC live here."""
@@ -73,24 +73,8 @@ class Cluster:
         return self.plane.url
 
     @property
-    def api_path(self) -> str:
-        return f"/apis/agentfactory.dev/v1alpha1/namespaces/{self.ns}"
-
-    @property
     def tasks(self) -> str:
-        return f"{self.api_path}/agenttasks"
-
-    @property
-    def pods(self) -> str:
-        return f"/api/v1/namespaces/{self.ns}/pods"
-
-    @property
-    def secrets(self) -> str:
-        return f"/api/v1/namespaces/{self.ns}/secrets"
-
-    @property
-    def events(self) -> str:
-        return f"/api/v1/namespaces/{self.ns}/events"
+        return self.tasks_path
 
     async def start_operator(self) -> None:
         self.operator = contextlib.AsyncExitStack()

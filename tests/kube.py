@@ -30,6 +30,32 @@ def secret_doc(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
 
 
+class NamespacePaths:
+    """The REST paths of a test's namespace, for the dataclasses that hold one (`ns`)."""
+
+    ns: str
+
+    @property
+    def api_path(self) -> str:
+        return f"/apis/agentfactory.dev/v1alpha1/namespaces/{self.ns}"
+
+    @property
+    def tasks_path(self) -> str:
+        return f"{self.api_path}/agenttasks"
+
+    @property
+    def pods(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/pods"
+
+    @property
+    def secrets(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/secrets"
+
+    @property
+    def events(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/events"
+
+
 @dataclass(frozen=True)
 class Api:
     """Where the API server is and who asks it: its HTTPS URL, a TLS context (the CA, and a
