@@ -73,19 +73,27 @@ class Api:
 
 async def wait_for(
     api: Api, collection: str, name: str, predicate: Callable[[dict[str, Any]], bool],
-    within: float = 30,
+    within: float = 30, field: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The object *name* once *predicate* holds, awaited on a watch stream (no polling):
     the stream is opened before the current state is read, so no change slips between. The
-    watch selects the one object by name (which is all a kubelet may watch of a Secret)."""
+    watch selects the one object by name (which is all a kubelet may list or watch of a
+    Secret), or, with a *field* selector, the first object it selects that matches."""
 
     async def watch_again() -> dict[str, Any]:
         while True:  # a cut stream is opened again, as any watching client does
             with contextlib.suppress(aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
                 return await watch()
 
+    selector = field or f"metadata.name={name}"
+
+    def matches(obj: dict[str, Any]) -> bool:
+        return (field is not None or obj.get("metadata", {}).get("name") == name) and bool(
+            predicate(obj)
+        )
+
     async def watch() -> dict[str, Any]:
-        params = {"watch": "true", "fieldSelector": f"metadata.name={name}"}
+        params = {"watch": "true", "fieldSelector": selector}
         async with (
             api.session() as session,
             session.get(f"{api.url}{collection}", params=params,
@@ -95,13 +103,19 @@ async def wait_for(
                 await asyncio.sleep(float(stream.headers.get("Retry-After", "1")))
                 raise aiohttp.ClientConnectionError("retry after 429")
             stream.raise_for_status()
-            async with session.get(f"{api.url}{collection}/{name}") as current:
-                obj = await current.json() if current.status == 200 else None
-            if obj is not None and predicate(obj):
-                return dict(obj)
+            if field is None:  # the one object, by name
+                async with session.get(f"{api.url}{collection}/{name}") as current:
+                    found = [await current.json()] if current.status == 200 else []
+            else:
+                async with session.get(f"{api.url}{collection}",
+                                       params={"fieldSelector": field}) as current:  # fmt: skip
+                    found = (await current.json()).get("items", [])
+            for obj in found:
+                if matches(obj):
+                    return dict(obj)
             async for line in stream.content:
                 obj = json.loads(line).get("object", {})
-                if obj.get("metadata", {}).get("name") == name and predicate(obj):
+                if matches(obj):
                     return dict(obj)
         raise AssertionError(f"the watch on {collection} ended before {name} matched")
 

@@ -332,6 +332,10 @@ async def kubelet_on(
                       entrypoints=entrypoints or {})  # fmt: skip
     running = asyncio.create_task(kubelet.run())
     try:
+        # A new node is tainted not-ready until the node controller sees it Ready: the pods
+        # of the test then do not start their life Unschedulable behind that taint.
+        await wait_for(node.api, "/api/v1/nodes", node.name,
+                       lambda o: not (o.get("spec") or {}).get("taints"), within=60)  # fmt: skip
         yield kubelet
     finally:
         await kubelet.stop()
