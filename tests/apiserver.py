@@ -56,6 +56,7 @@ AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
                 "omitStages": ["RequestReceived", "ResponseStarted"],
                 "rules": [{"level": "Metadata"}]}  # fmt: skip
 READY_WITHIN = 180.0
+PROBE_EVERY = 0.2
 
 
 #: Our CRDs as shipped, read once.
@@ -215,15 +216,19 @@ class ControlPlane:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def _await(self, name: str, ready: Any) -> None:
-        """Poll *ready* until it holds (a process has no event to await but its port)."""
+        """Probe *ready* until it holds. Between probes, wait on the process itself: its exit
+        (the failure) ends the wait at once; a server's readiness has no event of its own."""
+        process = self.processes[name]
         end = time.monotonic() + READY_WITHIN
         while time.monotonic() < end:
-            if self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited:\n{self._log_tail(name)}")
             with contextlib.suppress(OSError, ApiError):
                 if ready():
                     return
-            time.sleep(0.2)
+            try:
+                process.wait(PROBE_EVERY)
+            except subprocess.TimeoutExpired:
+                continue
+            raise RuntimeError(f"{name} exited:\n{self._log_tail(name)}")
         raise RuntimeError(f"{name} was not ready within {READY_WITHIN} s:\n{self._log_tail(name)}")
 
     def start(self, *, crds: bool = True) -> ControlPlane:
