@@ -87,10 +87,13 @@ async def wait_for(
 
     selector = field or f"metadata.name={name}"
 
+    last: list[dict[str, Any]] = []  # what the object was when the wait ran out
+
     def matches(obj: dict[str, Any]) -> bool:
-        return (field is not None or obj.get("metadata", {}).get("name") == name) and bool(
-            predicate(obj)
-        )
+        if field is None and obj.get("metadata", {}).get("name") != name:
+            return False
+        last[:] = [obj]
+        return bool(predicate(obj))
 
     async def watch() -> dict[str, Any]:
         params = {"watch": "true", "fieldSelector": selector}
@@ -119,7 +122,12 @@ async def wait_for(
                     return dict(obj)
         raise AssertionError(f"the watch on {collection} ended before {name} matched")
 
-    return await asyncio.wait_for(watch_again(), within)
+    try:
+        return await asyncio.wait_for(watch_again(), within)
+    except TimeoutError:
+        seen = json.dumps(last[0].get("status"), indent=1)[-4000:] if last else "never seen"
+        raise TimeoutError(f"{collection}/{name} did not match within {within} s; "
+                             f"its status last:\n{seen}") from None  # fmt: skip
 
 
 async def wait_gone(api: Api, collection: str, name: str, within: float = 60) -> None:

@@ -82,6 +82,11 @@ class Slow:
 Fault = Callable[[Request], Answer | Slow | None]
 
 
+def _transport(response: aiohttp.ClientResponse) -> asyncio.Transport | None:
+    connection = response.connection
+    return None if connection is None else connection.transport
+
+
 def status_body(answer: Answer) -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": answer.message, "reason": answer.reason, "code": answer.code}  # fmt: skip
@@ -166,9 +171,12 @@ class FaultProxy:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
             except asyncio.CancelledError:
-                # Cut: the client sees its stream end without the chunked terminator.
-                if incoming.transport is not None:
-                    incoming.transport.abort()
+                # Cut: the client sees its stream end without the chunked terminator. Both
+                # sides are aborted, not closed: a TLS close waits for the peer's close_notify,
+                # and a loop that ends first leaves the socket open (a ResourceWarning later).
+                for transport in (incoming.transport, _transport(upstream)):
+                    if transport is not None:
+                        transport.abort()
                 raise
             finally:
                 self._streams.discard(task)
