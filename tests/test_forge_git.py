@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agentfactory.forge.git import GitForge, MergeOutcome
+from agentfactory.forge.git import BranchRefusedError, GitForge, MergeOutcome
 from tests.gitutil import git
 
 if TYPE_CHECKING:
@@ -138,3 +138,27 @@ def test_a_conflicting_base_is_reported_with_the_files(tmp_path: Path, remote: P
     outcome = land(f, head)
     assert outcome.outcome == "conflict" and "app.py" in outcome.message
     assert f.branch_head("factory/greet") == head, "a failed rebase leaves the branch alone"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "branch", "why"),
+    [("factory/", "main", "is the base branch"), ("", "main", "is the base branch"),
+     ("", "fix", "the branch prefix is empty"), ("factory/", "other/fix", "not under the prefix"),
+     ("factory/", "main/fix", "is the base branch main or beside it"),
+     ("factory/", "factory/../main", "not a plain branch name")],
+)  # fmt: skip
+def test_no_forge_writes_the_base_or_outside_its_prefix_whatever_it_is_configured_with(
+    tmp_path: Path, remote: Path, prefix: str, branch: str, why: str
+) -> None:
+    # The schema refuses such a factory; this is the guard behind it, for a spec that was
+    # never validated or a status edited to name another branch.
+    f = GitForge(remote=str(remote), workdir=tmp_path / "forge", branch_prefix=prefix)
+    base = f.base_sha()
+    head = f.commit_patch(base, diff_of(tmp_path, remote, "w", {"notes.txt": "two\n"})[1], "x")
+    for write in (lambda: f.push_branch(branch, head), lambda: f.delete_branch(branch),
+                  lambda: f.merge(task="fix", branch=branch, head_sha=head, method="squash",
+                                  title="t", body="", delete_branch=True)):  # fmt: skip
+        with pytest.raises(BranchRefusedError, match=why):
+            write()
+    assert git(remote, "rev-parse", "main") == base
+    assert git(remote, "for-each-ref", "--format=%(refname)", "refs/heads") == "refs/heads/main"

@@ -12,6 +12,7 @@ import pytest
 
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.github import ci_verdict, github_repository
+from agentfactory.forge.git import BranchRefusedError
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, GitHubToken
 from tests.fakes.github_api import FakeGitHub, Fault
 from tests.githubs import ALL, PACING, REPO, app
@@ -314,3 +315,19 @@ def test_server_errors_on_forge_calls_are_retried_and_a_merge_attempt_is_not_spe
     with pytest.raises(GitHubBusyError, match="merging factory/fix: 503"):
         f.merge(task="fix", branch="factory/fix", head_sha=pr.head_sha, method="squash",
                 title="fix", body="", delete_branch=True)  # fmt: skip
+
+
+def test_github_refuses_to_open_merge_or_delete_a_task_branch_that_is_the_base(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = GitHubForge.at(app(github), tmp_path / "op", "main", branch_prefix="")
+    base = f.base_sha()
+    with pytest.raises(BranchRefusedError, match="is the base branch"):
+        f.ensure_pull_request("main", "fix", "")
+    with pytest.raises(BranchRefusedError, match="is the base branch"):
+        f.merge(task="main", branch="main", head_sha=base, method="squash", title="t", body="",
+                delete_branch=True)  # fmt: skip
+    with pytest.raises(BranchRefusedError, match="the branch prefix is empty"):
+        f.push_branch("fix", base)
+    assert github.head_of(REPO, "main") == base and github.head_of(REPO, "fix") is None
+    assert not github.pulls.get(REPO), "no pull request from the base into itself"

@@ -1,4 +1,4 @@
-"""Kubernetes name rules, shared by the resource models.
+"""Kubernetes name rules, shared by the resource models, and the rule for task branches.
 
 Factory and task names are restricted to DNS-1123 labels (63 characters), stricter than
 Kubernetes' 253-character object names, because they are used as label values, in pod names
@@ -46,3 +46,24 @@ K8sName = Annotated[
     AfterValidator(check_name),
     WithJsonSchema({"type": "string", "pattern": DNS1123_LABEL, "maxLength": MAX_NAME_LENGTH}),
 ]
+
+
+_BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+
+
+def task_branch_refusal(branch: str, base: str, prefix: str) -> str | None:
+    """Why a task may not write *branch*, or None when it may. A task's branch is never the
+    base branch (or a branch beside or under it), never outside a non-empty prefix, and never a
+    name git would read as something else: the forges check this on every push, whatever the
+    spec says, so that no unreviewed patch lands where it would be taken for reviewed code."""
+    if branch == base or base.startswith(branch + "/") or branch.startswith(base + "/"):
+        return f"refusing to write branch '{branch}': it is the base branch {base} or beside it"
+    if not prefix:
+        return (f"refusing to write branch '{branch}': the branch prefix is empty, so it could"
+                f" name any branch; set repository.branchPrefix (such as factory/)")  # fmt: skip
+    if not branch.startswith(prefix) or branch == prefix:
+        return f"refusing to write branch '{branch}': it is not under the prefix {prefix}"
+    if (not _BRANCH_RE.match(branch) or ".." in branch or "//" in branch
+            or branch.endswith((".", "/", ".lock")) or "/." in branch):  # fmt: skip
+        return f"refusing to write branch '{branch}': not a plain branch name"
+    return None

@@ -25,8 +25,8 @@ def build_forge(repository: Repository, workdir: Path, secret: dict[str, str]) -
     if plain is not None and not token:
         raise ForgeError(f"Secret '{plain.secret_name}' has no {plain.key}; add the token")
     if repository.forge != "github":
-        return GitForge(remote=repository.url, workdir=workdir,
-                        base_branch=repository.base_branch, token=token or None)  # fmt: skip
+        return GitForge(remote=repository.url, workdir=workdir, base_branch=repository.base_branch,
+                        branch_prefix=repository.branch_prefix, token=token or None)  # fmt: skip
     try:
         target = github_repository(repository.url)
     except ValueError as exc:
@@ -51,4 +51,4 @@ def build_forge(repository: Repository, workdir: Path, secret: dict[str, str]) -
     else:
         raise ForgeError("repository.credentials: a GitHub repository needs credentials; name a"
                          " githubApp Secret (or a token Secret)")  # fmt: skip
-    return GitHubForge.at(auth, workdir, repository.base_branch)
+    return GitHubForge.at(auth, workdir, repository.base_branch, repository.branch_prefix)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from agentfactory.core.gitauth import token_env
+from agentfactory.core.names import task_branch_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,6 +31,10 @@ HEAD_TRAILER = "Agentfactory-Head"
 
 class ForgeError(Exception):
     """A forge operation failed; the message says what git said."""
+
+
+class BranchRefusedError(ForgeError):
+    """A task branch the forge will not write (the base, or outside the prefix)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class GitForge:
     remote: str
     workdir: Path
     base_branch: str = "main"
+    branch_prefix: str = "factory/"
+    """Task branches start with it; the forge writes no other branch but the base (merging)."""
     author_name: str = "agentfactory"
     author_email: str = "agentfactory@localhost"
     token: str | None = field(default=None, repr=False)
@@ -129,14 +136,22 @@ class GitForge:
         self.git("commit", "--quiet", "--no-verify", "-m", message)
         return self.git("rev-parse", "HEAD")
 
+    def writable(self, branch: str) -> str:
+        """*branch*, when a task may write it; else BranchRefusedError. Every write of a task
+        branch passes here: the guard does not depend on the spec having been validated."""
+        refusal = task_branch_refusal(branch, self.base_branch, self.branch_prefix)
+        if refusal is not None:
+            raise BranchRefusedError(refusal)
+        return branch
+
     def push_branch(self, branch: str, sha: str) -> None:
         """Point the remote branch at *sha* (a no-op when it already is)."""
-        if self.branch_head(branch) == sha:
+        if self.branch_head(self.writable(branch)) == sha:
             return
         self.git("push", "--quiet", "--force", "origin", f"{sha}:refs/heads/{branch}")
 
     def delete_branch(self, branch: str) -> None:
-        if self.branch_head(branch) is not None:
+        if self.branch_head(self.writable(branch)) is not None:
             self.git("push", "--quiet", "origin", f":refs/heads/{branch}")
 
     # -- merging -------------------------------------------------------------------------
@@ -155,6 +170,7 @@ class GitForge:
         delete_branch: bool,
     ) -> MergeOutcome:  # fmt: skip
         """Merge *branch* (which must point at *head_sha*) into the base."""
+        self.writable(branch)
         already = self.find_merge(task, head_sha)
         if already:
             if delete_branch:

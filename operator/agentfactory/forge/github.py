@@ -200,10 +200,11 @@ class GitHubForge(GitForge):
     _api: tuple[str, Repository] | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def at(cls, auth: Credentials, workdir: Path, base_branch: str = "main") -> GitHubForge:
+    def at(cls, auth: Credentials, workdir: Path, base_branch: str = "main",
+           branch_prefix: str = "factory/") -> GitHubForge:  # fmt: skip
         """The forge for *auth*'s repository, with the operator's clone in *workdir*."""
         return cls(remote=auth.repository.clone_url, workdir=workdir, base_branch=base_branch,
-                   repository=auth.repository, auth=auth)  # fmt: skip
+                   branch_prefix=branch_prefix, repository=auth.repository, auth=auth)  # fmt: skip
 
     def __post_init__(self) -> None:
         self.token_source = self.operator_token
@@ -252,7 +253,7 @@ class GitHubForge(GitForge):
         """The open PR from *branch* into the base (created when there is none); its title
         and body are brought up to date."""
         repo = self.api()
-        head = f"{self.repository.owner}:{branch}"
+        head = f"{self.repository.owner}:{self.writable(branch)}"
 
         def find() -> Any:
             return next(iter(repo.get_pulls(state="open", head=head, base=self.base_branch)), None)
@@ -365,6 +366,7 @@ class GitHubForge(GitForge):
         """Merge the task's PR at exactly *head_sha* (GitHub refuses it if a push raced in).
         A PR that already merged at that head is reported, not merged again; a base that moved
         is merged into the branch ("update branch") and the new head goes back to CI."""
+        self.writable(branch)
         repo = self.api()
         try:
             pulls = list(repo.get_pulls(state="all", head=f"{self.repository.owner}:{branch}",
@@ -407,7 +409,7 @@ class GitHubForge(GitForge):
         )
 
     def _delete(self, branch: str, wanted: bool) -> None:
-        if wanted and self.branch_head(branch) is not None:
+        if wanted and self.branch_head(self.writable(branch)) is not None:
             repo = self.api()
             try:
                 # One DELETE on the documented endpoint; PyGithub's lazy GitRef would address

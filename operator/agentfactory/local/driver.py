@@ -146,6 +146,7 @@ class LocalFactory:
             remote=self._remote(name, repo.url, here),
             workdir=self.state_dir / "forges" / name,
             base_branch=repo.base_branch,
+            branch_prefix=repo.branch_prefix,
         )
         executor = LocalExecutor(
             forge=forge,
