@@ -30,7 +30,13 @@ ERROR = SEVERITY["ERROR"]
 #: Just enough of the Prometheus Operator's CRDs for the chart's monitoring objects.
 MONITORING = {"servicemonitors": "ServiceMonitor", "prometheusrules": "PrometheusRule"}
 OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 
 
 class HelmError(Exception):
@@ -105,6 +111,8 @@ def _path(obj: dict[str, Any]) -> str:
                "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
                "PodDisruptionBudget": "poddisruptionbudgets", "ConfigMap": "configmaps",
                "CustomResourceDefinition": "customresourcedefinitions",
+               "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+               "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
                **{kind: plural for plural, kind in MONITORING.items()}}  # fmt: skip
     version = obj["apiVersion"]
     base = f"/api/{version}" if "/" not in version else f"/apis/{version}"

@@ -15,7 +15,9 @@ from agentfactory.core.names import K8sName
 #: Names of checks, escalation rules and similar keys: short, shell- and label-friendly.
 KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 #: A forge login or team (`alice`, `@alice`, `@org/team`).
-LOGIN_PATTERN = r"^@?[A-Za-z0-9]([A-Za-z0-9-]{0,38})(/[A-Za-z0-9_.-]+)?$"
+#: A forge login or team (`alice`, `@org/team`), or a Kubernetes user name as an approval
+#: annotation carries it (`alice@example.com`, `oidc:alice`).
+LOGIN_PATTERN = r"^@?[A-Za-z0-9][A-Za-z0-9._@:+-]{0,252}(/[A-Za-z0-9_.-]+)?$"
 #: A 40- or 64-hex-digit git object id.
 SHA_PATTERN = r"^[0-9a-f]{40}([0-9a-f]{24})?$"
 #: Kubernetes resource quantity (`500m`, `2Gi`).

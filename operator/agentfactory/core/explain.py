@@ -28,7 +28,8 @@ _OWN_MESSAGES = {
 }  # fmt: skip
 _PATTERN_HINTS = {
     KEY_PATTERN: "use letters, digits, '.', '_' or '-', at most 63 (for example 'unit-tests')",
-    LOGIN_PATTERN: "write a login such as 'alice' or a team such as '@org/team'",
+    LOGIN_PATTERN: "write a login such as 'alice', a team such as '@org/team' or a user name"
+    " such as 'alice@example.com'",
     QUANTITY_PATTERN: "write a Kubernetes quantity such as '500m' or '2Gi'",
     SHA_PATTERN: "write a full 40-character lowercase commit SHA",
 }

@@ -373,7 +373,8 @@ def _check_logins(values: list[str]) -> list[str]:
         if not re.match(LOGIN_PATTERN, value):
             raise PydanticCustomError(
                 "login",
-                "'{value}' is not a forge login or team; write 'alice' or '@org/team'",
+                "'{value}' is not a forge login, team or user name; write 'alice', '@org/team' or"
+                " 'alice@example.com'",
                 {"value": value},
             )
     return values
@@ -387,7 +388,10 @@ class Escalation(Model):
     )
     """Rules checked against every accepted patch."""
     approvers: list[str] = Field(default_factory=list, max_length=200)
-    """Logins whose approval counts; empty means anyone who may annotate the task."""
+    """Who may approve: forge logins (`alice`) and teams (`@org/team`) for reviews on the
+    forge, Kubernetes user names (`alice@example.com`) for the `approved-by` annotation, which
+    the chart's admission policy lets each person set only to their own name. Empty: anyone
+    who may annotate the task, in their own name."""
     notify: Notify = Field(default_factory=Notify)
     """Notifications on escalation."""
 
