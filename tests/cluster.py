@@ -144,11 +144,13 @@ def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
 async def cluster(
     plane: ControlPlane, tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
     sessions: dict[tuple[str, str], list[list[Reply]]], *, in_process: bool = True,
-    secrets: dict[str, dict[str, str]] | None = None, chart: tuple[str, ...] = (), **spec: Any,
+    secrets: dict[str, dict[str, str]] | None = None, chart: tuple[str, ...] = (),
+    before: tuple[tuple[str, dict[str, Any]], ...] = (), **spec: Any,
 ) -> AsyncIterator[Cluster]:  # fmt: skip
     """A namespace of its own on the real API server with the chart's RBAC for the operator
     (*chart*: more `--set` values), a Node run by the test kubelet, the fake API and the
-    resources (*secrets*: more Secrets by name, created before the factory); with
+    resources (*secrets*: more Secrets by name, created before the factory; *before*: more
+    objects, by the collection under the namespace they go in, created before the tasks); with
     *in_process* the operator too (otherwise the test runs `agentfactory run` processes:
     `operator_process`)."""
     goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
@@ -169,6 +171,8 @@ async def cluster(
                 for name, data in {"anthropic": {"api-key": API_KEY}, **(secrets or {})}.items():
                     await c.create(c.secrets, secret_doc(name, data))
                 await c.create(f"{c.api_path}/factoryspecs", factory(remote, fake.url, **spec))
+                for collection, doc in before:
+                    await c.create(f"/api/v1/namespaces/{ns}/{collection}", doc)
                 for task in tasks:
                     await c.create(c.tasks, json.loads(json.dumps(task)))
                 yield c

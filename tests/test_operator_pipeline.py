@@ -305,3 +305,48 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def forged(name: str, stage: str, attempt: int, **extra: Any) -> dict[str, Any]:
+    """An object under an attempt's name, with every label the operator's carry, made by
+    someone who may create them in the namespace (a pod waits on a node that does not exist)."""
+    labels = {"app.kubernetes.io/name": "agentfactory-agent",
+              "app.kubernetes.io/managed-by": "agentfactory", "agentfactory.dev/task": "fix-cart",
+              "agentfactory.dev/factory": "shop", "agentfactory.dev/stage": stage,
+              "agentfactory.dev/attempt": str(attempt)}  # fmt: skip
+    return {"apiVersion": "v1", "metadata": {"name": name, "labels": labels}, **extra}
+
+
+FORGED_POD = forged("fix-cart-plan-1", "plan", 1, kind="Pod", spec={
+    "nodeName": "nowhere", "restartPolicy": "Never",
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "agent", "image": "agentfactory/agent:latest",
+                    "securityContext": {"allowPrivilegeEscalation": False,
+                                        "capabilities": {"drop": ["ALL"]}}}],
+})  # fmt: skip
+
+
+async def test_objects_someone_else_made_under_an_attempts_name_are_refused_not_used(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    # Pod and input names are predictable: a user who may create pods or ConfigMaps makes the
+    # first planner pod, and the inputs of the second planner attempt, before the task exists.
+    inputs = forged("fix-cart-plan-2-input", "plan", 2, kind="ConfigMap",
+                    data={"contract.json": "{}"})  # fmt: skip
+    before = (("pods", FORGED_POD), ("configmaps", inputs))
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), before=before) as c:
+        task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
+        assert task["status"]["phase"] == "Merged", task["status"].get("message")
+        retried = [h["message"] for h in task["status"]["history"] if h["reason"] == "StageRetried"]
+        assert len(retried) == 2, retried
+        assert "refused: Pod fix-cart-plan-1 was not made by the operator" in retried[0]
+        assert "refused: ConfigMap fix-cart-plan-2-input was not made by the operator" in retried[1]
+        assert c.started == ["fix-cart-plan-3", *EVERY_STAGE[1:]], "neither was run or read"
+        events = [e["message"] for e in await c.items(f"/api/v1/namespaces/{c.ns}/events")
+                  if e["reason"] == "ForeignObject"]  # fmt: skip
+        assert len(events) == 2 and "no controller reference" in events[0], events
+        # Not the operator's to delete: they stay for whoever made them to answer for.
+        assert (await c.get(f"{c.pods}/fix-cart-plan-1"))["metadata"]["name"]
+        left = await c.get(f"/api/v1/namespaces/{c.ns}/configmaps/fix-cart-plan-2-input")
+        assert left["data"] == {"contract.json": "{}"}

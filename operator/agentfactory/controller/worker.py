@@ -51,7 +51,7 @@ from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
 from agentfactory.forge.build import build_forge
 from agentfactory.forge.github import GitHubError, GitHubForge
 from agentfactory.kube.client import Kube, KubeError, path_of
-from agentfactory.kube.executor import KubernetesExecutor
+from agentfactory.kube.executor import ForeignObjectError, KubernetesExecutor
 from agentfactory.kube.pods import is_done, overdue
 from agentfactory.manifests.agents import (
     MANAGED,
@@ -59,6 +59,7 @@ from agentfactory.manifests.agents import (
     ManifestError,
     agent_pod,
     input_files,
+    not_made_for,
 )
 from agentfactory.stages import (
     NO_FACTORY,
@@ -635,6 +636,8 @@ class Worker:
                 await self.executor.remove(self.namespace, attempt.pod)  # its Secret too
                 return await self._failed(task, factory, attempt, "evicted", lost)
             self.view.put("pods", pod)
+        if pod is not None and (foreign := not_made_for("Pod", pod, attempt, attempt.task_uid)):
+            return await self._refuse(task, factory, attempt, foreign)
         if pod is None:
             await self._launch(task, spec, factory, attempt)
             return False  # the pod's events wake the next pass
@@ -697,6 +700,14 @@ class Worker:
                                   message=message)  # fmt: skip
         return not (await self.apply(task, factory, observation)).ignored
 
+    async def _refuse(
+        self, task: Task, factory: FactorySpecSpec, attempt: Attempt, why: str
+    ) -> bool:
+        """An object someone else made under the attempt's name: its result is not read and
+        it is left alone (it is not the operator's to delete); the attempt fails."""
+        await self._event(task.raw, "Warning", "ForeignObject", why)
+        return await self._failed(task, factory, attempt, "error", f"refused: {why}")
+
     async def _launch(
         self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec, attempt: Attempt
     ) -> None:
@@ -717,6 +728,9 @@ class Worker:
             pod = await self.executor.launch(attempt, body, files, forge.credentials_for(role))
         except ManifestError as exc:
             await self._failed(task, factory, attempt, "error", str(exc))
+            return
+        except ForeignObjectError as exc:
+            await self._refuse(task, factory, attempt, str(exc))
             return
         self.view.put("pods", pod)
         log.info("%s/%s launched %s", self.namespace, task.name, attempt.pod)
@@ -784,7 +798,9 @@ class Worker:
             meta = pod["metadata"]
             labels = meta.get("labels") or {}
             task = tasks.get(labels.get("agentfactory.dev/task", ""))
-            if task is None or task.unreadable or meta.get("deletionTimestamp"):
+            owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
+            if (task is None or task.unreadable or meta.get("deletionTimestamp")
+                    or task.raw["metadata"].get("uid") not in owners):  # fmt: skip
                 continue  # another's pod, one we may not judge, or one going already
             status = task.status
             if (

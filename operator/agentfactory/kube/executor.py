@@ -20,7 +20,16 @@ from typing import Any
 
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.pods import PodOutcome, failure_of, outcome_of
-from agentfactory.manifests.agents import Attempt, credentials_secret, input_config_map
+from agentfactory.manifests.agents import (
+    Attempt,
+    credentials_secret,
+    input_config_map,
+    not_made_for,
+)
+
+
+class ForeignObjectError(Exception):
+    """An object with an attempt's name that the operator did not make: refused, not used."""
 
 
 @dataclass
@@ -29,14 +38,21 @@ class KubernetesExecutor:
 
     kube: Kube
 
-    async def _create(self, collection: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Create *body*; None when it already exists (a launch resumed after a crash)."""
+    async def _create(
+        self, collection: str, body: dict[str, Any], attempt: Attempt, owner_uid: str
+    ) -> dict[str, Any] | None:
+        """Create *body*; when it exists already (a launch resumed after a crash), the one
+        found, if the operator made it for *attempt*, else ForeignObjectError. None when it
+        was deleted in between."""
         try:
             return await self.kube.create(collection, body)
         except KubeError as exc:
             if exc.status != 409:
                 raise
-            return None
+        found = await self.kube.get(f"{collection}/{body['metadata']['name']}")
+        if found is not None and (foreign := not_made_for(body["kind"], found, attempt, owner_uid)):
+            raise ForeignObjectError(foreign)
+        return found
 
     async def launch(
         self, attempt: Attempt, pod: dict[str, Any], files: dict[str, str],
@@ -45,22 +61,33 @@ class KubernetesExecutor:
         """Start the attempt's pod (or find it) and make sure its inputs exist."""
         ns = attempt.namespace
         inputs = input_config_map(attempt, files)  # too large: fails before anything exists
-        created = await self._create(path_of("v1", "pods", ns), pod)
-        if created is None:
-            found = await self.kube.get(path_of("v1", "pods", ns, attempt.pod))
-            if found is None:  # created and deleted in between: the next pass relaunches
-                raise KubeError(409, f"pod {attempt.pod} vanished while it was being launched")
-            created = found
-        await self._create(path_of("v1", "configmaps", ns), inputs)
+        task_uid = attempt.task_uid
+        # Inputs someone else made first would be mounted by the pod: look before creating it.
+        found = await self.kube.get(path_of("v1", "configmaps", ns, inputs["metadata"]["name"]))
+        if found is not None and (foreign := not_made_for("ConfigMap", found, attempt, task_uid)):
+            raise ForeignObjectError(foreign)
+        created = await self._create(path_of("v1", "pods", ns), pod, attempt, task_uid)
+        if created is None:  # created and deleted in between: the next pass relaunches
+            raise KubeError(409, f"pod {attempt.pod} vanished while it was being launched")
         uid = created["metadata"].get("uid", "")
         secret = credentials_secret(attempt, uid, credentials)
-        await self._create(path_of("v1", "secrets", ns), secret)
+        try:
+            await self._create(path_of("v1", "configmaps", ns), inputs, attempt, task_uid)
+            await self._create(path_of("v1", "secrets", ns), secret, attempt, uid)
+        except ForeignObjectError:  # the pod would start on someone else's inputs
+            await self.kube.delete(path_of("v1", "pods", ns, attempt.pod))
+            raise
         return created
 
     async def was_launched(self, attempt: Attempt) -> bool:
-        """Whether the attempt's pod was ever created (its input ConfigMap exists)."""
+        """Whether the attempt's pod was ever created (its input ConfigMap, made by the
+        operator, exists)."""
         path = path_of("v1", "configmaps", attempt.namespace, f"{attempt.pod}-input")
-        return await self.kube.get(path) is not None
+        found = await self.kube.get(path)
+        return (
+            found is not None
+            and not_made_for("ConfigMap", found, attempt, attempt.task_uid) is None
+        )
 
     async def outcome(self, pod: dict[str, Any]) -> PodOutcome:
         """What a finished pod handed back (its log is read only when it can hold a result)."""

@@ -82,6 +82,32 @@ def service_account_name(factory: str) -> str:
     return f"agentfactory-agent-{factory}"
 
 
+def not_made_for(kind: str, obj: dict[str, Any], attempt: Attempt, owner_uid: str) -> str | None:
+    """Why *obj* (found by an attempt's name) is not one the operator made for *attempt*, or
+    None. Names are predictable, so anyone who may create pods or ConfigMaps in the namespace
+    could create one first and hand back a result; the operator's objects carry its label, the
+    attempt's labels and a controller reference to their owner's UID (the task's, or for a
+    credentials Secret its pod's), and only those are adopted."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = meta.get("name", "")
+    wanted = attempt.labels()
+    wrong = sorted(k for k in (*MANAGED, "agentfactory.dev/task", "agentfactory.dev/attempt")
+                   if labels.get(k) != wanted[k])  # fmt: skip
+    if wrong:
+        return (
+            f"{kind} {name} was not made by the operator for {attempt.pod}: its labels"
+            f" {', '.join(wrong)} differ"
+        )
+    owners = meta.get("ownerReferences") or []
+    if not any(o.get("uid") == owner_uid and o.get("controller") for o in owners):
+        return (
+            f"{kind} {name} was not made by the operator for {attempt.pod}: it has no"
+            f" controller reference to {owner_uid or 'its owner'}"
+        )
+    return None
+
+
 def _owner(kind: str, name: str, uid: str, api_version: str = API_VERSION) -> dict[str, Any]:
     # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on (OpenShift, and
     # clusters that enable it), setting it needs `update` on the owner's finalizers, a right
