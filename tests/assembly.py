@@ -118,14 +118,14 @@ async def line(
         ln = Line(plane, ns, api, http, proxy, kubelet, bare_remote(tmp_path),
                   tmp_path / "operator", config)  # fmt: skip
         on: dict[str, Any] = {}
-        await ln.create(ln.secrets, secret_doc("anthropic", {"api-key": "unused"}))
+        await ln.create(ln.secrets, secret_doc("anthropic", {"api-key": "unused"}, "line"))
         if github is not None:
             ln.remote = github.create_repository(REPO, ln.remote)
             github.install(7, REPO, **ALL)
             app = {"githubApp": {"secretName": "gh-app"}}
             on = {"repository": {"url": github.clone_url(REPO), "forge": "github",
-                                 "credentials": app}}  # fmt: skip
-            await ln.create(ln.secrets, secret_doc("gh-app", github.app_secret(7)))
+                                 "allowHTTP": True, "credentials": app}}  # fmt: skip
+            await ln.create(ln.secrets, secret_doc("gh-app", github.app_secret(7), "line"))
         await ln.create(
             f"/apis/{API_VERSION}/namespaces/{ns}/factoryspecs",
             factory(

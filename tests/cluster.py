@@ -135,8 +135,10 @@ class Cluster(NamespacePaths):
 
 def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
     doc = factory_doc(remote, **spec)
+    # The fake Messages API listens on loopback over plain HTTP: allowed explicitly.
     doc["spec"]["agents"] = {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
-                             "baseURL": fake_url, **doc["spec"].get("agents", {})}  # fmt: skip
+                             "baseURL": fake_url, "allowHTTP": True,
+                             **doc["spec"].get("agents", {})}  # fmt: skip
     return doc
 
 
@@ -169,7 +171,7 @@ async def cluster(
                 if in_process:
                     await c.start_operator()
                 for name, data in {"anthropic": {"api-key": API_KEY}, **(secrets or {})}.items():
-                    await c.create(c.secrets, secret_doc(name, data))
+                    await c.create(c.secrets, secret_doc(name, data, "shop"))
                 await c.create(f"{c.api_path}/factoryspecs", factory(remote, fake.url, **spec))
                 for collection, doc in before:
                     await c.create(f"/api/v1/namespaces/{ns}/{collection}", doc)

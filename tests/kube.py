@@ -24,10 +24,13 @@ if TYPE_CHECKING:
     from agentfactory.kube.auth import Connection
 
 
-def secret_doc(name: str, data: dict[str, str]) -> dict[str, Any]:
-    """An Opaque Secret holding *data* (plain strings, encoded as the API stores them)."""
+def secret_doc(name: str, data: dict[str, str], factory: str | None) -> dict[str, Any]:
+    """An Opaque Secret holding *data* (plain strings, encoded as the API stores them), that
+    FactorySpec *factory* may use (None: no factory)."""
     encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
+    labels = {"agentfactory.dev/factory": factory} if factory else {}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels},
+            "data": encoded}  # fmt: skip
 
 
 class NamespacePaths:

@@ -141,6 +141,21 @@ def test_cel_rules_refuse_what_one_field_alone_cannot(
     assert code == 422
     assert "spec.repository.branchPrefix" in status["message"]
     assert 'branchPrefix "" would let a task push to the base branch main' in status["message"]
+    # A token in the URL never reaches etcd (and so no condition, Event or pod argument).
+    doc["spec"]["repository"] = {"url": "https://bot:ghp_secret@github.com/o/app.git"}
+    code, status = refusal(control_plane, "POST", factories, doc)
+    assert code == 422 and "spec.repository.url" in status["message"]
+    assert "the URL carries credentials (user:token@)" in status["message"]
+    # Credentials and the model key travel over https, unless plain http is allowed.
+    doc["spec"]["repository"] = {"url": "http://git.example.test/app.git",
+                                 "credentials": {"token": {"secretName": "t"}}}  # fmt: skip
+    doc["spec"]["agents"] = {"baseURL": "http://llm.example.test"}
+    code, status = refusal(control_plane, "POST", factories, doc)
+    assert code == 422, status
+    assert "spec.repository.url: Invalid value" in status["message"]
+    assert "spec.agents.baseURL: Invalid value" in status["message"]
+    doc["spec"]["repository"]["allowHTTP"] = doc["spec"]["agents"]["allowHTTP"] = True
+    assert control_plane.request("POST", factories, doc)["spec"]["agents"]["allowHTTP"] is True
 
 
 def test_a_task_cannot_move_to_another_factory(control_plane: ControlPlane, namespace: str) -> None:

@@ -62,7 +62,7 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
             secrets = f"/api/v1/namespaces/{namespace}/secrets"
             agentfactory = f"/apis/agentfactory.dev/v1alpha1/namespaces/{namespace}"
             async with http.post(
-                bare_plane.url + secrets, json=secret_doc("anthropic", {"api-key": API_KEY})
+                bare_plane.url + secrets, json=secret_doc("anthropic", {"api-key": API_KEY}, "shop")
             ) as made:
                 assert made.status == 201, await made.text()
             async with http.post(

@@ -83,6 +83,48 @@ async def test_a_valid_factory_becomes_ready_with_its_sandbox_objects(
         assert policy["spec"].get("ingress", []) == []
 
 
+async def test_a_factory_may_use_only_the_secrets_that_say_it_may(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    # Whoever writes a FactorySpec could name any Secret in the namespace and have the
+    # operator send it to a URL of their choice; a Secret says which factories may use it.
+    async with operator(control_plane, tmp_path) as site:
+        url, http = site.api.url, site.http
+        secrets = f"{url}/api/v1/namespaces/{site.ns}/secrets"
+        for doc in (secret_doc("payroll-db", {"token": "s3cret"}, None),
+                    secret_doc("other-team", {"api-key": "k"}, "other")):  # fmt: skip
+            assert (await http.post(secrets, json=doc)).status == 201
+        repository = {"url": "https://git.example.test/shop.git",
+                      "credentials": {"token": {"secretName": "payroll-db"}}}  # fmt: skip
+        key = {"apiKeySecretRef": {"name": "other-team", "key": "api-key"}}
+        doc = factory("shop", repository=repository, agents=key)
+        assert (await http.post(url + site.factories, json=doc)).status == 201
+        obj = await wait_for(site.api, site.factories, "shop", ready)
+        conditions = {c["type"]: c for c in obj["status"]["conditions"]}
+        assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+            "False", "SecretNotAllowed")  # fmt: skip
+        message = conditions["Ready"]["message"]
+        assert ("spec.repository.credentials.token: Secret 'payroll-db' does not let FactorySpec"
+                " 'shop' use it; label it: kubectl label secret payroll-db"
+                " agentfactory.dev/factory=shop") in message  # fmt: skip
+        assert "spec.agents.apiKeySecretRef: Secret 'other-team'" in message
+        assert conditions["CredentialsValid"]["reason"] == "SecretNotAllowed"
+        assert "s3cret" not in json.dumps(obj)
+        # A Secret shared by several factories lists them in an annotation.
+        shared = {"metadata": {"annotations": {"agentfactory.dev/factories": "other, shop"}}}
+        merge = {"Content-Type": "application/merge-patch+json"}
+        for name in ("payroll-db", "other-team"):
+            answer = await http.patch(f"{secrets}/{name}", json=shared, headers=merge)
+            assert answer.status == 200
+        touch = {"metadata": {"annotations": {"example.com/touched": "1"}}}  # a factory event
+        await http.patch(f"{url}{site.factories}/shop", json=touch, headers=merge)
+        obj = await wait_for(site.api, site.factories, "shop", lambda o: any(
+            c["type"] == "Ready" and c["reason"] != "SecretNotAllowed"
+            for c in o["status"]["conditions"]))  # fmt: skip
+        conditions = {c["type"]: c for c in obj["status"]["conditions"]}
+        assert conditions["CredentialsValid"]["reason"] == "TokenCannotBeScoped"
+
+
 async def test_an_invalid_factory_gets_a_condition_not_a_crash(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
@@ -122,9 +164,10 @@ async def reconciled_on_github(
     async with operator(plane, tmp_path) as site:
         url, http = site.api.url, site.http
         secrets = f"{url}/api/v1/namespaces/{site.ns}/secrets"
-        assert (await http.post(secrets, json=secret_doc(name, secret))).status == 201
-        doc = factory("shop", repository={"url": github.clone_url(REPO), "forge": "github",
-                                          "credentials": credentials})  # fmt: skip
+        assert (await http.post(secrets, json=secret_doc(name, secret, "shop"))).status == 201
+        repository = {"url": github.clone_url(REPO), "forge": "github", "allowHTTP": True,
+                      "credentials": credentials}  # fmt: skip
+        doc = factory("shop", repository=repository)
         assert (await http.post(url + site.factories, json=doc)).status == 201
         return await wait_for(site.api, site.factories, "shop", ready)
 

@@ -153,10 +153,11 @@ async def github_shop(
         github.install(7, REPO, **ALL)
         async with admin_in(plane, ns, tmp_path) as kube:
             await kube.create(
-                path_of("v1", "secrets", ns), secret_doc("gh-app", github.app_secret(7))
+                path_of("v1", "secrets", ns), secret_doc("gh-app", github.app_secret(7), "shop")
             )
             doc = factory_doc(remote, ci={"source": "github-checks", "requiredChecks": ["test"]},
                               repository={"url": github.clone_url(REPO), "forge": "github",
+                                          "allowHTTP": True,
                                           "credentials": {"githubApp": {"secretName": "gh-app"}}},
                               **spec)  # fmt: skip
             await kube.create(path_of(API, "factoryspecs", ns), doc)

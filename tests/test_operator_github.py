@@ -45,6 +45,7 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
         github.install(7, REPO, **ALL)
         spec = {
             "repository": {"url": github.clone_url(REPO), "forge": "github",
+                           "allowHTTP": True,
                            "credentials": {"githubApp": {"secretName": "gh-app"}}},
             "ci": {"source": "github-checks", "requiredChecks": ["test"]},
         }  # fmt: skip

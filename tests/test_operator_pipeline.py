@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
+from agentfactory.controller.worker import SECRET_SECONDS
 from tests.cluster import (
     CI_A_WHILE,
     EVERY_STAGE,
@@ -22,7 +24,7 @@ from tests.cluster import (
 )
 from tests.fakes.anthropic_api import API_KEY, Fail, tool
 from tests.gitutil import git
-from tests.kube import wait_for, wait_gone
+from tests.kube import secret_doc, wait_for, wait_gone
 from tests.scripts import (
     CART_FIXED,
     CHECK,
@@ -42,8 +44,10 @@ if TYPE_CHECKING:
 async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
     control_plane: ControlPlane, tmp_path: Path, remote: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    began = time.monotonic()
     async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes()) as c:
         task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
+        took = time.monotonic() - began
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == EVERY_STAGE
         assert merged_tasks(remote) == ["fix-cart"]
@@ -69,7 +73,11 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         for kind in ("POST pods", "POST configmaps", "POST secrets", "GET pods/log",
                      "DELETE secrets", "DELETE pods"):  # fmt: skip
             assert ours[kind] == pods, kind
-        assert sum(ours.values()) <= 3 * transitions + 7 * pods + 12, ours
+        # The key Secret is read by the factory's handler, and before a pod mounts it (whether
+        # it lets the factory use it), then cached for SECRET_SECONDS: not once per pod.
+        key_reads = 2 + int(took // SECRET_SECONDS)
+        assert ours["GET secrets"] <= key_reads, "the model key's Secret is not read per pod"
+        assert sum(ours.values()) <= 3 * transitions + 7 * pods + 11 + key_reads, ours
         # Everything it asked for (kopf included), the chart's RBAC allowed.
         assert c.refused() == []
         assert c.requests()["GET pods/log"] == pods
@@ -350,3 +358,20 @@ async def test_objects_someone_else_made_under_an_attempts_name_are_refused_not_
         assert (await c.get(f"{c.pods}/fix-cart-plan-1"))["metadata"]["name"]
         left = await c.get(f"/api/v1/namespaces/{c.ns}/configmaps/fix-cart-plan-2-input")
         assert left["data"] == {"contract.json": "{}"}
+
+
+async def test_a_model_key_secret_that_does_not_name_the_factory_is_never_mounted(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    # The factory names another team's key: no stage pod is made to mount it.
+    theirs = secret_doc("team-b-key", {"api-key": API_KEY}, "team-b")
+    agents = {"apiKeySecretRef": {"name": "team-b-key", "key": "api-key"}}
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), agents=agents,
+                       before=(("secrets", theirs),)) as c:  # fmt: skip
+        said = "Secret 'team-b-key' does not let FactorySpec 'shop' use it"
+        task = await wait_for(c.api, c.tasks, "fix-cart", lambda t: said in (
+            t.get("status") or {}).get("message", ""))  # fmt: skip
+        assert task["status"]["phase"] == "Planning"
+        assert "kubectl label secret team-b-key agentfactory.dev/factory=shop" in task[
+            "status"]["message"]  # fmt: skip
+        assert await c.items(c.pods) == [] and c.kubelet.started == []

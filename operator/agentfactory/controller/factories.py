@@ -24,29 +24,31 @@ from agentfactory.core.factory_status import factory_status
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
+from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskStatus
 from agentfactory.forge.build import build_forge
 from agentfactory.forge.git import ForgeError
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge
-from agentfactory.kube.client import Kube, path_of
+from agentfactory.kube.client import Kube, SecretRefusedError, path_of
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
 
 GROUP, VERSION = "agentfactory.dev", "v1alpha1"
 log = logging.getLogger(__name__)
 
 
-def _secret_names(spec: Any) -> set[str]:
-    """Secrets a raw spec refers to (read by name: the operator never lists Secrets)."""
-    names: set[str] = set()
+def _secret_names(spec: Any) -> dict[str, str]:
+    """Secrets a raw spec refers to, with the field that names each (read by name: the
+    operator never lists Secrets)."""
+    names: dict[str, str] = {}
     if not isinstance(spec, dict):
         return names
     creds = (spec.get("repository") or {}).get("credentials") or {}
     for kind in ("githubApp", "token"):
         if isinstance(creds.get(kind), dict) and creds[kind].get("secretName"):
-            names.add(str(creds[kind]["secretName"]))
+            names[str(creds[kind]["secretName"])] = f"spec.repository.credentials.{kind}"
     key = (spec.get("agents") or {}).get("apiKeySecretRef") or {}
     if isinstance(key, dict) and key.get("name"):
-        names.add(str(key["name"]))
+        names.setdefault(str(key["name"]), "spec.agents.apiKeySecretRef")
     return names
 
 
@@ -101,8 +103,13 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
         body.metadata.name or "",
     )
     secrets = {}  # each named Secret read once: whether it exists, and what it holds
-    for secret in _secret_names(body.get("spec")):
-        data = await kube.secret_data(namespace, secret)
+    refused = {}  # the ones that do not let this factory use them: what to do
+    for secret, field in _secret_names(body.get("spec")).items():
+        try:
+            data = await kube.secret_data(namespace, secret, name)
+        except SecretRefusedError:
+            refused[secret] = refusal(secret, name, field)
+            continue
         if data is not None:
             secrets[secret] = data
     tasks = await _task_infos(kube, namespace, name)
@@ -111,7 +118,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
     rejected = await _try_credentials(body.get("spec"), secrets)
     status, spec = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
-        tasks=tasks, now=datetime.now(UTC), rejected=rejected,
+        tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused,
     )  # fmt: skip
     if spec is not None:
         uid = meta.uid or ""

@@ -47,10 +47,11 @@ from agentfactory.core.observations import (
 from agentfactory.core.phases import ACTIVE, Phase, Stage
 from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, schedule
+from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
 from agentfactory.forge.build import build_forge
 from agentfactory.forge.github import GitHubError, GitHubForge
-from agentfactory.kube.client import Kube, KubeError, path_of
+from agentfactory.kube.client import Kube, KubeError, SecretRefusedError, path_of
 from agentfactory.kube.executor import ForeignObjectError, KubernetesExecutor
 from agentfactory.kube.pods import is_done, overdue
 from agentfactory.manifests.agents import (
@@ -155,8 +156,10 @@ class Worker:
     _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
         default_factory=dict
     )
-    _secrets: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
-    """Credentials Secrets by name: (when read, decoded data)."""
+    _secrets: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = field(
+        default_factory=dict
+    )
+    """Secrets by (name, factory): (when read, decoded data; None: not the factory's to use)."""
     _reported: set[tuple[str, str]] = field(default_factory=set)
     """(task, resourceVersion) pairs whose unreadable status was reported."""
     _parsed: dict[str, tuple[str, Task]] = field(default_factory=dict)
@@ -261,7 +264,8 @@ class Worker:
     async def _forge(self, name: str, spec: FactorySpecSpec) -> GitForge:
         """The factory's forge, made again only when its repository or credentials change."""
         secret_name = spec.repository.credentials_secret
-        secret = await self._secret(secret_name) if secret_name else {}
+        field = "spec.repository.credentials"
+        secret = await self._secret(secret_name, name, field) if secret_name else {}
         key = (spec.repository.model_dump_json(), tuple(sorted(secret.items())))
         if name not in self._forges or self._forges[name][0] != key:
             forge = build_forge(spec.repository, self.workdir / self.namespace / name, secret)
@@ -276,14 +280,20 @@ class Worker:
         forge = await self._forge(name, factory)
         return forge if isinstance(forge, GitHubForge) else None
 
-    async def _secret(self, name: str) -> dict[str, str]:
-        """A credentials Secret's data, read at most once per SECRET_SECONDS: the forge is
-        asked for on every launch, collection, CI check and PR update, and a rotated Secret
-        only needs to be picked up soon, not at once."""
-        read = self._secrets.get(name)
+    async def _secret(self, name: str, factory: str, field: str) -> dict[str, str]:
+        """The data of the Secret *name* that *factory*'s *field* names, read at most once per
+        SECRET_SECONDS: the forge is asked for on every launch, collection, CI check and PR
+        update, and a rotated (or newly labelled) Secret only needs to be picked up soon.
+        SecretRefusedError, saying what to do, when it does not let the factory use it."""
+        read = self._secrets.get((name, factory))
         if read is None or time.monotonic() - read[0] >= SECRET_SECONDS:
-            data = await self.kube.secret_data(self.namespace, name) or {}
-            read = self._secrets[name] = (time.monotonic(), data)
+            try:
+                data = await self.kube.secret_data(self.namespace, name, factory) or {}
+            except SecretRefusedError:
+                data = None
+            read = self._secrets[name, factory] = (time.monotonic(), data)
+        if read[1] is None:
+            raise SecretRefusedError(refusal(name, factory, field))
         return read[1]
 
     # -- one pass --------------------------------------------------------------------------
@@ -629,7 +639,11 @@ class Worker:
                           namespace=self.namespace, factory=task.factory, stage=status.stage,
                           attempt=status.attempt)  # fmt: skip
         pod = self.view.get("pods", self.namespace, attempt.pod)
-        if pod is None and await self.executor.was_launched(attempt):
+        try:
+            launched = pod is None and await self.executor.was_launched(attempt)
+        except ForeignObjectError as exc:
+            return await self._refuse(task, factory, attempt, str(exc))
+        if launched:
             pod = await self.kube.get(path_of("v1", "pods", self.namespace, attempt.pod))
             if pod is None:
                 lost = f"pod {attempt.pod} was deleted before it finished"
@@ -719,6 +733,9 @@ class Worker:
             role, ref, base = None, head, head
             files = input_files(None, ci_checks(spec, factory))
         else:
+            key = factory.agents.api_key_secret_ref
+            if key is not None:  # the kubelet would mount it: the factory must be let use it
+                await self._secret(key.name, task.factory, "spec.agents.apiKeySecretRef")
             inputs = await asyncio.to_thread(agent_inputs, task.name, spec, factory, status, forge)
             role, ref, base = inputs.contract.role.value, inputs.ref, inputs.base
             files = input_files(inputs.contract)

@@ -11,7 +11,7 @@ import re
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-_INITIALISMS = re.compile(r"(Sha|Url|Usd|Pr)(?=[A-Z]|$)")
+_INITIALISMS = re.compile(r"(Sha|Url|Usd|Pr|Http)(?=[A-Z]|$)")
 
 
 def _to_camel(name: str) -> str:

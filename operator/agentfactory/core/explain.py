@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _OWN_MESSAGES = {
     "k8s_name", "glob", "regex", "duplicate", "credentials", "cidr", "port", "ci_source",
     "required_checks", "intake", "escalation_rule", "login", "blank", "self_dependency",
-    "spec_too_large", "control_character", "prefix_names_base",
+    "spec_too_large", "control_character", "prefix_names_base", "url_credentials", "clear_text",
 }  # fmt: skip
 _PATTERN_HINTS = {
     KEY_PATTERN: "use letters, digits, '.', '_' or '-', at most 63 (for example 'unit-tests')",

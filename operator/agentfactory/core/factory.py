@@ -87,6 +87,20 @@ class RepositoryCredentials(Model):
         return self
 
 
+#: An HTTP(S) URL with a user (and perhaps a password or token) before its host. (An ssh://
+#: URL's user, `git@`, is no secret.)
+USERINFO_RE = r"^https?://[^/@]*@"
+URL_CREDENTIALS = (
+    "the URL carries credentials (user:token@); they would show in the status, Events and"
+    " pod arguments: remove them and put the token in a Secret named by"
+    " repository.credentials"
+)
+CLEAR_TEXT = (
+    "{field} is http://, so credentials would travel in clear text; use https:// (or set"
+    " {flag}: true for a server on a network you trust)"
+)
+
+
 class Repository(Model):
     """The target repository."""
 
@@ -103,8 +117,12 @@ class Repository(Model):
     CI runs in a sandbox and the operator merges with git)."""
     credentials: RepositoryCredentials | None = None
     """Forge credentials; required for `github`, optional for a public or local git remote."""
+    allow_http: bool = False
+    """Allow an `http://` URL with credentials, which then travel in clear text: for a remote
+    on a network you trust. Without it, credentials go over `https://` or `ssh://` only."""
 
-    # The same rule for the API server (CEL), so that kubectl apply is refused too.
+    # The same rules for the API server (CEL), so that kubectl apply is refused too: a token
+    # in the URL never reaches etcd, conditions or Events.
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
         "rule": "!self.baseBranch.startsWith(self.branchPrefix)",
         "fieldPath": ".branchPrefix",
@@ -113,7 +131,28 @@ class Repository(Model):
             " branch ' + self.baseBranch + '; use a prefix the base branch does not start"
             " with, such as factory/'"
         ),
+    }, {
+        "rule": f"!self.url.matches('{USERINFO_RE}')",
+        "fieldPath": ".url",
+        "message": URL_CREDENTIALS,
+    }, {
+        "rule": "!self.url.startsWith('http://') || !has(self.credentials)"
+                " || (has(self.allowHTTP) && self.allowHTTP)",
+        "fieldPath": ".url",
+        "message": CLEAR_TEXT.format(field="url", flag="repository.allowHTTP"),
     }]})  # fmt: skip
+
+    @model_validator(mode="after")
+    def _no_credentials_in_the_clear(self) -> Repository:
+        if re.match(USERINFO_RE, self.url):
+            raise PydanticCustomError("url_credentials", URL_CREDENTIALS, {"field": "url"})
+        if self.url.startswith("http://") and self.credentials is not None and not self.allow_http:
+            raise PydanticCustomError(
+                "clear_text",
+                CLEAR_TEXT.format(field="url", flag="repository.allowHTTP"),
+                {"field": "url"},
+            )
+        return self
 
     @model_validator(mode="after")
     def _prefix_is_not_the_base(self) -> Repository:
@@ -174,11 +213,42 @@ class Agents(Model):
     api_key_secret_ref: SecretKeyRef | None = None
     """Secret key holding the Anthropic API key (required on a cluster)."""
     base_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
-    """Any Anthropic-compatible endpoint; unset means Anthropic's API."""
+    """Any Anthropic-compatible endpoint; unset means Anthropic's API. `https://` unless
+    `allowHTTP` is set."""
+    allow_http: bool = False
+    """Allow an `http://` `baseURL`, to which the API key then travels in clear text: for a
+    gateway on a network you trust."""
     constitution: ConfigMapKeyRef | None = None
     """ConfigMap with the project's principles (AGENTS.md) that every agent reads first."""
     roles: Roles = Field(default_factory=Roles)
     """Per-role overrides."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": f"!has(self.baseURL) || !self.baseURL.matches('{USERINFO_RE}')",
+        "fieldPath": ".baseURL",
+        "message": URL_CREDENTIALS.replace("repository.credentials", "agents.apiKeySecretRef"),
+    }, {
+        "rule": "!has(self.baseURL) || !self.baseURL.startsWith('http://')"
+                " || (has(self.allowHTTP) && self.allowHTTP)",
+        "fieldPath": ".baseURL",
+        "message": CLEAR_TEXT.format(field="baseURL", flag="agents.allowHTTP"),
+    }]})  # fmt: skip
+
+    @model_validator(mode="after")
+    def _no_key_in_the_clear(self) -> Agents:
+        url = self.base_url or ""
+        if re.match(USERINFO_RE, url):
+            raise PydanticCustomError(
+                "url_credentials",
+                URL_CREDENTIALS.replace("repository.credentials", "agents.apiKeySecretRef"),
+                {"field": "baseURL"},
+            )
+        if url.startswith("http://") and not self.allow_http:
+            raise PydanticCustomError(
+                "clear_text", CLEAR_TEXT.format(field="baseURL", flag="agents.allowHTTP"),
+                {"field": "baseURL"},
+            )  # fmt: skip
+        return self
 
 
 class ResourceList(Model):

@@ -2,8 +2,9 @@
 Secrets exist, and its tasks. Pure; the handler writes the result once if it changed.
 
 Conditions:
-- `Ready`: the spec is valid and every Secret it names exists; otherwise False with the
-  field and the fix (the same words as `agentfactory validate`).
+- `Ready`: the spec is valid and every Secret it names exists and lets the factory use it
+  (`SecretNotAllowed` otherwise, with the label to add); otherwise False with the field and
+  the fix (the same words as `agentfactory validate`).
 - `CredentialsValid`: True for a GitHub App (tokens are scoped per pod) or a forge that needs
   none; False but usable (`TokenCannotBeScoped`) for a plain token; False when a Secret is
   missing, or when the forge refused the credentials (`CredentialsRejected`: the operator
@@ -23,7 +24,7 @@ from agentfactory.core.phases import LOCKING, Phase
 from agentfactory.core.scheduler import merge_queue
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from datetime import datetime
 
     from agentfactory.core.conditions import ConditionStatus
@@ -85,9 +86,11 @@ def factory_status(
     tasks: Sequence[TaskInfo],
     now: datetime,
     rejected: str | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> tuple[FactorySpecStatus, FactorySpecSpec | None]:
     """The whole new status, and the validated spec (None when it is invalid). *rejected*:
-    why the forge refused the credentials when the operator tried them (None: accepted)."""
+    why the forge refused the credentials when the operator tried them (None: accepted);
+    *refused*: the named Secrets that do not let the factory use them, with what to do."""
     status = (old or FactorySpecStatus()).model_copy(deep=True)
     status.observed_generation = generation
     current = progress(tasks)
@@ -108,12 +111,18 @@ def factory_status(
         condition(ConditionType.READY, "False", "InvalidSpec", "; ".join(problems[:5]) + more)
         condition(ConditionType.CREDENTIALS_VALID, "Unknown", "InvalidSpec", "the spec is invalid")
         return status, None
+    refused = refused or {}
     value, reason, message = _credentials(spec, secrets)
-    if rejected is not None and reason != "SecretMissing":
+    credentials = spec.repository.credentials_secret or ""
+    if credentials in refused:
+        value, reason, message = "False", "SecretNotAllowed", refused[credentials]
+    elif rejected is not None and reason != "SecretMissing":
         value, reason, message = "False", "CredentialsRejected", rejected
     condition(ConditionType.CREDENTIALS_VALID, value, reason, message)
     key = spec.agents.api_key_secret_ref
-    if reason in ("SecretMissing", "CredentialsRejected"):
+    if refused:
+        condition(ConditionType.READY, "False", "SecretNotAllowed", "; ".join(refused.values()))
+    elif reason in ("SecretMissing", "CredentialsRejected"):
         condition(ConditionType.READY, "False", reason, message)
     elif key is not None and key.name not in secrets:
         condition(ConditionType.READY, "False", "APIKeySecretMissing",

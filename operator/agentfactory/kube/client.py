@@ -17,10 +17,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from agentfactory import __version__
+from agentfactory.core.secret_optin import may_use
 from agentfactory.kube.auth import Connection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+
+class SecretRefusedError(Exception):
+    """A Secret that does not let the factory asking use it (see core.secret_optin)."""
 
 
 class KubeError(Exception):
@@ -125,11 +130,14 @@ class Kube:
             raise
         return found
 
-    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """A Secret's data, decoded (None when it does not exist). Read by name only."""
+    async def secret_data(self, namespace: str, name: str, factory: str) -> dict[str, str] | None:
+        """A Secret's data, decoded, for *factory* (None when it does not exist;
+        SecretRefusedError when it does not let *factory* use it). Read by name only."""
         secret = await self.get(path_of("v1", "secrets", namespace, name))
         if secret is None:
             return None
+        if not may_use(secret, factory):
+            raise SecretRefusedError(name)
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def list(self, path: str, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
