@@ -156,6 +156,8 @@ class Worker:
     _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
         default_factory=dict
     )
+    _inputs_removed: set[str] = field(default_factory=set)
+    """UIDs of ended tasks whose input ConfigMaps were deleted."""
     _secrets: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = field(
         default_factory=dict
     )
@@ -808,7 +810,8 @@ class Worker:
 
     async def _clean_up(self) -> None:
         """Delete every pod of a task that is not its current attempt's, except its kept
-        failed pod while the task has not ended (Merged or Cancelled)."""
+        failed pod while the task has not ended (Merged or Cancelled); once it has ended,
+        its attempts' inputs too (once per task and process)."""
         raws = self.view.in_namespace("agenttasks", self.namespace)
         tasks = {t.name: t for t in map(self._task, raws)}  # as this pass left them
         for pod in self.view.in_namespace("pods", self.namespace):
@@ -831,3 +834,8 @@ class Worker:
                 continue
             await self.executor.remove(self.namespace, meta["name"])
             self.view.drop("pods", self.namespace, meta["name"])
+        for task in tasks.values():
+            uid = task.raw["metadata"].get("uid", "")
+            if task.status.phase in ENDED and uid not in self._inputs_removed:
+                await self.executor.remove_inputs(self.namespace, task.name)
+                self._inputs_removed.add(uid)

@@ -172,6 +172,11 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def delete_all(self, collection: str, labels: dict[str, str]) -> None:
+        """Delete every object of *collection* that carries *labels*, in one request."""
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        await self._call("DELETE", collection, params={"labelSelector": selector})
+
     async def ensure(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create *body*, or bring the existing object's fields in line (idempotent)."""
         name = body["metadata"]["name"]

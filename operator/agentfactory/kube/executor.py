@@ -21,6 +21,7 @@ from typing import Any
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.pods import PodOutcome, failure_of, outcome_of
 from agentfactory.manifests.agents import (
+    MANAGED,
     Attempt,
     credentials_secret,
     input_config_map,
@@ -100,6 +101,12 @@ class KubernetesExecutor:
         except KubeError as exc:
             return PodOutcome(None, f"its log could not be read: {exc}", "malformed-result")
         return outcome_of(pod, log)
+
+    async def remove_inputs(self, namespace: str, task: str) -> None:
+        """Delete the input ConfigMaps of every attempt of *task* (once it has ended: until
+        then they tell what each attempt was given, and that it was launched)."""
+        labels = {**MANAGED, "agentfactory.dev/task": task}
+        await self.kube.delete_all(path_of("v1", "configmaps", namespace), labels)
 
     async def remove_credentials(self, namespace: str, pod: str) -> None:
         """Delete the pod's credentials (a finished pod kept for debugging needs none)."""
