@@ -112,6 +112,7 @@ def _path(obj: dict[str, Any]) -> str:
                "PodDisruptionBudget": "poddisruptionbudgets", "ConfigMap": "configmaps",
                "CustomResourceDefinition": "customresourcedefinitions",
                "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+               "NetworkPolicy": "networkpolicies",
                "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
                **{kind: plural for plural, kind in MONITORING.items()}}  # fmt: skip
     version = obj["apiVersion"]

@@ -51,8 +51,9 @@ EVERYTHING: dict[str, Any] = {
 CLUSTER_WIDE = {**EVERYTHING, "clusterWide": True}
 TEAMS = ("team-a", "team-b")
 BUILT_IN = {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding", "ClusterRole",
-            "ClusterRoleBinding", "PodDisruptionBudget", "ConfigMap",
-            "CustomResourceDefinition"}  # fmt: skip
+            "ClusterRoleBinding", "PodDisruptionBudget", "ConfigMap", "NetworkPolicy",
+            "CustomResourceDefinition", "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"}  # fmt: skip
 
 
 @pytest.mark.parametrize("values", [{}, EVERYTHING, CLUSTER_WIDE],
@@ -118,6 +119,15 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
             assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
             conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
             assert conditions["Established"] == "True", "the server serves them"
+        # The operator's own network: its metrics and health ports in; DNS, the API server
+        # and HTTPS out, nothing else.
+        policy = release.one("NetworkPolicy")["spec"]
+        assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        assert [r["ports"][0]["port"] for r in policy["ingress"]] == [8080, 8081]
+        assert [[p["port"] for p in r["ports"]] for r in policy["egress"]] == [
+            [53, 53], [443, 6443], [443]]  # fmt: skip
+        assert all("to" not in r for r in policy["egress"]), "ports, to any address"
         service = release.one("Service")
         assert service["spec"]["ports"][0]["targetPort"] == "metrics"
         assert not release.objects("ServiceMonitor") and not release.objects("PodDisruptionBudget")

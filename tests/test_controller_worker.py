@@ -72,6 +72,34 @@ async def test_a_worker_on_a_stale_view_loses_its_writes_instead_of_doubling_the
         assert len(events) == 2, "one Event per transition, none for a refused write"
 
 
+async def test_no_stage_pod_starts_before_its_factorys_network_policy(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    # The factory handler (which does not run here) makes the policy; a worker finding it
+    # missing (never made, or deleted) makes it before the pod: agents never run unconfined.
+    ns = control_plane.namespace("shop")
+    async with admin_in(control_plane, ns, tmp_path) as kube:
+        await kube.create(path_of(API, "factoryspecs", ns), factory_doc(remote))
+        task = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"])
+        await kube.create(path_of(API, "agenttasks", ns), task)
+        worker = Worker(ns, kube, View(), tmp_path / "worker")
+        await worker.refresh()
+        while await worker.step():
+            pass
+        (pod,) = await kube.list(path_of("v1", "pods", ns))
+        (policy,) = await kube.list(path_of("networking.k8s.io/v1", "networkpolicies", ns))
+        made = datetime.fromisoformat(policy["metadata"]["creationTimestamp"])
+        assert made <= datetime.fromisoformat(pod["metadata"]["creationTimestamp"])
+        assert policy["spec"]["podSelector"] == {
+            "matchLabels": {"agentfactory.dev/factory": "shop"}
+        }
+        (internet,) = policy["spec"]["egress"][0]["to"]
+        assert internet["ipBlock"]["cidr"] == "0.0.0.0/0"
+        for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
+            assert private in internet["ipBlock"]["except"], "the API server, services, metadata"
+        assert policy["metadata"]["ownerReferences"][0]["name"] == "shop"
+
+
 async def test_waiting_tasks_say_why_and_the_factory_counts_follow_its_tasks(
     control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:

@@ -58,8 +58,10 @@ from agentfactory.manifests.agents import (
     MANAGED,
     Attempt,
     ManifestError,
+    agent_network_policy,
     agent_pod,
     input_files,
+    network_policy_name,
     not_made_for,
 )
 from agentfactory.stages import (
@@ -156,6 +158,8 @@ class Worker:
     _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
         default_factory=dict
     )
+    _confining: dict[str, float] = field(default_factory=dict)
+    """NetworkPolicies by name: when last seen to exist."""
     _inputs_removed: set[str] = field(default_factory=set)
     """UIDs of ended tasks whose input ConfigMaps were deleted."""
     _secrets: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = field(
@@ -724,10 +728,31 @@ class Worker:
         await self._event(task.raw, "Warning", "ForeignObject", why)
         return await self._failed(task, factory, attempt, "error", f"refused: {why}")
 
+    async def _confined(self, factory: str, spec: FactorySpecSpec) -> None:
+        """Make sure the factory's NetworkPolicy exists before a stage pod does (read at most
+        once per SECRET_SECONDS): without it the pod could reach anything, the API server
+        included. One deleted is made again here; one that cannot be made stops the launch."""
+        name = network_policy_name(factory)
+        if time.monotonic() - self._confining.get(name, -SECRET_SECONDS) < SECRET_SECONDS:
+            return
+        policies = path_of("networking.k8s.io/v1", "networkpolicies", self.namespace)
+        if await self.kube.get(f"{policies}/{name}") is None:
+            raw = self.view.get("factoryspecs", self.namespace, factory) or {}
+            uid = (raw.get("metadata") or {}).get("uid", "")
+            log.warning("%s: NetworkPolicy %s was missing; making it", self.namespace, name)
+            try:
+                await self.kube.create(policies, agent_network_policy(factory, self.namespace,
+                                                                      uid, spec))  # fmt: skip
+            except KubeError as exc:
+                if exc.status != 409:  # made meanwhile by the factory's handler: as good
+                    raise
+        self._confining[name] = time.monotonic()
+
     async def _launch(
         self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec, attempt: Attempt
     ) -> None:
         status = task.status
+        await self._confined(task.factory, factory)
         forge = await self._forge(task.factory, factory)
         if attempt.stage == Stage.CI:
             head = status.head_sha or ""

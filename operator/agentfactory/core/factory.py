@@ -277,17 +277,27 @@ class Resources(Model):
     """The most a pod may use."""
 
 
+#: Addresses that are not the internet: RFC 1918, shared (CGNAT), loopback, link-local (where
+#: clouds serve instance metadata and credentials), and their IPv6 counterparts.
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                    "127.0.0.0/8", "169.254.0.0/16", "fc00::/7", "fe80::/10")  # fmt: skip
+
+
 class Egress(Model):
     """What agent pods may reach (the factory's NetworkPolicy)."""
 
     cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], max_length=100)
     """Destination networks agents may reach (the model API, package registries)."""
+    except_cidrs: list[str] = Field(default_factory=lambda: list(PRIVATE_NETWORKS), max_length=100)
+    """Networks inside `cidrs` agents may not reach: by default the private, shared, loopback
+    and link-local ranges (the API server, in-cluster services, the cloud's metadata endpoint).
+    Add your cluster's service and pod ranges if they are public addresses; set `[]` to lift."""
     ports: list[int] = Field(default_factory=lambda: [443], max_length=20)
     """Destination TCP ports agents may reach."""
     allow_dns: bool = True
     """Allow DNS (UDP and TCP 53) to the cluster resolver."""
 
-    @field_validator("cidrs")
+    @field_validator("cidrs", "except_cidrs")
     @classmethod
     def _cidrs(cls, values: list[str]) -> list[str]:
         for value in values:

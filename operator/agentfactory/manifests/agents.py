@@ -18,6 +18,7 @@ Kubernetes credentials at all.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -329,6 +330,25 @@ def agent_service_account(factory: str, namespace: str, factory_uid: str) -> dic
     }
 
 
+def network_policy_name(factory: str) -> str:
+    """The NetworkPolicy that confines *factory*'s agent pods."""
+    return f"agentfactory-agents-{factory}"
+
+
+def _block(cidr: str, excepted: list[str]) -> dict[str, Any]:
+    """An ipBlock of *cidr* less the *excepted* networks inside it (the API server refuses an
+    `except` entry outside its `cidr`, or of the other address family)."""
+    network = ipaddress.ip_network(cidr)
+
+    def within(other: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        if isinstance(network, ipaddress.IPv4Network):
+            return isinstance(other, ipaddress.IPv4Network) and other.subnet_of(network)
+        return isinstance(other, ipaddress.IPv6Network) and other.subnet_of(network)
+
+    inside = [e for e in excepted if (o := ipaddress.ip_network(e)) != network and within(o)]
+    return {"ipBlock": {"cidr": cidr, **({"except": inside} if inside else {})}}
+
+
 def agent_network_policy(
     factory: str, namespace: str, factory_uid: str, spec: FactorySpecSpec
 ) -> dict[str, Any]:
@@ -337,7 +357,7 @@ def agent_network_policy(
     egress_rules = spec.sandbox.egress
     egress: list[dict[str, Any]] = [
         {
-            "to": [{"ipBlock": {"cidr": cidr}} for cidr in egress_rules.cidrs],
+            "to": [_block(cidr, egress_rules.except_cidrs) for cidr in egress_rules.cidrs],
             "ports": [{"protocol": "TCP", "port": port} for port in egress_rules.ports],
         }
     ]
@@ -357,7 +377,7 @@ def agent_network_policy(
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _factory_metadata(
-            f"agentfactory-agents-{factory}", factory, namespace, factory_uid
+            network_policy_name(factory), factory, namespace, factory_uid
         ),
         "spec": {
             "podSelector": {"matchLabels": {"agentfactory.dev/factory": factory}},
