@@ -69,7 +69,9 @@ async def enforced(plane: ControlPlane, namespace: str) -> None:
 
 @pytest.fixture
 async def approvals(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Any:
-    values = {"crds": {"enabled": False}, "approvals": {"groups": ["release-leads"]}}
+    empty = control_plane.namespace()  # watched too, with no FactorySpec in it
+    values = {"crds": {"enabled": False}, "approvals": {"groups": ["release-leads"]},
+              "watchNamespaces": [namespace, empty]}  # fmt: skip
     async with installed(control_plane, values, tmp_path, namespace=namespace,
                          release=f"ap-{namespace}") as release:  # fmt: skip
         admin = control_plane.kubeconfig(tmp_path / "admin.kubeconfig", namespace=namespace)
@@ -87,14 +89,20 @@ async def approvals(control_plane: ControlPlane, namespace: str, tmp_path: Path)
                     role, binding):  # fmt: skip
             doc["metadata"]["namespace"] = namespace
             run_tool("kubectl", "apply", "-f", "-", stdin=json.dumps(doc), config=admin)
-        yield release, admin
+        yield release, admin, empty
 
 
 async def test_only_a_listed_approver_may_approve_and_only_in_their_own_name(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, approvals: Any
 ) -> None:
-    release, admin = approvals
+    release, admin, empty = approvals
     await enforced(control_plane, namespace)
+    # A namespace without factories: the policy's parameters are found missing before its
+    # conditions are read, and a task created there (or right after its factory, before the
+    # server's cache has it) must not be refused for that.
+    early = task_doc("early", "Created before any factory.", ["a"])
+    early["metadata"]["namespace"] = empty
+    run_tool("kubectl", "apply", "-f", "-", stdin=json.dumps(early), config=admin)
     alice, bob = person(control_plane, tmp_path, "alice"), person(control_plane, tmp_path, "bob")
     carol = person(control_plane, tmp_path, "carol", "release-leads")
 
