@@ -29,6 +29,7 @@ from tests.scripts import (
     CART_FIXED,
     CHECK,
     implement,
+    replace,
     task_doc,
     verdict,
 )
@@ -381,3 +382,30 @@ async def test_a_model_key_secret_that_does_not_name_the_factory_is_never_mounte
         assert "kubectl label secret team-b-key agentfactory.dev/factory=shop" in task[
             "status"]["message"]  # fmt: skip
         assert await c.items(c.pods) == [] and c.kubelet.started == []
+
+
+async def test_every_implementer_patch_is_kept_on_the_remote_until_the_task_is_deleted(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    # The first patch skips the test it should make pass and is rejected; the second lands.
+    # Both stay fetchable, the rejected one included, and go when the task does.
+    test = "    def test_quantity(self):"
+    skip = replace("tests/test_cart.py", test, f"    @unittest.skip('later')  # SKIPPED\n{test}")
+    sessions = {("fix-cart", "implementer"): [implement(skip), FIX]}
+    task = task_doc("fix-cart", FIX_CART["spec"]["goal"], ["shop/cart.py", "tests/**"])
+    async with cluster(control_plane, tmp_path, remote, [task], sessions) as c:
+        task = await c.phase("fix-cart", "Merged", "NeedsAttention", "Failed")
+        assert task["status"]["phase"] == "Merged", task["status"].get("message")
+        kept = task["status"]["patches"]
+        assert [(k["attempt"], k["accepted"]) for k in kept] == [(1, False), (2, True)]
+        for k in kept:
+            assert k["ref"] == f"refs/agentfactory/fix-cart/implement-{k['attempt']}"
+            assert git(remote, "rev-parse", k["ref"]) == k["sha"]
+        assert "# SKIPPED" in git(remote, "show", f"{kept[0]['ref']}:tests/test_cart.py")
+        assert "patch rejected: adds a skip" in json.dumps(task["status"]["history"])
+        assert kept[1]["sha"] == task["status"]["headSHA"]
+        response = await c.http.delete(f"{c.url}{c.tasks}/fix-cart")
+        assert response.status == 200
+        await wait_for(c.api, f"/api/v1/namespaces/{c.ns}/events", "", lambda e: True,
+                       field="involvedObject.name=fix-cart,reason=KeptPatchesRemoved")  # fmt: skip
+        assert git(remote, "for-each-ref", "refs/agentfactory") == ""

@@ -114,15 +114,16 @@ def agent_observation(
     implementation = result.implementation
     diff = result.diff or ""
     summary = implementation.summary if implementation else ""
-    head = base
+    head, ref = base, None
     if diff.strip():
         head = forge.commit_patch(base, diff, f"{name}: {summary[:72]}")
+        ref = forge.keep(name, f"{stage.slug}-{attempt}", head)  # accepted or not
     checks = [
         CheckOutcome(name=c.name, exit_code=c.exit_code, output_tail=c.output_tail)
         for c in (implementation.checks if implementation else [])
     ]
     return PatchProduced(
-        stage=stage, attempt=attempt, patch=parse_unified_diff(diff), head_sha=head,
+        stage=stage, attempt=attempt, patch=parse_unified_diff(diff), head_sha=head, ref=ref,
         checks=checks, summary=summary, usage=usage,
     )  # fmt: skip
 

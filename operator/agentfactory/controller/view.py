@@ -28,6 +28,8 @@ class View:
     """Objects by kind, then by (namespace, name)."""
 
     objects: dict[str, dict[Key, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    deleted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """AgentTasks deleted, by namespace, as last seen: what they left on the forge goes too."""
 
     def put(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata", {})
@@ -44,7 +46,13 @@ class View:
             self.put(kind, obj)
 
     def drop(self, kind: str, namespace: str, name: str) -> None:
-        self.objects[kind].pop((namespace, name), None)
+        old = self.objects[kind].pop((namespace, name), None)
+        if kind == "agenttasks" and old is not None:
+            self.deleted[namespace].append(old)
+
+    def take_deleted(self, namespace: str) -> list[dict[str, Any]]:
+        """The AgentTasks deleted in *namespace* since the last call."""
+        return self.deleted.pop(namespace, [])
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects[kind].get((namespace, name))

@@ -50,6 +50,7 @@ from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
 from agentfactory.forge.build import build_forge
+from agentfactory.forge.git import ForgeError
 from agentfactory.forge.github import GitHubError, GitHubForge
 from agentfactory.kube.client import Kube, KubeError, SecretRefusedError, path_of
 from agentfactory.kube.executor import ForeignObjectError, KubernetesExecutor
@@ -345,6 +346,7 @@ class Worker:
                                   task.name)  # fmt: skip
                     await self._stuck(self._current(task), exc)
         await self._clean_up()
+        await self._forget_deleted(factories)
         await self._report(tasks.values())
         return moved
 
@@ -832,6 +834,26 @@ class Worker:
         return await asyncio.to_thread(
             agent_observation, task.name, forge, stage, number, base, StageOutcome(result)
         )
+
+    async def _forget_deleted(self, factories: dict[str, FactorySpecSpec]) -> None:
+        """Delete the refs the forge kept for each deleted task's patches: the record lives
+        as long as the task. (A task deleted while no operator ran keeps them.)"""
+        for raw in self.view.take_deleted(self.namespace):
+            task = self._task(raw)
+            if task.unreadable or not task.status.patches or task.factory not in factories:
+                continue
+            forge = await self._forge(task.factory, factories[task.factory])
+            try:
+                refs = await asyncio.to_thread(forge.forget, task.name)
+            except ForgeError as exc:
+                log.warning("%s/%s: kept patches not removed: %s", self.namespace, task.name, exc)
+                continue
+            await self._event(
+                raw,
+                "Normal",
+                "KeptPatchesRemoved",
+                f"the task was deleted: removed {', '.join(refs) or 'no refs'}",
+            )
 
     async def _clean_up(self) -> None:
         """Delete every pod of a task that is not its current attempt's, except its kept

@@ -181,6 +181,13 @@ def pr_comments(
     if ci is not None and ci.state in ("failure", "timeout"):
         failed = "".join(f"\n- `{c.name}`: {c.summary[-500:]}" for c in ci.failed_checks)
         out.append((f"ci-{ci.head_sha[:12]}", f"**CI {ci.state} on {ci.head_sha[:12]}**{failed}"))
+    if status.patches:
+        where = status.patches[0].ref.rsplit("/", 1)[0]
+        lines = "".join(f"\n- implement #{k.attempt}: `{k.sha[:12]}`"
+                        f" {'accepted' if k.accepted else 'rejected'} (`{k.ref}`)"
+                        for k in status.patches)  # fmt: skip
+        fetch = f"`git fetch origin '{where}/*:refs/remotes/attempts/*'`"
+        out.append(("patches", f"**Every implementer patch**{lines}\n\nFetch them: {fetch}."))
     return out
 
 

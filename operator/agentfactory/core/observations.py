@@ -88,7 +88,9 @@ class PatchProduced(_StageResult):
     kind: Literal["PatchProduced"] = "PatchProduced"
     patch: Patch
     head_sha: str = Field(pattern=SHA_PATTERN)
-    """The local commit holding the patch (not yet pushed)."""
+    """The local commit holding the patch (not yet pushed to the task branch)."""
+    ref: str | None = None
+    """Where the forge kept the commit for the record, whatever the core decides of it."""
     checks: list[CheckOutcome] = Field(default_factory=list)
     summary: str = ""
 

@@ -53,6 +53,7 @@ from agentfactory.core.task import (
     Finding,
     GuardrailViolation,
     HistoryEntry,
+    KeptPatch,
     PullRequestRef,
     ReviewRecord,
     Usage,
@@ -502,6 +503,10 @@ class _Step:
             if check.exit_code not in (0, None)
         ]
         self.status.guardrail_violations = violations[:50]
+        if obs.ref is not None and obs.head_sha:
+            kept = KeptPatch(attempt=obs.attempt, ref=obs.ref, sha=obs.head_sha,
+                             accepted=not violations)  # fmt: skip
+            self.status.patches = [*self.status.patches, kept][-100:]
         if violations:
             self._enter(
                 Stage.IMPLEMENT,

@@ -188,6 +188,19 @@ def _attr(stage: Stage) -> str:
     return {"planReview": "plan_review", "codeReview": "code_review"}.get(stage.value, stage.value)
 
 
+class KeptPatch(StatusModel):
+    """An implementer attempt's patch, kept on the remote whether or not it was accepted."""
+
+    attempt: int = Field(ge=1)
+    """The implement attempt that produced it."""
+    ref: str = Field(max_length=300)
+    """Where it is: `refs/agentfactory/<task>/implement-<attempt>` on the remote."""
+    sha: str = Field(pattern=SHA_PATTERN)
+    """Its commit."""
+    accepted: bool
+    """Whether the checks on the patch (scope, guardrails, the agent's own checks) passed."""
+
+
 class PullRequestRef(StatusModel):
     """The task's pull request."""
 
@@ -390,6 +403,10 @@ class AgentTaskStatus(StatusModel):
     """The task's pull request."""
     patch_revision: int = Field(default=0, ge=0)
     """Accepted implementer patches so far; reviews and approvals name the one they saw."""
+    patches: list[KeptPatch] = Field(default_factory=list, max_length=100)
+    """Every implementer patch, rejected ones included, each kept as a ref on the remote
+    (`git fetch origin 'refs/agentfactory/<task>/*:refs/attempts/*'`) until the task is
+    deleted."""
     head_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
     """Head of the task branch."""
     merged_sha: str | None = Field(default=None, pattern=SHA_PATTERN)

@@ -14,18 +14,21 @@ new head, so CI verifies what will land; a conflicting one returns `conflict`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from agentfactory.core.gitauth import token_env
-from agentfactory.core.names import task_branch_refusal
+from agentfactory.core.names import DNS1123_LABEL, task_branch_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
 TASK_TRAILER = "Agentfactory-Task"
+#: Where every implementer attempt's commit is kept on the remote, under the task's name.
+KEPT_REFS = "refs/agentfactory"
 HEAD_TRAILER = "Agentfactory-Head"
 
 
@@ -149,6 +152,23 @@ class GitForge:
         if self.branch_head(self.writable(branch)) == sha:
             return
         self.git("push", "--quiet", "--force", "origin", f"{sha}:refs/heads/{branch}")
+
+    def keep(self, task: str, label: str, sha: str) -> str:
+        """Keep *sha* on the remote as `refs/agentfactory/<task>/<label>` (outside the
+        branches: no CI or PR runs on it), for the record of every attempt; the ref."""
+        if not re.fullmatch(DNS1123_LABEL, task) or not re.fullmatch(r"[a-z0-9-]{1,40}", label):
+            raise ForgeError(f"not a task and attempt to keep: {task!r}, {label!r}")
+        ref = f"{KEPT_REFS}/{task}/{label}"
+        self.git("push", "--quiet", "--force", "origin", f"{sha}:{ref}")
+        return ref
+
+    def forget(self, task: str) -> list[str]:
+        """Delete every ref kept for *task* (once the task is deleted); the refs deleted."""
+        listed = self.git("ls-remote", "origin", f"{KEPT_REFS}/{task}/*")
+        refs = [line.split()[1] for line in listed.splitlines() if line.strip()]
+        if refs:
+            self.git("push", "--quiet", "origin", *(f":{ref}" for ref in refs))
+        return refs
 
     def delete_branch(self, branch: str) -> None:
         if self.branch_head(self.writable(branch)) is not None:
