@@ -391,5 +391,6 @@ async def test_labelled_issues_become_tasks_once_and_a_vague_one_is_told_why(
         await worker.step()
         names = sorted(t["metadata"]["name"] for t in await shop.kube.list(tasks))
         assert names == ["fix-cart", f"shop-issue-{vague}"], "taken once, even when deleted"
-        events = [e["reason"] for e in await shop.kube.list(path_of("v1", "events", shop.ns))]
-        assert events.count("TaskFromIssue") == 2
+        events = await shop.kube.list(path_of("v1", "events", shop.ns))
+        intake = [e["involvedObject"] for e in events if e["reason"] == "TaskFromIssue"]
+        assert [(o["kind"], o["name"]) for o in intake] == [("FactorySpec", "shop")] * 2, intake

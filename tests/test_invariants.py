@@ -1,4 +1,4 @@
-"""DESIGN.md section 3's invariants under random observation sequences (hypothesis).
+"""The pipeline's invariants under random observation sequences (hypothesis).
 
 A small world model runs beside the core and checks it from the outside: which pods are
 alive, which revisions a fresh code review approved, which heads CI saw green, which

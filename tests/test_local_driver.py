@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import yaml
 
 from agentfactory.core.phases import Phase
-from agentfactory.local.driver import LocalFactory
+from agentfactory.local.driver import LoadError, LocalFactory
 from agentfactory.local.state import StateStore
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Reply, tool
 from tests.gitutil import git
@@ -31,8 +32,6 @@ from tests.scripts import (
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 @dataclass
@@ -310,3 +309,32 @@ def test_a_person_retries_a_parked_task_and_it_merges(
     assert status.attempts.implement == 2, "resumed at the stage that stopped, new attempt"
     assert status.attempts.plan == 1, "the approved plan was kept"
     assert trailers(run) == ["fix-cart"]
+
+
+CONSTITUTION = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "principles"},
+                "data": {"AGENTS.md": "Money is integer cents: CONSTITUTION-MARKER."}}  # fmt: skip
+
+
+def test_the_factory_constitution_reaches_every_agent_locally_too(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = Router({FIX_CART["spec"]["goal"]: "fix-cart"}, {("fix-cart", "implementer"): [FIX]})
+    constitution = {"constitution": {"name": "principles", "key": "AGENTS.md"}}
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], router, agents=constitution)
+        (tmp_path / "manifests" / "principles.yaml").write_text(yaml.safe_dump(CONSTITUTION))
+        assert run.factory().run() == 0, "\n".join(run.lines)
+        openings = [json.dumps(request["messages"][0]) for request in fake.requests]
+    assert openings and all("CONSTITUTION-MARKER" in opening for opening in openings)
+
+
+def test_a_constitution_that_is_not_among_the_files_is_a_load_error(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = Router({}, {})
+    with FakeAnthropic([router]) as fake:
+        agents = {"constitution": {"name": "principles", "key": "AGENTS.md"}}
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], router, agents=agents)
+        said = r"spec\.agents\.constitution: ConfigMap 'principles' with the key 'AGENTS\.md'"
+        with pytest.raises(LoadError, match=said):
+            run.factory()

@@ -1,4 +1,4 @@
-"""The resource models: defaults from DESIGN.md, Kubernetes spelling, status round trips."""
+"""The resource models: their defaults, Kubernetes spelling, status round trips."""
 
 from __future__ import annotations
 

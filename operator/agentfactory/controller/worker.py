@@ -510,7 +510,8 @@ class Worker:
             raw = self.view.get("factoryspecs", self.namespace, name)
             if raw is not None:
                 await self._event(raw, "Normal", "TaskFromIssue",
-                                  f"issue #{issue.number} became AgentTask {task}")  # fmt: skip
+                                  f"issue #{issue.number} became AgentTask {task}",
+                                  about="FactorySpec")  # fmt: skip
 
     def _due(self, task: str, what: str) -> bool:
         """Whether GitHub may be asked about *what* of *task* again (see github_poll_seconds)."""
@@ -613,13 +614,16 @@ class Worker:
                 )
         return warned
 
-    async def _event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    async def _event(
+        self, obj: dict[str, Any], kind: str, reason: str, message: str, about: str = "AgentTask"
+    ) -> None:
+        """Post an Event of *kind* (Normal, Warning) about *obj*, an object of kind *about*."""
         meta = obj["metadata"]
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         await self.kube.create(path_of("v1", "events", self.namespace), {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": self.namespace},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": "AgentTask", "name": meta["name"],
+            "involvedObject": {"apiVersion": API_VERSION, "kind": about, "name": meta["name"],
                                "namespace": self.namespace, "uid": meta.get("uid", "")},
             "type": kind, "reason": reason, "message": message, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,

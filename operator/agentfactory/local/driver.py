@@ -75,6 +75,8 @@ class Factory:
     spec: FactorySpec
     forge: GitForge
     executor: LocalExecutor
+    constitution: str | None = None
+    """The text `agents.constitution` names (a ConfigMap among the files given)."""
 
 
 @dataclass
@@ -107,10 +109,14 @@ class LocalFactory:
 
     def _load(self) -> None:
         problems: list[str] = []
+        configmaps: dict[str, dict[str, str]] = {}  # the constitutions factories may name
         for path in manifest_files(self.paths):
             docs, load_problems = load_file(path)
             problems += [str(p) for p in load_problems]
             for index, doc in docs:
+                if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+                    name = str((doc.get("metadata") or {}).get("name", ""))
+                    configmaps[name] = dict(doc.get("data") or {})
                 item, doc_problems = validate_document(str(path), index, doc)
                 problems += [str(p) for p in doc_problems if p.severity == "error"]
                 if item is None:
@@ -119,6 +125,16 @@ class LocalFactory:
                     self._add_factory(item.resource, path.parent, problems)
                 elif isinstance(item.resource, AgentTask):
                     self.tasks[item.resource.metadata.name] = item.resource
+        for name, factory in self.factories.items():
+            ref = factory.spec.spec.agents.constitution
+            if ref is None:
+                continue
+            factory.constitution = configmaps.get(ref.name, {}).get(ref.key)
+            if factory.constitution is None:
+                problems.append(
+                    f"FactorySpec/{name}: spec.agents.constitution: ConfigMap '{ref.name}' with"
+                    f" the key '{ref.key}' is not among the files given; add its manifest"
+                )
         if problems:
             raise LoadError("\n".join(problems))
         if not self.tasks:
@@ -281,7 +297,7 @@ class LocalFactory:
         mode = "replay" if self.replay_dir else inputs.contract.model
         self.out(f"          running {inputs.contract.role.value} {pod} ({mode})")
         outcome = factory.executor.run_agent(
-            pod=pod, contract=inputs.contract, ref=inputs.ref, constitution=None
+            pod=pod, contract=inputs.contract, ref=inputs.ref, constitution=factory.constitution
         )
         return agent_observation(name, factory.forge, stage, attempt, inputs.base, outcome)
 
