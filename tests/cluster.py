@@ -95,7 +95,7 @@ class Cluster(NamespacePaths):
         def reached(obj: dict[str, Any]) -> bool:
             return (obj.get("status") or {}).get("phase") == phase
 
-        return await wait_for(self.api, self.pods, name, reached, within=120)
+        return await wait_for(self.api, self.pods, name, reached, within=600)
 
     async def create(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]:
         doc["metadata"].setdefault("namespace", self.ns)
@@ -116,7 +116,10 @@ class Cluster(NamespacePaths):
                                          headers=merge)  # fmt: skip
         assert response.status == 200, await response.text()
 
-    async def phase(self, name: str, *phases: str, within: float = 180) -> dict[str, Any]:
+    async def phase(self, name: str, *phases: str, within: float = 600) -> dict[str, Any]:
+        """The task once it reaches one of *phases*. *within* is a safety net for a hang, not
+        a speed limit: on two shared cores a whole pipeline has taken over three minutes."""
+
         def reached(obj: dict[str, Any]) -> bool:
             return (obj.get("status") or {}).get("phase") in phases
 

@@ -116,6 +116,8 @@ class InstantKubelet:
     node: Node
     script: Callable[[str, str, int], End | None] = happy
     started: list[str] = field(default_factory=list)
+    deadlines: dict[str, int | None] = field(default_factory=dict)
+    """Each started pod's activeDeadlineSeconds."""
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     available: dict[str, tuple[str, float]] = field(default_factory=dict)
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
@@ -152,6 +154,7 @@ class InstantKubelet:
         if kind != "ADDED" or phase not in (None, "Pending") or name in self.started:
             return
         self.started.append(name)
+        self.deadlines[name] = pod["spec"].get("activeDeadlineSeconds")
         labels = pod["metadata"].get("labels") or {}
         stage, task = labels["agentfactory.dev/stage"], labels["agentfactory.dev/task"]
         end = self.script(stage, task, int(labels["agentfactory.dev/attempt"]))

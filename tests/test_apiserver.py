@@ -85,7 +85,7 @@ def test_the_generation_moves_with_the_spec_only(
     status = control_plane.request("PATCH", f"{path}/status", {"status": {"phase": "Pending"}},
                                    content_type=merge)  # fmt: skip
     assert status["metadata"]["generation"] == 1
-    spec = control_plane.request("PATCH", path, {"spec": {"goal": "H."}}, content_type=merge)
+    spec = control_plane.request("PATCH", path, {"spec": {"priority": 3}}, content_type=merge)
     assert spec["metadata"]["generation"] == 2
 
 
@@ -156,6 +156,26 @@ def test_cel_rules_refuse_what_one_field_alone_cannot(
     assert "spec.agents.baseURL: Invalid value" in status["message"]
     doc["spec"]["repository"]["allowHTTP"] = doc["spec"]["agents"]["allowHTTP"] = True
     assert control_plane.request("POST", factories, doc)["spec"]["agents"]["allowHTTP"] is True
+
+
+def test_a_tasks_contract_is_frozen_but_its_priority_and_dependencies_are_not(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    created = control_plane.request("POST", tasks(namespace), task_doc("frozen", "G.", ["a"]))
+    for change in ({"goal": "Another goal."}, {"scope": {"paths": ["**"]}},
+                   {"nonGoals": ["added later"]}, {"acceptanceCriteria": ["weaker"]},
+                   {"stopWhen": "never"}):  # fmt: skip
+        code, status = refusal(control_plane, "PATCH", f"{tasks(namespace)}/frozen",
+                               {"spec": change})  # fmt: skip
+        assert code == 422, (change, status)
+        assert "the task's contract (goal, acceptanceCriteria" in status["message"], status
+    moved = control_plane.request(
+        "PATCH", f"{tasks(namespace)}/frozen",
+        {"spec": {"priority": 5, "dependsOn": ["other"]}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    assert moved["spec"]["priority"] == 5
+    assert moved["metadata"]["generation"] == created["metadata"]["generation"] + 1
 
 
 def test_a_task_cannot_move_to_another_factory(control_plane: ControlPlane, namespace: str) -> None:

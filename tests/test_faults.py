@@ -277,3 +277,25 @@ async def test_an_operator_killed_while_merging_merges_once(
         async with operator_process(ln.kubeconfig, ln.workdir, log, *run):
             tasks = await assert_nothing_lost_or_doubled(ln, killed=True)
     assert all(t["status"]["phase"] == "Merged" for t in tasks.values()), log.read_text()[-3000:]
+
+
+DEADLINE = End(phase="Failed", reason="DeadlineExceeded", exit_code=137, container_reason="Error")
+
+
+def slow_ci(stage: str, task: str, attempt: int) -> End | None:
+    """gamma's CI pod runs past its deadline (ci.timeoutSeconds), as a hung test suite does."""
+    return DEADLINE if (task, stage) == ("gamma", "ci") else succeed(stage, task)
+
+
+async def test_sandbox_ci_that_outlives_ci_timeout_seconds_parks_the_task_for_a_person(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    async with line(control_plane, tmp_path, slow_ci, factory_spec={
+            "ci": {"timeoutSeconds": 120}}) as ln:  # fmt: skip
+        tasks = await assert_nothing_lost_or_doubled(ln)
+        (ci_pod,) = [p for p in ln.kubelet.started if p.startswith("gamma-ci")]
+    gamma = tasks["gamma"]["status"]
+    assert gamma["phase"] == "NeedsAttention", gamma
+    assert "CI did not finish within ci.timeoutSeconds 120" in gamma["message"]
+    assert ci_pod == "gamma-ci-1", "not retried: a person looks first"
+    assert ln.kubelet.deadlines["gamma-ci-1"] == 120, "the CI pod's activeDeadlineSeconds"

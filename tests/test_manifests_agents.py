@@ -139,8 +139,17 @@ def test_the_network_policy_denies_ingress_and_limits_egress() -> None:
     policy = agent_network_policy("shop", "shop", "uid-f", SPEC)["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
     assert policy["podSelector"] == {"matchLabels": {"agentfactory.dev/factory": "shop"}}
-    assert policy["egress"][0] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+    # The internet on 443, not the private, shared, loopback or link-local ranges inside it
+    # (the IPv6 ones belong to an IPv6 block).
+    private = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+               "169.254.0.0/16"]  # fmt: skip
+    assert policy["egress"][0] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": private}}],
                                    "ports": [{"protocol": "TCP", "port": 443}]}  # fmt: skip
+    both = factory(sandbox={"egress": {"cidrs": ["0.0.0.0/0", "::/0", "10.20.0.0/16"]}})
+    blocks = [t["ipBlock"] for t in agent_network_policy("shop", "shop", "u", both)["spec"][
+        "egress"][0]["to"]]  # fmt: skip
+    assert blocks[1] == {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}
+    assert blocks[2] == {"cidr": "10.20.0.0/16"}, "a private network named outright is allowed"
     assert {p["port"] for p in policy["egress"][1]["ports"]} == {53}
 
 
@@ -156,6 +165,7 @@ def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution_or_
     ci = agent_pod(
         ATTEMPT, SPEC, role=None, repo_url="https://git.example.test/s.git", ref="f" * 40
     )
+    assert ci["spec"]["activeDeadlineSeconds"] == SPEC.ci.timeout_seconds, "ci.timeoutSeconds"
     agent = ci["spec"]["containers"][0]
     assert agent["command"] == ["agentfactory", "checks"] and "--role" not in agent["args"]
     sources = next(v for v in ci["spec"]["volumes"] if v["name"] == "input")["projected"]

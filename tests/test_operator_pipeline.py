@@ -6,6 +6,7 @@ the remote."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -51,6 +52,7 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         took = time.monotonic() - began
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == EVERY_STAGE
+        assert task["status"]["observedGeneration"] == task["metadata"]["generation"]
         assert merged_tasks(remote) == ["fix-cart"]
         assert CART_FIXED in git(remote, "show", "main:shop/cart.py")
         # Every pod read was deleted with its credentials; nothing failed, so nothing is kept.
@@ -74,17 +76,19 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         for kind in ("POST pods", "POST configmaps", "POST secrets", "GET pods/log",
                      "DELETE secrets", "DELETE pods"):  # fmt: skip
             assert ours[kind] == pods, kind
-        # The key Secret is read by the factory's handler, and before a pod mounts it (whether
-        # it lets the factory use it), then cached for SECRET_SECONDS: not once per pod.
-        key_reads = 2 + int(took // SECRET_SECONDS)
-        assert ours["GET secrets"] <= key_reads, "the model key's Secret is not read per pod"
+        # The key Secret and the factory's NetworkPolicy are read by the factory's handler,
+        # and before a pod starts (may the factory use the key? are its pods confined?), then
+        # cached for SECRET_SECONDS: not once per pod.
+        windows = 1 + int(took // SECRET_SECONDS)
+        assert ours["GET secrets"] <= 1 + windows, "the model key's Secret is not read per pod"
+        assert ours["GET networkpolicies"] <= 1 + windows, "nor the NetworkPolicy"
         # Once merged, the attempts' inputs go, in one request (the benchmark's 1,000 tasks
         # once left 11,540 behind).
         for pod in EVERY_STAGE:
             await wait_gone(c.api, f"/api/v1/namespaces/{c.ns}/configmaps", f"{pod}-input")
         ours = c.requests()
         assert ours["DELETE configmaps"] == 1, ours
-        assert sum(ours.values()) <= 3 * transitions + 7 * pods + 12 + key_reads, ours
+        assert sum(ours.values()) <= 3 * transitions + 7 * pods + 13 + 2 * windows, ours
         # Everything it asked for (kopf included), the chart's RBAC allowed.
         assert c.refused() == []
         assert c.requests()["GET pods/log"] == pods
@@ -260,15 +264,21 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
             await first.wait()
         async with operator_process(c.kubeconfig, c.workdir, log, *flags) as second:
             task = await c.phase("fix-cart", "Merged", "NeedsAttention")
-            async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
-                metrics = await response.text()
+            # The watch can deliver the write before the operator has read the server's answer
+            # to it: its gauge may lag a moment, and nothing announces it. Scrape until it shows.
+            merged = f'agentfactory_tasks{{factory="shop",namespace="{c.ns}",phase="Merged"}} 1.0'
+            for _ in range(100):
+                async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    metrics = await response.text()
+                if merged in metrics:
+                    break
+                await asyncio.sleep(0.1)
             second.terminate()
             assert await second.wait() == 0, "SIGTERM stops the operator cleanly"
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == EVERY_STAGE, "no pod twice"
         assert merged_tasks(remote) == ["fix-cart"], "merged once"
         assert git(remote, "branch", "--list", "factory/*") == "", "no branch left behind"
-        merged = f'agentfactory_tasks{{factory="shop",namespace="{c.ns}",phase="Merged"}} 1.0'
         assert merged in metrics
         assert all({"message", "timestamp", "severity"} <= r.keys() for r in log_records(log)), (
             "structured logs: one JSON object per line"
@@ -361,10 +371,8 @@ async def test_objects_someone_else_made_under_an_attempts_name_are_refused_not_
         events = [e["message"] for e in await c.items(f"/api/v1/namespaces/{c.ns}/events")
                   if e["reason"] == "ForeignObject"]  # fmt: skip
         assert len(events) == 2 and "no controller reference" in events[0], events
-        # Not the operator's to delete: they stay for whoever made them to answer for.
+        # Not the operator's to delete: the pod stays for whoever made it to answer for.
         assert (await c.get(f"{c.pods}/fix-cart-plan-1"))["metadata"]["name"]
-        left = await c.get(f"/api/v1/namespaces/{c.ns}/configmaps/fix-cart-plan-2-input")
-        assert left["data"] == {"contract.json": "{}"}
 
 
 async def test_a_model_key_secret_that_does_not_name_the_factory_is_never_mounted(

@@ -37,6 +37,7 @@ from agentfactory.core.handoff import AgentResult, CheckReport
 from agentfactory.core.intake import TAKEN_LABEL, intake_problem, task_from_issue
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.observations import (
+    CIFinished,
     FailureReason,
     HumanAction,
     Observation,
@@ -106,7 +107,10 @@ SECRET_SECONDS = 30
 
 def _status_body(raw: dict[str, Any], new: AgentTaskStatus) -> dict[str, Any]:
     """A merge patch that makes *raw*'s status equal *new*, applied only if *raw* is still
-    the task's current version."""
+    the task's current version. It records the spec generation it was decided from."""
+    generation = (raw.get("metadata") or {}).get("generation")
+    if isinstance(generation, int):
+        new = new.model_copy(update={"observed_generation": generation})
     data = new.model_dump(mode="json", by_alias=True, exclude_none=True)
     body: dict[str, Any] = {"status": merge_patch(raw.get("status") or {}, data)}
     version = (raw.get("metadata") or {}).get("resourceVersion")
@@ -822,6 +826,9 @@ class Worker:
         outcome: PodOutcome,
     ) -> Observation:  # fmt: skip
         stage, number = attempt.stage, attempt.attempt
+        if stage == Stage.CI and outcome.reason == "timeout":  # ci.timeoutSeconds ran out
+            return CIFinished(head_sha=task.status.head_sha or "", state="timeout",
+                              attempt=number)  # fmt: skip
         if outcome.result_json is None:
             return StageFailed(stage=stage, attempt=number, reason=outcome.reason,
                                message=outcome.failure)  # fmt: skip

@@ -344,7 +344,8 @@ class CI(Model):
     required_checks: list[str] = Field(default_factory=list, max_length=100)
     """Checks that must pass. Empty with `sandbox` means every factory check."""
     timeout_seconds: int = Field(default=3600, ge=60, le=86400)
-    """How long to wait for CI before the task needs attention."""
+    """The CI stage's deadline: how long `github-checks` are awaited, and the sandbox CI pod's
+    `activeDeadlineSeconds`. Running out parks the task (`CITimedOut`) for a person."""
 
 
 class Retries(Model):

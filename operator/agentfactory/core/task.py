@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agentfactory.core.base import Model, StatusModel
@@ -82,8 +82,25 @@ class TaskSource(Model):
     """Set when the task was created by GitHub issue intake."""
 
 
+#: The handoff contract: what agents work against and reviewers judge by. Frozen once the
+#: task exists (a change would be judged against a spec its earlier stages never saw);
+#: priority and dependsOn (scheduling) may change.
+FROZEN = ("goal", "acceptanceCriteria", "nonGoals", "context", "scope", "checks", "stopWhen",
+          "source")  # fmt: skip
+
+
 class AgentTaskSpec(Model):
-    """One change, spec'd precisely enough that done is checkable."""
+    """One change, spec'd precisely enough that done is checkable. Its contract (goal,
+    acceptanceCriteria, nonGoals, context, scope, checks, stopWhen, source) cannot change once
+    the task exists; priority and dependsOn can."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f})"
+                            f" || self.{f} == oldSelf.{f})" for f in FROZEN),
+        "message": "the task's contract (" + ", ".join(FROZEN) + ") cannot change once the"
+                   " task exists: its stages ran against it; create a new task (priority and"
+                   " dependsOn may change)",
+    }]})  # fmt: skip
 
     factory_ref: Annotated[K8sName, Field(json_schema_extra={"x-kubernetes-validations": [{
         "rule": "self == oldSelf",

@@ -283,7 +283,9 @@ class LocalFactory:
         checks = ci_checks(self.tasks[name].spec, factory.spec.spec)
         pod = pod_name(name, Stage.CI, status.attempt)
         self.out(f"          running CI {pod} on {head[:12]} ({len(checks)} checks)")
-        return ci_observation(status, factory.executor.run_checks(pod=pod, ref=head, checks=checks))
+        within = factory.spec.spec.ci.timeout_seconds
+        runs = factory.executor.run_checks(pod=pod, ref=head, checks=checks, within=within)
+        return ci_observation(status, runs)
 
     def _merge(self, name: str, factory: Factory) -> Observation:
         task, status = self.tasks[name], self.status(name)

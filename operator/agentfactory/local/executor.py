@@ -150,15 +150,18 @@ class LocalExecutor:
         except (OSError, ValidationError) as exc:
             return StageOutcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
 
-    def run_checks(self, *, pod: str, ref: str, checks: list[Check]) -> list[CheckRun]:
+    def run_checks(
+        self, *, pod: str, ref: str, checks: list[Check], within: float = 86400
+    ) -> list[CheckRun]:
         """Run the factory's checks on a fresh clone at exactly *ref* (sandbox CI), through
-        `agentfactory checks`, the CI pod's own entrypoint."""
+        `agentfactory checks`, the CI pod's own entrypoint, stopped after *within* seconds
+        (`ci.timeoutSeconds`)."""
         base = self._fresh_attempt(pod, ref)
         (base / "input" / "checks.json").write_bytes(CHECK_LIST.dump_json(checks, by_alias=True))
         output = base / "output" / "result.json"
         command = [sys.executable, "-m", "agentfactory", "checks", "--input", str(base / "input"),
                    "--workspace", str(base / "workspace"), "--output", str(output)]  # fmt: skip
-        deadline = sum(c.timeout_seconds for c in checks) + 60
+        deadline = min(sum(c.timeout_seconds for c in checks) + 60, within)
         _, log = self._run(command, workspace=base / "workspace", base=base, timeout=deadline,
                            model_access=False)  # fmt: skip
         (base / "checks.log").write_text(log)

@@ -265,7 +265,10 @@ def agent_pod(
     }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "activeDeadlineSeconds": factory.sandbox.timeout_seconds,
+        # The sandbox CI run is bounded by the CI stage's own deadline.
+        "activeDeadlineSeconds": (
+            factory.sandbox.timeout_seconds if role else factory.ci.timeout_seconds
+        ),
         "serviceAccountName": service_account_name(attempt.factory),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
