@@ -88,6 +88,8 @@ class End:
     container_reason: str = "Completed"
     phase: str = "Succeeded"
     reason: str | None = None
+    message: str = ""
+    """The agent container's termination message (what the runner last wrote there)."""
 
 
 def succeed(stage: str, task: str, diff: str | None = None) -> End:
@@ -195,7 +197,8 @@ class InstantKubelet:
             "initContainerStatuses": [state(c, {"exitCode": 0, "reason": "Completed"})
                                       for c in spec.get("initContainers", [])],
             "containerStatuses": [state(c, {"exitCode": end.exit_code,
-                                            "reason": end.container_reason})
+                                            "reason": end.container_reason,
+                                            **({"message": end.message} if end.message else {})})
                                   for c in spec["containers"]],
         }  # fmt: skip
         if end.reason:

@@ -14,6 +14,7 @@ from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
 from agentfactory.agent.runner import Runner
 from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
+from agentfactory.core.contracts import session_deadline
 from agentfactory.core.handoff import AgentResult, CheckReport, HandoffContract, Role
 from agentfactory.manifests.agents import RESULT_MARKER
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
@@ -429,3 +430,37 @@ def test_the_checks_command_refuses_unreadable_input(
     code = main(["checks", "--input", str(tmp_path / "input"), "--workspace", str(tmp_path),
                  "--output", str(tmp_path / "r.json")])  # fmt: skip
     assert code == 1 and "command" in capsys.readouterr().err
+
+
+def test_while_it_works_the_session_reports_what_it_has_used_where_the_kubelet_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pod killed mid-session (deadline, OOM, eviction) leaves no result; its termination
+    # message, which the kubelet reads however the container ends, holds the usage so far.
+    repo, base = calc_repo(tmp_path)
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "contract.json").write_text(contract(Role.PLANNER, base).model_dump_json())
+    out = tmp_path / "output" / "result.json"
+    seen: list[dict[str, Any]] = []
+
+    def second_turn(body: dict[str, Any]) -> Reply:
+        seen.append(json.loads((out.parent / "summary.json").read_text()))
+        return Reply([tool("submit_plan", **PLAN)])
+
+    with FakeAnthropic([Reply([tool("list_files")]), second_turn]) as fake:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        assert main(["agent", "--role", "planner", "--input", str(inputs),
+                     "--workspace", str(repo), "--output", str(out)]) == 0  # fmt: skip
+    (running,) = seen
+    assert running["status"] == "running" and running["turns"] == 1
+    assert running["usage"]["inputTokens"] > 0 and running["usage"]["outputTokens"] > 0
+    final = AgentResult.model_validate_json(out.read_text())
+    assert final.usage.input_tokens > running["usage"]["inputTokens"], "then the result's"
+
+
+def test_a_session_ends_well_before_its_pod_does() -> None:
+    # The pod's deadline also covers the checkout before and the checks after the session.
+    assert session_deadline(1800) == 1620 and session_deadline(120) == 60
+    assert session_deadline(7200) == 6900 and session_deadline(60) == 30

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import signal
 import time
 from typing import TYPE_CHECKING
@@ -299,3 +300,29 @@ async def test_sandbox_ci_that_outlives_ci_timeout_seconds_parks_the_task_for_a_
     assert "CI did not finish within ci.timeoutSeconds 120" in gamma["message"]
     assert ci_pod == "gamma-ci-1", "not retried: a person looks first"
     assert ln.kubelet.deadlines["gamma-ci-1"] == 120, "the CI pod's activeDeadlineSeconds"
+
+
+SPENT = {"inputTokens": 120000, "outputTokens": 30000, "cacheCreationTokens": 0,
+         "cacheReadTokens": 0, "costUSD": 0.81}  # fmt: skip
+
+
+def evicted_after_spending(stage: str, task: str, attempt: int) -> End | None:
+    """beta's first implement pod is evicted mid-session: no result, but the runner's last
+    progress report in its termination message says what it had used."""
+    if (task, stage, attempt) == ("beta", "implement", 1):
+        running = {"role": "implementer", "status": "running", "usage": SPENT, "turns": 7}
+        return End(phase="Failed", reason="Evicted", exit_code=137, container_reason="Error",
+                   message=json.dumps(running))  # fmt: skip
+    return succeed(stage, task)
+
+
+async def test_an_attempt_killed_before_its_result_is_charged_what_it_used(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    async with line(control_plane, tmp_path, evicted_after_spending) as ln:
+        tasks = await assert_nothing_lost_or_doubled(ln)
+    beta, alpha = tasks["beta"]["status"], tasks["alpha"]["status"]
+    assert beta["phase"] == "Merged"
+    # Charged: the next attempt's budget is what was left, not the whole again.
+    assert beta["usage"]["inputTokens"] - alpha["usage"]["inputTokens"] == SPENT["inputTokens"]
+    assert beta["usage"]["costUSD"] >= SPENT["costUSD"]

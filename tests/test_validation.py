@@ -117,3 +117,25 @@ def test_a_missing_file_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
 def test_an_empty_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tmp_path)]) == 1
     assert "no manifests found" in capsys.readouterr().err
+
+
+def test_a_model_without_a_price_warns_that_the_dollar_budget_cannot_stop_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "factory.yaml"
+    manifest.write_text("""
+apiVersion: agentfactory.dev/v1alpha1
+kind: FactorySpec
+metadata: {name: app}
+spec:
+  repository: {url: "https://github.com/example/app.git"}
+  agents:
+    model: claude-sonnet-4-6
+    roles:
+      implementer: {model: my-local-llama}
+""")
+    assert main(["validate", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert ("FactorySpec/app: spec.agents.roles.implementer.model: warning: 'my-local-llama' has"
+            " no known price: its cost counts as $0") in out  # fmt: skip
+    assert "spec.agents.model:" not in out, "a priced model is not warned about"

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from agentfactory import GROUP
 from agentfactory.core.explain import describe, kind_name
-from agentfactory.core.factory import FactorySpec
+from agentfactory.core.factory import FactorySpec, Roles
+from agentfactory.core.pricing import price_of
 from agentfactory.core.scheduler import find_cycles
 from agentfactory.core.task import AgentTask
 
@@ -132,6 +133,25 @@ def expand(paths: Iterable[str]) -> list[Path]:
     return out
 
 
+def _unpriced(item: Loaded, factory: FactorySpec) -> list[Problem]:
+    """A warning per model without a known price: its cost would count as $0, silently, and
+    only the token budget would hold."""
+    agents = factory.spec.agents
+    models = {"spec.agents.model": agents.model}
+    for role, override in agents.roles:
+        if override.model:
+            models[f"spec.agents.roles.{Roles.model_fields[role].alias or role}.model"] = (
+                override.model
+            )
+    return [
+        Problem(item.file, item.ref, field,
+                f"'{model}' has no known price: its cost counts as $0, so"
+                " budget.maxCostUSDPerTask cannot stop it (budget.maxTokensPerTask still does);"
+                " use a Claude model name, or rely on the token budget", severity="warning")
+        for field, model in models.items() if price_of(model) is None
+    ]  # fmt: skip
+
+
 def cross_check(loaded: list[Loaded]) -> list[Problem]:
     """Problems only visible across resources: duplicates, cycles, dangling references."""
     problems: list[Problem] = []
@@ -149,6 +169,9 @@ def cross_check(loaded: list[Loaded]) -> list[Problem]:
         if isinstance(item.resource, AgentTask)
     }
     factories = {i.resource.metadata.name for i in loaded if isinstance(i.resource, FactorySpec)}
+    for item in loaded:
+        if isinstance(item.resource, FactorySpec):
+            problems += _unpriced(item, item.resource)
     graph = {name: task.spec.depends_on for name, (_, task) in tasks.items()}
     for cycle in find_cycles(graph):
         chain = " -> ".join(cycle)

@@ -8,6 +8,7 @@ cannot be understood at all (a role that contradicts the contract) exits 2 witho
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from agentfactory.core.base import Model
+    from agentfactory.core.task import Usage
 
 
 def publish(output: Path, result: Model) -> None:
@@ -86,7 +88,18 @@ def run_agent(
             budget_tokens=contract.limits.context_tokens,
             constitution=() if constitution else CONSTITUTION_FILES,
         )
-    runner = Runner(contract, tree, provider, constitution=constitution, selection=selection)
+    summary = output.parent / SUMMARY_NAME
+    summary.parent.mkdir(parents=True, exist_ok=True)
+
+    def so_far(usage: Usage, turns: int) -> None:
+        # The termination message the kubelet reads however the container ends: until the
+        # result replaces it, it says what the session has used.
+        running = {"role": role, "status": "running", "usage": usage.model_dump(by_alias=True),
+                   "turns": turns}  # fmt: skip
+        summary.write_text(json.dumps(running, separators=(",", ":")), encoding="utf-8")
+
+    runner = Runner(contract, tree, provider, constitution=constitution, selection=selection,
+                    progress=so_far)  # fmt: skip
     result = runner.run()
     publish(output, result)
     return 0 if result.status == "completed" else 1

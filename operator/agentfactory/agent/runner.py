@@ -109,6 +109,9 @@ class Runner:
     constitution: str | None = None
     clock: Callable[[], float] = time.monotonic
     selection: Selection | None = None
+    progress: Callable[[Usage, int], None] | None = None
+    """Called with the usage so far and the turns after every model call: an attempt killed
+    before its result (deadline, OOM, eviction) is still charged what it used."""
     spec: RoleSpec = field(init=False)
     tools: list[dict[str, Any]] = field(init=False)
     usage: Usage = field(default_factory=Usage, init=False)
@@ -184,6 +187,8 @@ class Runner:
         )
         usage.cost_usd = cost_usd(self.contract.model, usage)
         self.usage = self.usage + usage
+        if self.progress is not None:
+            self.progress(self.usage, self.turns)
 
     def _handle(self, reply: Message) -> tuple[BaseModel | None, list[dict[str, Any]], str]:
         """Run the tools the reply asks for; return (answer, tool results, last problem)."""

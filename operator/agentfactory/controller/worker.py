@@ -49,7 +49,7 @@ from agentfactory.core.phases import ACTIVE, Phase, Stage
 from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.secret_optin import refusal
-from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
+from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope, Usage
 from agentfactory.forge.build import build_forge
 from agentfactory.forge.git import ForgeError
 from agentfactory.forge.github import GitHubError, GitHubForge
@@ -829,9 +829,10 @@ class Worker:
         if stage == Stage.CI and outcome.reason == "timeout":  # ci.timeoutSeconds ran out
             return CIFinished(head_sha=task.status.head_sha or "", state="timeout",
                               attempt=number)  # fmt: skip
-        if outcome.result_json is None:
+        if outcome.result_json is None:  # charged what it reported using before it ended
+            spent = Usage.model_validate(outcome.usage) if outcome.usage else Usage()
             return StageFailed(stage=stage, attempt=number, reason=outcome.reason,
-                               message=outcome.failure)  # fmt: skip
+                               message=outcome.failure, usage=spent)  # fmt: skip
         try:
             if stage == Stage.CI:
                 report = CheckReport.model_validate_json(outcome.result_json)

@@ -59,11 +59,20 @@ def contract_for(
             max_turns=override.max_turns or factory.agents.max_turns,
             max_tokens=max(1, budget.max_tokens_per_task - used.total_tokens),
             max_cost_usd=max(0.000001, budget.max_cost_usd_per_task - used.cost_usd),
-            deadline_seconds=factory.sandbox.timeout_seconds,
+            deadline_seconds=session_deadline(factory.sandbox.timeout_seconds),
         ),
         feedback=feedback if feedback is not None else status.feedback,
         plan=_plan(status),
     )
+
+
+def session_deadline(pod_seconds: int) -> float:
+    """How long an agent's session may run in a pod with *pod_seconds* to live: a tenth less
+    (at least a minute, at most five), kept for the checkout before it and the checks and the
+    result after it, so that the session ends with a result (and its usage) before the pod is
+    killed without one."""
+    reserve = min(max(pod_seconds / 10, 60), 300)
+    return max(pod_seconds - reserve, pod_seconds / 2)
 
 
 def _plan(status: AgentTaskStatus) -> PlanOutput | None:

@@ -11,6 +11,7 @@ the operator's unschedulable wait, which leaves a cluster autoscaler time to add
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ class PodOutcome:
     failure: str = ""
     reason: FailureReason = "error"
     """For a failure: why there is no result."""
+    usage: dict[str, Any] | None = None
+    """For a failure: what the session had used when it ended (its last progress report)."""
 
 
 def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
@@ -42,12 +45,34 @@ def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, A
     return None
 
 
+def used(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The usage the agent last reported in its termination message (which the kubelet reads
+    however the container ended: deadline, OOM, eviction), if any."""
+    agent = _terminated((pod.get("status") or {}).get("containerStatuses"), "agent") or {}
+    try:
+        summary = json.loads(agent.get("message") or "")
+    except ValueError:
+        return None
+    usage = summary.get("usage") if isinstance(summary, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def _charged(outcome: PodOutcome, pod: dict[str, Any]) -> PodOutcome:
+    return PodOutcome(outcome.result_json, outcome.failure, outcome.reason, used(pod))
+
+
 def is_done(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def failure_of(pod: dict[str, Any]) -> PodOutcome | None:
-    """Why a finished pod cannot have a result, or None when its log should hold one."""
+    """Why a finished pod cannot have a result (with what it used), or None when its log
+    should hold one."""
+    failure = _failure_of(pod)
+    return None if failure is None else _charged(failure, pod)
+
+
+def _failure_of(pod: dict[str, Any]) -> PodOutcome | None:
     status = pod.get("status") or {}
     reason = status.get("reason")
     if reason == "DeadlineExceeded":
@@ -78,10 +103,10 @@ def outcome_of(pod: dict[str, Any], log: str | None) -> PodOutcome:
     if text is None:
         agent = _terminated((pod.get("status") or {}).get("containerStatuses"), "agent") or {}
         tail = (log or "")[-800:] or agent.get("message", "")
-        return PodOutcome(
+        return _charged(PodOutcome(
             None, f"exit code {agent.get('exitCode')}, no result in the log: {tail}",
             "malformed-result",
-        )  # fmt: skip
+        ), pod)  # fmt: skip
     return PodOutcome(text)
 
 
