@@ -7,12 +7,18 @@ the remote."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import json
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+import aiohttp.web
+
 from agentfactory.controller.worker import SECRET_SECONDS
+from tests.apiserver import free_port
 from tests.cluster import (
     CI_A_WHILE,
     EVERY_STAGE,
@@ -36,6 +42,7 @@ from tests.scripts import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     import pytest
@@ -326,12 +333,6 @@ def moves(log: Path, namespace: str) -> list[str]:
             if r["message"].startswith(prefix)]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def forged(name: str, stage: str, attempt: int, **extra: Any) -> dict[str, Any]:
     """An object under an attempt's name, with every label the operator's carry, made by
     someone who may create them in the namespace (a pod waits on a node that does not exist)."""
@@ -417,3 +418,45 @@ async def test_every_implementer_patch_is_kept_on_the_remote_until_the_task_is_d
         await wait_for(c.api, f"/api/v1/namespaces/{c.ns}/events", "", lambda e: True,
                        field="involvedObject.name=fix-cart,reason=KeptPatchesRemoved")  # fmt: skip
         assert git(remote, "for-each-ref", "refs/agentfactory") == ""
+
+
+@contextlib.asynccontextmanager
+async def receiver() -> AsyncIterator[tuple[str, asyncio.Queue[tuple[dict[str, str], bytes]]]]:
+    """A webhook receiver on loopback: its URL, and a queue of (headers, body) it got."""
+    got: asyncio.Queue[tuple[dict[str, str], bytes]] = asyncio.Queue()
+
+    async def hook(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        await got.put((dict(request.headers), await request.read()))
+        return aiohttp.web.Response(status=204)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/hook", hook)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/hook", got
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_task_waiting_for_a_person_calls_them_with_a_signed_webhook(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    sessions = {("orders", "implementer"): [ADD_MIGRATION]}
+    notify = {"notify": {"webhookSecretRef": {"name": "on-call", "key": "url"}}}
+    async with receiver() as (url, got):
+        secrets = {"on-call": {"url": url, "hmac-key": "shared-secret"}}
+        async with cluster(control_plane, tmp_path, remote, [MIGRATION], sessions,
+                           checks=IMPORTS, escalation=notify, secrets=secrets) as c:  # fmt: skip
+            headers, raw = await asyncio.wait_for(got.get(), 600)
+            task = await c.phase("orders", "AwaitingApproval")
+    expected = "sha256=" + hmac.new(b"shared-secret", raw, hashlib.sha256).hexdigest()
+    assert headers["X-Agentfactory-Signature-256"] == expected
+    body = json.loads(raw)
+    assert (body["task"], body["namespace"], body["phase"]) == ("orders", c.ns, "AwaitingApproval")
+    assert body["message"] == task["status"]["message"] and "migrations" in body["message"]
+    assert body["commands"][0] == (f"kubectl annotate -n {c.ns} agenttask orders"
+                                   " agentfactory.dev/approved-by=<your user name>")  # fmt: skip
+    assert got.empty(), "one call per phase entered, not one per pass"

@@ -49,6 +49,9 @@ def _secret_names(spec: Any) -> dict[str, str]:
     key = (spec.get("agents") or {}).get("apiKeySecretRef") or {}
     if isinstance(key, dict) and key.get("name"):
         names.setdefault(str(key["name"]), "spec.agents.apiKeySecretRef")
+    hook = ((spec.get("escalation") or {}).get("notify") or {}).get("webhookSecretRef") or {}
+    if isinstance(hook, dict) and hook.get("name"):
+        names.setdefault(str(hook["name"]), "spec.escalation.notify.webhookSecretRef")
     return names
 
 

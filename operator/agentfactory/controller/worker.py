@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from agentfactory import API_VERSION
 from agentfactory.controller.leadership import Leadership
+from agentfactory.controller.notify import NotifyError, post_notification
 from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.explain import explain
 from agentfactory.core.factory import FactorySpecSpec
@@ -36,6 +37,7 @@ from agentfactory.core.github import ci_verdict, pr_comments, pull_request_body
 from agentfactory.core.handoff import AgentResult, CheckReport
 from agentfactory.core.intake import TAKEN_LABEL, intake_problem, task_from_issue
 from agentfactory.core.mergepatch import merge_patch
+from agentfactory.core.notification import notification
 from agentfactory.core.observations import (
     CIFinished,
     FailureReason,
@@ -163,6 +165,8 @@ class Worker:
     _forges: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], GitForge]] = field(
         default_factory=dict
     )
+    _notifying: set[asyncio.Task[None]] = field(default_factory=set)
+    """Webhook deliveries under way (held so that they are not collected mid-flight)."""
     _confining: dict[str, float] = field(default_factory=dict)
     """NetworkPolicies by name: when last seen to exist."""
     _inputs_removed: set[str] = field(default_factory=set)
@@ -559,6 +563,8 @@ class Worker:
             self.view.put("agenttasks", raw)
             warned = await self._record(task, decision)
             await self._perform(raw, task, factory, decision, warned)
+            if decision.transitions and factory is not None:
+                self._call_a_person(raw, task, factory, decision.status)
             if decision.transitions or isinstance(observation, PullRequestOpened):
                 await self._publish(task, factory, decision.status)
             return decision
@@ -588,6 +594,32 @@ class Worker:
                 await self._event(raw, "Warning", action.reason, action.message)
             elif isinstance(action, CancelStage):
                 await self.executor.remove(self.namespace, action.pod)
+
+    def _call_a_person(
+        self, raw: dict[str, Any], task: Task, factory: FactorySpecSpec, status: AgentTaskStatus
+    ) -> None:
+        """Post the escalation webhook for a task that has just entered a phase a person is
+        called to, in the background: a slow receiver must not hold the other tasks up."""
+        ref = factory.escalation.notify.webhook_secret_ref
+        body = notification(task.name, self.namespace, status)
+        if ref is None or body is None:
+            return
+
+        async def deliver() -> None:
+            field = "spec.escalation.notify.webhookSecretRef"
+            try:
+                secret = await self._secret(ref.name, task.factory, field)
+                url = secret.get(ref.key, "").strip()
+                if not url:
+                    raise NotifyError(f"{field}: Secret '{ref.name}' has no {ref.key}")
+                await post_notification(url, body, secret.get("hmac-key"))
+            except (NotifyError, SecretRefusedError, KubeError) as exc:
+                log.warning("%s/%s: not notified: %s", self.namespace, task.name, exc)
+                await self._event(raw, "Warning", "NotifyFailed", str(exc)[:1000])
+
+        job = asyncio.create_task(deliver(), name=f"notify-{task.name}")
+        self._notifying.add(job)
+        job.add_done_callback(self._notifying.discard)
 
     async def _record(self, task: Task, decision: Decision) -> set[str]:
         """Post an Event per transition (and count it); the reasons posted as Warnings."""

@@ -439,7 +439,10 @@ class Notify(Model):
     """Who hears about escalations."""
 
     webhook_secret_ref: SecretKeyRef | None = None
-    """Secret key holding a webhook URL that receives escalation and NeedsAttention events."""
+    """Secret key holding a URL that gets a JSON POST whenever a task enters AwaitingApproval
+    or NeedsAttention: the task, why, and the commands that answer it. With an `hmac-key` in
+    the same Secret the body is signed (`X-Agentfactory-Signature-256: sha256=<hex>`). Tried
+    three times; a `NotifyFailed` Warning Event says when it could not be delivered."""
     mention_on_pr: list[str] = Field(default_factory=list, max_length=50)
     """Logins or teams mentioned in the PR comment an escalation posts."""
 
