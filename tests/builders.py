@@ -133,10 +133,9 @@ class Driver:
     def admit(self) -> Decision:
         return self.feed(Admitted())
 
-    def plan(self) -> Decision:
-        return self.feed(
-            PlanProduced(stage=Stage.PLAN, attempt=self.attempt, plan=PlanSummary(summary="p"))
-        )
+    def plan(self, *questions: str) -> Decision:
+        plan = PlanSummary(summary="p", open_questions=list(questions))
+        return self.feed(PlanProduced(stage=Stage.PLAN, attempt=self.attempt, plan=plan))
 
     def verdict(self, verdict: Verdict = Verdict.APPROVE, stage: Stage | None = None) -> Decision:
         stage = stage or self.status.stage or Stage.PLAN_REVIEW

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
-from agentfactory.agent.runner import Runner
+from agentfactory.agent.runner import Runner, render_contract
 from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
-from agentfactory.core.contracts import session_deadline
+from agentfactory.core.contracts import contract_for, session_deadline
 from agentfactory.core.handoff import AgentResult, CheckReport, HandoffContract, Role
+from agentfactory.core.phases import Stage
+from agentfactory.core.task import AgentTaskStatus, ImplementationNote, PlanSummary
 from agentfactory.manifests.agents import RESULT_MARKER
+from tests.builders import factory, sha, task_spec
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
 from tests.gitutil import git
 
@@ -464,3 +467,28 @@ def test_a_session_ends_well_before_its_pod_does() -> None:
     # The pod's deadline also covers the checkout before and the checks after the session.
     assert session_deadline(1800) == 1620 and session_deadline(120) == 60
     assert session_deadline(7200) == 6900 and session_deadline(60) == 30
+
+
+def test_what_agents_said_reaches_the_next_stage() -> None:
+    # The plan reviewer and the implementer see the whole plan; the code reviewer sees the
+    # implementer's note on the patch it reviews.
+    plan = PlanSummary(summary="Count quantities.", steps=["edit cart_total"],
+                       risky_interfaces=["cart_total(items) callers"],
+                       tests_to_add_first=["test_quantity_counts"],
+                       open_questions=["Are prices in cents?"])  # fmt: skip
+    note = ImplementationNote(summary="Multiplied by quantity.", not_found=["a pricing doc"],
+                              skipped=["rounding: out of scope"], rollback="git revert",
+                              checks=["test: passed"])  # fmt: skip
+    status = AgentTaskStatus(plan=plan, implementation=note, head_sha=sha(1))
+    implement = contract_for(task="t", spec=task_spec(), factory=factory(), status=status,
+                             stage=Stage.IMPLEMENT, base_sha=sha(0))  # fmt: skip
+    opening = render_contract(implement, None)
+    for said in ("cart_total(items) callers", "test_quantity_counts", "Are prices in cents?"):
+        assert said in opening
+    assert implement.implementation is None and "a pricing doc" not in opening
+    review = contract_for(task="t", spec=task_spec(), factory=factory(), status=status,
+                          stage=Stage.CODE_REVIEW, base_sha=sha(0))  # fmt: skip
+    opening = render_contract(review, None)
+    for said in ("The implementer's note", "a pricing doc", "rounding: out of scope",
+                 "git revert", "test: passed"):  # fmt: skip
+        assert said in opening, said

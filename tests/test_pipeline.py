@@ -3,6 +3,7 @@ limit, budget exhaustion, stale and duplicate results, and human actions."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -145,6 +146,7 @@ FIRE: dict[Trigger, Callable[[Driver], object]] = {
     T.DEPENDENCY_CYCLE: _cycle,
     T.ADMITTED: lambda d: d.admit(),
     T.PLAN_PRODUCED: lambda d: d.plan(),
+    T.QUESTIONS_OPEN: lambda d: d.plan("Which currency do totals use?"),
     T.PLAN_APPROVED: lambda d: d.verdict(Verdict.APPROVE),
     T.PLAN_REJECTED: lambda d: d.verdict(Verdict.REQUEST_CHANGES),
     T.PATCH_ACCEPTED: lambda d: d.patch(),
@@ -181,6 +183,8 @@ def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver],
     if trigger == T.HUMAN_APPROVED:
         if source == P.NEEDS_ATTENTION:
             return lambda d: (d.to(P.IMPLEMENTING), FIRE[T.ESCALATION_PARKED](d))
+        if target == P.PLAN_REVIEW:  # the planner's open questions, answered
+            return lambda d: (d.to(P.PLANNING), FIRE[T.QUESTIONS_OPEN](d))
         return _to_awaiting
     if trigger == T.APPROVAL_REQUIRED and source == P.CI:
         # A person approved, then the base moved: CI re-verifies; with merge.auto false the
@@ -230,6 +234,19 @@ def test_every_edge_of_the_table_is_reachable(edge: tuple[Phase, Trigger, Phase]
 
 def test_the_table_has_no_edge_out_of_merged() -> None:
     assert not [e for e in TRANSITIONS if e[0] == P.MERGED]
+
+
+def test_open_questions_stop_the_plan_for_a_person_whose_approval_sends_it_to_review() -> None:
+    d = Driver()
+    d.to(P.PLANNING)
+    d.plan("Which currency do totals use?", "May the API change?")
+    assert d.phase == P.AWAITING_APPROVAL and d.status.reason == T.QUESTIONS_OPEN
+    assert "Which currency do totals use?; May the API change?" in (d.status.message or "")
+    assert d.status.plan is not None and d.status.plan.open_questions
+    d.human("approve")
+    assert d.phase == P.PLAN_REVIEW and d.status.resume_from is None
+    # The reviewer and the implementer see the whole plan, the questions included.
+    assert "Which currency" in json.dumps(d.status.plan.model_dump())
 
 
 # -- back-edges spend retries of their target stage ---------------------------------------

@@ -26,7 +26,7 @@ from agentfactory.core.observations import (
     VerdictGiven,
 )
 from agentfactory.core.phases import Stage
-from agentfactory.core.task import FailedCheck, PlanSummary
+from agentfactory.core.task import FailedCheck, ImplementationNote, PlanSummary
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
@@ -102,9 +102,12 @@ def agent_observation(
             message=f"{result.stopped_by}: {result.message}",
         )  # fmt: skip
     if result.plan is not None:
+        given = result.plan
         plan = PlanSummary(
-            summary=result.plan.summary, steps=result.plan.steps, files=result.plan.files_in_scope
-        )
+            summary=given.summary, steps=given.steps, files=given.files_in_scope,
+            risky_interfaces=given.risky_interfaces, tests_to_add_first=given.tests_to_add_first,
+            open_questions=given.open_questions,
+        )  # fmt: skip
         return PlanProduced(stage=stage, attempt=attempt, plan=plan, usage=usage)
     if result.verdict is not None:
         return VerdictGiven(
@@ -122,9 +125,16 @@ def agent_observation(
         CheckOutcome(name=c.name, exit_code=c.exit_code, output_tail=c.output_tail)
         for c in (implementation.checks if implementation else [])
     ]
+    note = None
+    if implementation is not None:
+        note = ImplementationNote(
+            summary=implementation.summary, not_found=implementation.not_found,
+            skipped=implementation.skipped, rollback=implementation.rollback,
+            checks=[f"{c.name}: {c.status}" for c in implementation.checks],
+        )  # fmt: skip
     return PatchProduced(
         stage=stage, attempt=attempt, patch=parse_unified_diff(diff), head_sha=head, ref=ref,
-        checks=checks, summary=summary, usage=usage,
+        checks=checks, summary=summary, usage=usage, note=note,
     )  # fmt: skip
 
 

@@ -94,6 +94,12 @@ def render_contract(contract: HandoffContract, constitution: str | None) -> str:
             if contract.plan
             else None,
         ),
+        (
+            "The implementer's note on this patch",
+            json.dumps(contract.implementation.model_dump(by_alias=True), indent=2)
+            if contract.implementation
+            else None,
+        ),
         ("Objections to the previous attempt (address every one)", contract.feedback),
     ]
     return "\n\n".join(_section(title, body) for title, body in sections if body)

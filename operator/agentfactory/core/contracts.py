@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentfactory.core.handoff import ROLE_OF_STAGE, HandoffContract, Limits, PlanOutput, Role
+from agentfactory.core.phases import Stage
 
 if TYPE_CHECKING:
     from agentfactory.core.factory import FactorySpecSpec, RoleOverride
-    from agentfactory.core.phases import Stage
     from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
 
 
@@ -63,6 +63,7 @@ def contract_for(
         ),
         feedback=feedback if feedback is not None else status.feedback,
         plan=_plan(status),
+        implementation=status.implementation if stage == Stage.CODE_REVIEW else None,
     )
 
 
@@ -80,4 +81,7 @@ def _plan(status: AgentTaskStatus) -> PlanOutput | None:
     if plan is None:
         return None
     steps = plan.steps or [plan.summary]
-    return PlanOutput(summary=plan.summary, steps=steps, files_in_scope=plan.files)
+    return PlanOutput(summary=plan.summary, steps=steps, files_in_scope=plan.files,
+                      risky_interfaces=plan.risky_interfaces,
+                      tests_to_add_first=plan.tests_to_add_first,
+                      open_questions=plan.open_questions)  # fmt: skip

@@ -169,8 +169,23 @@ def pr_comments(
                     f"{who} {why}{lines}\n\nApprove with an approving review of this"
                     f" head{by}.".strip()))  # fmt: skip
     if status.plan is not None:
-        steps = "".join(f"\n{i}. {step}" for i, step in enumerate(status.plan.steps, 1))
-        out.append(("plan", f"**Plan**\n\n{status.plan.summary}{steps}"))
+        plan = status.plan
+        steps = "".join(f"\n{i}. {step}" for i, step in enumerate(plan.steps, 1))
+        parts = (("Risky interfaces", plan.risky_interfaces),
+                 ("Tests to add first", plan.tests_to_add_first),
+                 ("Open questions", plan.open_questions))  # fmt: skip
+        more = "".join(f"\n\n**{title}**" + "".join(f"\n- {item}" for item in items)
+                       for title, items in parts if items)  # fmt: skip
+        out.append(("plan", f"**Plan**\n\n{plan.summary}{steps}{more}"))
+    note = status.implementation
+    if note is not None:
+        said = [f"**Implementer's note (revision {status.patch_revision})**", "", note.summary]
+        for title, items in (("Looked for, not found", note.not_found),
+                             ("Deliberately not done", note.skipped),
+                             ("Checks it ran", note.checks)):  # fmt: skip
+            said += [f"\n**{title}**", *(f"- {item}" for item in items)] if items else []
+        said += [f"\n**Rollback**: {note.rollback}"] if note.rollback else []
+        out.append((f"note-{status.patch_revision}", "\n".join(said)))
     review = status.last_review
     if review is not None:
         findings = "".join(f"\n- {_finding(f)}" for f in review.findings)

@@ -18,7 +18,7 @@ from agentfactory.core.base import Model
 from agentfactory.core.common import Check
 from agentfactory.core.globs import Glob
 from agentfactory.core.phases import Stage, Verdict
-from agentfactory.core.task import Finding, TaskContext, Usage
+from agentfactory.core.task import Finding, ImplementationNote, TaskContext, Usage
 
 
 class Role(StrEnum):
@@ -167,7 +167,10 @@ class HandoffContract(Model):
     feedback: str | None = None
     """Objections from the previous attempt (review findings, CI output, guardrails)."""
     plan: PlanOutput | None = None
-    """The plan, for every role after the planner."""
+    """The plan, for every role after the planner: all of it (risky interfaces, the tests to
+    add first, the questions a person answered by approving)."""
+    implementation: ImplementationNote | None = None
+    """For the code reviewer: what the implementer said of the patch under review."""
 
 
 StopReason = Literal[

@@ -15,7 +15,7 @@ from agentfactory.core.base import Model
 from agentfactory.core.common import SHA_PATTERN
 from agentfactory.core.diff import Patch
 from agentfactory.core.phases import Stage, Verdict
-from agentfactory.core.task import FailedCheck, Finding, PlanSummary, Usage
+from agentfactory.core.task import FailedCheck, Finding, ImplementationNote, PlanSummary, Usage
 
 FailureReason = Literal[
     "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout"
@@ -93,6 +93,8 @@ class PatchProduced(_StageResult):
     """Where the forge kept the commit for the record, whatever the core decides of it."""
     checks: list[CheckOutcome] = Field(default_factory=list)
     summary: str = ""
+    note: ImplementationNote | None = None
+    """What the implementer said of it (carried to the code reviewer and the PR)."""
 
 
 class CIFinished(Model):

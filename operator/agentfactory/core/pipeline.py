@@ -449,6 +449,19 @@ class _Step:
         if not self._add_usage(obs.usage):
             return
         self.status.plan = obs.plan
+        questions = obs.plan.open_questions
+        if questions:
+            # The spec leaves something unclear that an agent must not guess: a person answers
+            # (approves the plan as it stands, or cancels and writes a clearer task).
+            asked = "; ".join(q[:300] for q in questions[:10])
+            self._move(T.QUESTIONS_OPEN, P.AWAITING_APPROVAL,
+                       f"the planner has open questions: {asked}; {_approve_hint(self.name)}"
+                       " to go on with the plan as it stands, or cancel and create a clearer"
+                       " task")  # fmt: skip
+            self.status.resume_from, self.status.attempt = Stage.PLAN_REVIEW, 0
+            self.actions.append(Park(T.QUESTIONS_OPEN.value))
+            self.actions.append(Notify(T.QUESTIONS_OPEN.value, f"{self.name}: {asked}"))
+            return
         self._enter(Stage.PLAN_REVIEW, T.PLAN_PRODUCED, obs.plan.summary[:200], None)
 
     def _on_VerdictGiven(self, obs: VerdictGiven) -> None:  # noqa: N802
@@ -519,6 +532,7 @@ class _Step:
             return
         self.status.patch_revision += 1
         self.status.head_sha = obs.head_sha
+        self.status.implementation = obs.note
         self.status.ci = None
         matches = evaluate_escalation(self.factory.escalation.rules, obs.patch)
         rules = list(dict.fromkeys(m.rule for m in matches))
@@ -694,6 +708,11 @@ class _Step:
         if approvers and obs.by.lstrip("@") not in [a.lstrip("@") for a in approvers]:
             raise _Ignored(f"{obs.by} is not in escalation.approvers {approvers}")
         record = self.status.escalation
+        if self.phase == P.AWAITING_APPROVAL and self.status.resume_from == Stage.PLAN_REVIEW:
+            self.status.resume_from = None  # the plan's open questions: on to its review
+            go_on = f"approved by {obs.by}: go on with the plan as it stands"
+            self._enter(Stage.PLAN_REVIEW, T.HUMAN_APPROVED, go_on, None)
+            return
         if self.phase == P.AWAITING_APPROVAL:
             _must(record, "escalation record").approved_by = obs.by
             self._enter(Stage.MERGE, T.HUMAN_APPROVED, f"approved by {obs.by}", None)

@@ -236,6 +236,27 @@ class PlanSummary(StatusModel):
     """Planned steps."""
     files: list[str] = Field(default_factory=list)
     """Files the plan expects to touch."""
+    risky_interfaces: list[str] = Field(default_factory=list)
+    """Public interfaces, schemas or behaviours the change could break."""
+    tests_to_add_first: list[str] = Field(default_factory=list)
+    """Tests that should fail before the change and pass after it."""
+    open_questions: list[str] = Field(default_factory=list)
+    """What the planner found the spec leaves unclear: the task waits for a person."""
+
+
+class ImplementationNote(StatusModel):
+    """What the implementer said of its accepted patch, for the code reviewer and the PR."""
+
+    summary: str
+    """What changed."""
+    not_found: list[str] = Field(default_factory=list)
+    """What it looked for and could not find."""
+    skipped: list[str] = Field(default_factory=list)
+    """What it deliberately did not do, and why."""
+    rollback: str = ""
+    """The smallest way to undo the change."""
+    checks: list[str] = Field(default_factory=list)
+    """The checks it ran on its final workspace, with their outcome (`test: passed`)."""
 
 
 class Finding(StatusModel):
@@ -430,6 +451,8 @@ class AgentTaskStatus(StatusModel):
     """Commit on the base branch that landed the task."""
     plan: PlanSummary | None = None
     """The accepted (or latest) plan."""
+    implementation: ImplementationNote | None = None
+    """The implementer's note on the latest accepted patch."""
     last_review: ReviewRecord | None = None
     """The latest review verdict."""
     ci: CIRecord | None = None

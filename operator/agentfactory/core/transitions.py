@@ -38,6 +38,7 @@ class Trigger(StrEnum):
     ADMITTED = "Admitted"
     RESUMED = "Resumed"
     PLAN_PRODUCED = "PlanProduced"
+    QUESTIONS_OPEN = "QuestionsOpen"
     PLAN_APPROVED = "PlanApproved"
     PLAN_REJECTED = "PlanRejected"
     PATCH_ACCEPTED = "PatchAccepted"
@@ -74,6 +75,8 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     (P.QUEUED, T.ADMITTED, P.PLANNING),
     *[(P.QUEUED, T.RESUMED, phase) for phase in _STAGE_PHASES],
     (P.PLANNING, T.PLAN_PRODUCED, P.PLAN_REVIEW),
+    (P.PLANNING, T.QUESTIONS_OPEN, P.AWAITING_APPROVAL),
+    (P.AWAITING_APPROVAL, T.HUMAN_APPROVED, P.PLAN_REVIEW),
     (P.PLAN_REVIEW, T.PLAN_APPROVED, P.IMPLEMENTING),
     (P.PLAN_REVIEW, T.PLAN_REJECTED, P.PLANNING),
     (P.IMPLEMENTING, T.PATCH_ACCEPTED, P.CI),
