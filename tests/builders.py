@@ -179,8 +179,8 @@ class Driver:
         stage = self.status.stage or Stage.PLAN
         return self.feed(StageFailed(stage=stage, attempt=self.attempt, reason=reason))  # type: ignore[arg-type]
 
-    def human(self, action: str, by: str = "alice") -> Decision:
-        return self.feed(HumanAction(action=action, by=by))  # type: ignore[arg-type]
+    def human(self, action: str, by: str = "alice", feedback: str = "") -> Decision:
+        return self.feed(HumanAction(action=action, by=by, feedback=feedback))  # type: ignore[arg-type]
 
     def launched(self) -> list[LaunchStage]:
         return [a for a in self.actions if isinstance(a, LaunchStage)]

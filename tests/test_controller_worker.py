@@ -222,6 +222,36 @@ async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
         assert task["escalation"]["approvedBy"] == "alice"
 
 
+async def test_a_listed_reviewers_request_for_changes_sends_the_patch_back_with_their_words(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    async with github_shop(
+        control_plane, tmp_path, remote, escalation={"approvers": ["alice"]}
+    ) as shop:
+        github, head = shop.github, shop.head
+        pr = GitHubForge.at(app(github), tmp_path / "t").ensure_pull_request(
+            "factory/fix-cart", "fix", "contract"
+        )
+        worker = await shop.worker_with_status(
+            tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
+            pullRequest={"number": pr.number, "url": pr.url},
+            escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
+        )  # fmt: skip
+        github.add_review(REPO, pr.number, "mallory", "CHANGES_REQUESTED", head, "rewrite it")
+        github.add_review(REPO, pr.number, "alice", "CHANGES_REQUESTED", "0" * 40, "old head")
+        await worker.step()
+        assert (await shop.task_status())["phase"] == "AwaitingApproval", "neither counts"
+        note = ("shop/cart.py", 2, "round here, not in the caller")
+        github.add_review(REPO, pr.number, "alice", "CHANGES_REQUESTED", head,
+                          "Totals must stay in cents.", comments=(note,))  # fmt: skip
+        await worker.step()
+        task = await shop.task_status()
+        assert (task["phase"], task["reason"]) == ("Implementing", "HumanChangesRequested")
+        assert "Totals must stay in cents." in task["feedback"]
+        assert "- shop/cart.py:2: round here, not in the caller" in task["feedback"]
+        assert task["attempts"]["implement"] == 1
+
+
 async def test_a_parked_task_gets_its_pr_and_a_listed_reviewer_approves_it(
     control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:

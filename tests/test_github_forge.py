@@ -214,10 +214,10 @@ def test_only_a_listed_login_approving_the_exact_head_counts(
     github.add_review(REPO, number, "bob", "APPROVED", head)
     github.add_review(REPO, number, "bob", "CHANGES_REQUESTED", head)  # bob changed his mind
     approvers = ["alice", "bob"]
-    assert f.approvals(number, head, approvers) == []
+    assert f.reviews(number, head, approvers).approved == []
     github.add_review(REPO, number, "Alice", "APPROVED", head)
     github.add_review(REPO, number, "Alice", "COMMENTED", head)  # a comment keeps it
-    assert f.approvals(number, head, approvers) == ["alice"], "in the factory's spelling"
+    assert f.reviews(number, head, approvers).approved == ["alice"], "in the factory's spelling"
 
 
 def test_the_phase_label_replaces_only_its_own(github: FakeGitHub, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import time
 from typing import TYPE_CHECKING
 
 from tests.cluster import FIX_CART, cluster, fixes
@@ -60,10 +61,12 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
             **spec,
         ) as c:
             waiting = await c.phase("fix-cart", "CI", "NeedsAttention", "Merged")
+            in_ci = time.monotonic()
             assert waiting["status"]["phase"] == "CI", waiting["status"].get("message")
             head = waiting["status"]["headSHA"]
             github.add_check_run(REPO, head, "test", conclusion="success")  # GitHub's CI
             task = await c.phase("fix-cart", "Merged", "NeedsAttention")
+            open_for = time.monotonic() - in_ci  # from CI to the merge: reviews are read
             assert task["status"]["phase"] == "Merged", task["status"].get("message")
             assert c.started == AGENT_STAGES
             assert c.refused() == [], "the chart's RBAC allows all it does"
@@ -88,7 +91,11 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
         calls = api_calls(github)
         # Measured at 32: 6 token mints, PR find + create, 5 PR updates (phase label and
         # comments: about 3 calls each), the check runs and statuses of the head once, and
-        # the merge (PRs, compare, mergeable, merge, branch delete).
+        # the merge (PRs, compare, mergeable, merge, branch delete). Besides, the reviews are
+        # read at most once per poll (1 s here) from CI to the merge: a person's request for
+        # changes is a back edge.
+        reviews = calls.pop("GET /repos/acme/shop/pulls/N/reviews", 0)
+        assert reviews <= 2 + open_for, (reviews, open_for)
         assert sum(calls.values()) <= 36, sorted(calls.items())
         assert calls["POST /repos/acme/shop/pulls"] == 1
         assert calls["PUT /repos/acme/shop/pulls/N/merge"] == 1

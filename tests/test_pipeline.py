@@ -172,6 +172,7 @@ FIRE: dict[Trigger, Callable[[Driver], object]] = {
     T.BUDGET_EXHAUSTED: _burn_budget,
     T.HUMAN_RETRIED: lambda d: d.human("retry"),
     T.HUMAN_CANCELLED: lambda d: d.human("cancel"),
+    T.HUMAN_CHANGES_REQUESTED: lambda d: d.human("request-changes", feedback="rename total"),
     T.SPEC_INVALID: lambda d: d.feed(SpecInvalid(message="goal removed")),
 }
 
@@ -199,6 +200,8 @@ def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver],
         return lambda d: (d.to(P.MERGING), FIRE[T.BASE_MOVED](d))
     if trigger == T.APPROVAL_REQUIRED:
         return _to_awaiting_minus_review
+    if source == P.AWAITING_APPROVAL:
+        return _to_awaiting
     return _enter(source)
 
 
@@ -247,6 +250,22 @@ def test_open_questions_stop_the_plan_for_a_person_whose_approval_sends_it_to_re
     assert d.phase == P.PLAN_REVIEW and d.status.resume_from is None
     # The reviewer and the implementer see the whole plan, the questions included.
     assert "Which currency" in json.dumps(d.status.plan.model_dump())
+
+
+@pytest.mark.parametrize("phase", [P.CI, P.CODE_REVIEW, P.AWAITING_APPROVAL])
+def test_a_persons_request_for_changes_sends_the_patch_back_with_their_words(
+    phase: Phase,
+) -> None:
+    d = Driver()
+    _to_awaiting(d) if phase == P.AWAITING_APPROVAL else _enter(phase)(d)
+    d.factory = factory(merge={"auto": False}, escalation={"approvers": ["alice"]})
+    before = d.status.attempts.implement
+    d.human("request-changes", by="mallory", feedback="rename total")
+    assert d.phase == phase, "only a listed approver's review counts"
+    d.human("request-changes", feedback="- shop/cart.py:2: rename total to subtotal")
+    assert d.phase == P.IMPLEMENTING and d.status.reason == T.HUMAN_CHANGES_REQUESTED
+    assert "rename total to subtotal" in (d.status.feedback or "")
+    assert d.status.attempts.implement == before + 1, "on the retry caps"
 
 
 # -- back-edges spend retries of their target stage ---------------------------------------

@@ -98,6 +98,7 @@ class FakeGitHub:
     statuses: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    review_comments: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     """comment id -> {"issue": (repository, number), "body": ...}."""
     token_lifetime: timedelta = timedelta(hours=1)
     call_times: list[float] = field(default_factory=list)
@@ -450,14 +451,26 @@ class FakeGitHub:
         return 200, {"sha": merged, "merged": True,
                      "message": "Pull Request successfully merged"}, {}  # fmt: skip
 
-    def add_review(self, full: str, number: int, login: str, state: str, commit_id: str) -> None:
-        """A person reviews the PR at *commit_id* (APPROVED, CHANGES_REQUESTED, COMMENTED)."""
+    def add_review(
+        self, full: str, number: int, login: str, state: str, commit_id: str, body: str = "",
+        comments: tuple[tuple[str, int, str], ...] = (),
+    ) -> None:  # fmt: skip
+        """A person reviews the PR at *commit_id* (APPROVED, CHANGES_REQUESTED, COMMENTED),
+        with a *body* and line *comments* (path, line, text)."""
         with self._lock:
             reviews = self.reviews.setdefault((full, number), [])
+            for path, line, text in comments:
+                notes = self.review_comments.setdefault((full, number), [])
+                notes.append({"id": 5000 + len(notes), "user": {"login": login}, "path": path,
+                              "line": line, "body": text, "commit_id": commit_id,
+                              "pull_request_review_id": 1 + len(reviews)})  # fmt: skip
             reviews.append({"id": 1 + len(reviews), "user": {"login": login}, "state": state,
-                            "commit_id": commit_id, "body": "",
+                            "commit_id": commit_id, "body": body,
                             "submitted_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                             "html_url": f"{self.url}/{full}/pull/{number}#review"})  # fmt: skip
+
+    def _review_comments(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        return 200, list(self.review_comments.get((full, int(n[0])), [])), {}
 
     def _reviews(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         return 200, list(self.reviews.get((full, int(n[0])), [])), {}
@@ -719,6 +732,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("PATCH", "/issues/comments/N"): ("pull_requests", "write", FakeGitHub._edit_comment),
     ("GET", "/commits/SHA"): ("contents", "read", FakeGitHub._get_commit),
     ("GET", "/pulls/N/reviews"): ("pull_requests", "read", FakeGitHub._reviews),
+    ("GET", "/pulls/N/comments"): ("pull_requests", "read", FakeGitHub._review_comments),
     ("PUT", "/issues/N/labels"): ("pull_requests", "write", FakeGitHub._set_labels),
     ("GET", "/compare"): ("contents", "read", FakeGitHub._compare),
     ("PUT", "/pulls/N/update-branch"): ("contents", "write", FakeGitHub._update_branch),

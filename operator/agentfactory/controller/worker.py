@@ -48,7 +48,7 @@ from agentfactory.core.observations import (
     StageFailed,
 )
 from agentfactory.core.phases import ACTIVE, Phase, Stage
-from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
+from agentfactory.core.pipeline import CHANGEABLE, Decision, TaskView, decide, pod_name
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope, Usage
@@ -460,9 +460,10 @@ class Worker:
 
     async def _on_github(self, task: Task, spec: AgentTaskSpec, factory: FactorySpecSpec) -> bool:
         """On GitHub, a task whose branch is pushed has its PR (opened here when the status
-        records none: after the patch is accepted, or after a crash that came between), and
-        an approving review of the exact head by one of `escalation.approvers` approves a
-        task waiting for a person, as the annotation would. True when the task moved."""
+        records none: after the patch is accepted, or after a crash that came between); an
+        approving review of the exact head by one of `escalation.approvers` approves a task
+        waiting for a person, as the annotation would; and a request for changes on it sends
+        the patch back to the implementer with the review. True when the task moved."""
         status = task.status
         if status.phase in CLOSED or not status.branch or not status.head_sha:
             return False
@@ -474,13 +475,18 @@ class Worker:
             pr = await asyncio.to_thread(forge.ensure_pull_request, status.branch, title, body)
             opened = PullRequestOpened(number=pr.number, url=pr.url)
             return not (await self.apply(task, factory, opened)).ignored
-        if not status.awaits_approval or not self._due(task.name, "reviews"):
+        number, approvers = status.pull_request.number, factory.escalation.approvers
+        changeable = status.phase in CHANGEABLE and status.resume_from != Stage.PLAN_REVIEW
+        if not (changeable or status.awaits_approval) or not self._due(task.name, "reviews"):
             return False
-        logins = await asyncio.to_thread(forge.approvals, status.pull_request.number,
-                                         status.head_sha, factory.escalation.approvers)  # fmt: skip
-        if not logins:
+        said = await asyncio.to_thread(forge.reviews, number, status.head_sha, approvers)
+        if changeable and said.changes is not None:
+            login, asked = said.changes
+            changes = HumanAction(action="request-changes", by=login, feedback=asked)
+            return not (await self.apply(task, factory, changes)).ignored
+        if not status.awaits_approval or not said.approved:
             return False
-        approval = HumanAction(action="approve", by=logins[0])
+        approval = HumanAction(action="approve", by=said.approved[0])
         return not (await self.apply(task, factory, approval)).ignored
 
     async def _intake(self, name: str, factory: FactorySpecSpec) -> None:

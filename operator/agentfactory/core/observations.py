@@ -128,8 +128,10 @@ class HumanAction(Model):
     """A person approved, retried or cancelled (annotation or forge review)."""
 
     kind: Literal["HumanAction"] = "HumanAction"
-    action: Literal["approve", "retry", "cancel"]
+    action: Literal["approve", "retry", "cancel", "request-changes"]
     by: str = Field(min_length=1)
+    feedback: str = ""
+    """For request-changes: what the person asked for (their review and its comments)."""
 
 
 class UsageReported(Model):

@@ -707,6 +707,17 @@ class _Step:
         approvers = self.factory.escalation.approvers
         if approvers and obs.by.lstrip("@") not in [a.lstrip("@") for a in approvers]:
             raise _Ignored(f"{obs.by} is not in escalation.approvers {approvers}")
+        if obs.action == "request-changes":
+            # A person's review is a reviewer's verdict: back to the implementer with it, on
+            # the retry caps like any other.
+            if self.phase not in CHANGEABLE or self.status.resume_from == Stage.PLAN_REVIEW:
+                raise _Ignored(f"no patch awaits a person's review in phase {self.phase}")
+            self._cancel_live_stage()
+            self._enter(Stage.IMPLEMENT, T.HUMAN_CHANGES_REQUESTED,
+                        f"{obs.by} requested changes on the pull request",
+                        f"A person ({obs.by}) reviewed the patch and asked for changes; address"
+                        f" every point:\n{obs.feedback[:20000]}")  # fmt: skip
+            return
         record = self.status.escalation
         if self.phase == P.AWAITING_APPROVAL and self.status.resume_from == Stage.PLAN_REVIEW:
             self.status.resume_from = None  # the plan's open questions: on to its review
@@ -731,6 +742,10 @@ class _Step:
         self._cancel_live_stage()
         self._move(T.SPEC_INVALID, P.FAILED, obs.message)
         self.actions.append(Notify(T.SPEC_INVALID.value, f"{self.name}: {obs.message}"))
+
+
+#: Phases in which a person's request for changes sends the patch back to the implementer.
+CHANGEABLE = (P.CI, P.CODE_REVIEW, P.AWAITING_APPROVAL)
 
 
 def _approve_hint(task: str) -> str:

@@ -52,6 +52,7 @@ class Trigger(StrEnum):
     REVIEW_REJECTED = "ReviewRejected"
     APPROVAL_REQUIRED = "ApprovalRequired"
     HUMAN_APPROVED = "HumanApproved"
+    HUMAN_CHANGES_REQUESTED = "HumanChangesRequested"
     MERGE_STARTED = "MergeStarted"
     MERGED = "Merged"
     MERGE_CONFLICT = "MergeConflict"
@@ -92,6 +93,10 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     (P.CODE_REVIEW, T.REVIEW_REJECTED, P.IMPLEMENTING),
     (P.AWAITING_APPROVAL, T.HUMAN_APPROVED, P.MERGING),
     (P.NEEDS_ATTENTION, T.HUMAN_APPROVED, P.QUEUED),
+    *[
+        (phase, T.HUMAN_CHANGES_REQUESTED, P.IMPLEMENTING)
+        for phase in (P.CI, P.CODE_REVIEW, P.AWAITING_APPROVAL)
+    ],
     (P.MERGING, T.MERGE_STARTED, P.MERGING),
     (P.MERGING, T.MERGED, P.MERGED),
     (P.MERGING, T.MERGE_CONFLICT, P.IMPLEMENTING),

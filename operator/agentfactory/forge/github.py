@@ -178,6 +178,16 @@ LABEL_PREFIX = "agentfactory:"
 TOKEN_MARGIN = timedelta(minutes=5)
 
 
+@dataclass(frozen=True)
+class Reviews:
+    """What people said of one head on its pull request."""
+
+    approved: list[str]
+    """Listed approvers whose latest review approves it."""
+    changes: tuple[str, str] | None = None
+    """(login, what they asked) for a request for changes."""
+
+
 @dataclass
 class PullRequest:
     """A task's pull request."""
@@ -315,21 +325,35 @@ class GitHubForge(GitForge):
         except GithubException as exc:
             raise _failed(f"labelling #{number}", exc) from None
 
-    def approvals(self, number: int, head_sha: str, approvers: list[str]) -> list[str]:
-        """The listed logins whose latest review approves exactly *head_sha* (an approval of
-        an older head, or one followed by a request for changes, does not count)."""
-        latest: dict[str, tuple[str, str]] = {}
+    def reviews(self, number: int, head_sha: str, approvers: list[str]) -> Reviews:
+        """What people said of exactly *head_sha*, from each one's latest review (an approval of
+        an older head, or one followed by a request for changes, does not count): who approved
+        (listed approvers only), and a request for changes (a listed approver's, when the
+        factory lists any) with its body and line comments. One read of the reviews; the
+        comments are read only for a request."""
+        latest: dict[str, Any] = {}
+        allowed = {login.lstrip("@").lower(): login.lstrip("@") for login in approvers}
         try:
-            for review in self.api().get_pull(number).get_reviews():
+            pull = self.api().get_pull(number)
+            for review in pull.get_reviews():
                 if review.user is not None and review.state in ("APPROVED", "CHANGES_REQUESTED"):
-                    latest[review.user.login] = (review.state, review.commit_id)
+                    latest[review.user.login] = review
+            on_head = {login: r for login, r in latest.items() if r.commit_id == head_sha}
+            # GitHub logins are case-insensitive; answer in the factory's spelling.
+            approved = sorted(allowed[login.lower()] for login, r in on_head.items()
+                              if r.state == "APPROVED" and login.lower() in allowed)  # fmt: skip
+            asking = [(login, r) for login, r in on_head.items() if r.state == "CHANGES_REQUESTED"
+                      and (not allowed or login.lower() in allowed)]  # fmt: skip
+            if not asking:
+                return Reviews(approved)
+            login, review = asking[-1]
+            notes = [f"- {c.path}:{c.line or c.original_line}: {c.body}"
+                     for c in pull.get_review_comments()
+                     if c.user is not None and c.user.login == login
+                     and c.commit_id == head_sha]  # fmt: skip
         except GithubException as exc:
             raise _failed(f"reviews of #{number}", exc) from None
-        # GitHub logins are case-insensitive; answer in the factory's spelling.
-        allowed = {login.lstrip("@").lower(): login.lstrip("@") for login in approvers}
-        return sorted(allowed[login.lower()] for login, (state, commit) in latest.items()
-                      if state == "APPROVED" and commit == head_sha
-                      and login.lower() in allowed)  # fmt: skip
+        return Reviews(approved, (login, "\n".join([review.body or "(no summary)", *notes])))
 
     def label_phase(self, number: int, phase: str) -> None:
         """Show the task's phase as the PR's one `agentfactory:<phase>` label, keeping the
