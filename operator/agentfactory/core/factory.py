@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agentfactory.core.base import Model, StatusModel
@@ -92,13 +92,38 @@ class RepositoryCredentials(Model):
 USERINFO_RE = r"^https?://[^/@]*@"
 URL_CREDENTIALS = (
     "the URL carries credentials (user:token@); they would show in the status, Events and"
-    " pod arguments: remove them and put the token in a Secret named by"
-    " repository.credentials"
+    " pod arguments: remove them and put the token in a Secret named by {secret}"
 )
 CLEAR_TEXT = (
     "{field} is http://, so credentials would travel in clear text; use https:// (or set"
     " {flag}: true for a server on a network you trust)"
 )
+
+
+def url_rules(field: str, flag: str, secret: str, sends: str | None = None) -> list[JsonValue]:
+    """The API server's rules (CEL) for a URL field that credentials travel to: none in it,
+    and none over plain http (when *sends*, a CEL condition, holds, if given) unless
+    `allowHTTP`."""
+    absent = f"!has(self.{field})"
+    return [{
+        "rule": f"{absent} || !self.{field}.matches('{USERINFO_RE}')",
+        "fieldPath": f".{field}", "message": URL_CREDENTIALS.format(secret=secret),
+    }, {
+        "rule": f"{absent} || !self.{field}.startsWith('http://')"
+                + (f" || !{sends}" if sends else "")
+                + " || (has(self.allowHTTP) && self.allowHTTP)",
+        "fieldPath": f".{field}", "message": CLEAR_TEXT.format(field=field, flag=flag),
+    }]  # fmt: skip
+
+
+def check_url(url: str, field: str, flag: str, secret: str, *, sends: bool, allowed: bool) -> None:
+    """The same rules for `validate` and the operator: PydanticCustomError naming the fix."""
+    if re.match(USERINFO_RE, url):
+        raise PydanticCustomError("url_credentials", URL_CREDENTIALS.format(secret=secret),
+                                  {"field": field})  # fmt: skip
+    if url.startswith("http://") and sends and not allowed:
+        raise PydanticCustomError("clear_text", CLEAR_TEXT.format(field=field, flag=flag),
+                                  {"field": field})  # fmt: skip
 
 
 class Repository(Model):
@@ -131,28 +156,8 @@ class Repository(Model):
             " branch ' + self.baseBranch + '; use a prefix the base branch does not start"
             " with, such as factory/'"
         ),
-    }, {
-        "rule": f"!self.url.matches('{USERINFO_RE}')",
-        "fieldPath": ".url",
-        "message": URL_CREDENTIALS,
-    }, {
-        "rule": "!self.url.startsWith('http://') || !has(self.credentials)"
-                " || (has(self.allowHTTP) && self.allowHTTP)",
-        "fieldPath": ".url",
-        "message": CLEAR_TEXT.format(field="url", flag="repository.allowHTTP"),
-    }]})  # fmt: skip
-
-    @model_validator(mode="after")
-    def _no_credentials_in_the_clear(self) -> Repository:
-        if re.match(USERINFO_RE, self.url):
-            raise PydanticCustomError("url_credentials", URL_CREDENTIALS, {"field": "url"})
-        if self.url.startswith("http://") and self.credentials is not None and not self.allow_http:
-            raise PydanticCustomError(
-                "clear_text",
-                CLEAR_TEXT.format(field="url", flag="repository.allowHTTP"),
-                {"field": "url"},
-            )
-        return self
+    }, *url_rules("url", "repository.allowHTTP", "repository.credentials",
+                  sends="has(self.credentials)")]})  # fmt: skip
 
     @model_validator(mode="after")
     def _prefix_is_not_the_base(self) -> Repository:
@@ -166,6 +171,12 @@ class Repository(Model):
                 {"prefix": self.branch_prefix, "base": self.base_branch,
                  "field": "branchPrefix"},
             )  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _no_credentials_in_the_clear(self) -> Repository:
+        check_url(self.url, "url", "repository.allowHTTP", "repository.credentials",
+                  sends=self.credentials is not None, allowed=self.allow_http)  # fmt: skip
         return self
 
     @property
@@ -223,31 +234,13 @@ class Agents(Model):
     roles: Roles = Field(default_factory=Roles)
     """Per-role overrides."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": f"!has(self.baseURL) || !self.baseURL.matches('{USERINFO_RE}')",
-        "fieldPath": ".baseURL",
-        "message": URL_CREDENTIALS.replace("repository.credentials", "agents.apiKeySecretRef"),
-    }, {
-        "rule": "!has(self.baseURL) || !self.baseURL.startsWith('http://')"
-                " || (has(self.allowHTTP) && self.allowHTTP)",
-        "fieldPath": ".baseURL",
-        "message": CLEAR_TEXT.format(field="baseURL", flag="agents.allowHTTP"),
-    }]})  # fmt: skip
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": url_rules(
+        "baseURL", "agents.allowHTTP", "agents.apiKeySecretRef")})  # fmt: skip
 
     @model_validator(mode="after")
     def _no_key_in_the_clear(self) -> Agents:
-        url = self.base_url or ""
-        if re.match(USERINFO_RE, url):
-            raise PydanticCustomError(
-                "url_credentials",
-                URL_CREDENTIALS.replace("repository.credentials", "agents.apiKeySecretRef"),
-                {"field": "baseURL"},
-            )
-        if url.startswith("http://") and not self.allow_http:
-            raise PydanticCustomError(
-                "clear_text", CLEAR_TEXT.format(field="baseURL", flag="agents.allowHTTP"),
-                {"field": "baseURL"},
-            )  # fmt: skip
+        check_url(self.base_url or "", "baseURL", "agents.allowHTTP", "agents.apiKeySecretRef",
+                  sends=True, allowed=self.allow_http)  # fmt: skip
         return self
 
 
