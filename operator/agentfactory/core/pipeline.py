@@ -750,7 +750,8 @@ CHANGEABLE = (P.CI, P.CODE_REVIEW, P.AWAITING_APPROVAL)
 
 def _approve_hint(task: str) -> str:
     return (
-        f"approve with: kubectl annotate agenttask {task} agentfactory.dev/approved-by=<login>"
+        f"approve with: kubectl annotate agenttask {task}"
+        " agentfactory.dev/approved-by=<your user name>"
         f" (locally: agentfactory local approve {task})"
     )
 
