@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from agentfactory.local.executor import runtime_paths
 from tests.apiserver import ApiError
 from tests.kube import wait_for
@@ -39,8 +41,6 @@ from tests.node import Node
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
-
-    import aiohttp
 
     from tests.apiserver import ControlPlane
 
@@ -105,7 +105,7 @@ class Kubelet:
             and key not in self._running
             and (pod.get("status") or {}).get("phase") in (None, "Pending")
         ):
-            self._running[key] = asyncio.create_task(self._run_pod(http, pod))
+            self._running[key] = asyncio.create_task(self._run_or_fail(http, pod))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         job = asyncio.ensure_future(work)
@@ -135,8 +135,19 @@ class Kubelet:
     # -- one pod -----------------------------------------------------------------------------
 
     async def _object(self, collection: str, namespace: str, name: str) -> dict[str, Any]:
+        """The object a pod's volume names, once this node may read it and it exists. The
+        Node authorizer learns from its own informers that a pod bound here names the object:
+        until it has, it refuses (403), and nothing announces the moment. A kubelet retries
+        a volume until it mounts; so does this one, for a while."""
         path = f"/api/v1/namespaces/{namespace}/{collection}"
-        return await wait_for(self.api, path, name, lambda _: True, within=60)
+        end = asyncio.get_running_loop().time() + 60
+        while True:
+            try:
+                return await wait_for(self.api, path, name, lambda _: True, within=60)
+            except aiohttp.ClientResponseError as refused:
+                if refused.status != 403 or asyncio.get_running_loop().time() > end:
+                    raise
+            await asyncio.sleep(0.2)
 
     async def _volumes(self, pod: dict[str, Any], base: Path) -> dict[str, Path]:
         namespace = pod["metadata"]["namespace"]
@@ -274,6 +285,21 @@ class Kubelet:
                 message = host.read_text()[:4096] if host.exists() else ""
         return {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                 "message": message, "startedAt": started, "finishedAt": _now()}  # fmt: skip
+
+    async def _run_or_fail(self, http: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
+        """Run the pod; if this kubelet cannot, the pod fails saying why (a pod left Pending
+        would only show as a test that waits for ever)."""
+        try:
+            await self._run_pod(http, pod)
+        except Exception as exc:  # any failure is reported on the pod
+            meta = pod["metadata"]
+            url = f"{self.url}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+            said = f"the test kubelet could not run it: {exc!r}"
+            failed = {"status": {"phase": "Failed", "reason": "KubeletError", "message": said}}
+            merge = {"Content-Type": "application/merge-patch+json"}
+            async with http.patch(url, json=failed, headers=merge):
+                pass
+            raise
 
     async def _run_pod(self, http: aiohttp.ClientSession, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
