@@ -129,7 +129,10 @@ async def on(
     url = api.url
     async with api.session() as http:
         baseline = await patch_round_trip(url, http)
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anthropic"},
+        # One key for every factory: each is listed as one that may use it.
+        shared = {"agentfactory.dev/factories": ",".join(f"f{f:02d}" for f in range(factories))}
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": "anthropic", "annotations": shared},
                   "stringData": {"api-key": "unused"}}  # fmt: skip
         await (await http.post(f"{url}/api/v1/namespaces/{NS}/secrets", json=secret)).release()
         names: list[str] = []
