@@ -58,6 +58,10 @@ class NamespacePaths:
     def events(self) -> str:
         return f"/api/v1/namespaces/{self.ns}/events"
 
+    @property
+    def configmaps(self) -> str:
+        return f"/api/v1/namespaces/{self.ns}/configmaps"
+
 
 @dataclass(frozen=True)
 class Api:

@@ -386,19 +386,27 @@ def test_a_same_size_edit_is_seen_by_the_next_check_run(tmp_path: Path) -> None:
     assert "__pycache__" not in tree.full_diff(base)
 
 
-def test_the_agent_command_hands_back_the_result_on_every_channel(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def planner_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: list[Any], out: Path
+) -> int:
+    """`agentfactory agent --role planner` as a pod runs it, on a planner contract for the
+    calc repository, against the fake Messages API answering with *script*."""
     repo, base = calc_repo(tmp_path)
     inputs = tmp_path / "input"
     inputs.mkdir()
     (inputs / "contract.json").write_text(contract(Role.PLANNER, base).model_dump_json())
-    out = tmp_path / "output" / "result.json"
-    with FakeAnthropic([Reply([tool("submit_plan", **PLAN)])]) as fake:
+    with FakeAnthropic(script) as fake:
         monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
-        assert main(["agent", "--role", "planner", "--input", str(inputs),
-                     "--workspace", str(repo), "--output", str(out)]) == 0  # fmt: skip
+        return main(["agent", "--role", "planner", "--input", str(inputs),
+                     "--workspace", str(repo), "--output", str(out)])  # fmt: skip
+
+
+def test_the_agent_command_hands_back_the_result_on_every_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "output" / "result.json"
+    assert planner_command(tmp_path, monkeypatch, [Reply([tool("submit_plan", **PLAN)])], out) == 0
     marked = [x for x in capsys.readouterr().out.splitlines() if x.startswith(RESULT_MARKER)]
     from_log = AgentResult.model_validate_json(marked[-1].removeprefix(RESULT_MARKER))
     assert from_log == AgentResult.model_validate_json(out.read_text())
@@ -440,10 +448,6 @@ def test_while_it_works_the_session_reports_what_it_has_used_where_the_kubelet_r
 ) -> None:
     # A pod killed mid-session (deadline, OOM, eviction) leaves no result; its termination
     # message, which the kubelet reads however the container ends, holds the usage so far.
-    repo, base = calc_repo(tmp_path)
-    inputs = tmp_path / "input"
-    inputs.mkdir()
-    (inputs / "contract.json").write_text(contract(Role.PLANNER, base).model_dump_json())
     out = tmp_path / "output" / "result.json"
     seen: list[dict[str, Any]] = []
 
@@ -451,11 +455,8 @@ def test_while_it_works_the_session_reports_what_it_has_used_where_the_kubelet_r
         seen.append(json.loads((out.parent / "summary.json").read_text()))
         return Reply([tool("submit_plan", **PLAN)])
 
-    with FakeAnthropic([Reply([tool("list_files")]), second_turn]) as fake:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
-        assert main(["agent", "--role", "planner", "--input", str(inputs),
-                     "--workspace", str(repo), "--output", str(out)]) == 0  # fmt: skip
+    script = [Reply([tool("list_files")]), second_turn]
+    assert planner_command(tmp_path, monkeypatch, script, out) == 0
     (running,) = seen
     assert running["status"] == "running" and running["turns"] == 1
     assert running["usage"]["inputTokens"] > 0 and running["usage"]["outputTokens"] > 0

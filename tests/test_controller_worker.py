@@ -14,7 +14,7 @@ import pytest
 
 from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
-from agentfactory.forge.github import GitHubForge
+from agentfactory.forge.github import GitHubForge, PullRequest
 from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.manifests.agents import agent_service_account
@@ -167,6 +167,19 @@ class GitHubShop:
         await worker.refresh()
         return worker
 
+    async def awaiting_approval(self, tmp_path: Path) -> tuple[PullRequest, Worker]:
+        """The task's PR, and a worker that read the task waiting in AwaitingApproval after
+        its code review, for an escalation rule that matched its first patch."""
+        pr = GitHubForge.at(app(self.github), tmp_path / "t").ensure_pull_request(
+            "factory/fix-cart", "fix", "contract"
+        )
+        worker = await self.worker_with_status(
+            tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
+            pullRequest={"number": pr.number, "url": pr.url},
+            escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
+        )  # fmt: skip
+        return pr, worker
+
     async def task_status(self) -> dict[str, Any]:
         return dict((await self.kube.get(self.path) or {})["status"])
 
@@ -204,14 +217,7 @@ async def test_an_approving_review_by_a_listed_login_approves_the_waiting_task(
         control_plane, tmp_path, remote, escalation={"approvers": ["alice"]}
     ) as shop:
         github, head = shop.github, shop.head
-        pr = GitHubForge.at(app(github), tmp_path / "t").ensure_pull_request(
-            "factory/fix-cart", "fix", "contract"
-        )
-        worker = await shop.worker_with_status(
-            tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
-            pullRequest={"number": pr.number, "url": pr.url},
-            escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
-        )  # fmt: skip
+        pr, worker = await shop.awaiting_approval(tmp_path)
         github.add_review(REPO, pr.number, "mallory", "APPROVED", head)
         await worker.step()
         assert (await shop.task_status())["phase"] == "AwaitingApproval"
@@ -229,14 +235,7 @@ async def test_a_listed_reviewers_request_for_changes_sends_the_patch_back_with_
         control_plane, tmp_path, remote, escalation={"approvers": ["alice"]}
     ) as shop:
         github, head = shop.github, shop.head
-        pr = GitHubForge.at(app(github), tmp_path / "t").ensure_pull_request(
-            "factory/fix-cart", "fix", "contract"
-        )
-        worker = await shop.worker_with_status(
-            tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
-            pullRequest={"number": pr.number, "url": pr.url},
-            escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
-        )  # fmt: skip
+        pr, worker = await shop.awaiting_approval(tmp_path)
         github.add_review(REPO, pr.number, "mallory", "CHANGES_REQUESTED", head, "rewrite it")
         github.add_review(REPO, pr.number, "alice", "CHANGES_REQUESTED", "0" * 40, "old head")
         await worker.step()

@@ -92,7 +92,7 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         # Once merged, the attempts' inputs go, in one request (the benchmark's 1,000 tasks
         # once left 11,540 behind).
         for pod in EVERY_STAGE:
-            await wait_gone(c.api, f"/api/v1/namespaces/{c.ns}/configmaps", f"{pod}-input")
+            await wait_gone(c.api, c.configmaps, f"{pod}-input")
         ours = c.requests()
         assert ours["DELETE configmaps"] == 1, ours
         assert sum(ours.values()) <= 3 * transitions + 7 * pods + 13 + 2 * windows, ours
@@ -199,7 +199,7 @@ async def test_a_deleted_task_takes_its_pods_and_configmaps_with_it(
     async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(), checks=SLOW_CI,
                        retries={"perStage": 0}) as c:  # fmt: skip
         running = await c.pod("fix-cart-implement-1")
-        configmaps = f"/api/v1/namespaces/{c.ns}/configmaps"
+        configmaps = c.configmaps
         owned = [m["metadata"]["name"] for m in await c.items(configmaps)
                  if m["metadata"].get("ownerReferences")]  # fmt: skip
         assert owned, "the attempts' inputs"
@@ -272,20 +272,18 @@ async def test_an_operator_killed_mid_stage_resumes_without_a_second_pod_or_merg
         async with operator_process(c.kubeconfig, c.workdir, log, *flags) as second:
             task = await c.phase("fix-cart", "Merged", "NeedsAttention")
             # The watch can deliver the write before the operator has read the server's answer
-            # to it: its gauge may lag a moment, and nothing announces it. Scrape until it shows.
-            merged = f'agentfactory_tasks{{factory="shop",namespace="{c.ns}",phase="Merged"}} 1.0'
-            for _ in range(100):
-                async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    metrics = await response.text()
-                if merged in metrics:
-                    break
-                await asyncio.sleep(0.1)
+            # to it; the transition's Event is posted after, so once it exists the gauge holds.
+            await wait_for(c.api, c.events, "", lambda e: True,
+                           field="involvedObject.name=fix-cart,reason=Merged")  # fmt: skip
+            async with c.http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
             second.terminate()
             assert await second.wait() == 0, "SIGTERM stops the operator cleanly"
         assert task["status"]["phase"] == "Merged", task["status"].get("message")
         assert c.started == EVERY_STAGE, "no pod twice"
         assert merged_tasks(remote) == ["fix-cart"], "merged once"
         assert git(remote, "branch", "--list", "factory/*") == "", "no branch left behind"
+        merged = f'agentfactory_tasks{{factory="shop",namespace="{c.ns}",phase="Merged"}} 1.0'
         assert merged in metrics
         assert all({"message", "timestamp", "severity"} <= r.keys() for r in log_records(log)), (
             "structured logs: one JSON object per line"
@@ -369,7 +367,7 @@ async def test_objects_someone_else_made_under_an_attempts_name_are_refused_not_
         assert "refused: Pod fix-cart-plan-1 was not made by the operator" in retried[0]
         assert "refused: ConfigMap fix-cart-plan-2-input was not made by the operator" in retried[1]
         assert c.started == ["fix-cart-plan-3", *EVERY_STAGE[1:]], "neither was run or read"
-        events = [e["message"] for e in await c.items(f"/api/v1/namespaces/{c.ns}/events")
+        events = [e["message"] for e in await c.items(c.events)
                   if e["reason"] == "ForeignObject"]  # fmt: skip
         assert len(events) == 2 and "no controller reference" in events[0], events
         # Not the operator's to delete: the pod stays for whoever made it to answer for.
@@ -415,7 +413,7 @@ async def test_every_implementer_patch_is_kept_on_the_remote_until_the_task_is_d
         assert kept[1]["sha"] == task["status"]["headSHA"]
         response = await c.http.delete(f"{c.url}{c.tasks}/fix-cart")
         assert response.status == 200
-        await wait_for(c.api, f"/api/v1/namespaces/{c.ns}/events", "", lambda e: True,
+        await wait_for(c.api, c.events, "", lambda e: True,
                        field="involvedObject.name=fix-cart,reason=KeptPatchesRemoved")  # fmt: skip
         assert git(remote, "for-each-ref", "refs/agentfactory") == ""
 

@@ -12,7 +12,7 @@ the operator's unschedulable wait, which leaves a cluster autoscaler time to add
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,7 @@ def used(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _charged(outcome: PodOutcome, pod: dict[str, Any]) -> PodOutcome:
-    return PodOutcome(outcome.result_json, outcome.failure, outcome.reason, used(pod))
+    return replace(outcome, usage=used(pod))
 
 
 def is_done(pod: dict[str, Any]) -> bool:
