@@ -8,9 +8,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentfactory.core.actions import Action, LaunchStage
 from agentfactory.core.diff import ChangedLine, FileChange, Patch
 from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.observations import (
@@ -29,6 +28,10 @@ from agentfactory.core.observations import (
 from agentfactory.core.phases import Phase, Stage, Verdict
 from agentfactory.core.pipeline import Decision, TaskView, decide
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, FailedCheck, PlanSummary
+from agentfactory.core.work import RunAttempt, Work
+
+if TYPE_CHECKING:
+    from agentfactory.core.actions import Action
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -182,8 +185,12 @@ class Driver:
     def human(self, action: str, by: str = "alice", feedback: str = "") -> Decision:
         return self.feed(HumanAction(action=action, by=by, feedback=feedback))  # type: ignore[arg-type]
 
-    def launched(self) -> list[LaunchStage]:
-        return [a for a in self.actions if isinstance(a, LaunchStage)]
+    def started(self) -> list[Work]:
+        """The work each decision started, in order."""
+        return [d.work for d in self.decisions if d.started and d.work is not None]
+
+    def launched(self) -> list[RunAttempt]:
+        return [w for w in self.started() if isinstance(w, RunAttempt)]
 
     def to(self, phase: Phase) -> Driver:
         """Drive along the happy path until *phase*; returns self for chaining."""

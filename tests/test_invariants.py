@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentfactory.core.actions import CancelStage, LaunchStage, RequestMerge, WaitForChecks
+from agentfactory.core.actions import CancelStage
 from agentfactory.core.globs import scopes_overlap
 from agentfactory.core.observations import (
     Admitted,
@@ -41,9 +41,10 @@ from agentfactory.core.observations import (
     VerdictGiven,
 )
 from agentfactory.core.phases import ACTIVE, LOCKING, TERMINAL, Phase, Stage, Verdict
-from agentfactory.core.pipeline import TaskView, decide, pod_name
+from agentfactory.core.pipeline import TaskView, decide
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, PlanSummary, Usage
+from agentfactory.core.work import AwaitChecks, Merge, RunAttempt, attempt_name
 from tests.builders import CLEAN, T0, factory, patch, sha, task_spec
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ class World:
         stage = getattr(obs, "stage", None) or (Stage.CI if isinstance(obs, CIFinished) else None)
         attempt = getattr(obs, "attempt", None)
         if stage is not None and attempt is not None:
-            self.live.discard(pod_name(self.name, stage, attempt))
+            self.live.discard(attempt_name(self.name, stage, attempt))
         decision = decide(
             TaskView(self.name, self.spec, before),
             self.factory,
@@ -232,19 +233,17 @@ class World:
         if before.phase in TERMINAL and after.phase != before.phase:
             assert isinstance(obs, HumanAction), f"{obs.kind} moved a task out of {before.phase}"
         for action in decision.actions:
-            if isinstance(action, LaunchStage):
-                assert not self.live, f"launching {action.pod} while {self.live} is alive"
-                self.live.add(action.pod)
             if isinstance(action, CancelStage):
                 self.live.discard(action.pod)
-            started = {
-                LaunchStage: lambda a: a.stage,
-                WaitForChecks: lambda a: Stage.CI,
-                RequestMerge: lambda a: Stage.MERGE,
-            }.get(type(action))
-            if started is not None:
-                stage_started = started(action)
-                self.starts[stage_started] = self.starts.get(stage_started, 0) + 1
+        work = decision.work if decision.started else None
+        if isinstance(work, RunAttempt):
+            assert not self.live, f"launching {work.name} while {self.live} is alive"
+            self.live.add(work.name)
+        if work is not None:
+            stage_started = {RunAttempt: getattr(work, "stage", None), AwaitChecks: Stage.CI,
+                             Merge: Stage.MERGE}[type(work)]  # fmt: skip
+            assert stage_started is not None
+            self.starts[stage_started] = self.starts.get(stage_started, 0) + 1
         self.check()
 
     def check(self) -> None:

@@ -8,16 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agentfactory.core.actions import (
-    CancelStage,
-    EnsurePullRequest,
-    LaunchStage,
-    Notify,
-    Park,
-    PushBranch,
-    RequestMerge,
-    WaitForChecks,
-)
+from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.observations import (
     CIFinished,
     PlanProduced,
@@ -29,6 +20,7 @@ from agentfactory.core.observations import (
 from agentfactory.core.phases import ACTIVE, Phase, Stage, Verdict
 from agentfactory.core.task import PlanSummary, Usage
 from agentfactory.core.transitions import TRANSITIONS, Trigger
+from agentfactory.core.work import AwaitChecks, Merge
 from tests.builders import CLEAN, Driver, factory, patch, sha
 
 if TYPE_CHECKING:
@@ -39,7 +31,7 @@ P, T = Phase, Trigger
 
 def test_happy_path_launches_each_stage_once_and_merges_the_verified_head() -> None:
     d = Driver().to(P.MERGED)
-    assert [a.pod for a in d.launched()] == [
+    assert [a.name for a in d.launched()] == [
         "greet-plan-1",
         "greet-plan-review-1",
         "greet-implement-1",
@@ -50,9 +42,8 @@ def test_happy_path_launches_each_stage_once_and_merges_the_verified_head() -> N
         "DependenciesReady", "Admitted", "PlanProduced", "PlanApproved", "PatchAccepted",
         "CIPassed", "ReviewApproved", "MergeStarted", "Merged",
     ]  # fmt: skip
-    assert RequestMerge("factory/greet", sha(1), "squash", 1, True) in d.actions
+    assert Merge("factory/greet", sha(1), "squash", 1, True) in d.started()
     assert PushBranch("factory/greet", sha(1)) in d.actions
-    assert EnsurePullRequest("factory/greet") in d.actions
     assert d.status.merged_sha == sha(0xBEEF)
     conditions = {c.type: c.status for c in d.status.conditions}
     assert conditions == {"Progressing": "False", "AwaitingHuman": "False", "Succeeded": "True"}
@@ -304,7 +295,7 @@ def test_each_back_edge_stops_after_per_stage_retries(
     assert d.status.stage == target, "a person's retry must resume at the exhausted stage"
     assert f"retries.perStage is {per_stage}" in (d.status.message or "")
     assert any(isinstance(a, Notify) for a in d.decisions[-1].actions)
-    assert any(isinstance(a, Park) for a in d.decisions[-1].actions)
+    assert d.decisions[-1].work is None, "a parked task has no work"
 
 
 def test_back_edges_hand_the_objections_to_the_next_attempt() -> None:
@@ -312,8 +303,8 @@ def test_back_edges_hand_the_objections_to_the_next_attempt() -> None:
     d.ci("failure", ["test"])
     launch = d.launched()[-1]
     assert launch.stage == Stage.IMPLEMENT and launch.attempt == 2
-    assert launch.feedback is not None and "test" in launch.feedback and "boom" in launch.feedback
-    assert d.status.feedback == launch.feedback
+    feedback = d.status.feedback
+    assert feedback is not None and "test" in feedback and "boom" in feedback
 
 
 def test_max_total_attempts_caps_all_stages_together() -> None:
@@ -331,7 +322,7 @@ def test_a_failed_pod_is_retried_with_a_new_attempt_of_the_same_stage(reason: st
     d = Driver().to(P.PLAN_REVIEW)
     d.fail(reason)
     assert d.phase == P.PLAN_REVIEW and d.attempt == 2
-    assert d.launched()[-1].pod == "greet-plan-review-2"
+    assert d.launched()[-1].name == "greet-plan-review-2"
     assert reason in (d.status.history[-1].message or "")
 
 
@@ -357,7 +348,7 @@ def test_a_result_that_exhausts_the_cost_budget_is_not_acted_on() -> None:
     )
     assert d.phase == P.NEEDS_ATTENTION and d.status.plan is None
     assert d.status.usage.cost_usd == 1.5
-    assert not [a for a in d.decisions[-1].actions if isinstance(a, LaunchStage)]
+    assert not d.decisions[-1].started and d.decisions[-1].work is None
 
 
 def test_retrying_without_raising_the_budget_stops_again_before_any_launch() -> None:
@@ -474,8 +465,8 @@ def test_forge_checks_are_awaited_on_the_exact_head_instead_of_a_ci_pod() -> Non
         ci={"source": "github-checks", "requiredChecks": ["lint", "test"]},
     )
     d = Driver(factory=spec).to(P.CI)
-    wait = [a for a in d.actions if isinstance(a, WaitForChecks)]
-    assert wait == [WaitForChecks(sha(1), ("lint", "test"), 3600)]
+    wait = [w for w in d.started() if isinstance(w, AwaitChecks)]
+    assert wait == [AwaitChecks(sha(1), ("lint", "test"), 3600, 1)]
     assert not [a for a in d.launched() if a.stage == Stage.CI]
 
 
@@ -541,7 +532,7 @@ def test_a_retry_starts_a_new_round_with_fresh_limits_and_unique_pod_names() -> 
     d.ready()
     d.admit()
     assert d.phase == P.PLAN_REVIEW and d.attempt == 2
-    assert d.launched()[-1].pod == "greet-plan-review-2"
+    assert d.launched()[-1].name == "greet-plan-review-2"
 
 
 def test_retry_is_ignored_outside_terminal_phases() -> None:

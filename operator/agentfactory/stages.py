@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
     from agentfactory.core.observations import FailureReason
     from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
+    from agentfactory.core.work import Merge
     from agentfactory.forge.git import GitForge
 
 
@@ -165,23 +166,22 @@ def change_title(name: str, spec: AgentTaskSpec) -> str:
 
 
 def merge_observation(
-    name: str, spec: AgentTaskSpec, factory: FactorySpecSpec, status: AgentTaskStatus,
-    forge: GitForge,
-) -> MergeFinished:  # fmt: skip
+    name: str, spec: AgentTaskSpec, work: Merge, forge: GitForge
+) -> MergeFinished:
     """Merge the task's verified head (idempotent: a merge that landed is found, not redone)."""
-    head, branch = status.head_sha or "", status.branch or ""
+    head, branch = work.head_sha, work.branch
     forge.push_branch(branch, head)
     outcome = forge.merge(
         task=name,
         branch=branch,
         head_sha=head,
-        method=factory.merge.method,
+        method=work.method,
         title=change_title(name, spec),
         body="\n".join(f"- {c}" for c in spec.acceptance_criteria),
-        delete_branch=factory.merge.delete_branch,
+        delete_branch=work.delete_branch,
     )
     return MergeFinished(
-        attempt=status.attempt,
+        attempt=work.attempt,
         outcome=outcome.outcome,
         head_sha=head,
         merged_sha=outcome.merged_sha,

@@ -47,11 +47,12 @@ from agentfactory.core.observations import (
     SpecInvalid,
     StageFailed,
 )
-from agentfactory.core.phases import ACTIVE, Phase, Stage
-from agentfactory.core.pipeline import CHANGEABLE, Decision, TaskView, decide, pod_name
+from agentfactory.core.phases import Phase, Stage
+from agentfactory.core.pipeline import CHANGEABLE, Decision, TaskView, decide
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope, Usage
+from agentfactory.core.work import AwaitChecks, Merge, RunAttempt, work_for
 from agentfactory.forge.build import build_forge
 from agentfactory.forge.git import ForgeError
 from agentfactory.forge.github import GitHubError, GitHubForge
@@ -353,7 +354,7 @@ class Worker:
                     log.exception("%s/%s: its stage could not advance; retrying", self.namespace,
                                   task.name)  # fmt: skip
                     await self._stuck(self._current(task), exc)
-        await self._clean_up()
+        await self._clean_up(factories)
         await self._forget_deleted(factories)
         await self._report(tasks.values())
         return moved
@@ -675,23 +676,24 @@ class Worker:
     # -- work ------------------------------------------------------------------------------
 
     async def work(self, task: Task, factory: FactorySpecSpec) -> bool:
-        """Advance the task's current stage attempt; True when an observation was applied."""
-        status, spec = task.status, task.spec
-        if spec is None or status.phase not in ACTIVE or not status.attempt or not status.stage:
+        """Perform the work the task's status calls for; True when an observation was applied."""
+        if task.spec is None:
             return False
-        if status.stage == Stage.MERGE:
+        work = work_for(task.name, task.status, factory)
+        if isinstance(work, Merge):
             forge = await self._forge(task.factory, factory)
             observation = await asyncio.to_thread(
-                merge_observation, task.name, spec, factory, status, forge
+                merge_observation, task.name, task.spec, work, forge
             )
             return not (await self.apply(task, factory, observation)).ignored
-        if status.stage == Stage.CI and factory.ci.source == "github-checks":
-            # The spec's validation makes github-checks mean a GitHub forge.
+        if isinstance(work, AwaitChecks):
             github = await self._github(task.factory, factory)
-            return github is not None and await self._github_ci(task, factory, github)
+            return github is not None and await self._github_ci(task, factory, github, work)
+        if work is None:
+            return False
         attempt = Attempt(task=task.name, task_uid=task.raw["metadata"].get("uid", ""),
-                          namespace=self.namespace, factory=task.factory, stage=status.stage,
-                          attempt=status.attempt)  # fmt: skip
+                          namespace=self.namespace, factory=task.factory, stage=work.stage,
+                          attempt=work.attempt)  # fmt: skip
         pod = self.view.get("pods", self.namespace, attempt.pod)
         try:
             launched = pod is None and await self.executor.was_launched(attempt)
@@ -707,7 +709,7 @@ class Worker:
         if pod is not None and (foreign := not_made_for("Pod", pod, attempt, attempt.task_uid)):
             return await self._refuse(task, factory, attempt, foreign)
         if pod is None:
-            await self._launch(task, spec, factory, attempt)
+            await self._launch(task, task.spec, factory, attempt)
             return False  # the pod's events wake the next pass
         if is_done(pod):
             return await self._collect(task, factory, attempt, pod)
@@ -744,18 +746,20 @@ class Worker:
         except GitHubError as exc:
             log.warning("%s/%s: PR #%s not updated: %s", self.namespace, task.name, number, exc)
 
-    async def _github_ci(self, task: Task, factory: FactorySpecSpec, forge: GitHubForge) -> bool:
+    async def _github_ci(
+        self, task: Task, factory: FactorySpecSpec, forge: GitHubForge, work: AwaitChecks
+    ) -> bool:
         """The required checks on the exact head (once the PR is open: CI on GitHub commonly
         runs on pull_request events)."""
         status = task.status
-        head = status.head_sha or ""
+        head = work.head_sha
         if status.pull_request is None or not self._due(task.name, "checks"):
             return False
         checks = await asyncio.to_thread(forge.checks, head)
         since = status.last_transition_time or datetime.now(UTC)
-        verdict = ci_verdict(head, factory.required_check_names, checks,
+        verdict = ci_verdict(head, list(work.required), checks,
                              waited=datetime.now(UTC) - since,
-                             timeout=timedelta(seconds=factory.ci.timeout_seconds))  # fmt: skip
+                             timeout=timedelta(seconds=work.timeout_seconds))  # fmt: skip
         if verdict is None:
             return False  # still running: the resync comes back
         return not (await self.apply(task, factory, verdict)).ignored
@@ -905,7 +909,7 @@ class Worker:
                 f"the task was deleted: removed {', '.join(refs) or 'no refs'}",
             )
 
-    async def _clean_up(self) -> None:
+    async def _clean_up(self, factories: dict[str, FactorySpecSpec]) -> None:
         """Delete every pod of a task that is not its current attempt's, except its kept
         failed pod while the task has not ended (Merged or Cancelled); once it has ended,
         its attempts' inputs too (once per task and process)."""
@@ -919,14 +923,12 @@ class Worker:
             if (task is None or task.unreadable or meta.get("deletionTimestamp")
                     or task.raw["metadata"].get("uid") not in owners):  # fmt: skip
                 continue  # another's pod, one we may not judge, or one going already
-            status = task.status
-            if (
-                status.phase in ACTIVE
-                and status.stage
-                and status.attempt
-                and meta["name"] == pod_name(task.name, status.stage, status.attempt)
-            ):
-                continue  # fmt: skip
+            status, factory = task.status, factories.get(task.factory)
+            if factory is None:
+                continue  # whether it is the current attempt's cannot be told
+            work = work_for(task.name, status, factory)
+            if isinstance(work, RunAttempt) and meta["name"] == work.name:
+                continue
             if labels.get(KEPT) == "true" and status.phase not in ENDED:
                 continue
             await self.executor.remove(self.namespace, meta["name"])

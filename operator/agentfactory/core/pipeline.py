@@ -21,17 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from agentfactory.core.actions import (
-    Action,
-    CancelStage,
-    EnsurePullRequest,
-    LaunchStage,
-    Notify,
-    Park,
-    PushBranch,
-    RequestMerge,
-    WaitForChecks,
-)
+from agentfactory.core.actions import Action, CancelStage, Notify, PushBranch
 from agentfactory.core.conditions import ConditionType, set_condition
 from agentfactory.core.phases import (
     ACTIVE,
@@ -59,6 +49,7 @@ from agentfactory.core.task import (
     Usage,
 )
 from agentfactory.core.transitions import IllegalTransitionError, Trigger, check_edge
+from agentfactory.core.work import Work, attempt_name, runs_as_attempt, work_for
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -108,11 +99,10 @@ class Decision:
     """The edges taken (usually one; entering a stage past its limits adds a second)."""
     ignored: str | None = None
     """Why the observation changed nothing, when it did not."""
-
-
-def pod_name(task: str, stage: Stage, attempt: int) -> str:
-    """Deterministic pod name of a stage attempt: `<task>-<stage>-<attempt>`."""
-    return f"{task}-{stage.slug}-{attempt}"
+    work: Work | None = None
+    """The work the new status calls for (see :func:`agentfactory.core.work.work_for`)."""
+    started: bool = False
+    """Whether this decision started that work (a new attempt)."""
 
 
 def decide(
@@ -139,6 +129,7 @@ class _Step:
         self.factory = factory
         self.now = now
         self.actions: list[Action] = []
+        self.started = False
         self.transitions: list[tuple[Phase, Trigger, Phase]] = []
 
     # -- entry point -------------------------------------------------------------------
@@ -148,8 +139,11 @@ class _Step:
         try:
             handler(observation)
         except _Ignored as ignored:
-            return Decision(status=self.old, ignored=ignored.why)
-        return Decision(status=self.status, actions=self.actions, transitions=self.transitions)
+            return Decision(status=self.old, ignored=ignored.why,
+                            work=work_for(self.name, self.old, self.factory))  # fmt: skip
+        work = work_for(self.name, self.status, self.factory)
+        return Decision(status=self.status, actions=self.actions, transitions=self.transitions,
+                        work=work, started=work is not None and self.started)  # fmt: skip
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -170,18 +164,12 @@ class _Step:
                 f" the current attempt is {self.status.attempt}"
             )
 
-    def _runs_in_pod(self, stage: Stage) -> bool:
-        """Agent stages and sandbox CI run in pods; merges and forge checks do not."""
-        if stage == Stage.MERGE:
-            return False
-        return not (stage == Stage.CI and self.factory.ci.source == "github-checks")
-
     def _pod(self) -> str | None:
         """The current attempt's pod, if the stage runs in one."""
         stage = self.status.stage
-        if stage is None or self.status.attempt == 0 or not self._runs_in_pod(stage):
+        if stage is None or self.status.attempt == 0 or not runs_as_attempt(stage, self.factory):
             return None
-        return pod_name(self.name, stage, self.status.attempt)
+        return attempt_name(self.name, stage, self.status.attempt)
 
     def _cancel_live_stage(self) -> None:
         """Stop the current attempt's pod, if one is running."""
@@ -302,7 +290,6 @@ class _Step:
 
     def _park(self, trigger: Trigger, message: str) -> None:
         self._move(trigger, P.NEEDS_ATTENTION, message)
-        self.actions.append(Park(trigger.value))
         self.actions.append(Notify(trigger.value, f"{self.name}: {message}"))
 
     def _enter(
@@ -345,34 +332,7 @@ class _Step:
         self.status.attempts = self.status.attempts.bumped(stage)
         self.status.total_attempts += 1
         self.status.attempt = self.status.attempts.of(stage)
-        if stage == Stage.CI and self.factory.ci.source == "github-checks":
-            self.actions.append(
-                WaitForChecks(
-                    head_sha=_must(self.status.head_sha, "head to check"),
-                    required=tuple(self.factory.required_check_names),
-                    timeout_seconds=self.factory.ci.timeout_seconds,
-                )
-            )
-            return
-        if stage == Stage.MERGE:
-            self.actions.append(
-                RequestMerge(
-                    branch=_must(self.status.branch, "branch to merge"),
-                    head_sha=_must(self.status.head_sha, "head to merge"),
-                    method=self.factory.merge.method,
-                    attempt=self.status.attempt,
-                    delete_branch=self.factory.merge.delete_branch,
-                )
-            )
-            return
-        self.actions.append(
-            LaunchStage(
-                stage=stage,
-                attempt=self.status.attempt,
-                pod=pod_name(self.name, stage, self.status.attempt),
-                feedback=self.status.feedback,
-            )
-        )
+        self.started = True
 
     def _approval_needed(self) -> bool:
         record = self.status.escalation
@@ -396,7 +356,6 @@ class _Step:
                 f"{why}; {_approve_hint(self.name)}",
             )
             self.status.attempt = 0
-            self.actions.append(Park(T.APPROVAL_REQUIRED.value))
             self.actions.append(Notify(T.APPROVAL_REQUIRED.value, f"{self.name}: {why}"))
             return
         self._enter(Stage.MERGE, trigger, message, None)
@@ -459,7 +418,6 @@ class _Step:
                        " to go on with the plan as it stands, or cancel and create a clearer"
                        " task")  # fmt: skip
             self.status.resume_from, self.status.attempt = Stage.PLAN_REVIEW, 0
-            self.actions.append(Park(T.QUESTIONS_OPEN.value))
             self.actions.append(Notify(T.QUESTIONS_OPEN.value, f"{self.name}: {asked}"))
             return
         self._enter(Stage.PLAN_REVIEW, T.PLAN_PRODUCED, obs.plan.summary[:200], None)
@@ -546,7 +504,7 @@ class _Step:
         )
         branch = self.status.branch or self.factory.repository.branch_prefix + self.name
         self.status.branch = branch
-        self.actions += [PushBranch(branch, obs.head_sha), EnsurePullRequest(branch)]
+        self.actions.append(PushBranch(branch, obs.head_sha))
         parked = [m for m in matches if m.action == "Park"]
         if parked:
             rules_parked = sorted({m.rule for m in parked})
@@ -691,7 +649,6 @@ class _Step:
                 raise _Ignored(f"cannot cancel a task in {self.phase}")
             self._cancel_live_stage()
             self._move(T.HUMAN_CANCELLED, P.CANCELLED, f"cancelled by {obs.by}")
-            self.actions.append(Park(T.HUMAN_CANCELLED.value))
             return
         if obs.action == "retry":
             if self.phase not in RETRYABLE:
@@ -773,4 +730,4 @@ def _findings_feedback(title: str, findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Decision", "TaskView", "decide", "pod_name"]
+__all__ = ["Decision", "TaskView", "decide"]

@@ -31,10 +31,11 @@ import yaml
 from agentfactory.core.actions import Notify, PushBranch
 from agentfactory.core.factory import FactorySpec
 from agentfactory.core.observations import HumanAction, Observation, SpecInvalid
-from agentfactory.core.phases import ACTIVE, Phase, Stage
-from agentfactory.core.pipeline import Decision, TaskView, decide, pod_name
+from agentfactory.core.phases import Phase, Stage
+from agentfactory.core.pipeline import Decision, TaskView, decide
 from agentfactory.core.scheduler import TaskInfo, find_cycles, schedule
 from agentfactory.core.task import AgentTask, AgentTaskStatus
+from agentfactory.core.work import Merge, RunAttempt, work_for
 from agentfactory.forge.git import GitForge
 from agentfactory.local.executor import LocalExecutor
 from agentfactory.local.state import StateStore
@@ -262,46 +263,43 @@ class LocalFactory:
     # -- work ------------------------------------------------------------------------------
 
     def work(self, name: str) -> bool:
-        status = self.status(name)
-        if status.phase not in ACTIVE or status.attempt == 0 or status.stage is None:
+        """Perform the work the task's status calls for; False when there is none here."""
+        factory = self.factories.get(self.tasks[name].spec.factory_ref)
+        if factory is None:
             return False
-        factory = self.factories[self.tasks[name].spec.factory_ref]
-        if status.stage == Stage.MERGE:
-            self.apply(name, self._merge(name, factory))
-        elif status.stage == Stage.CI:
-            if factory.spec.spec.ci.source != "sandbox":
-                return False
-            self.apply(name, self._ci(name, factory))
-        else:
-            self.apply(name, self._agent(name, factory))
+        work = work_for(name, self.status(name), factory.spec.spec)
+        if isinstance(work, Merge):
+            spec = self.tasks[name].spec
+            self.apply(name, merge_observation(name, spec, work, factory.forge))
+        elif isinstance(work, RunAttempt) and work.stage == Stage.CI:
+            self.apply(name, self._ci(name, factory, work))
+        elif isinstance(work, RunAttempt):
+            self.apply(name, self._agent(name, factory, work))
+        else:  # nothing, or checks on a forge this mode does not run
+            return False
         return True
 
-    def _ci(self, name: str, factory: Factory) -> Observation:
+    def _ci(self, name: str, factory: Factory, work: RunAttempt) -> Observation:
         status = self.status(name)
         head = status.head_sha or ""
         factory.forge.push_branch(status.branch or "", head)  # idempotent: a crash may come first
         checks = ci_checks(self.tasks[name].spec, factory.spec.spec)
-        pod = pod_name(name, Stage.CI, status.attempt)
-        self.out(f"          running CI {pod} on {head[:12]} ({len(checks)} checks)")
+        self.out(f"          running CI {work.name} on {head[:12]} ({len(checks)} checks)")
         within = factory.spec.spec.ci.timeout_seconds
-        runs = factory.executor.run_checks(pod=pod, ref=head, checks=checks, within=within)
+        runs = factory.executor.run_checks(pod=work.name, ref=head, checks=checks, within=within)
         return ci_observation(status, runs)
 
-    def _merge(self, name: str, factory: Factory) -> Observation:
-        task, status = self.tasks[name], self.status(name)
-        return merge_observation(name, task.spec, factory.spec.spec, status, factory.forge)
-
-    def _agent(self, name: str, factory: Factory) -> Observation:
+    def _agent(self, name: str, factory: Factory, work: RunAttempt) -> Observation:
         status, task = self.status(name), self.tasks[name]
-        stage, attempt = status.stage or Stage.PLAN, status.attempt
         inputs = agent_inputs(name, task.spec, factory.spec.spec, status, factory.forge)
-        pod = pod_name(name, stage, attempt)
         mode = "replay" if self.replay_dir else inputs.contract.model
-        self.out(f"          running {inputs.contract.role.value} {pod} ({mode})")
+        self.out(f"          running {inputs.contract.role.value} {work.name} ({mode})")
         outcome = factory.executor.run_agent(
-            pod=pod, contract=inputs.contract, ref=inputs.ref, constitution=factory.constitution
-        )
-        return agent_observation(name, factory.forge, stage, attempt, inputs.base, outcome)
+            pod=work.name, contract=inputs.contract, ref=inputs.ref,
+            constitution=factory.constitution,
+        )  # fmt: skip
+        return agent_observation(name, factory.forge, work.stage, work.attempt, inputs.base,
+                                 outcome)  # fmt: skip
 
     # -- people and the end ------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
 from agentfactory.core.handoff import CHECK_LIST
-from agentfactory.core.pipeline import pod_name
+from agentfactory.core.work import attempt_name
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
@@ -65,7 +65,7 @@ class Attempt:
 
     @property
     def pod(self) -> str:
-        return pod_name(self.task, self.stage, self.attempt)
+        return attempt_name(self.task, self.stage, self.attempt)
 
     def labels(self) -> dict[str, str]:
         return {
