@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
 from agentfactory.core.handoff import (
+    RESULT_MARKER,
     AgentResult,
     CheckReport,
     CheckRun,
@@ -24,7 +25,6 @@ from agentfactory.core.handoff import (
     PlanOutput,
     VerdictOutput,
 )
-from agentfactory.manifests.agents import RESULT_MARKER
 from tests.node import now
 
 if TYPE_CHECKING:

@@ -15,10 +15,9 @@ from agentfactory.agent.runner import Runner, render_contract
 from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
 from agentfactory.core.contracts import contract_for, session_deadline
-from agentfactory.core.handoff import AgentResult, CheckReport, HandoffContract, Role
+from agentfactory.core.handoff import RESULT_MARKER, AgentResult, CheckReport, HandoffContract, Role
 from agentfactory.core.phases import Stage
 from agentfactory.core.task import AgentTaskStatus, ImplementationNote, PlanSummary
-from agentfactory.manifests.agents import RESULT_MARKER
 from tests.builders import factory, sha, task_spec
 from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
 from tests.gitutil import git

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from agentfactory.core.executors import Attempt
 from agentfactory.core.phases import Stage
-from agentfactory.manifests.agents import Attempt, agent_pod, agent_service_account
+from agentfactory.manifests.agents import agent_pod, agent_service_account
 from tests.apiserver import ApiError
 from tests.builders import factory
 from tests.scripts import task_doc

@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 
 from agentfactory.cli import build_parser
 from agentfactory.controller.metrics import Metrics
-from agentfactory.controller.view import View
+from agentfactory.kube.view import View
 from tests.helm import CHART, ERROR, ROOT, HelmError, installed, lint
 from tests.rbac import documented, granted
 from tests.test_images import UIDS

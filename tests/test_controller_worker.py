@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
 from agentfactory.forge.github import GitHubForge, PullRequest
 from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
+from agentfactory.kube.view import View
 from agentfactory.manifests.agents import agent_service_account
 from tests.apiserver import SHIPPED
 from tests.fakes.github_api import FakeGitHub
@@ -292,7 +292,7 @@ async def test_reviews_are_read_at_most_once_per_poll_period(
             tmp_path / "worker", phase="AwaitingApproval", stage="codeReview", patchRevision=1,
             escalation={"revision": 1, "rules": ["migrations"], "reason": "a migration"},
         )  # fmt: skip
-        worker.github_poll_seconds = 3600
+        worker.loop.sync.poll_seconds = 3600
         await worker.step()  # opens the PR
         await worker.step()  # reads the reviews
         number = (await shop.task_status())["pullRequest"]["number"]

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from agentfactory.core.factory import Repository
-from agentfactory.forge.build import build_forge
 from agentfactory.forge.git import ForgeError, GitForge
 from agentfactory.forge.github import GitHubApp, GitHubForge, GitHubToken
+from agentfactory.forge.registry import build_forge
 
 if TYPE_CHECKING:
     from pathlib import Path

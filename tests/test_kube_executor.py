@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from agentfactory.core.executors import Attempt
 from agentfactory.core.phases import Stage
 from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, path_of
 from agentfactory.kube.executor import KubernetesExecutor
-from agentfactory.manifests.agents import MAX_CONTRACT_BYTES, Attempt, ManifestError
+from agentfactory.manifests.agents import MAX_CONTRACT_BYTES, ManifestError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,7 +35,7 @@ async def test_inputs_too_large_for_a_config_map_create_nothing(
         with pytest.raises(
             ManifestError, match=f"more than a ConfigMap holds \\({MAX_CONTRACT_BYTES}"
         ):
-            await executor.launch(attempt, pod, {"contract.json": "x" * (MAX_CONTRACT_BYTES + 1)},
+            await executor.create(attempt, pod, {"contract.json": "x" * (MAX_CONTRACT_BYTES + 1)},
                                   {"token": "secret"})  # fmt: skip
         for kind in ("pods", "configmaps", "secrets"):
             made = [o["metadata"]["name"] for o in await kube.list(path_of("v1", kind, ns))]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentfactory.core.common import Check
-from agentfactory.core.handoff import HandoffContract, Role
+from agentfactory.core.handoff import AgentResult, HandoffContract, Role
 from agentfactory.forge.git import GitForge
 from agentfactory.local.executor import LocalExecutor
 
@@ -110,8 +110,9 @@ def test_an_agent_attempt_runs_the_real_entrypoint_on_a_replay(
     (replays / "t-plan-1.json").write_text(json.dumps(recorded(PLAN)))
     ex = executor(tmp_path, remote, replay_dir=replays)
     outcome = ex.run_agent(pod="t-plan-1", contract=contract(), ref="main", constitution="Be kind.")
-    assert outcome.failure is None and outcome.result is not None
-    assert outcome.result.replay and outcome.result.plan is not None
+    assert outcome.failure == "" and outcome.result_json is not None
+    result = AgentResult.model_validate_json(outcome.result_json)
+    assert result.replay and result.plan is not None
 
 
 def test_a_crashing_agent_is_a_malformed_result_not_a_crash(tmp_path: Path, remote: Path) -> None:
@@ -120,7 +121,7 @@ def test_a_crashing_agent_is_a_malformed_result_not_a_crash(tmp_path: Path, remo
     (replays / "t-plan-1.json").write_text("{not json")
     ex = executor(tmp_path, remote, replay_dir=replays)
     outcome = ex.run_agent(pod="t-plan-1", contract=contract(), ref="main", constitution=None)
-    assert outcome.result is None and outcome.reason == "malformed-result"
+    assert outcome.result_json is None and outcome.reason == "malformed-result"
     assert "JSONDecodeError" in (outcome.failure or "")
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from agentfactory.core.handoff import HandoffContract, Role
+from agentfactory.core.executors import Attempt
+from agentfactory.core.handoff import HandoffContract, Role, summary_of
 from agentfactory.core.phases import Stage
 from agentfactory.manifests.agents import (
-    Attempt,
     ManifestError,
     agent_network_policy,
     agent_pod,
@@ -21,7 +21,6 @@ from agentfactory.manifests.agents import (
     credentials_secret,
     input_config_map,
     input_files,
-    summary_of,
 )
 from tests.builders import factory
 

@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentfactory.controller.metrics import Metrics
-from agentfactory.controller.view import View
+from agentfactory.kube.view import View
 
 
 def task(name: str, phase: str, since: datetime | None, factory: str = "shop") -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import aiohttp.web
 
-from agentfactory.controller.worker import SECRET_SECONDS
+from agentfactory.controller.credentials import SECRET_SECONDS
 from tests.apiserver import free_port
 from tests.cluster import (
     CI_A_WHILE,

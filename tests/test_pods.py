@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agentfactory.core.handoff import RESULT_MARKER
 from agentfactory.kube.pods import GRACE, failure_of, outcome_of, overdue
-from agentfactory.manifests.agents import RESULT_MARKER
 
 CREATED = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 TEN_MINUTES = timedelta(minutes=10)

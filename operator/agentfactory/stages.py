@@ -30,26 +30,15 @@ from agentfactory.core.task import FailedCheck, ImplementationNote, PlanSummary
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
+    from agentfactory.core.forges import Forge
     from agentfactory.core.handoff import AgentResult, CheckRun, HandoffContract
-    from agentfactory.core.observations import FailureReason
     from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
     from agentfactory.core.work import Merge
-    from agentfactory.forge.git import GitForge
 
 
 NO_FACTORY = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
 """A neutral factory to decide a task's SpecInvalid by when its own factory is missing or
 invalid (that decision reads the task's status alone)."""
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    """A finished attempt: a result, or why there is none."""
-
-    result: AgentResult | None
-    failure: str | None = None
-    reason: FailureReason = "error"
-    """For a failure: why there is no result."""
 
 
 @dataclass(frozen=True)
@@ -64,21 +53,21 @@ class AgentInputs:
 
 def agent_inputs(
     name: str, spec: AgentTaskSpec, factory: FactorySpecSpec, status: AgentTaskStatus,
-    forge: GitForge,
+    forge: Forge,
 ) -> AgentInputs:  # fmt: skip
     """The contract and commit of the task's current agent attempt."""
     stage = status.stage or Stage.PLAN
     base = forge.base_sha()
     ref, feedback = base, None
     if status.head_sha and stage in (Stage.IMPLEMENT, Stage.CODE_REVIEW):
-        on_base = forge.git("merge-base", status.head_sha, base) == base
+        on_base = forge.merge_base(status.head_sha, base) == base
         if on_base or stage == Stage.CODE_REVIEW:
             ref = status.head_sha
-            base = forge.git("merge-base", status.head_sha, base)
+            base = forge.merge_base(status.head_sha, base)
         elif status.feedback:
             # The base moved under a conflicting branch: start again from the new base,
             # with the previous attempt's patch to redo.
-            previous = forge.git("diff", f"{base}...{status.head_sha}", check=False)
+            previous = forge.diff(base, status.head_sha)
             feedback = f"{status.feedback}\n\nYour previous patch:\n{previous[-20000:]}"
     contract = contract_for(
         task=name, spec=spec, factory=factory, status=status, stage=stage, base_sha=base,
@@ -88,14 +77,9 @@ def agent_inputs(
 
 
 def agent_observation(
-    name: str, forge: GitForge, stage: Stage, attempt: int, base: str, outcome: StageOutcome
+    name: str, forge: Forge, stage: Stage, attempt: int, base: str, result: AgentResult
 ) -> Observation:
-    """What an agent attempt's outcome tells the core; a patch is committed on *base*."""
-    result = outcome.result
-    if result is None:
-        return StageFailed(
-            stage=stage, attempt=attempt, reason=outcome.reason, message=outcome.failure or ""
-        )
+    """What an agent attempt's result tells the core; a patch is committed on *base*."""
     usage = result.usage
     if result.status != "completed":
         return StageFailed(
@@ -165,9 +149,7 @@ def change_title(name: str, spec: AgentTaskSpec) -> str:
     return f"{name}: {spec.goal.splitlines()[0][:72]}"
 
 
-def merge_observation(
-    name: str, spec: AgentTaskSpec, work: Merge, forge: GitForge
-) -> MergeFinished:
+def merge_observation(name: str, spec: AgentTaskSpec, work: Merge, forge: Forge) -> MergeFinished:
     """Merge the task's verified head (idempotent: a merge that landed is found, not redone)."""
     head, branch = work.head_sha, work.branch
     forge.push_branch(branch, head)

@@ -19,8 +19,16 @@ from agentfactory.agent.runner import Runner
 from agentfactory.agent.tools import workspace_for
 from agentfactory.agent.workspace import Workspace
 from agentfactory.context import CONSTITUTION_FILES, select_context
-from agentfactory.core.handoff import CHECK_LIST, AgentResult, CheckReport, HandoffContract, Role
-from agentfactory.manifests.agents import RESULT_MARKER, SUMMARY_NAME, summary_of
+from agentfactory.core.handoff import (
+    CHECK_LIST,
+    RESULT_MARKER,
+    SUMMARY_NAME,
+    AgentResult,
+    CheckReport,
+    HandoffContract,
+    Role,
+    summary_of,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -21,12 +21,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from agentfactory.core.globs import first_match
-from agentfactory.core.handoff import CheckRun
+from agentfactory.core.handoff import OUTPUT_CAP, CheckRun
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
 
-OUTPUT_CAP = 16_000
 READ_CAP = 60_000
 _SHELL_META = re.compile(r"[;&|$`<>(){}\\\n*?!~]")
 #: Environment variables a command may see; everything else (keys, tokens) is dropped.

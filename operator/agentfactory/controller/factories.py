@@ -26,9 +26,9 @@ from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
 from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskStatus
-from agentfactory.forge.build import build_forge
 from agentfactory.forge.git import ForgeError
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge
+from agentfactory.forge.registry import build_forge
 from agentfactory.kube.client import Kube, SecretRefusedError, path_of
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.core import Metric
 
-    from agentfactory.controller.view import View
+    from agentfactory.kube.view import View
 
 
 class Metrics:

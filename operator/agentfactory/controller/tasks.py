@@ -12,8 +12,8 @@ import kopf
 
 from agentfactory.controller.metrics import Metrics
 from agentfactory.controller.settings import leadership
-from agentfactory.controller.view import View
 from agentfactory.controller.worker import Worker
+from agentfactory.kube.view import View
 from agentfactory.manifests.agents import MANAGED
 
 GROUP, VERSION = "agentfactory.dev", "v1alpha1"

@@ -9,6 +9,7 @@ answer, so a malformed answer is refused before it ever reaches the pipeline.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Literal
 
@@ -207,3 +208,25 @@ class AgentResult(Model):
     """True when the answers came from a recorded replay, not a live model."""
     context: list[str] = Field(default_factory=list)
     """Files shown to the agent up front, each with why it was chosen."""
+
+
+# -- the result channel: how an attempt hands its result back, whatever runs it ----------
+
+#: The file beside the result whose text becomes a pod's termination message.
+SUMMARY_NAME = "summary.json"
+#: The prefix of the one log line that carries the whole result.
+RESULT_MARKER = "AGENTFACTORY-RESULT "
+#: How much of a command's output a result keeps (its tail).
+OUTPUT_CAP = 16_000
+
+
+def summary_of(result_json: str, limit: int = 4096) -> str:
+    """The termination-message summary of a result: what fits in 4 KiB, diff left out."""
+    data = json.loads(result_json)
+    data.pop("diff", None)
+    text = json.dumps(data, separators=(",", ":"))
+    if len(text.encode()) <= limit:
+        return text
+    keep = {k: data.get(k) for k in ("role", "status", "stoppedBy", "usage", "turns", "replay")}
+    keep["truncated"] = True
+    return json.dumps(keep, separators=(",", ":"))[:limit]

@@ -1,11 +1,13 @@
-"""The forge a factory's repository calls for, from its spec and its credentials Secret."""
+"""Builders of the forges this operator knows, from a factory's repository and its credentials
+Secret (registered in `agentfactory.forge.registry`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentfactory.core.forges import ForgeError
 from agentfactory.core.github import github_repository
-from agentfactory.forge.git import ForgeError, GitForge
+from agentfactory.forge.git import GitForge
 from agentfactory.forge.github import GitHubApp, GitHubForge, GitHubToken
 
 if TYPE_CHECKING:
@@ -15,18 +17,27 @@ if TYPE_CHECKING:
     from agentfactory.forge.github import Credentials
 
 
-def build_forge(repository: Repository, workdir: Path, secret: dict[str, str]) -> GitForge:
-    """`GitHubForge` for a GitHub repository (App credentials, or a plain token), else
-    `GitForge` (with the Secret's token, if any). *secret* is the credentials Secret's decoded
-    data. Raises ForgeError naming the missing key or the bad URL."""
-    creds = repository.credentials
-    app, plain = (creds.github_app, creds.token) if creds is not None else (None, None)
+def _token(repository: Repository, secret: dict[str, str]) -> str:
+    """The plain token the credentials name ('' for none); ForgeError when it is missing."""
+    plain = repository.credentials.token if repository.credentials is not None else None
     token = secret.get(plain.key, "").strip() if plain is not None else ""
     if plain is not None and not token:
         raise ForgeError(f"Secret '{plain.secret_name}' has no {plain.key}; add the token")
-    if repository.forge != "github":
-        return GitForge(remote=repository.url, workdir=workdir, base_branch=repository.base_branch,
-                        branch_prefix=repository.branch_prefix, token=token or None)  # fmt: skip
+    return token
+
+
+def git_forge(repository: Repository, workdir: Path, secret: dict[str, str]) -> GitForge:
+    """Any git remote, with the Secret's token if the credentials name one."""
+    token = _token(repository, secret)
+    return GitForge(remote=repository.url, workdir=workdir, base_branch=repository.base_branch,
+                    branch_prefix=repository.branch_prefix, token=token or None)  # fmt: skip
+
+
+def github_forge(repository: Repository, workdir: Path, secret: dict[str, str]) -> GitHubForge:
+    """A GitHub repository, with App credentials or a plain token. Raises ForgeError naming
+    the missing key or the bad URL."""
+    token = _token(repository, secret)
+    app = repository.credentials.github_app if repository.credentials is not None else None
     try:
         target = github_repository(repository.url)
     except ValueError as exc:

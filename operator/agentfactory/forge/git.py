@@ -17,8 +17,9 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from agentfactory.core.forges import ForgeError, MergeOutcome
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.names import DNS1123_LABEL, task_branch_refusal
 
@@ -32,23 +33,8 @@ KEPT_REFS = "refs/agentfactory"
 HEAD_TRAILER = "Agentfactory-Head"
 
 
-class ForgeError(Exception):
-    """A forge operation failed; the message says what git said."""
-
-
 class BranchRefusedError(ForgeError):
     """A task branch the forge will not write (the base, or outside the prefix)."""
-
-
-@dataclass(frozen=True)
-class MergeOutcome:
-    """What a merge request came to (mirrors the core's MergeFinished)."""
-
-    outcome: Literal["merged", "conflict", "base-moved", "error"]
-    head_sha: str
-    merged_sha: str | None = None
-    new_head_sha: str | None = None
-    message: str = ""
 
 
 @dataclass
@@ -113,6 +99,14 @@ class GitForge:
         self.workdir.mkdir(parents=True, exist_ok=True)  # no clone needed to ask the remote
         out = self.git("ls-remote", self.remote, f"refs/heads/{branch}", cwd=self.workdir)
         return out.split()[0] if out else None
+
+    def merge_base(self, a: str, b: str) -> str:
+        """The best common ancestor of two commits."""
+        return self.git("merge-base", a, b)
+
+    def diff(self, base: str, head: str) -> str:
+        """What *head* changed since it left *base* (empty when that cannot be told)."""
+        return self.git("diff", f"{base}...{head}", check=False)
 
     def checkout_into(self, dest: Path, ref: str) -> None:
         """A fresh clone of the remote at *ref* in *dest* (a stage's workspace)."""
@@ -239,3 +233,6 @@ class GitForge:
         self.git("push", "--quiet", f"--force-with-lease={branch}:{head_sha}", "origin",
                  f"{new_head}:refs/heads/{branch}")  # fmt: skip
         return MergeOutcome("base-moved", head_sha, new_head_sha=new_head)
+
+
+__all__ = ["BranchRefusedError", "ForgeError", "GitForge", "MergeOutcome"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agentfactory.core.forges import ForgeBusyError, ForgeError, MergeOutcome, PullRequest, Reviews
 from agentfactory.core.github import (
     OPERATOR_PERMISSIONS,
     ForgeCheck,
@@ -24,7 +25,7 @@ from agentfactory.core.github import (
     status_state,
 )
 from agentfactory.core.intake import TAKEN_LABEL, Issue
-from agentfactory.forge.git import HEAD_TRAILER, TASK_TRAILER, GitForge, MergeOutcome
+from agentfactory.forge.git import HEAD_TRAILER, TASK_TRAILER, GitForge
 from github import (
     Auth,
     Github,
@@ -43,11 +44,11 @@ if TYPE_CHECKING:
     from agentfactory.core.github import GitHubRepository
 
 
-class GitHubError(Exception):
+class GitHubError(ForgeError):
     """A GitHub call failed; the message names the likely fix."""
 
 
-class GitHubBusyError(GitHubError):
+class GitHubBusyError(GitHubError, ForgeBusyError):
     """GitHub is rate limiting or failing (after PyGithub's retries): nothing is wrong with
     the request, and a later try should pass."""
 
@@ -176,25 +177,6 @@ def _token(data: dict[str, Any]) -> MintedToken:
 LABEL_PREFIX = "agentfactory:"
 #: Re-mint the operator's token this long before it expires (a push must not outlive it).
 TOKEN_MARGIN = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Reviews:
-    """What people said of one head on its pull request."""
-
-    approved: list[str]
-    """Listed approvers whose latest review approves it."""
-    changes: tuple[str, str] | None = None
-    """(login, what they asked) for a request for changes."""
-
-
-@dataclass
-class PullRequest:
-    """A task's pull request."""
-
-    number: int
-    url: str
-    head_sha: str
 
 
 @dataclass

@@ -12,29 +12,15 @@ the operator's unschedulable wait, which leaves a cluster autoscaler time to add
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agentfactory.manifests.agents import RESULT_MARKER
-
-if TYPE_CHECKING:
-    from agentfactory.core.observations import FailureReason
+from agentfactory.core.executors import Outcome
+from agentfactory.core.handoff import RESULT_MARKER
 
 #: Beyond a pod's own deadline, how long the operator waits before it calls the pod overdue.
 GRACE = timedelta(minutes=2)
-
-
-@dataclass(frozen=True)
-class PodOutcome:
-    """A finished pod: the result's JSON text, or why there is none."""
-
-    result_json: str | None
-    failure: str = ""
-    reason: FailureReason = "error"
-    """For a failure: why there is no result."""
-    usage: dict[str, Any] | None = None
-    """For a failure: what the session had used when it ended (its last progress report)."""
 
 
 def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
@@ -57,7 +43,7 @@ def used(pod: dict[str, Any]) -> dict[str, Any] | None:
     return usage if isinstance(usage, dict) else None
 
 
-def _charged(outcome: PodOutcome, pod: dict[str, Any]) -> PodOutcome:
+def _charged(outcome: Outcome, pod: dict[str, Any]) -> Outcome:
     return replace(outcome, usage=used(pod))
 
 
@@ -65,27 +51,27 @@ def is_done(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
-def failure_of(pod: dict[str, Any]) -> PodOutcome | None:
+def failure_of(pod: dict[str, Any]) -> Outcome | None:
     """Why a finished pod cannot have a result (with what it used), or None when its log
     should hold one."""
     failure = _failure_of(pod)
     return None if failure is None else _charged(failure, pod)
 
 
-def _failure_of(pod: dict[str, Any]) -> PodOutcome | None:
+def _failure_of(pod: dict[str, Any]) -> Outcome | None:
     status = pod.get("status") or {}
     reason = status.get("reason")
     if reason == "DeadlineExceeded":
-        return PodOutcome(None, f"stopped at its deadline: {status.get('message', '')}", "timeout")
+        return Outcome(None, f"stopped at its deadline: {status.get('message', '')}", "timeout")
     if reason == "Evicted":
-        return PodOutcome(None, f"evicted: {status.get('message', '')}", "evicted")
+        return Outcome(None, f"evicted: {status.get('message', '')}", "evicted")
     checkout = _terminated(status.get("initContainerStatuses"), "checkout")
     if checkout is not None and checkout.get("exitCode") != 0:
         message = (checkout.get("message") or "")[-800:]
-        return PodOutcome(None, f"the checkout failed: {message}", "error")
+        return Outcome(None, f"the checkout failed: {message}", "error")
     agent = _terminated(status.get("containerStatuses"), "agent")
     if agent is not None and agent.get("reason") == "OOMKilled":
-        return PodOutcome(None, "the agent ran out of memory (OOMKilled)", "oom-killed")
+        return Outcome(None, "the agent ran out of memory (OOMKilled)", "oom-killed")
     return None
 
 
@@ -97,17 +83,17 @@ def result_from_log(log: str) -> str | None:
     return None
 
 
-def outcome_of(pod: dict[str, Any], log: str | None) -> PodOutcome:
+def outcome_of(pod: dict[str, Any], log: str | None) -> Outcome:
     """What a finished pod without a `failure_of` handed back, given its agent's log."""
     text = result_from_log(log or "")
     if text is None:
         agent = _terminated((pod.get("status") or {}).get("containerStatuses"), "agent") or {}
         tail = (log or "")[-800:] or agent.get("message", "")
-        return _charged(PodOutcome(
+        return _charged(Outcome(
             None, f"exit code {agent.get('exitCode')}, no result in the log: {tail}",
             "malformed-result",
         ), pod)  # fmt: skip
-    return PodOutcome(text)
+    return Outcome(text)
 
 
 def _unscheduled(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -118,9 +104,7 @@ def _unscheduled(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def overdue(
-    pod: dict[str, Any], now: datetime, unschedulable_after: timedelta
-) -> PodOutcome | None:
+def overdue(pod: dict[str, Any], now: datetime, unschedulable_after: timedelta) -> Outcome | None:
     """A pod not done long after it should have been: not placed by the scheduler within
     *unschedulable_after* of its creation, or not done by its deadline plus `GRACE`."""
     created = pod.get("metadata", {}).get("creationTimestamp")
@@ -131,12 +115,10 @@ def overdue(
     unscheduled = _unscheduled(pod)
     if unscheduled is not None and age >= unschedulable_after:
         waited = int(unschedulable_after.total_seconds())
-        return PodOutcome(None, f"not scheduled within {waited}s: {unscheduled.get('message', '')}",
+        return Outcome(None, f"not scheduled within {waited}s: {unscheduled.get('message', '')}",
                           "unschedulable")  # fmt: skip
     if age < timedelta(seconds=int(deadline)) + GRACE:
         return None
     if unscheduled is not None:
-        return PodOutcome(
-            None, f"never scheduled: {unscheduled.get('message', '')}", "unschedulable"
-        )
-    return PodOutcome(None, f"still not done {deadline}s after it was created", "timeout")
+        return Outcome(None, f"never scheduled: {unscheduled.get('message', '')}", "unschedulable")
+    return Outcome(None, f"still not done {deadline}s after it was created", "timeout")

@@ -1,56 +1,50 @@
 """`agentfactory local`: the factory's pipeline on one machine.
 
-The driver is the operator in miniature. It loads FactorySpecs and AgentTasks from files,
-keeps each task's status in the state directory (as a cluster keeps it in the resource),
-and repeats one level-triggered step until nothing can move:
-
-1. the scheduler's observations (dependencies ready, admissions, the merge slot, cycles);
-2. otherwise the work the first task's status calls for: run its current stage attempt
-   (agents and sandbox CI through the LocalExecutor) or its merge (through the GitForge),
-   and feed the outcome to the core.
+The driver is the operator in miniature: the same reconcile loop (`agentfactory.loop`) over
+FactorySpecs and AgentTasks loaded from files, each task's status kept in the state
+directory (as a cluster keeps it in the resource), stage attempts run as sandboxed processes
+(`LocalExecutor`) and merges done by the `GitForge`. Passes repeat until nothing can move.
 
 Work is derived from the saved status, not from a queue, so a run killed at any moment and
 started again on the same state directory re-runs the interrupted attempt under the same
 name and continues; the forge recognises a merge that already landed, so none lands twice.
-Stages run one at a time, round robin across the admitted tasks; admission follows
-`concurrency` and path locks.
+Admission follows `concurrency` and path locks; each pass runs every admitted task's stage
+in turn, highest priority first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from agentfactory.core.actions import Notify, PushBranch
 from agentfactory.core.factory import FactorySpec
-from agentfactory.core.observations import HumanAction, Observation, SpecInvalid
-from agentfactory.core.phases import Phase, Stage
-from agentfactory.core.pipeline import Decision, TaskView, decide
-from agentfactory.core.scheduler import TaskInfo, find_cycles, schedule
+from agentfactory.core.forges import Forge, ForgeError
+from agentfactory.core.observations import HumanAction, SpecInvalid
+from agentfactory.core.phases import Phase
+from agentfactory.core.scheduler import find_cycles
 from agentfactory.core.task import AgentTask, AgentTaskStatus
-from agentfactory.core.work import Merge, RunAttempt, work_for
-from agentfactory.forge.git import GitForge
+from agentfactory.forge.registry import build_forge
 from agentfactory.local.executor import LocalExecutor
+from agentfactory.local.parts import Executors, FileStore, Forges, Lines
 from agentfactory.local.state import StateStore
-from agentfactory.stages import (
-    NO_FACTORY,
-    agent_inputs,
-    agent_observation,
-    ci_checks,
-    ci_observation,
-    merge_observation,
-)
+from agentfactory.loop.ports import Record
+from agentfactory.loop.reconciler import Reconciler
 from agentfactory.validation import load_file, validate_document
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from agentfactory.core.observations import Observation
+    from agentfactory.core.pipeline import Decision
 
 
 class LoadError(Exception):
@@ -74,7 +68,7 @@ class Factory:
     """A loaded FactorySpec with its forge and executor."""
 
     spec: FactorySpec
-    forge: GitForge
+    forge: Forge
     executor: LocalExecutor
     constitution: str | None = None
     """The text `agents.constitution` names (a ConfigMap among the files given)."""
@@ -91,7 +85,6 @@ class LocalFactory:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     factories: dict[str, Factory] = field(default_factory=dict, init=False)
     tasks: dict[str, AgentTask] = field(default_factory=dict, init=False)
-    _last: str | None = field(default=None, init=False)
     _statuses: dict[str, AgentTaskStatus] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +124,7 @@ class LocalFactory:
             if ref is None:
                 continue
             factory.constitution = configmaps.get(ref.name, {}).get(ref.key)
+            factory.executor.constitution = factory.constitution
             if factory.constitution is None:
                 problems.append(
                     f"FactorySpec/{name}: spec.agents.constitution: ConfigMap '{ref.name}' with"
@@ -153,18 +147,13 @@ class LocalFactory:
     def _add_factory(self, spec: FactorySpec, here: Path, problems: list[str]) -> None:
         name = spec.metadata.name
         repo = spec.spec.repository
-        if repo.forge != "git":
-            problems.append(
-                f"FactorySpec/{name}: spec.repository.forge: is '{repo.forge}';"
-                " `agentfactory local` runs the 'git' forge only"
-            )
+        local = repo.model_copy(update={"url": self._remote(name, repo.url, here)})
+        try:  # no credentials: a local run reads no Secrets
+            forge = build_forge(local, self.state_dir / "forges" / name, {})
+        except ForgeError as exc:
+            problems.append(f"FactorySpec/{name}: spec.repository: {exc}; `agentfactory local`"
+                            " runs forges that need no credentials (the 'git' forge)")  # fmt: skip
             return
-        forge = GitForge(
-            remote=self._remote(name, repo.url, here),
-            workdir=self.state_dir / "forges" / name,
-            base_branch=repo.base_branch,
-            branch_prefix=repo.branch_prefix,
-        )
         executor = LocalExecutor(
             forge=forge,
             state_dir=self.state_dir / "sandboxes" / name,
@@ -192,114 +181,48 @@ class LocalFactory:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Step until nothing can move; print the outcome; 1 if any task needs a person."""
-        while self.step():
-            pass
+        """Pass until nothing can move; print the outcome; 1 if any task needs a person."""
+        asyncio.run(self._run())
         return self.finish()
 
-    def step(self) -> bool:
-        """One scheduling pass, or else one unit of work. False when nothing could move."""
-        infos = [self._info(name) for name in self.tasks]
-        specs = {name: f.spec.spec for name, f in self.factories.items()}
-        result = schedule(specs, infos)
-        for name, observation in result.observations:
-            self.apply(name, observation)
-        if result.observations:
-            return True
-        # Round robin from the task after the one that worked last, so admitted tasks
-        # interleave as they would run side by side.
-        order = self._order()
-        start = (order.index(self._last) + 1) if self._last in order else 0
-        for name in order[start:] + order[:start]:
-            if self.work(name):
-                self._last = name
-                return True
-        return False
+    async def _run(self) -> None:
+        while await self.reconciler.step():
+            pass
 
-    def _order(self) -> list[str]:
+    def step(self) -> bool:
+        """One pass; False when nothing could move."""
+        return asyncio.run(self.reconciler.step())
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        """The shared loop over this run's files, sandboxes and forges."""
+        return Reconciler(FileStore(self), Executors(self), Forges(self), Lines(self))
+
+    def save(self, name: str, status: AgentTaskStatus) -> None:
+        """Keep *status* as the task's, in memory and in the state directory."""
+        self.store.save(name, status)
+        self._statuses[name] = status
+
+    def order(self) -> list[str]:
+        """The tasks, highest priority first."""
         return sorted(self.tasks, key=lambda n: (-self.tasks[n].spec.priority, n))
 
-    def _info(self, name: str) -> TaskInfo:
-        task, status = self.tasks[name], self.status(name)
-        return TaskInfo(
-            name=name,
-            factory=task.spec.factory_ref,
-            phase=status.phase,
-            depends_on=tuple(task.spec.depends_on),
-            scope=tuple(task.spec.scope.paths),
-            priority=task.spec.priority,
-            created=task.metadata.creation_timestamp,
-            merge_running=status.phase == Phase.MERGING and status.attempt > 0,
-            phase_since=status.last_transition_time,
-        )
+    def record(self, name: str) -> Record:
+        """The task as the loop reads it."""
+        task = self.tasks[name]
+        created = task.metadata.creation_timestamp
+        return Record(name=name, factory=task.spec.factory_ref, spec=task.spec,
+                      status=self.status(name), created=created)  # fmt: skip
 
     def apply(self, name: str, observation: Observation) -> Decision:
-        """Feed one observation to the core, save the status, perform immediate actions."""
-        task = self.tasks[name]
-        factory = self.factories.get(task.spec.factory_ref)
-        spec = factory.spec.spec if factory else None
-        status = self.status(name)
-        decision = decide(
-            TaskView(name, task.spec, status), spec or NO_FACTORY, observation, now=self.now()
-        )
-        if decision.ignored:
-            return decision
-        self.store.save(name, decision.status)
-        self._statuses[name] = decision.status
-        for source, trigger, target in decision.transitions:
-            where = decision.status
-            stage = f"{where.stage}#{where.attempt}" if where.stage and where.attempt else "-"
-            self.out(
-                f"{self.now():%H:%M:%S}  {name:<22} {source:>16} -> {target:<16}"
-                f" {stage:<14} {trigger}: {where.message or ''}".rstrip()
-            )
-        for action in decision.actions:
-            if isinstance(action, PushBranch) and factory:
-                factory.forge.push_branch(action.branch, action.head_sha)
-            elif isinstance(action, Notify):
-                self.out(f"          ! {action.message}")
-        return decision
-
-    # -- work ------------------------------------------------------------------------------
-
-    def work(self, name: str) -> bool:
-        """Perform the work the task's status calls for; False when there is none here."""
+        """Feed one observation to the core through the loop (save, tell, act)."""
         factory = self.factories.get(self.tasks[name].spec.factory_ref)
-        if factory is None:
-            return False
-        work = work_for(name, self.status(name), factory.spec.spec)
-        if isinstance(work, Merge):
-            spec = self.tasks[name].spec
-            self.apply(name, merge_observation(name, spec, work, factory.forge))
-        elif isinstance(work, RunAttempt) and work.stage == Stage.CI:
-            self.apply(name, self._ci(name, factory, work))
-        elif isinstance(work, RunAttempt):
-            self.apply(name, self._agent(name, factory, work))
-        else:  # nothing, or checks on a forge this mode does not run
-            return False
-        return True
+        spec = factory.spec.spec if factory else None
 
-    def _ci(self, name: str, factory: Factory, work: RunAttempt) -> Observation:
-        status = self.status(name)
-        head = status.head_sha or ""
-        factory.forge.push_branch(status.branch or "", head)  # idempotent: a crash may come first
-        checks = ci_checks(self.tasks[name].spec, factory.spec.spec)
-        self.out(f"          running CI {work.name} on {head[:12]} ({len(checks)} checks)")
-        within = factory.spec.spec.ci.timeout_seconds
-        runs = factory.executor.run_checks(pod=work.name, ref=head, checks=checks, within=within)
-        return ci_observation(status, runs)
+        async def go() -> Decision:
+            return await self.reconciler.apply(self.record(name), spec, observation)
 
-    def _agent(self, name: str, factory: Factory, work: RunAttempt) -> Observation:
-        status, task = self.status(name), self.tasks[name]
-        inputs = agent_inputs(name, task.spec, factory.spec.spec, status, factory.forge)
-        mode = "replay" if self.replay_dir else inputs.contract.model
-        self.out(f"          running {inputs.contract.role.value} {work.name} ({mode})")
-        outcome = factory.executor.run_agent(
-            pod=work.name, contract=inputs.contract, ref=inputs.ref,
-            constitution=factory.constitution,
-        )  # fmt: skip
-        return agent_observation(name, factory.forge, work.stage, work.attempt, inputs.base,
-                                 outcome)  # fmt: skip
+        return asyncio.run(go())
 
     # -- people and the end ------------------------------------------------------------------
 
@@ -319,7 +242,7 @@ class LocalFactory:
         status_dir.mkdir(parents=True, exist_ok=True)
         stuck = []
         self.out("")
-        for name in self._order():
+        for name in self.order():
             status = self.status(name)
             data = status.model_dump(mode="json", by_alias=True, exclude_none=True)
             (status_dir / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

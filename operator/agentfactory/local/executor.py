@@ -15,6 +15,7 @@ The network is shared in both cases: the agent must reach the model API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
@@ -29,21 +30,22 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from agentfactory.agent.workspace import OUTPUT_CAP
+from agentfactory.core.executors import Absent, Outcome
 from agentfactory.core.handoff import (
     CHECK_LIST,
+    OUTPUT_CAP,
     AgentResult,
     CheckReport,
     CheckRun,
     HandoffContract,
 )
-from agentfactory.stages import StageOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from agentfactory.core.common import Check
-    from agentfactory.forge.git import GitForge
+    from agentfactory.core.executors import Attempt, Launch, Observed
+    from agentfactory.core.forges import Forge
 
 #: Environment passed into a sandbox; everything else is dropped.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PYTHONPATH")
@@ -75,14 +77,45 @@ def runtime_paths() -> list[str]:
 class LocalExecutor:
     """Runs stage attempts as processes under the state directory."""
 
-    forge: GitForge
+    forge: Forge
     state_dir: Path
     timeout_seconds: float = 1800
     memory_bytes: int = 4 << 30
     replay_dir: Path | None = None
     say: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))  # noqa: T201
     bwrap: str | None = field(default_factory=lambda: shutil.which("bwrap"))
+    constitution: str | None = None
+    """The factory's constitution, given to every agent."""
     _warned: bool = field(default=False, init=False)
+    _ended: dict[str, Outcome] = field(default_factory=dict, init=False)
+    """Attempts run in this process, by name (one killed with the process runs again)."""
+
+    # -- the Executor protocol: an attempt runs to its end when it is launched ------------
+
+    async def launch(self, launch: Launch) -> None:
+        self._ended[launch.attempt.pod] = await asyncio.to_thread(self._run_attempt, launch)
+
+    async def observe(self, attempt: Attempt) -> Observed:
+        return self._ended.get(attempt.pod, Absent())
+
+    async def remove(self, attempt: Attempt, *, keep: bool = False) -> None:
+        """Forget the attempt; its directory stays under the state directory as the record
+        (a rerun of the same attempt starts it clean)."""
+        del keep
+        self._ended.pop(attempt.pod, None)
+
+    def _run_attempt(self, launch: Launch) -> Outcome:
+        pod = launch.attempt.pod
+        if launch.contract is None:
+            checks = launch.checks
+            self.say(f"          running CI {pod} on {launch.ref[:12]} ({len(checks)} checks)")
+            within = launch.factory.ci.timeout_seconds
+            runs = self.run_checks(pod=pod, ref=launch.ref, checks=checks, within=within)
+            return Outcome(CheckReport(checks=runs).model_dump_json(by_alias=True))
+        mode = "replay" if self.replay_dir else launch.contract.model
+        self.say(f"          running {launch.contract.role.value} {pod} ({mode})")
+        return self.run_agent(pod=pod, contract=launch.contract, ref=launch.ref,
+                              constitution=self.constitution)  # fmt: skip
 
     @property
     def confined(self) -> bool:
@@ -109,7 +142,7 @@ class LocalExecutor:
 
     def run_agent(
         self, *, pod: str, contract: HandoffContract, ref: str, constitution: str | None
-    ) -> StageOutcome:
+    ) -> Outcome:
         """Run one agent attempt on a fresh clone at *ref*."""
         base = self._fresh_attempt(pod, ref)
         workspace = base / "workspace"
@@ -134,7 +167,7 @@ class LocalExecutor:
         if self.replay_dir is not None:
             recorded = self.replay_dir / f"{pod}.json"
             if not recorded.exists():
-                return StageOutcome(None, f"no recorded replay {recorded.name}", "error")
+                return Outcome(None, f"no recorded replay {recorded.name}", "error")
             # Inputs live in the read-only input directory, the only place a sandbox sees them.
             shutil.copyfile(recorded, base / "input" / "replay.json")
             command += ["--replay", str(base / "input" / "replay.json")]
@@ -142,13 +175,14 @@ class LocalExecutor:
         code, log = self._run(command, workspace=workspace, base=base, timeout=deadline)
         (base / "agent.log").write_text(log)
         if code is None:
-            return StageOutcome(None, f"killed after {deadline:g}s", "timeout")
+            return Outcome(None, f"killed after {deadline:g}s", "timeout")
         if code == -signal.SIGKILL:
-            return StageOutcome(None, f"killed (out of memory?): {log[-500:]}", "oom-killed")
+            return Outcome(None, f"killed (out of memory?): {log[-500:]}", "oom-killed")
         try:
-            return StageOutcome(AgentResult.model_validate_json(output.read_text()))
+            result = AgentResult.model_validate_json(output.read_text())
         except (OSError, ValidationError) as exc:
-            return StageOutcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
+            return Outcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
+        return Outcome(result.model_dump_json(by_alias=True))
 
     def run_checks(
         self, *, pod: str, ref: str, checks: list[Check], within: float = 86400

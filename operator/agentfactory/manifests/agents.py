@@ -19,28 +19,23 @@ Kubernetes credentials at all.
 from __future__ import annotations
 
 import ipaddress
-import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
-from agentfactory.core.handoff import CHECK_LIST
-from agentfactory.core.work import attempt_name
+from agentfactory.core.executors import Attempt, LaunchError
+from agentfactory.core.handoff import CHECK_LIST, SUMMARY_NAME
 
 if TYPE_CHECKING:
     from agentfactory.core.common import Check
     from agentfactory.core.factory import FactorySpecSpec
     from agentfactory.core.handoff import HandoffContract
-    from agentfactory.core.phases import Stage
 
 INPUT_DIR = "/factory/input"
 OUTPUT_DIR = "/factory/output"
 WORKSPACE = "/workspace"
 CREDENTIALS_DIR = "/factory/credentials"
-SUMMARY_NAME = "summary.json"
 SUMMARY_FILE = f"{OUTPUT_DIR}/{SUMMARY_NAME}"
 #: The log line that carries the whole result (the last one counts).
-RESULT_MARKER = "AGENTFACTORY-RESULT "
 #: The label every object the operator makes carries (its watches and listings select on it).
 MANAGED = {"app.kubernetes.io/managed-by": "agentfactory"}
 AGENT_UID = 10001
@@ -48,35 +43,21 @@ AGENT_UID = 10001
 MAX_CONTRACT_BYTES = 900 * 1024
 
 
-class ManifestError(ValueError):
+class ManifestError(LaunchError, ValueError):
     """An object that could not be built as asked; the message says why."""
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """The identity of one stage attempt and where it runs."""
-
-    task: str
-    task_uid: str
-    namespace: str
-    factory: str
-    stage: Stage
-    attempt: int
-
-    @property
-    def pod(self) -> str:
-        return attempt_name(self.task, self.stage, self.attempt)
-
-    def labels(self) -> dict[str, str]:
-        return {
-            "app.kubernetes.io/name": "agentfactory-agent",
-            **MANAGED,
-            "app.kubernetes.io/component": self.stage.slug,
-            "agentfactory.dev/task": self.task,
-            "agentfactory.dev/factory": self.factory,
-            "agentfactory.dev/stage": self.stage.slug,
-            "agentfactory.dev/attempt": str(self.attempt),
-        }
+def attempt_labels(attempt: Attempt) -> dict[str, str]:
+    """The labels of every object made for *attempt*."""
+    return {
+        "app.kubernetes.io/name": "agentfactory-agent",
+        **MANAGED,
+        "app.kubernetes.io/component": attempt.stage.slug,
+        "agentfactory.dev/task": attempt.task,
+        "agentfactory.dev/factory": attempt.factory,
+        "agentfactory.dev/stage": attempt.stage.slug,
+        "agentfactory.dev/attempt": str(attempt.attempt),
+    }
 
 
 def service_account_name(factory: str) -> str:
@@ -92,7 +73,7 @@ def not_made_for(kind: str, obj: dict[str, Any], attempt: Attempt, owner_uid: st
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     name = meta.get("name", "")
-    wanted = attempt.labels()
+    wanted = attempt_labels(attempt)
     wrong = sorted(k for k in (*MANAGED, "agentfactory.dev/task", "agentfactory.dev/attempt")
                    if labels.get(k) != wanted[k])  # fmt: skip
     if wrong:
@@ -162,7 +143,7 @@ def input_config_map(attempt: Attempt, files: dict[str, str]) -> dict[str, Any]:
         "metadata": {
             "name": f"{attempt.pod}-input",
             "namespace": attempt.namespace,
-            "labels": attempt.labels(),
+            "labels": attempt_labels(attempt),
             "ownerReferences": [_owner("AgentTask", attempt.task, attempt.task_uid)],
         },
         "immutable": True,
@@ -180,7 +161,7 @@ def credentials_secret(attempt: Attempt, pod_uid: str, data: dict[str, str]) -> 
         "metadata": {
             "name": f"{attempt.pod}-credentials",
             "namespace": attempt.namespace,
-            "labels": attempt.labels(),
+            "labels": attempt_labels(attempt),
             "ownerReferences": [_owner("Pod", attempt.pod, pod_uid, "v1")],
         },
         "immutable": True,
@@ -300,7 +281,7 @@ def agent_pod(
         "metadata": {
             "name": attempt.pod,
             "namespace": attempt.namespace,
-            "labels": attempt.labels(),
+            "labels": attempt_labels(attempt),
             "annotations": {"agentfactory.dev/ref": ref},
             "ownerReferences": [_owner("AgentTask", attempt.task, attempt.task_uid)],
         },
@@ -389,15 +370,3 @@ def agent_network_policy(
             "egress": egress,
         },
     }
-
-
-def summary_of(result_json: str, limit: int = 4096) -> str:
-    """The termination-message summary of a result: what fits in 4 KiB, diff left out."""
-    data = json.loads(result_json)
-    data.pop("diff", None)
-    text = json.dumps(data, separators=(",", ":"))
-    if len(text.encode()) <= limit:
-        return text
-    keep = {k: data.get(k) for k in ("role", "status", "stoppedBy", "usage", "turns", "replay")}
-    keep["truncated"] = True
-    return json.dumps(keep, separators=(",", ":"))[:limit]

@@ -1,0 +1,1 @@
+"""The reconcile loop, shared by the operator and `agentfactory local`."""
