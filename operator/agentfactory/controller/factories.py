@@ -21,14 +21,13 @@ from pydantic import ValidationError
 
 from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus
 from agentfactory.core.factory_status import factory_status
+from agentfactory.core.forges import ForgeBusyError, ForgeError
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
 from agentfactory.core.secret_optin import refusal
 from agentfactory.core.task import AgentTaskStatus
-from agentfactory.forge.git import ForgeError
-from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge
-from agentfactory.forge.registry import build_forge
+from agentfactory.forge.registry import build_forge, verifiable
 from agentfactory.kube.client import Kube, SecretRefusedError, path_of
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
 
@@ -76,23 +75,24 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
 
 
 async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:
-    """Why GitHub refuses the factory's credentials (None: they reach the repository, or it is
-    not on GitHub). Trying once is the only way to know an App's id, key and installation
-    fit, or that a token is alive. *secrets*: the Secrets the spec names that exist, decoded."""
+    """Why the forge refuses the factory's credentials (None: they reach the repository, or
+    the forge has no way to try them). Trying once is the only way to know an App's id, key
+    and installation fit, or that a token is alive. *secrets*: the Secrets the spec names that
+    exist, decoded."""
     try:
         spec = FactorySpecSpec.model_validate(raw_spec)
     except ValidationError:
         return None  # the spec's own condition says what is wrong
     secret = spec.repository.credentials_secret
-    if spec.repository.forge != "github" or secret not in secrets:
+    if secret not in secrets:
         return None
     try:
         forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[secret])
-        if isinstance(forge, GitHubForge):
-            await asyncio.to_thread(forge.verify)
-    except GitHubBusyError as exc:  # says nothing about the credentials: judge them next time
+        if (tryable := verifiable(forge)) is not None:
+            await asyncio.to_thread(tryable.verify)
+    except ForgeBusyError as exc:  # says nothing about the credentials: judge them next time
         log.warning("credentials of %s not tried: %s", spec.repository.url, exc)
-    except (ForgeError, GitHubError) as exc:
+    except ForgeError as exc:
         return str(exc)
     return None
 

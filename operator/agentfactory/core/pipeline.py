@@ -18,14 +18,11 @@ being merged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from agentfactory.core.actions import Action, CancelStage, Notify, PushBranch
-from agentfactory.core.conditions import ConditionType, set_condition
+from agentfactory.core.actions import Notify, PushBranch
 from agentfactory.core.phases import (
     ACTIVE,
-    PHASE_OF_STAGE,
     RETRYABLE,
     TERMINAL,
     Phase,
@@ -34,22 +31,17 @@ from agentfactory.core.phases import (
 )
 from agentfactory.core.policies.escalation import evaluate_escalation
 from agentfactory.core.policies.guardrails import check_guardrails
+from agentfactory.core.step import Decision, Ignored, Step, TaskView, approve_hint, must
 from agentfactory.core.task import (
-    MAX_HISTORY,
-    AgentTaskSpec,
-    AgentTaskStatus,
     CIRecord,
     EscalationRecord,
     Finding,
     GuardrailViolation,
-    HistoryEntry,
     KeptPatch,
     PullRequestRef,
     ReviewRecord,
-    Usage,
 )
-from agentfactory.core.transitions import IllegalTransitionError, Trigger, check_edge
-from agentfactory.core.work import Work, attempt_name, runs_as_attempt, work_for
+from agentfactory.core.transitions import Trigger
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -75,34 +67,6 @@ if TYPE_CHECKING:
 
 P = Phase
 T = Trigger
-_V = TypeVar("_V")
-
-
-@dataclass(frozen=True)
-class TaskView:
-    """What :func:`decide` knows about a task."""
-
-    name: str
-    spec: AgentTaskSpec
-    status: AgentTaskStatus
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one observation."""
-
-    status: AgentTaskStatus
-    """The whole new status (equal to the old one when nothing changed)."""
-    actions: list[Action] = field(default_factory=list)
-    """What to do, in order."""
-    transitions: list[tuple[Phase, Trigger, Phase]] = field(default_factory=list)
-    """The edges taken (usually one; entering a stage past its limits adds a second)."""
-    ignored: str | None = None
-    """Why the observation changed nothing, when it did not."""
-    work: Work | None = None
-    """The work the new status calls for (see :func:`agentfactory.core.work.work_for`)."""
-    started: bool = False
-    """Whether this decision started that work (a new attempt)."""
 
 
 def decide(
@@ -112,253 +76,8 @@ def decide(
     return _Step(task, factory, now).run(observation)
 
 
-class _Ignored(Exception):  # noqa: N818 - control flow, not an error
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
-class _Step:
-    """One decision in progress: a mutable copy of the status plus collected actions."""
-
-    def __init__(self, task: TaskView, factory: FactorySpecSpec, now: datetime) -> None:
-        self.name = task.name
-        self.spec = task.spec
-        self.old = task.status
-        self.status = task.status.model_copy(deep=True)
-        self.factory = factory
-        self.now = now
-        self.actions: list[Action] = []
-        self.started = False
-        self.transitions: list[tuple[Phase, Trigger, Phase]] = []
-
-    # -- entry point -------------------------------------------------------------------
-
-    def run(self, observation: Observation) -> Decision:
-        handler = getattr(self, f"_on_{observation.kind}")
-        try:
-            handler(observation)
-        except _Ignored as ignored:
-            return Decision(status=self.old, ignored=ignored.why,
-                            work=work_for(self.name, self.old, self.factory))  # fmt: skip
-        work = work_for(self.name, self.status, self.factory)
-        return Decision(status=self.status, actions=self.actions, transitions=self.transitions,
-                        work=work, started=work is not None and self.started)  # fmt: skip
-
-    # -- helpers -----------------------------------------------------------------------
-
-    @property
-    def phase(self) -> Phase:
-        return self.status.phase
-
-    def _require(self, *phases: Phase) -> None:
-        if self.phase not in phases:
-            raise _Ignored(f"not applicable in phase {self.phase}")
-
-    def _require_attempt(self, stage: Stage, attempt: int) -> None:
-        if PHASE_OF_STAGE[stage] != self.phase:
-            raise _Ignored(f"result of {stage} arrived in phase {self.phase}")
-        if self.status.stage != stage or self.status.attempt != attempt:
-            raise _Ignored(
-                f"stale result of {stage} attempt {attempt};"
-                f" the current attempt is {self.status.attempt}"
-            )
-
-    def _pod(self) -> str | None:
-        """The current attempt's pod, if the stage runs in one."""
-        stage = self.status.stage
-        if stage is None or self.status.attempt == 0 or not runs_as_attempt(stage, self.factory):
-            return None
-        return attempt_name(self.name, stage, self.status.attempt)
-
-    def _cancel_live_stage(self) -> None:
-        """Stop the current attempt's pod, if one is running."""
-        pod, stage = self._pod(), self.status.stage
-        if self.phase in ACTIVE and pod is not None and stage is not None:
-            self.actions.append(CancelStage(stage, self.status.attempt, pod))
-
-    def _move(self, trigger: Trigger, target: Phase, message: str = "") -> None:
-        source = self.phase
-        check_edge(source, trigger, target)
-        self.transitions.append((source, trigger, target))
-        entry = HistoryEntry.model_validate(
-            {
-                "time": self.now,
-                "from": source,
-                "to": target,
-                "reason": trigger.value,
-                "message": message[:1000],
-                "pod": self._pod(),
-            }
-        )
-        history = [*self.status.history, entry]
-        dropped = max(0, len(history) - MAX_HISTORY)
-        self.status.history = history[dropped:]
-        self.status.history_dropped += dropped
-        self.status.phase = target
-        self.status.reason = trigger.value
-        self.status.message = message or None
-        if source != target:
-            self.status.last_transition_time = self.now
-        self._set_conditions()
-
-    def _set_conditions(self) -> None:
-        phase, reason, message = self.phase, self.status.reason or "", self.status.message or ""
-        progressing = phase in ACTIVE or phase in (P.PENDING, P.QUEUED)
-        conds = set_condition(
-            self.status.conditions,
-            type=ConditionType.PROGRESSING,
-            status="True" if progressing else "False",
-            reason=reason,
-            message=message,
-            now=self.now,
-        )
-        waiting = phase in (P.AWAITING_APPROVAL, P.NEEDS_ATTENTION)
-        conds = set_condition(
-            conds,
-            type=ConditionType.AWAITING_HUMAN,
-            status="True" if waiting else "False",
-            reason=reason,
-            message=message if waiting else "",
-            now=self.now,
-        )
-        succeeded = {P.MERGED: "True", P.FAILED: "False", P.CANCELLED: "False"}.get(
-            phase, "Unknown"
-        )
-        self.status.conditions = set_condition(
-            conds,
-            type=ConditionType.SUCCEEDED,
-            status=succeeded,  # type: ignore[arg-type]
-            reason=reason,
-            message=message if succeeded != "Unknown" else "",
-            now=self.now,
-        )
-
-    def _spent(self, stage: Stage) -> int:
-        """Attempts of *stage* in this round."""
-        return self.status.attempts.of(stage) - self.status.round_baseline.of(stage)
-
-    def _limit_problem(self, stage: Stage, *, caps: bool = True) -> tuple[Trigger, str] | None:
-        """Why no new attempt of *stage* may start (the budget, or with *caps* the retry
-        caps), or None."""
-        problem = self._budget_problem()
-        if problem is not None:
-            return T.BUDGET_EXHAUSTED, f"budget exhausted: {problem}"
-        if not caps:
-            return None
-        limits = self.factory.retries
-        if self._spent(stage) >= 1 + limits.per_stage:
-            return T.RETRIES_EXHAUSTED, (
-                f"{stage} was attempted {self._spent(stage)} times (retries.perStage is"
-                f" {limits.per_stage}); read the history and the last feedback, then fix the"
-                " spec or the code and retry"
-            )
-        total = self.status.total_attempts - self.status.round_baseline_total
-        if total >= limits.max_total_attempts:
-            return T.RETRIES_EXHAUSTED, (
-                f"{total} attempts in this round reached retries.maxTotalAttempts"
-                f" {limits.max_total_attempts}; read the history, then fix the spec or the"
-                " code and retry"
-            )
-        return None
-
-    def _budget_problem(self) -> str | None:
-        budget, usage = self.factory.budget, self.status.usage
-        if usage.total_tokens >= budget.max_tokens_per_task:
-            return (
-                f"used {usage.total_tokens} tokens, budget.maxTokensPerTask is"
-                f" {budget.max_tokens_per_task}; raise it in the FactorySpec and retry,"
-                " or narrow the task"
-            )
-        if usage.cost_usd >= budget.max_cost_usd_per_task:
-            return (
-                f"spent ${usage.cost_usd:.2f}, budget.maxCostUSDPerTask is"
-                f" ${budget.max_cost_usd_per_task:.2f}; raise it in the FactorySpec and retry,"
-                " or narrow the task"
-            )
-        return None
-
-    def _add_usage(self, usage: Usage) -> bool:
-        """Count *usage*; park the task and return False when the budget is gone."""
-        self.status.usage = self.status.usage + usage
-        problem = self._budget_problem()
-        if problem is None:
-            return True
-        self._cancel_live_stage()
-        self._park(T.BUDGET_EXHAUSTED, f"budget exhausted: {problem}")
-        return False
-
-    def _park(self, trigger: Trigger, message: str) -> None:
-        self._move(trigger, P.NEEDS_ATTENTION, message)
-        self.actions.append(Notify(trigger.value, f"{self.name}: {message}"))
-
-    def _enter(
-        self, stage: Stage, trigger: Trigger, message: str, feedback: str | None,
-        *, retry: bool = True,
-    ) -> None:  # fmt: skip
-        """Move to *stage*'s phase along *trigger*, spending an attempt (or park). An entry
-        that is no *retry* (nothing failed) gets a new attempt number that the retry caps do
-        not count; the budget still does."""
-        target = PHASE_OF_STAGE[stage]
-        limit = self._limit_problem(stage, caps=retry)
-        if limit is not None:
-            exhausted, problem = limit
-            if self.phase in ACTIVE:
-                # The last attempt's outcome and why no new attempt starts, in one entry.
-                self._park(exhausted, f"{message}; {problem}" if message else problem)
-            else:
-                self._move(trigger, target, message)
-                self._park(exhausted, problem)
-            # A person's retry resumes at this stage, with these objections.
-            self.status.feedback = feedback
-            self.status.stage, self.status.attempt = stage, 0
-            return
-        self._move(trigger, target, message)
-        self.status.feedback = feedback
-        self.status.stage = stage
-        if stage == Stage.MERGE:
-            self.status.attempt = 0  # waits for the factory's merge slot
-            return
-        self._start_attempt(stage)
-        if not retry:
-            self._uncounted(stage)
-
-    def _uncounted(self, stage: Stage) -> None:
-        """Keep the latest attempt of *stage* out of the retry caps (nothing failed)."""
-        self.status.round_baseline = self.status.round_baseline.bumped(stage)
-        self.status.round_baseline_total += 1
-
-    def _start_attempt(self, stage: Stage) -> None:
-        self.status.attempts = self.status.attempts.bumped(stage)
-        self.status.total_attempts += 1
-        self.status.attempt = self.status.attempts.of(stage)
-        self.started = True
-
-    def _approval_needed(self) -> bool:
-        record = self.status.escalation
-        if record is None or record.revision != self.status.patch_revision:
-            return True  # no escalation record for this patch: a bug upstream; stop safely
-        if record.approved_by is not None:
-            return False
-        return bool(record.matches) or not self.factory.merge.auto
-
-    def _after_review(self, trigger: Trigger, message: str) -> None:
-        if self._approval_needed():
-            record = self.status.escalation
-            why = (
-                f"escalation rules {record.rules} matched: {record.reason}"
-                if record and record.matches
-                else "merge.auto is false: every task waits for a person"
-            )
-            self._move(
-                T.APPROVAL_REQUIRED,
-                P.AWAITING_APPROVAL,
-                f"{why}; {_approve_hint(self.name)}",
-            )
-            self.status.attempt = 0
-            self.actions.append(Notify(T.APPROVAL_REQUIRED.value, f"{self.name}: {why}"))
-            return
-        self._enter(Stage.MERGE, trigger, message, None)
+class _Step(Step):
+    """The handlers: one per kind of observation."""
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -393,7 +112,7 @@ class _Step:
     def _on_MergeSlotGranted(self, _: MergeSlotGranted) -> None:  # noqa: N802
         self._require(P.MERGING)
         if self.status.attempt != 0:
-            raise _Ignored(f"merge attempt {self.status.attempt} is already running")
+            raise Ignored(f"merge attempt {self.status.attempt} is already running")
         limit = self._limit_problem(Stage.MERGE)
         if limit is not None:
             self._park(*limit)
@@ -414,7 +133,7 @@ class _Step:
             # (approves the plan as it stands, or cancels and writes a clearer task).
             asked = "; ".join(q[:300] for q in questions[:10])
             self._move(T.QUESTIONS_OPEN, P.AWAITING_APPROVAL,
-                       f"the planner has open questions: {asked}; {_approve_hint(self.name)}"
+                       f"the planner has open questions: {asked}; {approve_hint(self.name)}"
                        " to go on with the plan as it stands, or cancel and create a clearer"
                        " task")  # fmt: skip
             self.status.resume_from, self.status.attempt = Stage.PLAN_REVIEW, 0
@@ -424,7 +143,7 @@ class _Step:
 
     def _on_VerdictGiven(self, obs: VerdictGiven) -> None:  # noqa: N802
         if obs.stage not in (Stage.PLAN_REVIEW, Stage.CODE_REVIEW):
-            raise _Ignored(f"a verdict cannot come from stage {obs.stage}")
+            raise Ignored(f"a verdict cannot come from stage {obs.stage}")
         self._require_attempt(obs.stage, obs.attempt)
         if not self._add_usage(obs.usage):
             return
@@ -511,7 +230,7 @@ class _Step:
             self._park(
                 T.ESCALATION_PARKED,
                 f"escalation rules {rules_parked} park the task:"
-                f" {self.status.escalation.reason}; {_approve_hint(self.name)}",
+                f" {self.status.escalation.reason}; {approve_hint(self.name)}",
             )
             self.status.stage, self.status.attempt = Stage.CI, 0  # where approval resumes
             return
@@ -525,9 +244,9 @@ class _Step:
     def _on_CIFinished(self, obs: CIFinished) -> None:  # noqa: N802
         self._require(P.CI)
         if obs.head_sha != self.status.head_sha:
-            raise _Ignored(f"CI result for {obs.head_sha[:12]}, not the current head")
+            raise Ignored(f"CI result for {obs.head_sha[:12]}, not the current head")
         if obs.attempt is not None and obs.attempt != self.status.attempt:
-            raise _Ignored(f"stale CI attempt {obs.attempt}")
+            raise Ignored(f"stale CI attempt {obs.attempt}")
         if not self._add_usage(obs.usage):
             return
         self.status.ci = CIRecord(
@@ -565,7 +284,7 @@ class _Step:
     def _on_MergeFinished(self, obs: MergeFinished) -> None:  # noqa: N802
         self._require(P.MERGING)
         if self.status.attempt == 0 or obs.attempt != self.status.attempt:
-            raise _Ignored(f"stale merge attempt {obs.attempt}")
+            raise Ignored(f"stale merge attempt {obs.attempt}")
         if obs.outcome == "merged":
             problem = self._merge_unverified(obs)
             if problem:
@@ -585,7 +304,7 @@ class _Step:
             return
         if obs.outcome == "base-moved":
             if obs.new_head_sha is None:
-                raise _Ignored("base-moved without the rebased head")
+                raise Ignored("base-moved without the rebased head")
             self.status.head_sha = obs.new_head_sha
             self.status.ci = None
             # Neither this merge attempt nor the CI run it calls for failed, so the retry caps
@@ -632,13 +351,13 @@ class _Step:
 
     def _on_UsageReported(self, obs: UsageReported) -> None:  # noqa: N802
         if self.phase not in ACTIVE:
-            raise _Ignored(f"usage reported in phase {self.phase}")
+            raise Ignored(f"usage reported in phase {self.phase}")
         self._add_usage(obs.usage)
 
     def _on_PullRequestOpened(self, obs: PullRequestOpened) -> None:  # noqa: N802
         pr = PullRequestRef(number=obs.number, url=obs.url)
         if self.status.pull_request == pr:
-            raise _Ignored("pull request already recorded")
+            raise Ignored("pull request already recorded")
         self.status.pull_request = pr
 
     # -- people and the spec -----------------------------------------------------------
@@ -646,13 +365,13 @@ class _Step:
     def _on_HumanAction(self, obs: HumanAction) -> None:  # noqa: N802
         if obs.action == "cancel":
             if self.phase in (P.MERGED, P.CANCELLED):
-                raise _Ignored(f"cannot cancel a task in {self.phase}")
+                raise Ignored(f"cannot cancel a task in {self.phase}")
             self._cancel_live_stage()
             self._move(T.HUMAN_CANCELLED, P.CANCELLED, f"cancelled by {obs.by}")
             return
         if obs.action == "retry":
             if self.phase not in RETRYABLE:
-                raise _Ignored(f"retry applies to {sorted(RETRYABLE)}, not {self.phase}")
+                raise Ignored(f"retry applies to {sorted(RETRYABLE)}, not {self.phase}")
             resume = self.status.stage
             self._move(T.HUMAN_RETRIED, P.PENDING, f"retried by {obs.by}")
             self.status.round += 1
@@ -663,12 +382,12 @@ class _Step:
             return
         approvers = self.factory.escalation.approvers
         if approvers and obs.by.lstrip("@") not in [a.lstrip("@") for a in approvers]:
-            raise _Ignored(f"{obs.by} is not in escalation.approvers {approvers}")
+            raise Ignored(f"{obs.by} is not in escalation.approvers {approvers}")
         if obs.action == "request-changes":
             # A person's review is a reviewer's verdict: back to the implementer with it, on
             # the retry caps like any other.
             if self.phase not in CHANGEABLE or self.status.resume_from == Stage.PLAN_REVIEW:
-                raise _Ignored(f"no patch awaits a person's review in phase {self.phase}")
+                raise Ignored(f"no patch awaits a person's review in phase {self.phase}")
             self._cancel_live_stage()
             self._enter(Stage.IMPLEMENT, T.HUMAN_CHANGES_REQUESTED,
                         f"{obs.by} requested changes on the pull request",
@@ -682,20 +401,20 @@ class _Step:
             self._enter(Stage.PLAN_REVIEW, T.HUMAN_APPROVED, go_on, None)
             return
         if self.phase == P.AWAITING_APPROVAL:
-            _must(record, "escalation record").approved_by = obs.by
+            must(record, "escalation record").approved_by = obs.by
             self._enter(Stage.MERGE, T.HUMAN_APPROVED, f"approved by {obs.by}", None)
             return
         if self.phase == P.NEEDS_ATTENTION and self.status.reason == T.ESCALATION_PARKED:
-            _must(record, "escalation record").approved_by = obs.by
+            must(record, "escalation record").approved_by = obs.by
             # Parking released the slot and the path lock: queue for them again.
             self._move(T.HUMAN_APPROVED, P.QUEUED, f"approved by {obs.by}; resuming at CI")
             self.status.resume_from, self.status.stage, self.status.attempt = Stage.CI, None, 0
             return
-        raise _Ignored(f"nothing awaits approval in phase {self.phase}")
+        raise Ignored(f"nothing awaits approval in phase {self.phase}")
 
     def _on_SpecInvalid(self, obs: SpecInvalid) -> None:  # noqa: N802
         if self.phase in TERMINAL:
-            raise _Ignored(f"task already ended in {self.phase}")
+            raise Ignored(f"task already ended in {self.phase}")
         self._cancel_live_stage()
         self._move(T.SPEC_INVALID, P.FAILED, obs.message)
         self.actions.append(Notify(T.SPEC_INVALID.value, f"{self.name}: {obs.message}"))
@@ -703,21 +422,6 @@ class _Step:
 
 #: Phases in which a person's request for changes sends the patch back to the implementer.
 CHANGEABLE = (P.CI, P.CODE_REVIEW, P.AWAITING_APPROVAL)
-
-
-def _approve_hint(task: str) -> str:
-    return (
-        f"approve with: kubectl annotate agenttask {task}"
-        " agentfactory.dev/approved-by=<your user name>"
-        f" (locally: agentfactory local approve {task})"
-    )
-
-
-def _must(value: _V | None, what: str) -> _V:
-    """*value*, which the pipeline's own invariants guarantee is set."""
-    if value is None:
-        raise IllegalTransitionError(f"{what} is missing: the status breaks an invariant")
-    return value
 
 
 def _findings_feedback(title: str, findings: list[Finding]) -> str:
@@ -730,4 +434,4 @@ def _findings_feedback(title: str, findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Decision", "TaskView", "decide"]
+__all__ = ["CHANGEABLE", "Decision", "TaskView", "decide"]

@@ -1,22 +1,15 @@
-"""GitHub through PyGithub: installation tokens minted per pod and role, and the forge
-operations on branches, pull requests, comments, reviews, checks and merges.
+"""GitHub through PyGithub: the forge operations on branches, pull requests, comments,
+reviews, checks and merges (credentials and errors: `github_auth`).
 
-Tokens: the App authenticates with a short-lived JWT signed by its private key, then asks for
-an installation token restricted to the one repository and to the permissions the role needs
-(`core.github.role_permissions`). PyGithub's `get_access_token` cannot restrict repositories,
-so the request goes through the integration's own requester (PyGithub's public way to make a
-call it has no method for), with the App's JWT auth and PyGithub's retry policy (rate limits,
-secondary rate limits and 5xx, with backoff). A plain token (`GitHubToken`) works too, as it
-is: it cannot be narrowed, which the factory's CredentialsValid condition says.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from agentfactory.core.forges import ForgeBusyError, ForgeError, MergeOutcome, PullRequest, Reviews
+from agentfactory.core.forges import MergeOutcome, PullRequest, Reviews
 from agentfactory.core.github import (
     OPERATOR_PERMISSIONS,
     ForgeCheck,
@@ -26,13 +19,23 @@ from agentfactory.core.github import (
 )
 from agentfactory.core.intake import TAKEN_LABEL, Issue
 from agentfactory.forge.git import HEAD_TRAILER, TASK_TRAILER, GitForge
+from agentfactory.forge.github_auth import (
+    TOKEN_MARGIN,
+    Credentials,
+    GitHubApp,
+    GitHubBusyError,
+    GitHubError,
+    GitHubToken,
+    MintedToken,
+    Pacing,
+    failed,
+    message_of,
+    transient,
+)
 from github import (
     Auth,
     Github,
     GithubException,
-    GithubIntegration,
-    GithubRetry,
-    RateLimitExceededException,
 )
 
 if TYPE_CHECKING:
@@ -44,139 +47,7 @@ if TYPE_CHECKING:
     from agentfactory.core.github import GitHubRepository
 
 
-class GitHubError(ForgeError):
-    """A GitHub call failed; the message names the likely fix."""
-
-
-class GitHubBusyError(GitHubError, ForgeBusyError):
-    """GitHub is rate limiting or failing (after PyGithub's retries): nothing is wrong with
-    the request, and a later try should pass."""
-
-
-def _transient(exc: GithubException) -> bool:
-    return isinstance(exc, RateLimitExceededException) or exc.status >= 500
-
-
-@dataclass(frozen=True)
-class MintedToken:
-    """An installation token as GitHub granted it."""
-
-    token: str
-    expires_at: datetime
-    permissions: dict[str, str]
-    repositories: list[str]
-
-    def __repr__(self) -> str:  # never the token itself, in logs or tracebacks
-        return f"MintedToken(repositories={self.repositories}, permissions={self.permissions})"
-
-
-@dataclass(frozen=True)
-class Pacing:
-    """How the client paces its calls and waits out GitHub's limits (PyGithub's retry does
-    the waiting: until a primary limit resets, a secondary limit's Retry-After, or
-    `secondary_rate_wait` when GitHub gives none; 5xx with exponential backoff)."""
-
-    seconds_between_requests: float = 0.25
-    """GitHub asks integrators to serialize and pace their calls."""
-    secondary_rate_wait: float = 60
-    """GitHub: wait at least a minute after a secondary limit without Retry-After."""
-    max_rate_limit_wait: float = 90
-    """A longer wait fails the call instead: a worker's pass must not stall until an hourly
-    limit resets; the task says it is rate limited and the next pass tries again."""
-    retries: int = 5
-
-    def client_options(self) -> dict[str, Any]:
-        retry = GithubRetry(total=self.retries, secondary_rate_wait=self.secondary_rate_wait,
-                            max_rate_limit_wait=self.max_rate_limit_wait,
-                            # GitHub answers a secondary limit with 429 as well as 403
-                            status_forcelist=[*range(500, 600), 429],
-                            # the last answer, not urllib3's RetryError: PyGithub turns it
-                            # into the GithubException the forge explains
-                            raise_on_status=False)  # fmt: skip
-        return {"retry": retry, "seconds_between_requests": self.seconds_between_requests,
-                "seconds_between_writes": self.seconds_between_requests,
-                "user_agent": "agentfactory"}  # fmt: skip
-
-
-@dataclass
-class GitHubApp:
-    """A GitHub App installation that mints tokens for one repository."""
-
-    repository: GitHubRepository
-    app_id: str
-    installation_id: int
-    private_key: str
-    pacing: Pacing = field(default_factory=Pacing)
-
-    def __post_init__(self) -> None:
-        self._integration = GithubIntegration(
-            auth=Auth.AppAuth(self.app_id, self.private_key),
-            base_url=self.repository.api_url,
-            **self.pacing.client_options(),
-        )
-
-    def __repr__(self) -> str:
-        return f"GitHubApp({self.app_id}, installation {self.installation_id})"
-
-    def mint(self, permissions: dict[str, str]) -> MintedToken:
-        """A token for this repository only, with exactly *permissions*."""
-        body = {"repositories": [self.repository.name], "permissions": permissions}
-        try:
-            _headers, data = self._integration.requester.requestJsonAndCheck(
-                "POST", f"/app/installations/{self.installation_id}/access_tokens", input=body
-            )
-        except GithubException as exc:
-            where = f"GitHub App {self.app_id}, installation {self.installation_id}"
-            raise _failed(f"minting a token ({where})", exc, self._fix(exc.status)) from None
-        return _token(data)
-
-    def _fix(self, status: int) -> str:
-        fixes = {
-            401: "the App id or private key is wrong: check the Secret's app-id and private-key",
-            403: "the installation is suspended or lacks a permission: check the App's settings",
-            404: "no such installation: check the Secret's installation-id",
-            422: f"the installation cannot grant this: install the App on"
-            f" {self.repository.full_name} with the permissions the factory needs",
-        }
-        return fixes.get(status, "GitHub refused the request")
-
-
-@dataclass
-class GitHubToken:
-    """A plain token (a personal or fine-grained access token) for one repository: every
-    "minted" token is this one, with whatever rights it was created with."""
-
-    repository: GitHubRepository
-    token: str = field(repr=False)
-    pacing: Pacing = field(default_factory=Pacing)
-
-    def mint(self, permissions: dict[str, str]) -> MintedToken:
-        del permissions  # a plain token cannot be narrowed
-        return MintedToken(self.token, datetime.max.replace(tzinfo=UTC), {}, [])
-
-
-class Credentials(Protocol):
-    """Where the forge's tokens come from: a GitHub App or a plain token."""
-
-    repository: GitHubRepository
-    pacing: Pacing
-
-    def mint(self, permissions: dict[str, str]) -> MintedToken: ...
-
-
-def _token(data: dict[str, Any]) -> MintedToken:
-    expires = str(data["expires_at"]).replace("Z", "+00:00")
-    return MintedToken(
-        token=str(data["token"]),
-        expires_at=datetime.fromisoformat(expires),
-        permissions=dict(data.get("permissions") or {}),
-        repositories=[str(r["name"]) for r in data.get("repositories") or []],
-    )
-
-
 LABEL_PREFIX = "agentfactory:"
-#: Re-mint the operator's token this long before it expires (a push must not outlive it).
-TOKEN_MARGIN = timedelta(minutes=5)
 
 
 @dataclass
@@ -229,8 +100,8 @@ class GitHubForge(GitForge):
         try:
             self.api().requester.requestJsonAndCheck("GET", f"/repos/{self.repository.full_name}")
         except GithubException as exc:
-            if _transient(exc):
-                raise _failed(f"reading {self.repository.full_name}", exc) from None
+            if transient(exc):
+                raise failed(f"reading {self.repository.full_name}", exc) from None
             fixes = {
                 401: "the token is wrong, expired or revoked: put a valid one in the Secret",
                 403: "the token may not read it: grant it access to the repository",
@@ -259,14 +130,14 @@ class GitHubForge(GitForge):
                 except GithubException as exc:
                     # Made by an earlier try whose answer was lost (PyGithub repeats a POST
                     # after a 5xx), so GitHub says it exists: find it.
-                    if exc.status != 422 or "already exists" not in _message(exc):
+                    if exc.status != 422 or "already exists" not in message_of(exc):
                         raise
                     if (pull := find()) is None:
                         raise
             elif pull.title != title or (pull.body or "") != body:
                 pull.edit(title=title, body=body)
         except GithubException as exc:
-            raise _failed(f"pull request for {branch}", exc) from None
+            raise failed(f"pull request for {branch}", exc) from None
         return PullRequest(pull.number, pull.html_url, pull.head.sha)
 
     def comment(self, number: int, key: str, text: str) -> None:
@@ -287,7 +158,7 @@ class GitHubForge(GitForge):
                 elif existing[marker].body != body:
                     existing[marker].edit(body)
         except GithubException as exc:
-            raise _failed(f"comment on #{number}", exc) from None
+            raise failed(f"comment on #{number}", exc) from None
 
     def open_issues(self, label: str) -> list[tuple[Issue, set[str]]]:
         """The open issues (not PRs) labelled *label*, each with all its labels."""
@@ -297,7 +168,7 @@ class GitHubForge(GitForge):
                     for i in self.api().get_issues(state="open", labels=[label])
                     if i.pull_request is None]  # fmt: skip
         except GithubException as exc:
-            raise _failed(f"issues labelled {label!r}", exc) from None
+            raise failed(f"issues labelled {label!r}", exc) from None
 
     def take_issue(self, number: int, text: str) -> None:
         """Mark issue *number* as made into a task (`TAKEN_LABEL`) and say so on it."""
@@ -305,7 +176,7 @@ class GitHubForge(GitForge):
         try:
             self.api().get_issue(number).add_to_labels(TAKEN_LABEL)
         except GithubException as exc:
-            raise _failed(f"labelling #{number}", exc) from None
+            raise failed(f"labelling #{number}", exc) from None
 
     def reviews(self, number: int, head_sha: str, approvers: list[str]) -> Reviews:
         """What people said of exactly *head_sha*, from each one's latest review (an approval of
@@ -334,7 +205,7 @@ class GitHubForge(GitForge):
                      if c.user is not None and c.user.login == login
                      and c.commit_id == head_sha]  # fmt: skip
         except GithubException as exc:
-            raise _failed(f"reviews of #{number}", exc) from None
+            raise failed(f"reviews of #{number}", exc) from None
         return Reviews(approved, (login, "\n".join([review.body or "(no summary)", *notes])))
 
     def label_phase(self, number: int, phase: str) -> None:
@@ -348,7 +219,7 @@ class GitHubForge(GitForge):
             if sorted(label.name for label in issue.labels) != sorted(wanted):
                 issue.set_labels(*wanted)
         except GithubException as exc:
-            raise _failed(f"labels of #{number}", exc) from None
+            raise failed(f"labels of #{number}", exc) from None
 
     def checks(self, sha: str) -> list[ForgeCheck]:
         """Every check run and commit status on exactly *sha*."""
@@ -362,7 +233,7 @@ class GitHubForge(GitForge):
                                    _summary(s.description or "", "", s.target_url))
                         for s in commit.get_combined_status().statuses]  # fmt: skip
         except GithubException as exc:
-            raise _failed(f"checks on {sha[:12]}", exc) from None
+            raise failed(f"checks on {sha[:12]}", exc) from None
         return runs + statuses
 
     def merge(
@@ -396,8 +267,8 @@ class GitHubForge(GitForge):
             status = pull.merge(commit_title=title, commit_message=f"{body}\n\n{trailers}",
                                 merge_method=method, sha=head_sha)  # fmt: skip
         except GithubException as exc:
-            if _transient(exc):  # passing: no merge attempt is spent on it
-                raise _failed(f"merging {branch}", exc) from None
+            if transient(exc):  # passing: no merge attempt is spent on it
+                raise failed(f"merging {branch}", exc) from None
             return _merge_refused(exc, head_sha)
         self._delete(branch, delete_branch)
         return MergeOutcome("merged", head_sha, merged_sha=status.sha)
@@ -423,51 +294,11 @@ class GitHubForge(GitForge):
                 repo.requester.requestJsonAndCheck("DELETE", f"{repo.url}/git/refs/heads/{branch}")
             except GithubException as exc:
                 if exc.status not in (404, 422):  # gone already
-                    raise _failed(f"deleting {branch}", exc) from None
-
-
-def _failed(what: str, exc: GithubException, fix: str = "") -> GitHubError:
-    """The error for a refused call: GitHubBusyError when a later try should pass, else
-    GitHubError, with *fix* (what to change) after what GitHub said."""
-    if _transient(exc):
-        return GitHubBusyError(f"{what}: {_explain(exc)}")
-    return GitHubError(f"{what}: {_explain(exc)}" + (f": {fix}" if fix else ""))
-
-
-def _message(exc: GithubException) -> str:
-    """GitHub's own message in a refusal, with the details of a 422's `errors`."""
-    if not isinstance(exc.data, dict):
-        return str(exc.data or "")
-    details = [_detail(e) for e in exc.data.get("errors") or []]
-    return ": ".join([str(exc.data.get("message", "")), *filter(None, details)])
-
-
-def _detail(error: Any) -> str:
-    """One of a 422's `errors`: its message, or which field failed how."""
-    if not isinstance(error, dict):
-        return str(error)
-    fields = (str(error[k]) for k in ("resource", "field", "code") if k in error)
-    return str(error.get("message") or " ".join(fields))
-
-
-def _explain(exc: GithubException) -> str:
-    """What GitHub said, and for a limit, until when: PyGithub has already waited as long as
-    the pacing allows, so the caller gives up for now and the next pass tries again."""
-    message = _message(exc)
-    if not isinstance(exc, RateLimitExceededException):
-        return f"{exc.status} {message}".strip()
-    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-    reset = headers.get("x-ratelimit-reset", "")
-    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
-        until = datetime.fromtimestamp(int(reset), UTC).strftime("%H:%M:%SZ")
-        return f"GitHub's rate limit is spent until {until}; the operator tries again then"
-    after = headers.get("retry-after", "")
-    return (f"GitHub's secondary rate limit ({message or exc.status}); the operator tries again"
-            + (f" in {after} s" if after else " later"))  # fmt: skip
+                    raise failed(f"deleting {branch}", exc) from None
 
 
 def _merge_refused(exc: GithubException, head_sha: str) -> MergeOutcome:
-    message = _message(exc)
+    message = message_of(exc)
     if exc.status == 405:  # not mergeable (conflict, or a branch protection rule)
         return MergeOutcome("conflict", head_sha, message=f"GitHub refused the merge: {message}")
     if exc.status == 409:  # the head moved: a push raced the verified head
@@ -477,3 +308,9 @@ def _merge_refused(exc: GithubException, head_sha: str) -> MergeOutcome:
 
 def _summary(title: str, text: str, url: str | None) -> str:
     return "\n".join(part for part in (title, text, url or "") if part)
+
+
+__all__ = [
+    "Credentials", "GitHubApp", "GitHubBusyError", "GitHubError", "GitHubForge", "GitHubToken",
+    "MintedToken", "Pacing", "PullRequest", "Reviews",
+]  # fmt: skip
