@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.builders import Driver
+from testbed.builders import Driver
 
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo, find_cycles, ready_set

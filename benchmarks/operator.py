@@ -1,5 +1,5 @@
 """Operator benchmarks: `agentfactory run` (kopf, as a process of its own, with the chart's
-RBAC) against a real control plane on loopback (`tests/apiserver.py`: etcd, kube-apiserver,
+RBAC) against a real control plane on loopback (`testbed/apiserver.py`: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler), with a kubelet that answers every stage pod bound
 to its Node at once with a scripted result, so what is measured is the operator and its git
 work, not agents.
@@ -40,13 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
-from tests.apiserver import ControlPlane
-from tests.cluster import WITH_KOPF, audited
-from tests.gitutil import bare_remote
-from tests.identity import RELEASE, operator_kubeconfig
-from tests.instant import InstantKubelet, factory, task
-from tests.kube import Api, wait_for
-from tests.node import Node
+from testbed.apiserver import ControlPlane
+from testbed.cluster import WITH_KOPF, audited
+from testbed.gitutil import bare_remote
+from testbed.identity import RELEASE, operator_kubeconfig
+from testbed.instant import InstantKubelet, factory, task
+from testbed.kube import Api, wait_for
+from testbed.node import Node
 
 from agentfactory import API_VERSION
 

@@ -1,4 +1,4 @@
-"""A small assembly line on the instant kubelet (`tests/instant.py`), for the fault and
+"""A small assembly line on the instant kubelet (`testbed/instant.py`), for the fault and
 bad-input tests: the real API server behind a fault proxy, a factory on a bare remote (or on
 a fake GitHub) with three tasks (beta depends on alpha), and the check that after whatever
 happened nothing was lost or doubled."""
@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from testbed.cluster import forget, merged_tasks
+from testbed.gitutil import bare_remote
+from testbed.identity import operator_kubeconfig
+from testbed.instant import End, InstantKubelet, factory, happy, task
+from testbed.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
+from testbed.node import Node
 
 from agentfactory import API_VERSION
 from agentfactory.kube.auth import connect
-from tests.cluster import forget, merged_tasks
 from tests.githubs import ALL, REPO
-from tests.gitutil import bare_remote
-from tests.identity import operator_kubeconfig
-from tests.instant import End, InstantKubelet, factory, happy, task
-from tests.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
-from tests.node import Node
 from tests.proxy import FaultProxy
 
 if TYPE_CHECKING:
@@ -29,9 +29,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import aiohttp
-
-    from tests.apiserver import ControlPlane
-    from tests.fakes.github_api import FakeGitHub
+    from testbed.apiserver import ControlPlane
+    from testbed.fakes.github_api import FakeGitHub
 
 NAMES = ["alpha", "beta", "gamma"]  # beta depends on alpha
 ENDED = ("Merged", "NeedsAttention", "Failed", "Cancelled")

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-from tests.apiserver import ControlPlane
-from tests.gitutil import git
-from tests.scripts import FILES
+from testbed.apiserver import ControlPlane
+from testbed.gitutil import git
+from testbed.scripts import FILES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,7 +39,7 @@ def remote(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A real control plane for this pytest worker (see tests/apiserver.py)."""
+    """A real control plane for this pytest worker (see testbed/apiserver.py)."""
     plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
     try:
         yield plane.start()

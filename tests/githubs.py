@@ -9,7 +9,7 @@ from agentfactory.core.github import github_repository
 from agentfactory.forge.github import GitHubApp, Pacing
 
 if TYPE_CHECKING:
-    from tests.fakes.github_api import FakeGitHub
+    from testbed.fakes.github_api import FakeGitHub
 
 REPO = "acme/shop"
 #: Everything the operator's own token asks for.

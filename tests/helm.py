@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-
-from tests.apiserver import ApiError, scrubbed_env, tool
-from tests.builders import merge
+from testbed.apiserver import ApiError, scrubbed_env, tool
+from testbed.builders import merge
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "charts" / "agentfactory"

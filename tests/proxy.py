@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import aiohttp.web
-
-from tests.apiserver import free_port
+from testbed.apiserver import free_port
 
 if TYPE_CHECKING:
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 FORWARDED = ("Authorization", "Content-Type", "Accept", "User-Agent")
 

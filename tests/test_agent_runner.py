@@ -9,6 +9,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from testbed.builders import factory, sha, task_spec
+from testbed.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
+from testbed.gitutil import git
 
 from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
 from agentfactory.agent.runner import Runner, render_contract
@@ -18,9 +21,6 @@ from agentfactory.core.contracts import contract_for, session_deadline
 from agentfactory.core.handoff import RESULT_MARKER, AgentResult, CheckReport, HandoffContract, Role
 from agentfactory.core.phases import Stage
 from agentfactory.core.task import AgentTaskStatus, ImplementationNote, PlanSummary
-from tests.builders import factory, sha, task_spec
-from tests.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
-from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path

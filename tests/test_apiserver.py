@@ -8,16 +8,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from testbed.apiserver import ApiError
+from testbed.builders import factory
+from testbed.scripts import task_doc
 
 from agentfactory.core.executors import Attempt
 from agentfactory.core.phases import Stage
 from agentfactory.manifests.agents import agent_pod, agent_service_account
-from tests.apiserver import ApiError
-from tests.builders import factory
-from tests.scripts import task_doc
 
 if TYPE_CHECKING:
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 

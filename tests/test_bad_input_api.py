@@ -14,20 +14,20 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from testbed.apiserver import scrubbed_env, tool
+from testbed.gitutil import bare_remote, git
+from testbed.identity import operator_kubeconfig
+from testbed.instant import End, factory, succeed
+from testbed.instant import task as instant_task
+from testbed.kube import Api, running_operator, wait_for
 
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory import API_VERSION
 from agentfactory.kube.auth import connect
-from tests.apiserver import scrubbed_env, tool
 from tests.assembly import assert_nothing_lost_or_doubled
 from tests.assembly import line as instant_line
-from tests.gitutil import bare_remote, git
-from tests.identity import operator_kubeconfig
-from tests.instant import End, factory, succeed
-from tests.instant import task as instant_task
-from tests.kube import Api, running_operator, wait_for
 from tests.test_validation import CORPUS, expectations
 
 if TYPE_CHECKING:
@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import aiohttp
-
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 #: What kubectl or the server says where our validator names no field to look for.
 REFUSED_AS = {

@@ -10,16 +10,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from testbed.apiserver import ApiError, Credentials, run_tool
+from testbed.kube import Api, wait_for
+from testbed.scripts import factory_doc, task_doc
 
-from tests.apiserver import ApiError, Credentials, run_tool
 from tests.helm import installed
-from tests.kube import Api, wait_for
-from tests.scripts import factory_doc, task_doc
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 KEY = "agentfactory.dev/approved-by"
 POLICIES = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"

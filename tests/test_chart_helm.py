@@ -23,7 +23,7 @@ from tests.test_images import UIDS
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 EVERYTHING: dict[str, Any] = {
     "replicaCount": 2,

@@ -9,18 +9,19 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from tests.apiserver import ROOT, free_port
-from tests.cluster import FIX_CART, factory, fixes, merged_tasks
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from testbed.apiserver import ROOT, free_port
+from testbed.cluster import FIX_CART, factory, fixes, merged_tasks
+from testbed.fakes.anthropic_api import API_KEY, FakeAnthropic
+from testbed.kube import Api, secret_doc, wait_for
+from testbed.kubelet import kubelet_on
+from testbed.scripts import Router
+
 from tests.helm import installed
-from tests.kube import Api, secret_doc, wait_for
-from tests.kubelet import kubelet_on
-from tests.scripts import Router
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 DOCKERFILE = ROOT / "sandbox-images" / "operator" / "Dockerfile"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from testbed.gitutil import git
 
 from agentfactory.cli import main
-from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path

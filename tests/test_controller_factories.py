@@ -11,22 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 import pytest
+from testbed.fakes.github_api import FakeGitHub, private_key
+from testbed.identity import operator_kubeconfig
+from testbed.kube import Api, running_operator, secret_doc, wait_for
 
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 from agentfactory.kube.auth import connect
-from tests.fakes.github_api import FakeGitHub, private_key
 from tests.githubs import ALL, REPO
-from tests.identity import operator_kubeconfig
-from tests.kube import Api, running_operator, secret_doc, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
     import aiohttp
-
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 
 @dataclass

@@ -11,6 +11,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from testbed.apiserver import SHIPPED
+from testbed.fakes.github_api import FakeGitHub
+from testbed.kube import Api, secret_doc, wait_for
+from testbed.scripts import factory_doc, task_doc
 
 from agentfactory.controller.worker import Worker
 from agentfactory.forge.github import GitHubForge, PullRequest
@@ -18,17 +22,13 @@ from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.view import View
 from agentfactory.manifests.agents import agent_service_account
-from tests.apiserver import SHIPPED
-from tests.fakes.github_api import FakeGitHub
 from tests.githubs import ALL, REPO, app
-from tests.kube import Api, secret_doc, wait_for
-from tests.scripts import factory_doc, task_doc
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 API = "agentfactory.dev/v1alpha1"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from testbed.gitutil import git
+
 from agentfactory.core.diff import parse_unified_diff
-from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path

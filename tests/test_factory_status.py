@@ -8,11 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from testbed.builders import FACTORY, T0, merge
 
 from agentfactory.core.factory_status import factory_status
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
-from tests.builders import FACTORY, T0, merge
 
 GITHUB = {"repository": {"url": "https://github.com/o/r.git", "forge": "github"}}
 

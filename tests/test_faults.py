@@ -2,7 +2,7 @@
 server behind a fault proxy (`tests/proxy.py`): status writes refused or failing, watch
 streams cut, watches answered 410 Gone, slow answers, agent pods evicted, OOM-killed or
 handing back garbage, a pod no node has room for, and the operator killed at each stage
-boundary. Stage pods finish at once with scripted results (`tests/instant.py`), so each test
+boundary. Stage pods finish at once with scripted results (`testbed/instant.py`), so each test
 is quick and deterministic.
 
 After every fault, every task ends Merged (or NeedsAttention with its reason), merged once,
@@ -19,19 +19,20 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from testbed.cluster import operator_process
+from testbed.fakes.github_api import FakeGitHub, Fault
+from testbed.instant import EVICTED, HOLD, MALFORMED, OOM_KILLED, PHASE_OF_STAGE, End, succeed
+from testbed.kube import wait_for
 
 from tests.assembly import NAMES, assert_nothing_lost_or_doubled, line
-from tests.cluster import operator_process
-from tests.fakes.github_api import FakeGitHub, Fault
 from tests.githubs import REPO
-from tests.instant import EVICTED, HOLD, MALFORMED, OOM_KILLED, PHASE_OF_STAGE, End, succeed
-from tests.kube import wait_for
 from tests.proxy import Answer, Slow
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
+
     from tests.proxy import Request
 
 

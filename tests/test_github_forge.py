@@ -9,14 +9,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from testbed.fakes.github_api import FakeGitHub, Fault
+from testbed.gitutil import git
 
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.github import ci_verdict, github_repository
 from agentfactory.forge.git import BranchRefusedError
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, GitHubToken
-from tests.fakes.github_api import FakeGitHub, Fault
 from tests.githubs import ALL, PACING, REPO, app
-from tests.gitutil import git
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from testbed.fakes.github_api import FakeGitHub, private_key
 
 from agentfactory.core.github import OPERATOR_PERMISSIONS, github_repository, role_permissions
 from agentfactory.forge.github import GitHubError
-from tests.fakes.github_api import FakeGitHub, private_key
 from tests.githubs import ALL, REPO, app
 
 

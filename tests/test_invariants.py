@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testbed.builders import CLEAN, T0, factory, patch, sha, task_spec
 
 from agentfactory.core.actions import CancelStage
 from agentfactory.core.globs import scopes_overlap
@@ -45,7 +46,6 @@ from agentfactory.core.pipeline import TaskView, decide
 from agentfactory.core.scheduler import TaskInfo, schedule
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, PlanSummary, Usage
 from agentfactory.core.work import AwaitChecks, Merge, RunAttempt, attempt_name
-from tests.builders import CLEAN, T0, factory, patch, sha, task_spec
 
 if TYPE_CHECKING:
     from agentfactory.core.factory import FactorySpecSpec

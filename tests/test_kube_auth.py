@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 import yaml
+from testbed.apiserver import Authority, Credentials
+from testbed.kube import Api, wait_for
+from testbed.kubelet import kubelet_on
 
 from agentfactory.kube.auth import AuthError, connect
 from agentfactory.kube.client import Kube
-from tests.apiserver import Authority, Credentials
-from tests.kube import Api, wait_for
-from tests.kubelet import kubelet_on
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 REVIEW = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}

@@ -6,16 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from testbed.identity import operator_kubeconfig
 
 from agentfactory.kube.auth import connect
 from agentfactory.kube.client import Kube, KubeError, path_of
-from tests.identity import operator_kubeconfig
 from tests.proxy import Answer, FaultProxy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
+
     from tests.proxy import Request
 
 

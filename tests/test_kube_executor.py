@@ -16,7 +16,7 @@ from agentfactory.manifests.agents import MAX_CONTRACT_BYTES, ManifestError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 
 async def test_inputs_too_large_for_a_config_map_create_nothing(

@@ -13,7 +13,7 @@ from agentfactory.kube.client import Kube
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 
 def factory(namespace: str) -> dict[str, Any]:

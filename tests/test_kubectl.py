@@ -9,16 +9,17 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from testbed.apiserver import scrubbed_env, tool
+from testbed.identity import operator_kubeconfig
+from testbed.kube import Api, running_operator, wait_for
+
 import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory.kube.auth import connect
-from tests.apiserver import scrubbed_env, tool
-from tests.identity import operator_kubeconfig
-from tests.kube import Api, running_operator, wait_for
 
 if TYPE_CHECKING:
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 ROOT = Path(__file__).parent.parent
 API = "agentfactory.dev/v1alpha1/namespaces"

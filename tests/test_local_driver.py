@@ -13,13 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-
-from agentfactory.core.phases import Phase
-from agentfactory.local.driver import LoadError, LocalFactory
-from agentfactory.local.state import StateStore
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Reply, tool
-from tests.gitutil import git
-from tests.scripts import (
+from testbed.fakes.anthropic_api import API_KEY, FakeAnthropic, Reply, tool
+from testbed.gitutil import git
+from testbed.scripts import (
     CART,
     CART_FIXED,
     Router,
@@ -29,6 +25,10 @@ from tests.scripts import (
     task_doc,
     verdict,
 )
+
+from agentfactory.core.phases import Phase
+from agentfactory.local.driver import LoadError, LocalFactory
+from agentfactory.local.state import StateStore
 
 if TYPE_CHECKING:
     from pathlib import Path

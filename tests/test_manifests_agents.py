@@ -9,6 +9,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from testbed.builders import factory
 
 from agentfactory.core.executors import Attempt
 from agentfactory.core.handoff import HandoffContract, Role, summary_of
@@ -22,7 +23,6 @@ from agentfactory.manifests.agents import (
     input_config_map,
     input_files,
 )
-from tests.builders import factory
 
 K8S = "1.31"
 ATTEMPT = Attempt(task="add-webhook", task_uid="uid-task", namespace="shop", factory="shop",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from testbed.builders import Driver
+
 from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.phases import Phase
 from agentfactory.core.task import AgentTaskStatus
-from tests.builders import Driver
 
 
 def test_a_minimal_factory_gets_the_documented_defaults() -> None:

@@ -11,15 +11,16 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from tests.cluster import FIX_CART, cluster, fixes
-from tests.fakes.github_api import FakeGitHub
+from testbed.cluster import FIX_CART, cluster, fixes
+from testbed.fakes.github_api import FakeGitHub
+from testbed.gitutil import git
+
 from tests.githubs import ALL, REPO
-from tests.gitutil import git
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 #: The stage pods of one pass on GitHub: CI is GitHub's own, so no CI pod.
 AGENT_STAGES = ["fix-cart-plan-1", "fix-cart-plan-review-1", "fix-cart-implement-1",

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import aiohttp.web
-
-from agentfactory.controller.credentials import SECRET_SECONDS
-from tests.apiserver import free_port
-from tests.cluster import (
+from testbed.apiserver import free_port
+from testbed.cluster import (
     CI_A_WHILE,
     EVERY_STAGE,
     FIX,
@@ -29,10 +27,10 @@ from tests.cluster import (
     merged_tasks,
     operator_process,
 )
-from tests.fakes.anthropic_api import API_KEY, Fail, tool
-from tests.gitutil import git
-from tests.kube import secret_doc, wait_for, wait_gone
-from tests.scripts import (
+from testbed.fakes.anthropic_api import API_KEY, Fail, tool
+from testbed.gitutil import git
+from testbed.kube import secret_doc, wait_for, wait_gone
+from testbed.scripts import (
     CART_FIXED,
     CHECK,
     implement,
@@ -41,13 +39,14 @@ from tests.scripts import (
     verdict,
 )
 
+from agentfactory.controller.credentials import SECRET_SECONDS
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
     import pytest
-
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 
 async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(

@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from testbed.builders import CLEAN, Driver, factory, patch, sha
 
 from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.observations import (
@@ -21,7 +22,6 @@ from agentfactory.core.phases import ACTIVE, Phase, Stage, Verdict
 from agentfactory.core.task import PlanSummary, Usage
 from agentfactory.core.transitions import TRANSITIONS, Trigger
 from agentfactory.core.work import AwaitChecks, Merge
-from tests.builders import CLEAN, Driver, factory, patch, sha
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from testbed.builders import patch
 
 from agentfactory.core.diff import ChangedLine, FileChange, Patch
 from agentfactory.core.factory import EscalationRule, Guardrails
 from agentfactory.core.policies.escalation import evaluate_escalation
 from agentfactory.core.policies.guardrails import check_guardrails
-from tests.builders import patch
 
 SCOPE = ["src/**", "tests/**"]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from testbed.apiserver import BUILD
+
 from agentfactory.core.phases import Phase
 from agentfactory.core.transitions import TRANSITIONS, Trigger
-from tests.apiserver import BUILD
 
 ROOT = Path(__file__).parent.parent
 

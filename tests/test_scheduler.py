@@ -7,11 +7,11 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from testbed.builders import T0, Driver, factory, patch
 
 from agentfactory.core.observations import DependencyCycle
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo, find_cycles, ready_set, schedule
-from tests.builders import T0, Driver, factory, patch
 
 P = Phase
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from testbed.instant import result
+
 from agentfactory.core.executors import Absent, Outcome
 from agentfactory.core.factory import FactorySpecSpec, Repository
 from agentfactory.core.forges import MergeOutcome, PullRequest
@@ -19,7 +21,6 @@ from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
 from agentfactory.forge.registry import ForgeRegistry
 from agentfactory.loop.ports import Record
 from agentfactory.loop.reconciler import Reconciler
-from tests.instant import result
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,4 +1,4 @@
-"""The cluster the operator's end-to-end tests run in: the real API server (tests/apiserver.py),
+"""The cluster the operator's end-to-end tests run in: the real API server (testbed/apiserver.py),
 the test kubelet running every stage pod bound to its Node in bubblewrap with the real agent
 runner, the fake Messages API, the resources as `kubectl apply` would send them, and kopf for
 real in this process with the chart's ServiceAccount and RBAC."""
@@ -18,12 +18,21 @@ import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory.kube.auth import connect
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
-from tests.gitutil import git
-from tests.identity import RELEASE, operator_kubeconfig
-from tests.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
-from tests.kubelet import Kubelet, kubelet_on
-from tests.scripts import CART, CART_FIXED, CHECK, Router, factory_doc, implement, replace, task_doc
+from testbed.fakes.anthropic_api import API_KEY, FakeAnthropic
+from testbed.gitutil import git
+from testbed.identity import RELEASE, operator_kubeconfig
+from testbed.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
+from testbed.kubelet import Kubelet, kubelet_on
+from testbed.scripts import (
+    CART,
+    CART_FIXED,
+    CHECK,
+    Router,
+    factory_doc,
+    implement,
+    replace,
+    task_doc,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,8 +40,8 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from tests.apiserver import ControlPlane
-    from tests.fakes.anthropic_api import Reply
+    from testbed.apiserver import ControlPlane
+    from testbed.fakes.anthropic_api import Reply
 
 FIX_CART = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py"])
 FIX = implement(replace("shop/cart.py", CART, CART_FIXED))

@@ -25,7 +25,7 @@ from agentfactory.core.handoff import (
     PlanOutput,
     VerdictOutput,
 )
-from tests.node import now
+from testbed.node import now
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from tests.node import Node
+    from testbed.node import Node
 
 PHASE_OF_STAGE = {"plan": "Planning", "plan-review": "PlanReview", "implement": "Implementing",
                   "ci": "CI", "code-review": "CodeReview"}  # fmt: skip
@@ -111,7 +111,7 @@ def happy(stage: str, task: str, attempt: int) -> End | None:
 
 @dataclass
 class InstantKubelet:
-    """Runs its Node (`tests/node.py`) and finishes the stage pods bound to it as they come;
+    """Runs its Node (`testbed/node.py`) and finishes the stage pods bound to it as they come;
     `started` lists them in order, and `available` when each task's latest result was
     written."""
 

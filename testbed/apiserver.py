@@ -6,7 +6,7 @@ The API server serves TLS only, authenticates client certificates and service-ac
 a production cluster runs, PodSecurity and OwnerReferencesPermissionEnforcement among them.
 The controller manager brings garbage collection, namespace deletion, service accounts and the
 node lifecycle; the scheduler binds pods to the test kubelet's Node. There is no container
-runtime: tests/kubelet.py runs pods' commands as processes.
+runtime: testbed/kubelet.py runs pods' commands as processes.
 
 One control plane serves a whole pytest worker (it takes seconds to start); each test works
 in a namespace of its own, labelled to enforce Pod Security "restricted".

@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from agentfactory.local.executor import runtime_paths
-from tests.apiserver import ApiError
-from tests.kube import wait_for
-from tests.node import Node
+from testbed.apiserver import ApiError
+from testbed.kube import wait_for
+from testbed.node import Node
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
-log = logging.getLogger("tests.kubelet")
+log = logging.getLogger("testbed.kubelet")
 # /run is the pod's own (a kubelet mounts service account tokens under /var/run, its link).
 SKIP_ROOT = {"tmp", "proc", "dev", "sys", "run", "workspace", "factory"}
 

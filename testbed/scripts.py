@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.anthropic_api import Fail, Reply, tool
+from testbed.fakes.anthropic_api import Fail, Reply, tool
 
 ROOT = Path(__file__).parent.parent
 CHECK = "python3 -m unittest discover -q"

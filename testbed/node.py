@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import aiohttp.web
 
-from tests.apiserver import Credentials, free_port
-from tests.kube import Api
+from testbed.apiserver import Credentials, free_port
+from testbed.kube import Api
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
-log = logging.getLogger("tests.node")
+log = logging.getLogger("testbed.node")
 LEASE_SECONDS = 40
 RENEW_SECONDS = 10.0
 

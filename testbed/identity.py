@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.apiserver import ROOT, Credentials, run_tool
+from testbed.apiserver import ROOT, Credentials, run_tool
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.apiserver import ControlPlane
+    from testbed.apiserver import ControlPlane
 
 CHART = str(ROOT / "charts" / "agentfactory")
 RELEASE = "agentfactory"
