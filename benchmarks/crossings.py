@@ -8,7 +8,8 @@ plane (`testbed/apiserver.py`).
 With REPOSITORY (a checkout of another commit of this project), its code is measured
 instead, so a change can be compared with the code before it. Figures: calls from one
 `agentfactory` module into another (crossings), the distinct modules on the path, and how
-often the path enters and leaves the worker module.
+often the worker module calls into another (a coroutine resumed after an await is not a
+call).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import importlib
+import inspect
 import sys
 import tempfile
 from pathlib import Path
@@ -70,7 +72,15 @@ async def _path(root: Path) -> dict[str, Any]:
                 await worker.refresh()
                 calls: collections.Counter[tuple[str, str]] = collections.Counter()
 
+                live: set[int] = set()  # coroutine frames entered (a resumption is no call)
+
                 def hook(frame: Any, event: str, _: Any) -> None:
+                    if frame.f_code.co_flags & inspect.CO_COROUTINE:
+                        if event == "return" and frame.f_back is None:
+                            live.discard(id(frame))
+                        if id(frame) in live:
+                            return
+                        live.add(id(frame))
                     if event != "call" or frame.f_back is None:
                         return
                     callee, caller = _module(frame), _module(frame.f_back)
@@ -87,12 +97,16 @@ async def _path(root: Path) -> dict[str, Any]:
         finally:
             plane.stop()
     worker = f"{PACKAGE}.controller.worker"
+    top = ", ".join(f"{a.split('.', 1)[1]}->{b.split('.', 1)[1]} {n}"
+                    for (a, b), n in calls.most_common(12))
     return {
         "pods": [p["metadata"]["name"] for p in pods],
         "crossings": sum(calls.values()),
+        "boundaries (distinct caller -> callee pairs)": len(calls),
         "modules": len({m for pair in calls for m in pair}),
         "into the worker": sum(n for (_, callee), n in calls.items() if callee == worker),
         "out of the worker": sum(n for (caller, _), n in calls.items() if caller == worker),
+        "most crossed": top,
     }
 
 

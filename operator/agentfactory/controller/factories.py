@@ -14,22 +14,24 @@ import logging
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from pydantic import ValidationError
 
+from agentfactory.controller.records import parse
 from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus
 from agentfactory.core.factory_status import factory_status
 from agentfactory.core.forges import ForgeBusyError, ForgeError
 from agentfactory.core.mergepatch import merge_patch
-from agentfactory.core.phases import Phase
-from agentfactory.core.scheduler import TaskInfo
 from agentfactory.core.secret_optin import refusal
-from agentfactory.core.task import AgentTaskStatus
 from agentfactory.forge.registry import build_forge, verifiable
 from agentfactory.kube.client import Kube, SecretRefusedError, path_of
+from agentfactory.loop.reconciler import task_info
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
+
+if TYPE_CHECKING:
+    from agentfactory.core.scheduler import TaskInfo
 
 GROUP, VERSION = "agentfactory.dev", "v1alpha1"
 log = logging.getLogger(__name__)
@@ -55,23 +57,8 @@ def _secret_names(spec: Any) -> dict[str, str]:
 
 
 async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo]:
-    infos = []
-    for task in await kube.list(path_of(f"{GROUP}/{VERSION}", "agenttasks", namespace)):
-        spec = task.get("spec") or {}
-        if spec.get("factoryRef") != factory:
-            continue
-        try:
-            status = AgentTaskStatus.model_validate(task.get("status") or {})
-        except ValidationError:
-            status = AgentTaskStatus()
-        priority = spec.get("priority", 0)
-        infos.append(TaskInfo(
-            name=task["metadata"]["name"], factory=factory, phase=status.phase,
-            priority=priority if isinstance(priority, int) else 0,
-            merge_running=status.phase == Phase.MERGING and status.attempt > 0,
-            phase_since=status.last_transition_time,
-        ))  # fmt: skip
-    return infos
+    tasks = await kube.list(path_of(f"{GROUP}/{VERSION}", "agenttasks", namespace))
+    return [task_info(record) for record in map(parse, tasks) if record.factory == factory]
 
 
 async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:

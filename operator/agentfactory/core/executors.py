@@ -13,6 +13,7 @@ removing one that is gone changes nothing. That makes the loop restart-safe.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentfactory.core.work import attempt_name
@@ -36,7 +37,7 @@ class Attempt:
     stage: Stage
     attempt: int
 
-    @property
+    @cached_property
     def pod(self) -> str:
         """Its name (a pod's, a sandbox's)."""
         return attempt_name(self.task, self.stage, self.attempt)

@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentfactory.core.executors import Absent, Outcome, RefusedError, Running
-from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.pods import failure_of, is_done, outcome_of, overdue
 from agentfactory.manifests.agents import (
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from agentfactory.core.executors import Attempt, Launch, Observed
+    from agentfactory.core.factory import FactorySpecSpec
     from agentfactory.kube.view import View
 
 log = logging.getLogger("agentfactory.executor")
@@ -77,7 +77,7 @@ class KubernetesExecutor:
     async def launch(self, launch: Launch) -> None:
         """Build the attempt's pod and inputs, and create them (or find them created)."""
         attempt, factory = launch.attempt, launch.factory
-        await self._confined(attempt.namespace, attempt.factory)
+        await self._confined(attempt.namespace, attempt.factory, factory)
         role = launch.contract.role.value if launch.contract is not None else None
         key = factory.agents.api_key_secret_ref
         if role is not None and key is not None and self.may_use_secret is not None:
@@ -138,7 +138,7 @@ class KubernetesExecutor:
 
     # -- the parts -------------------------------------------------------------------------
 
-    async def _confined(self, namespace: str, factory: str) -> None:
+    async def _confined(self, namespace: str, factory: str, spec: FactorySpecSpec) -> None:
         """Make sure the factory's NetworkPolicy exists before a stage pod does (looked at
         most once per CONFINED_SECONDS). One deleted is made again here; one that cannot be
         made stops the launch."""
@@ -149,7 +149,6 @@ class KubernetesExecutor:
         if await self.kube.get(f"{policies}/{name}") is None:
             raw = (self.view.get("factoryspecs", namespace, factory) if self.view else None) or {}
             uid = (raw.get("metadata") or {}).get("uid", "")
-            spec = FactorySpecSpec.model_validate(raw.get("spec") or {})
             log.warning("%s: NetworkPolicy %s was missing; making it", namespace, name)
             try:
                 await self.kube.create(policies, agent_network_policy(factory, namespace, uid,
