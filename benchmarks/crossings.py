@@ -97,8 +97,9 @@ async def _path(root: Path) -> dict[str, Any]:
         finally:
             plane.stop()
     worker = f"{PACKAGE}.controller.worker"
-    top = ", ".join(f"{a.split('.', 1)[1]}->{b.split('.', 1)[1]} {n}"
-                    for (a, b), n in calls.most_common(12))
+    top = ", ".join(
+        f"{a.split('.', 1)[1]}->{b.split('.', 1)[1]} {n}" for (a, b), n in calls.most_common(12)
+    )
     return {
         "pods": [p["metadata"]["name"] for p in pods],
         "crossings": sum(calls.values()),

@@ -16,6 +16,7 @@ import aiohttp
 import kopf
 
 from agentfactory.controller import settings
+from agentfactory.kube.client import close_session
 
 if TYPE_CHECKING:
     import ssl
@@ -72,10 +73,16 @@ class Api:
     ssl: ssl.SSLContext | None = None
     token: str | None = None
 
-    def session(self, **kwargs: Any) -> aiohttp.ClientSession:
+    @asynccontextmanager
+    async def session(self, **kwargs: Any) -> AsyncIterator[aiohttp.ClientSession]:
+        """A client of the API server, its TLS connections aborted when it closes."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
-        return aiohttp.ClientSession(headers=headers, connector=connector, **kwargs)
+        http = aiohttp.ClientSession(headers=headers, connector=connector, **kwargs)
+        try:
+            yield http
+        finally:
+            await close_session(http)
 
 
 async def wait_for(

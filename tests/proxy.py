@@ -19,6 +19,8 @@ import aiohttp
 import aiohttp.web
 from testbed.apiserver import free_port
 
+from agentfactory.kube.client import close_session
+
 if TYPE_CHECKING:
     from testbed.apiserver import ControlPlane
 
@@ -123,7 +125,7 @@ class FaultProxy:
         if self._runner is not None:
             await self._runner.cleanup()
         if self._upstream is not None:
-            await self._upstream.close()
+            await close_session(self._upstream)
 
     def drop_watches(self) -> int:
         """Cut every open watch stream, as a restarting API server or a load balancer does;

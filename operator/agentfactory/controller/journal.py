@@ -55,6 +55,14 @@ class KubeJournal:
             "source": {"component": "agentfactory"}, "reportingComponent": "agentfactory",
         })  # fmt: skip
 
+    async def close(self) -> None:
+        """Cut the webhook deliveries still under way (the operator is stopping: the status
+        and its Events stay the record), and wait until each has closed its connection."""
+        jobs = list(self._notifying)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
     async def warn(self, record: Record, reason: str, message: str) -> None:
         await self.event(record.raw, "Warning", reason, message)
 

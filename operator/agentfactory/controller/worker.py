@@ -93,6 +93,12 @@ class Worker:
     async def run(self) -> None:
         """Pass after pass; between passes, wait for a wake-up or the resync period. While
         another replica leads, no pass runs (see `leadership`)."""
+        try:
+            await self._passes()
+        finally:
+            await self.journal.close()
+
+    async def _passes(self) -> None:
         leading = False
         while not self.stopping.is_set():
             self.wake.clear()
