@@ -16,7 +16,7 @@ from testbed.cluster import forget, merged_tasks
 from testbed.gitutil import bare_remote
 from testbed.identity import operator_kubeconfig
 from testbed.instant import End, InstantKubelet, factory, happy, task
-from testbed.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
+from testbed.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for, wait_gone
 from testbed.node import Node
 
 from agentfactory import API_VERSION
@@ -168,14 +168,16 @@ async def assert_nothing_lost_or_doubled(
     assert all(unscheduled(pod) for pod in never), f"created, never run: {never}"
     # A task that needs attention keeps its last failed pod for debugging (credentials gone);
     # nothing else is left.
+    # The operator removes them in the pass that ended the task, after its status write, so
+    # each is awaited on a watch (the ending is seen first).
     for pod in await line.items(line.pods):
         labels = pod["metadata"]["labels"]
         owner = tasks[labels["agentfactory.dev/task"]]["status"]["phase"]
-        assert labels.get("agentfactory.dev/kept") == "true" and owner == "NeedsAttention", (
-            f"{pod['metadata']['name']} left behind"
-        )
-    secrets = [s["metadata"]["name"] for s in await line.items(line.secrets)]
-    assert set(secrets) <= {"anthropic", "gh-app"}, "no per-pod Secret left"
+        if labels.get("agentfactory.dev/kept") != "true" or owner != "NeedsAttention":
+            await gone(line, line.pods, pod["metadata"]["name"])
+    for secret in await line.items(line.secrets):
+        if (name := secret["metadata"]["name"]) not in ("anthropic", "gh-app"):
+            await gone(line, line.secrets, name)
     events = collections.defaultdict(list)
     for event in await line.items(line.events):
         if event["involvedObject"].get("kind") == "AgentTask":
@@ -187,3 +189,11 @@ async def assert_nothing_lost_or_doubled(
         assert not extra, f"an Event without its transition: {name}: {extra}"
         assert sum(missing.values()) <= (1 if killed else 0), f"Events missing: {name}: {missing}"
     return tasks
+
+
+async def gone(line: Line, collection: str, name: str) -> None:
+    """Wait until the operator has removed *name*; fail saying it was left behind."""
+    try:
+        await wait_gone(line.api, collection, name)
+    except TimeoutError:
+        raise AssertionError(f"{name} left behind") from None
