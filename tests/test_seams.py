@@ -81,6 +81,9 @@ class PaperForge:
         self.kept[ref] = sha
         return ref
 
+    def close(self) -> None:
+        """Nothing held."""
+
     def forget(self, task: str) -> list[str]:
         gone = [ref for ref in self.kept if ref.startswith(f"refs/paper/{task}/")]
         for ref in gone:

@@ -66,5 +66,13 @@ class Credentials:
         if name not in self._forges or self._forges[name][0] != key:
             built = self.registry.build(spec.repository, self.workdir / self.namespace / name,
                                         secret)  # fmt: skip
+            if name in self._forges:
+                self._forges[name][1].close()
             self._forges[name] = (key, built)
         return self._forges[name][1]
+
+    def close(self) -> None:
+        """Close every forge's connections."""
+        for _, forge in self._forges.values():
+            forge.close()
+        self._forges.clear()

@@ -75,8 +75,11 @@ async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) ->
         return None
     try:
         forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[secret])
-        if (tryable := verifiable(forge)) is not None:
-            await asyncio.to_thread(tryable.verify)
+        try:
+            if (tryable := verifiable(forge)) is not None:
+                await asyncio.to_thread(tryable.verify)
+        finally:
+            forge.close()
     except ForgeBusyError as exc:  # says nothing about the credentials: judge them next time
         log.warning("credentials of %s not tried: %s", spec.repository.url, exc)
     except ForgeError as exc:

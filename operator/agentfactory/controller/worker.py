@@ -97,6 +97,7 @@ class Worker:
             await self._passes()
         finally:
             await self.journal.close()
+            self.credentials.close()
 
     async def _passes(self) -> None:
         leading = False

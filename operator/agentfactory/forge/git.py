@@ -75,6 +75,9 @@ class GitForge:
             cwd=cwd or self.clone, capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
 
+    def close(self) -> None:
+        """Nothing to close: git runs as a process per call."""
+
     def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
         """git's stdout; raises ForgeError on failure unless *check* is False."""
         result = self._run(*args, cwd=cwd)

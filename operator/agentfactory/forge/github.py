@@ -60,7 +60,7 @@ class GitHubForge(GitForge):
     repository: GitHubRepository = field(kw_only=True)
     auth: Credentials = field(kw_only=True)
     _token: MintedToken | None = field(default=None, init=False, repr=False)
-    _api: tuple[str, Repository] | None = field(default=None, init=False, repr=False)
+    _api: tuple[str, Github, Repository] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def at(cls, auth: Credentials, workdir: Path, base_branch: str = "main",
@@ -86,10 +86,22 @@ class GitHubForge(GitForge):
     def api(self) -> Repository:
         token = self.operator_token()
         if self._api is None or self._api[0] != token:
+            self._close_api()
             client = Github(auth=Auth.Token(token), base_url=self.repository.api_url, lazy=True,
                             **self.auth.pacing.client_options())  # fmt: skip
-            self._api = (token, client.get_repo(self.repository.full_name))
-        return self._api[1]
+            self._api = (token, client, client.get_repo(self.repository.full_name))
+        return self._api[2]
+
+    def _close_api(self) -> None:
+        if self._api is not None:
+            self._api[1].close()
+            self._api = None
+
+    def close(self) -> None:
+        """Close the forge's HTTP connections (a forge replaced or no longer used: an
+        unclosed client leaves its sockets to the garbage collector)."""
+        self._close_api()
+        self.auth.close()
 
     def verify(self) -> None:
         """Check that the credentials reach the repository (GitHubError with the fix if not):

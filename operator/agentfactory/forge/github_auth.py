@@ -103,6 +103,10 @@ class GitHubApp:
     def __repr__(self) -> str:
         return f"GitHubApp({self.app_id}, installation {self.installation_id})"
 
+    def close(self) -> None:
+        """Close the App's HTTP connections."""
+        self._integration.close()
+
     def mint(self, permissions: dict[str, str]) -> MintedToken:
         """A token for this repository only, with exactly *permissions*."""
         body = {"repositories": [self.repository.name], "permissions": permissions}
@@ -139,6 +143,9 @@ class GitHubToken:
         del permissions  # a plain token cannot be narrowed
         return MintedToken(self.token, datetime.max.replace(tzinfo=UTC), {}, [])
 
+    def close(self) -> None:
+        """Nothing to close: a plain token holds no connection."""
+
 
 class Credentials(Protocol):
     """Where the forge's tokens come from: a GitHub App or a plain token."""
@@ -147,6 +154,7 @@ class Credentials(Protocol):
     pacing: Pacing
 
     def mint(self, permissions: dict[str, str]) -> MintedToken: ...
+    def close(self) -> None: ...
 
 
 def _token(data: dict[str, Any]) -> MintedToken:
