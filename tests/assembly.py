@@ -178,6 +178,11 @@ async def assert_nothing_lost_or_doubled(
     for secret in await line.items(line.secrets):
         if (name := secret["metadata"]["name"]) not in ("anthropic", "gh-app"):
             await gone(line, line.secrets, name)
+    if not killed:  # each task's last Event follows its last status write: await it
+        for name, obj in tasks.items():
+            last = obj["status"]["history"][-1]["reason"]
+            await wait_for(line.api, line.events, "", lambda _: True, within=60,
+                           field=f"involvedObject.name={name},reason={last}")  # fmt: skip
     events = collections.defaultdict(list)
     for event in await line.items(line.events):
         if event["involvedObject"].get("kind") == "AgentTask":
