@@ -218,12 +218,12 @@ class KubernetesExecutor:
             extra["seconds"] = (datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds()
         failure = failure_of(pod)
         if failure is not None:
-            return _with(failure, extra)
+            return replace(failure, **extra)
         try:
             log_text = await self.kube.logs(meta["namespace"], meta["name"], "agent")
         except KubeError as exc:
             return Outcome(None, f"its log could not be read: {exc}", "malformed-result")
-        return _with(outcome_of(pod, log_text), extra)
+        return replace(outcome_of(pod, log_text), **extra)
 
     async def remove_inputs(self, namespace: str, task: str) -> None:
         """Delete the input ConfigMaps of every attempt of *task* (once it has ended: until
@@ -241,7 +241,3 @@ class KubernetesExecutor:
         await self.kube.delete(path_of("v1", "pods", namespace, pod))
         if self.view is not None:
             self.view.drop("pods", namespace, pod)
-
-
-def _with(outcome: Outcome, extra: dict[str, Any]) -> Outcome:
-    return replace(outcome, **extra)
