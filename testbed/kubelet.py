@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -40,11 +40,12 @@ from testbed.kube import wait_for
 from testbed.node import Node
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
     from testbed.apiserver import ControlPlane
 
 log = logging.getLogger("testbed.kubelet")
+T = TypeVar("T")
 # /run is the pod's own (a kubelet mounts service account tokens under /var/run, its link).
 SKIP_ROOT = {"tmp", "proc", "dev", "sys", "run", "workspace", "factory"}
 
@@ -135,15 +136,21 @@ class Kubelet:
     # -- one pod -----------------------------------------------------------------------------
 
     async def _object(self, collection: str, namespace: str, name: str) -> dict[str, Any]:
-        """The object a pod's volume names, once this node may read it and it exists. The
-        Node authorizer learns from its own informers that a pod bound here names the object:
-        until it has, it refuses (403), and nothing announces the moment. A kubelet retries
-        a volume until it mounts; so does this one, for a while."""
+        """The object a pod's volume names, once this node may read it and it exists."""
         path = f"/api/v1/namespaces/{namespace}/{collection}"
+        return await self._as_node(lambda: wait_for(self.api, path, name, lambda _: True,
+                                                    within=60))  # fmt: skip
+
+    @staticmethod
+    async def _as_node(call: Callable[[], Awaitable[T]]) -> T:
+        """*call*, again while the Node authorizer refuses it. That authorizer learns from its
+        own informers that a pod bound here names a Secret, a ConfigMap or a service account:
+        until it has, it refuses (403), and nothing announces the moment. A kubelet retries a
+        volume until it mounts; so does this one, for a while."""
         end = asyncio.get_running_loop().time() + 60
         while True:
             try:
-                return await wait_for(self.api, path, name, lambda _: True, within=60)
+                return await call()
             except aiohttp.ClientResponseError as refused:
                 if refused.status != 403 or asyncio.get_running_loop().time() > end:
                     raise
@@ -188,13 +195,16 @@ class Kubelet:
                                                    "name": pod["metadata"]["name"],
                                                    "uid": pod["metadata"]["uid"]}}}  # fmt: skip
             path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
-            async with (
-                self.api.session() as http,
-                http.post(self.api.url + path, json=request) as answer,
-            ):
-                answer.raise_for_status()
-                token = (await answer.json())["status"]["token"]
-            return {source["serviceAccountToken"]["path"]: token}
+
+            async def token() -> str:
+                async with (
+                    self.api.session() as http,
+                    http.post(self.api.url + path, json=request) as answer,
+                ):
+                    answer.raise_for_status()
+                    return str((await answer.json())["status"]["token"])
+
+            return {source["serviceAccountToken"]["path"]: await self._as_node(token)}
         raise NotImplementedError(f"projected source {sorted(source)}")
 
     @staticmethod

@@ -77,11 +77,13 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
             task = await wait_for(api, f"{agentfactory}/agenttasks", "fix-cart", lambda o: (
                 o.get("status") or {}).get("phase") in ("Merged", "NeedsAttention", "Failed"),
                 within=300)  # fmt: skip
-            (operator,) = [key for key in kubelet.started if "-fix-cart-" not in key
-                           and key.split("/")[1].startswith("agentfactory-")]  # fmt: skip
-            log = (kubelet.root / operator.replace("/", "_") / "operator.log").read_text()
+            operators = [key for key in kubelet.started if "-fix-cart-" not in key
+                         and key.split("/")[1].startswith("agentfactory-")]  # fmt: skip
+            log = (kubelet.root / operators[-1].replace("/", "_") / "operator.log").read_text()
             async with http.get(bare_plane.url + pods) as answer:
                 running = (await answer.json())["items"]
+    # A second operator pod means the first one ended: its status says why.
+    assert len(operators) == 1, [(p["metadata"]["name"], p["status"]) for p in running]
     assert task["status"]["phase"] == "Merged", (task["status"].get("message"), log[-3000:])
     assert merged_tasks(remote) == ["fix-cart"]
     assert "credentials from the pod's service account" in log, log[:2000]
