@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 from testbed.apiserver import ControlPlane
+from testbed.fakes.github_api import FakeGitHub
 from testbed.gitutil import git
 from testbed.scripts import FILES
+
+from tests.githubs import ALL, REPO
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,6 +24,15 @@ settings.register_profile(
     "speed-independent", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("speed-independent")
+
+
+@pytest.fixture
+def github(tmp_path: Path, remote: Path) -> Iterator[FakeGitHub]:
+    """The fake GitHub serving `remote` as acme/shop, with the App installed on it."""
+    with FakeGitHub(root=tmp_path / "github") as fake:
+        fake.create_repository(REPO, remote)
+        fake.install(7, REPO, **ALL)
+        yield fake
 
 
 @pytest.fixture

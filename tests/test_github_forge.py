@@ -19,22 +19,21 @@ from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge,
 from tests.githubs import ALL, PACING, REPO, app
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from agentfactory.forge.git import MergeOutcome
 
 
-@pytest.fixture
-def github(tmp_path: Path, remote: Path) -> Iterator[FakeGitHub]:
-    with FakeGitHub(root=tmp_path / "github") as fake:
-        fake.create_repository(REPO, remote)
-        fake.install(7, REPO, **ALL)
-        yield fake
-
-
 def forge(fake: FakeGitHub, workdir: Path) -> GitHubForge:
     return GitHubForge.at(app(fake), workdir)
+
+
+def changed(fake: FakeGitHub, f: GitHubForge, branch: str = "factory/fix") -> str:
+    """*branch* one commit ahead of the base, as a task's branch is (GitHub opens no pull
+    request without a commit over its base)."""
+    head = fake.commit(REPO, f.base_sha(), "fix.txt", "fixed\n", "fix: cart")
+    fake.push(REPO, branch, head)
+    return head
 
 
 def pod_git(token: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -66,7 +65,7 @@ def test_a_pull_request_and_its_comments_are_find_or_create(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    f.push_branch("factory/fix", f.base_sha())
+    changed(github, f)
     first = f.ensure_pull_request("factory/fix", "fix: cart", "contract v1")
     again = f.ensure_pull_request("factory/fix", "fix: cart", "contract v2")
     assert again.number == first.number, "one PR per task"
@@ -92,7 +91,7 @@ def test_a_pull_request_whose_creation_answer_was_lost_is_found_not_made_again(
     github.chaos.append(lambda method, path: lost.pop() if (method, path) == creating and lost
                         else None)  # fmt: skip
     f = forge(github, tmp_path / "op")
-    f.push_branch("factory/fix", f.base_sha())
+    changed(github, f)
     pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
     assert list(github.pulls[REPO]) == [pr.number], "one PR"
     assert [m for m, p in github.calls if p.endswith("/pulls")].count("POST") == 2
@@ -243,7 +242,7 @@ def test_a_plain_token_works_as_it_is_and_pods_get_the_same(
         GitHubToken(github_repository(github.clone_url(REPO)), token, PACING), tmp_path
     )
     f.verify()
-    f.push_branch("factory/fix", f.base_sha())
+    changed(github, f)
     pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
     assert github.pulls[REPO][pr.number]["head"] == "factory/fix"
     assert f.credentials_for("planner") == {"token": token}, "it cannot be narrowed"
@@ -271,7 +270,7 @@ def test_a_spent_primary_rate_limit_is_waited_out_until_it_resets(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path)
-    f.push_branch("factory/fix", f.base_sha())
+    changed(github, f)
     github.rate_limit("primary", seconds=1)
     pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
     assert github.pulls[REPO][pr.number]["head"] == "factory/fix"
@@ -283,7 +282,7 @@ def test_a_secondary_rate_limit_waits_as_github_asks(
     status: int, retry_after: bool, github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path)
-    f.push_branch("factory/fix", f.base_sha())
+    changed(github, f)
     number = f.ensure_pull_request("factory/fix", "fix: cart", "contract").number
     github.rate_limit("secondary", seconds=1, retry_after=retry_after, status=status)
     f.comment(number, "plan", "the plan")
@@ -307,7 +306,7 @@ def test_server_errors_on_forge_calls_are_retried_and_a_merge_attempt_is_not_spe
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path)
-    f.push_branch("factory/fix", f.base_sha())
+    changed(github, f)
     github.fail(502, times=2)
     pr = f.ensure_pull_request("factory/fix", "fix: cart", "contract")
     assert pr.number in github.pulls[REPO]

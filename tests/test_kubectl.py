@@ -67,6 +67,9 @@ async def test_kubectl_applies_the_examples_and_shows_the_printer_columns(
             "webshop",
             lambda o: (o.get("status") or {}).get("tasks", {}).get("active") == 1,
         )
+        # Each task's status is written by its own pass: the waiting one's may come later.
+        await wait_for(api, f"{path}/agenttasks", "discount-codes",
+                       lambda o: (o.get("status") or {}).get("phase") is not None)  # fmt: skip
         tasks = rows(await kubectl(cfg, "get", "agenttasks"))
         assert tasks[0] == ["NAME", "FACTORY", "PHASE", "STAGE", "ATTEMPT", "PR", "AGE"]
         by_name = {row[0]: row for row in tasks[1:]}

@@ -158,6 +158,10 @@ FIRE: dict[Trigger, Callable[[Driver], object]] = {
         )
     ),
     T.MERGE_UNVERIFIED: lambda d: (d.grant(), d.merged(head_sha=sha(999))),
+    T.MERGE_BLOCKED: lambda d: (
+        d.grant(),
+        d.merged(outcome="blocked", merged_sha=None, message="Required status check missing"),
+    ),
     T.STAGE_RETRIED: _stage_fails,
     T.RETRIES_EXHAUSTED: _exhaust,
     T.BUDGET_EXHAUSTED: _burn_budget,
@@ -457,6 +461,24 @@ def test_merging_a_head_other_than_the_verified_one_parks_loudly() -> None:
     d.merged(head_sha=sha(999))
     assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.MERGE_UNVERIFIED
     assert "not the verified head" in (d.status.message or "")
+
+
+def test_a_merge_a_forge_rule_refuses_parks_with_the_rule_and_sends_no_implementer() -> None:
+    d = Driver().to(P.MERGING)
+    d.grant()
+    said = "GitHub's branch protection: At least 1 approving review is required"
+    d.merged(outcome="blocked", merged_sha=None, message=said)
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.MERGE_BLOCKED
+    assert d.status.message == said
+    assert d.status.attempts.implement == 1, "no conflict to resolve"
+
+
+def test_a_base_moved_that_left_the_head_where_it_was_parks_instead_of_looping() -> None:
+    d = Driver().to(P.MERGING)
+    d.grant()
+    d.merged(outcome="base-moved", merged_sha=None, new_head_sha=d.status.head_sha)
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.MERGE_BLOCKED
+    assert "left the head at" in (d.status.message or "")
 
 
 def test_forge_checks_are_awaited_on_the_exact_head_instead_of_a_ci_pod() -> None:

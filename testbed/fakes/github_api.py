@@ -22,6 +22,7 @@ Enterprise host. Faithful where the operator depends on it:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -70,11 +71,33 @@ Reply = tuple[int, Any, dict[str, str]]
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """One API call as the fake saw and answered it (path without `/api/v3`)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+    answer: Any
+    injected: bool
+    """Answered by a chaos rule (a fault GitHub may give to any call), not by the fake."""
+
+
+@dataclass(frozen=True)
 class Fault:
     """An injected answer; *after*: the call is served first and its answer lost."""
 
     reply: Reply
     after: bool = False
+
+
+@dataclass(frozen=True)
+class Protection:
+    """A branch protection rule: checks that must pass on the head, approving reviews."""
+
+    required_checks: tuple[str, ...] = ()
+    required_approvals: int = 0
 
 
 @dataclass
@@ -89,6 +112,11 @@ class FakeGitHub:
     installations: dict[int, dict[str, Any]] = field(default_factory=dict)
     """installation id -> {"repositories": [full names], "permissions": {name: level}}."""
     calls: list[tuple[str, str]] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list)
+    """Every API call with its answer, for holding both to GitHub's description."""
+    conform: bool = True
+    """Whether leaving the `with` block fails on any exchange GitHub's description does not
+    allow (`divergences`)."""
     grants: dict[str, Grant] = field(default_factory=dict)
     pulls: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     issues: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
@@ -104,6 +132,16 @@ class FakeGitHub:
     call_times: list[float] = field(default_factory=list)
     """When each of `calls` arrived (time.monotonic)."""
     chaos: list[Callable[[str, str], Fault | None]] = field(default_factory=list)
+    update_delay: float = 0.2
+    """How long after accepting an update-branch (202) GitHub moves the branch."""
+    page_size: int = 30
+    """GitHub's default page size for lists (`per_page` asks up to 100)."""
+    protection: dict[tuple[str, str], Protection] = field(default_factory=dict)
+    """(repository, branch) -> its branch protection rule."""
+    merge_methods: dict[str, set[str]] = field(default_factory=dict)
+    """repository -> the merge methods its settings allow (all three when absent)."""
+    _computed: dict[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)
+    _updates: list[Callable[[], None]] = field(default_factory=list)
     """Rules called with (method, path) for each API call, in order; the first fault wins."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -233,9 +271,18 @@ class FakeGitHub:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if log := os.environ.get("AGENTFACTORY_GITHUB_EXCHANGES"):  # for conformance figures
+            with open(log, "a") as out:
+                for x in self.exchanges:
+                    out.write(json.dumps(dataclasses.asdict(x)) + "\n")
+        if kind is None and self.conform:
+            divergences = self.divergences()
+            assert not divergences, "GitHub's description does not allow:\n" + "\n".join(
+                dict.fromkeys(divergences)
+            )
 
     # -- requests ------------------------------------------------------------------------
 
@@ -248,9 +295,53 @@ class FakeGitHub:
             self.call_times.append(time.monotonic())
             rule = next(filter(None, (r(method, path) for r in self.chaos)), None)
         if rule is not None and not rule.after:
-            return rule.reply
-        served = self._serve(method, path, headers, body, query)
-        return served if rule is None else rule.reply
+            reply = rule.reply
+        else:
+            served = self._serve(method, path, headers, body, query)
+            reply = served if rule is None else rule.reply
+            if rule is None:
+                reply = self._paged(method, path, query or {}, reply)
+                reply = (reply[0], _as_github(method, path, reply[0], reply[1]), reply[2])
+        with self._lock:
+            self.exchanges.append(Exchange(method, path.removeprefix("/api/v3"), dict(query or {}),
+                                           body, reply[0], reply[1], rule is not None))  # fmt: skip
+        return reply
+
+    def _paged(self, method: str, path: str, query: dict[str, str], reply: Reply) -> Reply:
+        """One page of a list answer (`page`, `per_page`), with GitHub's `Link` header to
+        the next and last pages; a list inside an object (check runs, a combined status)
+        is paged the same way."""
+        status, payload, headers = reply
+        key = next((k for k in ("check_runs", "statuses") if isinstance(payload, dict)
+                    and isinstance(payload.get(k), list)), None)  # fmt: skip
+        items = payload if isinstance(payload, list) else payload.get(key) if key else None
+        if method != "GET" or status != 200 or items is None:
+            return reply
+        size = min(int(query.get("per_page", self.page_size)), 100)
+        page = int(query.get("page", 1))
+        last = max(1, -(-len(items) // size))
+        shown = items[(page - 1) * size : page * size]
+        links = [(n, rel) for n, rel in ((page + 1, "next"), (last, "last"), (page - 1, "prev"),
+                                         (1, "first")) if 1 <= n <= last and n != page]  # fmt: skip
+        if links:
+            url = f"{self.url}{path}?"
+            pages = [f'<{url}{urlencode({**query, "page": n})}>; rel="{rel}"' for n, rel in links]
+            headers = {**headers, "Link": ", ".join(pages)}
+        return status, shown if key is None else {**payload, key: shown}, headers
+
+    def divergences(self) -> list[str]:
+        """How the exchanges so far differ from GitHub's description: each request against
+        the operation it names, each answer the fake gave against what that operation
+        documents (an injected fault is GitHub's to give on any call)."""
+        from testbed.github_openapi import description
+
+        found = []
+        for x in self.exchanges:
+            op, problems = description().request(x.method, x.path, x.query, x.body)
+            if op is not None and not x.injected:
+                problems += description().response(op, x.status, x.answer)
+            found += [f"{x.method} {x.path} -> {x.status}: {p}" for p in problems]
+        return found
 
     def _serve(
         self, method: str, path: str, headers: dict[str, str], body: Any,
@@ -324,14 +415,22 @@ class FakeGitHub:
         tree = self._git(full, "write-tree", index=True)
         return self._git(full, "commit-tree", tree, "-p", parent, "-m", message)
 
-    def _pull_json(self, full: str, pull: dict[str, Any]) -> dict[str, Any]:
+    def _pull_json(self, full: str, pull: dict[str, Any], one: bool = True) -> dict[str, Any]:
+        """The PR as GitHub shows it: mergeability only when it is asked for on its own (a
+        list leaves it out)."""
         head, base = pull["head"], pull["base"]
         head_sha, base_sha = self.head_of(full, head), self.head_of(full, base)
         if pull["merged"]:
             head_sha = pull["merged_head"]
         mergeable = None if pull["merged"] or not head_sha or not base_sha else (
             self._merged_tree(full, base_sha, head_sha) is not None)  # fmt: skip
-        return {**pull, "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
+        # GitHub computes mergeability after each push, answering null meanwhile: here the
+        # first read after a change of either side.
+        if one and self._computed.get((full, pull["number"])) != (head_sha, base_sha):
+            self._computed[full, pull["number"]] = (head_sha, base_sha)
+            mergeable = None
+        shown = {k: v for k, v in pull.items() if k != "merged_head"}
+        return {**shown, "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
                                  "sha": head_sha},
                 "mergeable": mergeable,
                 "base": {"ref": base, "sha": self.head_of(full, base)},
@@ -344,7 +443,8 @@ class FakeGitHub:
                  if q.get("state", "open") in ("all", p["state"])
                  and ("head" not in q or q["head"] == f"{owner}:{p['head']}")
                  and ("base" not in q or q["base"] == p["base"])]  # fmt: skip
-        return 200, [self._pull_json(full, p) for p in found], {}
+        listed = [self._pull_json(full, p, one=False) for p in found]
+        return 200, [{k: v for k, v in p.items() if k != "mergeable"} for p in listed], {}
 
     def _create_pull(self, full: str, _n: list[str], body: Any, _q: dict[str, str]) -> Reply:
         head, base = body["head"].split(":")[-1], body["base"]
@@ -357,6 +457,10 @@ class FakeGitHub:
                 },
                 {},
             )
+        if self._git(full, "rev-list", "--count", f"{base}..{head}") == "0":
+            return 422, {"message": "Validation Failed", "errors": [
+                {"resource": "PullRequest", "code": "custom",
+                 "message": f"No commits between {base} and {head}"}]}, {}  # fmt: skip
         owner = full.split("/")[0]
         if any(p["head"] == head and p["state"] == "open"
                for p in self.pulls.get(full, {}).values()):  # fmt: skip
@@ -406,19 +510,25 @@ class FakeGitHub:
         tree = self._merged_tree(full, head, base)
         if tree is None:
             return 422, {"message": "merge conflict between base and head"}, {}
-        merged = self._git(
-            full,
-            "commit-tree",
-            tree,
-            "-p",
-            head,
-            "-p",
-            base,
-            "-m",
-            f"Merge branch '{pull['base']}' into {pull['head']}",
-        )
-        self.push(full, pull["head"], merged)
-        return 202, {"message": "Updating pull request branch.", "url": ""}, {}
+        message = f"Merge branch '{pull['base']}' into {pull['head']}"
+
+        done = threading.Event()
+
+        def update() -> None:  # later, as GitHub does: the 202 only says it was accepted
+            with self._lock:
+                if done.is_set():
+                    return
+                done.set()
+                merged = self._git(full, "commit-tree", tree, "-p", head, "-p", base, "-m",
+                                   message)  # fmt: skip
+                self.push(full, pull["head"], merged)
+
+        self._updates.append(update)
+        timer = threading.Timer(self.update_delay, update)
+        timer.daemon = True
+        timer.start()
+        url = f"{self.url}/{full}/pull/{pull['number']}"
+        return 202, {"message": "Updating pull request branch.", "url": url}, {}
 
     def _merge(self, full: str, n: list[str], body: Any, _q: dict[str, str]) -> Reply:
         pull = self.pulls.get(full, {}).get(int(n[0]))
@@ -432,6 +542,12 @@ class FakeGitHub:
         if tree is None:
             return 405, {"message": "Pull Request is not mergeable"}, {}
         method = (body or {}).get("merge_method", "merge")
+        if method not in self.merge_methods.get(full, {"merge", "squash", "rebase"}):
+            kinds = {"merge": "Merge commits", "squash": "Squash merges", "rebase": "Rebase merges"}
+            return 405, {"message": f"{kinds[method]} are not allowed on this repository."}, {}
+        refused = self._protected(full, pull, head)
+        if refused:
+            return 405, {"message": refused}, {}
         if method == "rebase":
             return 405, {"message": "the fake does not rebase; use squash or merge"}, {}
         message = "\n\n".join(
@@ -450,6 +566,42 @@ class FakeGitHub:
                     merged_head=head)  # fmt: skip
         return 200, {"sha": merged, "merged": True,
                      "message": "Pull Request successfully merged"}, {}  # fmt: skip
+
+    def finish_updates(self) -> None:
+        """GitHub finishes the branch updates it accepted, now."""
+        for update in self._updates:
+            update()
+        self._updates.clear()
+
+    def protect(self, full: str, branch: str, rule: Protection) -> None:
+        """Protect *branch* of *full* by *rule*, as a repository admin does."""
+        with self._lock:
+            self.protection[full, branch] = rule
+
+    def _protected(self, full: str, pull: dict[str, Any], head: str) -> str | None:
+        """GitHub's message for the rule of the base branch that the PR's head breaks."""
+        rule = self.protection.get((full, pull["base"]))
+        if rule is None:
+            return None
+        passed = {s["context"] for s in self.statuses.get((full, head), {}).values()
+                  if s["state"] == "success"} | {r["name"] for r in self.check_runs.get(
+                      (full, head), {}).values() if r["conclusion"] == "success"}  # fmt: skip
+        missing = [c for c in rule.required_checks if c not in passed]
+        if len(missing) == 1:
+            return f'Required status check "{missing[0]}" is expected.'
+        if missing:
+            required = len(rule.required_checks)
+            return f"{len(missing)} of {required} required status checks are expected."
+        latest: dict[str, str] = {}
+        for review in self.reviews.get((full, pull["number"]), []):
+            if review["state"] in ("APPROVED", "CHANGES_REQUESTED"):
+                latest[review["user"]["login"]] = review["state"]
+        approvals = sum(state == "APPROVED" for state in latest.values())
+        if approvals < rule.required_approvals:
+            plural = "review is" if rule.required_approvals == 1 else "reviews are"
+            return (f"At least {rule.required_approvals} approving {plural} required by"
+                    " reviewers with write access.")  # fmt: skip
+        return None
 
     def add_review(
         self, full: str, number: int, login: str, state: str, commit_id: str, body: str = "",
@@ -584,7 +736,12 @@ class FakeGitHub:
             }
 
     def _get_commit(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
-        return 200, {"sha": n[0], "url": f"{self.url}/api/v3/repos/{full}/commits/{n[0]}"}, {}
+        shas = self._git(full, "rev-list", "--parents", "-n1", n[0]).split()
+        if not shas:
+            return 422, {"message": f"No commit found for SHA: {n[0]}"}, {}
+        url = f"{self.url}/api/v3/repos/{full}/commits"
+        parents = [{"sha": p, "url": f"{url}/{p}"} for p in shas[1:]]
+        return 200, {"sha": n[0], "url": f"{url}/{n[0]}", "parents": parents}, {}
 
     def _check_runs(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
         runs = list(self.check_runs.get((full, n[0]), {}).values())
@@ -711,7 +868,11 @@ class FakeGitHub:
 
     def _repo(self, full_name: str) -> dict[str, Any]:
         owner, name = full_name.split("/")
+        allowed = self.merge_methods.get(full_name, {"merge", "squash", "rebase"})
         return {"id": abs(hash(full_name)) % 10**8, "name": name, "full_name": full_name,
+                "allow_merge_commit": "merge" in allowed,
+                "allow_squash_merge": "squash" in allowed,
+                "allow_rebase_merge": "rebase" in allowed,
                 "owner": {"login": owner}, "private": True, "default_branch": "main",
                 "clone_url": self.clone_url(full_name),
                 "url": f"{self.url}/api/v3/repos/{full_name}"}  # fmt: skip
@@ -743,6 +904,19 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/commits/SHA/check-runs"): ("checks", "read", FakeGitHub._check_runs),
     ("GET", "/commits/SHA/status"): ("statuses", "read", FakeGitHub._status),
 }
+
+
+def _as_github(method: str, path: str, status: int, answer: Any) -> Any:
+    """*answer* in the shape GitHub documents for it: the objects the fake models, completed
+    with the required fields it does not model (each of its documented type); an error with
+    its `documentation_url`, as GitHub sends one."""
+    from testbed.github_openapi import description
+
+    if isinstance(answer, dict) and status >= 400:
+        answer = {"documentation_url": "https://docs.github.com/rest", **answer}
+    op = description().operation(method, path.removeprefix("/api/v3"))
+    schema = None if op is None else description().answer_schema(op, status)
+    return answer if schema is None else description().fill(schema, answer)
 
 
 def _label_names(body: Any) -> list[str]:

@@ -25,7 +25,7 @@ from agentfactory.core.factory_status import factory_status
 from agentfactory.core.forges import ForgeBusyError, ForgeError
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.secret_optin import refusal
-from agentfactory.forge.registry import build_forge, verifiable
+from agentfactory.forge.registry import build_forge, settings, verifiable
 from agentfactory.kube.client import Kube, SecretRefusedError, path_of
 from agentfactory.loop.reconciler import task_info
 from agentfactory.manifests.agents import agent_network_policy, agent_service_account
@@ -61,30 +61,34 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
     return [task_info(record) for record in map(parse, tasks) if record.factory == factory]
 
 
-async def _try_credentials(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:
+async def _try_forge(
+    raw_spec: Any, secrets: dict[str, dict[str, str]]
+) -> tuple[str | None, list[str]]:
     """Why the forge refuses the factory's credentials (None: they reach the repository, or
-    the forge has no way to try them). Trying once is the only way to know an App's id, key
-    and installation fit, or that a token is alive. *secrets*: the Secrets the spec names that
-    exist, decoded."""
+    the forge has no way to try them), and what of the spec the repository's settings
+    refuse. Trying once is the only way to know an App's id, key and installation fit, or
+    that a token is alive. *secrets*: the Secrets the spec names that exist, decoded."""
     try:
         spec = FactorySpecSpec.model_validate(raw_spec)
     except ValidationError:
-        return None  # the spec's own condition says what is wrong
+        return None, []  # the spec's own condition says what is wrong
     secret = spec.repository.credentials_secret
     if secret not in secrets:
-        return None
+        return None, []
     try:
         forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[secret])
         try:
             if (tryable := verifiable(forge)) is not None:
                 await asyncio.to_thread(tryable.verify)
+            if (judged := settings(forge)) is not None:
+                return None, await asyncio.to_thread(judged.refusals, spec.merge.method)
         finally:
             forge.close()
     except ForgeBusyError as exc:  # says nothing about the credentials: judge them next time
         log.warning("credentials of %s not tried: %s", spec.repository.url, exc)
     except ForgeError as exc:
-        return str(exc)
-    return None
+        return str(exc), []
+    return None, []
 
 
 async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
@@ -108,10 +112,10 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
     tasks = await _task_infos(kube, namespace, name)
     old_raw = body.get("status")
     old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
-    rejected = await _try_credentials(body.get("spec"), secrets)
+    rejected, unfit = await _try_forge(body.get("spec"), secrets)
     status, spec = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
-        tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused,
+        tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused, unfit=unfit,
     )  # fmt: skip
     if spec is not None:
         uid = meta.uid or ""

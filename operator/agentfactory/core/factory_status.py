@@ -87,10 +87,12 @@ def factory_status(
     now: datetime,
     rejected: str | None = None,
     refused: Mapping[str, str] | None = None,
+    unfit: Sequence[str] = (),
 ) -> tuple[FactorySpecStatus, FactorySpecSpec | None]:
     """The whole new status, and the validated spec (None when it is invalid). *rejected*:
     why the forge refused the credentials when the operator tried them (None: accepted);
-    *refused*: the named Secrets that do not let the factory use them, with what to do."""
+    *refused*: the named Secrets that do not let the factory use them, with what to do;
+    *unfit*: what of the spec the repository's settings refuse, each with its field."""
     status = (old or FactorySpecStatus()).model_copy(deep=True)
     status.observed_generation = generation
     current = progress(tasks)
@@ -124,6 +126,8 @@ def factory_status(
         condition(ConditionType.READY, "False", "SecretNotAllowed", "; ".join(refused.values()))
     elif reason in ("SecretMissing", "CredentialsRejected"):
         condition(ConditionType.READY, "False", reason, message)
+    elif unfit:
+        condition(ConditionType.READY, "False", "InvalidSpec", "; ".join(unfit))
     elif key is not None and key.name not in secrets:
         condition(ConditionType.READY, "False", "APIKeySecretMissing",
                   f"spec.agents.apiKeySecretRef: Secret '{key.name}' does not exist; create it"

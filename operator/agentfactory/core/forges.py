@@ -34,7 +34,7 @@ class ForgeBusyError(ForgeError):
 class MergeOutcome:
     """What a merge request came to (mirrors the core's MergeFinished)."""
 
-    outcome: Literal["merged", "conflict", "base-moved", "error"]
+    outcome: Literal["merged", "conflict", "base-moved", "blocked", "error"]
     head_sha: str
     merged_sha: str | None = None
     new_head_sha: str | None = None
@@ -112,6 +112,15 @@ class HasIssues(Protocol):
     def open_issues(self, label: str) -> list[tuple[Issue, set[str]]]: ...
     def comment(self, number: int, key: str, text: str) -> None: ...
     def take_issue(self, number: int, text: str) -> None: ...
+
+
+@runtime_checkable
+class HasSettings(Protocol):
+    """A forge whose repository settings can refuse what a FactorySpec asks of it."""
+
+    def refusals(self, merge_method: str) -> list[str]:
+        """What the repository's settings refuse, each naming the spec field and the fix."""
+        ...
 
 
 @runtime_checkable

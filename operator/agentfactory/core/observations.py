@@ -114,7 +114,7 @@ class MergeFinished(Model):
 
     kind: Literal["MergeFinished"] = "MergeFinished"
     attempt: int = Field(ge=1)
-    outcome: Literal["merged", "conflict", "base-moved", "error"]
+    outcome: Literal["merged", "conflict", "base-moved", "blocked", "error"]
     head_sha: str = Field(pattern=SHA_PATTERN)
     """The head the forge merged (or tried to)."""
     merged_sha: str | None = Field(default=None, pattern=SHA_PATTERN)

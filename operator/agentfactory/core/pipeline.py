@@ -302,9 +302,16 @@ class _Step(Step):
                 f" current base and resolve the conflicts.\n{obs.message[-2000:]}",
             )
             return
+        if obs.outcome == "blocked":  # a rule of the forge's, not the change: a person acts
+            self._park(T.MERGE_BLOCKED, obs.message)
+            return
         if obs.outcome == "base-moved":
             if obs.new_head_sha is None:
                 raise Ignored("base-moved without the rebased head")
+            if obs.new_head_sha == self.status.head_sha:  # nothing moved: it would never end
+                self._park(T.MERGE_BLOCKED, f"the forge says the base moved but left the head at"
+                           f" {obs.new_head_sha[:12]}; retry the task")  # fmt: skip
+                return
             self.status.head_sha = obs.new_head_sha
             self.status.ci = None
             # Neither this merge attempt nor the CI run it calls for failed, so the retry caps

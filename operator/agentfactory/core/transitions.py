@@ -58,6 +58,7 @@ class Trigger(StrEnum):
     MERGE_CONFLICT = "MergeConflict"
     BASE_MOVED = "BaseMoved"
     MERGE_UNVERIFIED = "MergeUnverified"
+    MERGE_BLOCKED = "MergeBlocked"
     STAGE_RETRIED = "StageRetried"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     BUDGET_EXHAUSTED = "BudgetExhausted"
@@ -102,6 +103,7 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     (P.MERGING, T.MERGE_CONFLICT, P.IMPLEMENTING),
     (P.MERGING, T.BASE_MOVED, P.CI),
     (P.MERGING, T.MERGE_UNVERIFIED, P.NEEDS_ATTENTION),
+    (P.MERGING, T.MERGE_BLOCKED, P.NEEDS_ATTENTION),
     *[(phase, T.STAGE_RETRIED, phase) for phase in _STAGE_PHASES],
     (ACTIVE, T.RETRIES_EXHAUSTED, P.NEEDS_ATTENTION),
     (ACTIVE, T.BUDGET_EXHAUSTED, P.NEEDS_ATTENTION),

@@ -5,9 +5,13 @@ reviews, checks and merges (credentials and errors: `github_auth`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from github.CommitStatus import CommitStatus
+from github.PaginatedList import PaginatedList
 
 from agentfactory.core.forges import MergeOutcome, PullRequest, Reviews
 from agentfactory.core.github import (
@@ -123,6 +127,22 @@ class GitHubForge(GitForge):
             fix = fixes.get(exc.status, "GitHub refused the request")
             raise GitHubError(f"reading {self.repository.full_name} with the Secret's token:"
                               f" {exc.status}: {fix}") from None  # fmt: skip
+
+    def refusals(self, merge_method: str) -> list[str]:
+        """The merge method, when the repository's settings do not allow it (read with the
+        operator's token; a setting GitHub does not show that token is not judged)."""
+        repo = self.api()
+        try:
+            allowed = {"merge": repo.allow_merge_commit, "squash": repo.allow_squash_merge,
+                       "rebase": repo.allow_rebase_merge}  # fmt: skip
+        except GithubException as exc:
+            raise failed(f"reading the settings of {self.repository.full_name}", exc) from None
+        if allowed.get(merge_method) is not False:
+            return []
+        others = ", ".join(m for m, yes in allowed.items() if yes) or "none"
+        return [f"spec.merge.method: {self.repository.full_name} does not allow {merge_method}"
+                f" merges (it allows: {others}); choose an allowed method, or allow"
+                f" {merge_method} merges in the repository's settings"]  # fmt: skip
 
     def ensure_pull_request(self, branch: str, title: str, body: str) -> PullRequest:
         """The open PR from *branch* into the base (created when there is none); its title
@@ -241,9 +261,14 @@ class GitHubForge(GitForge):
                                _summary(r.output.title if r.output else "",
                                         r.output.summary if r.output else "", r.html_url))
                     for r in commit.get_check_runs()]  # fmt: skip
+            # The combined status (the latest per context), every page of it: PyGithub's
+            # `get_combined_status` reads the first only, and its `get_statuses` reads a path
+            # GitHub does not document.
+            combined = PaginatedList(CommitStatus, self.api().requester, f"{commit.url}/status",
+                                     None, list_item="statuses")  # fmt: skip
             statuses = [ForgeCheck(s.context, status_state(s.state),
                                    _summary(s.description or "", "", s.target_url))
-                        for s in commit.get_combined_status().statuses]  # fmt: skip
+                        for s in combined]  # fmt: skip
         except GithubException as exc:
             raise failed(f"checks on {sha[:12]}", exc) from None
         return runs + statuses
@@ -254,7 +279,8 @@ class GitHubForge(GitForge):
     ) -> MergeOutcome:  # fmt: skip
         """Merge the task's PR at exactly *head_sha* (GitHub refuses it if a push raced in).
         A PR that already merged at that head is reported, not merged again; a base that moved
-        is merged into the branch ("update branch") and the new head goes back to CI."""
+        is merged into the branch ("update branch") and the new head goes back to CI; a refusal
+        is told by its cause (a conflict, a branch protection rule, or a passing one)."""
         self.writable(branch)
         repo = self.api()
         try:
@@ -269,33 +295,74 @@ class GitHubForge(GitForge):
             if pull is None:
                 return MergeOutcome("error", head_sha, message=f"no open pull request for {branch}")
             if pull.head.sha != head_sha:
+                if self._base_merged_into(head_sha, pull.head.sha):  # an update we asked for
+                    return self._moved(branch, head_sha, pull.head.sha)
                 return MergeOutcome("error", head_sha, message=f"{branch} is at {pull.head.sha},"
                                     f" not the verified {head_sha}")  # fmt: skip
             if repo.compare(self.base_branch, head_sha).behind_by > 0:
                 return self._update(pull.number, branch, head_sha)
-            if repo.get_pull(pull.number).mergeable is False:
+            if self._mergeable(pull.number) is False:
                 return MergeOutcome("conflict", head_sha, message="GitHub reports a conflict")
             trailers = f"{TASK_TRAILER}: {task}\n{HEAD_TRAILER}: {head_sha}"
             status = pull.merge(commit_title=title, commit_message=f"{body}\n\n{trailers}",
                                 merge_method=method, sha=head_sha)  # fmt: skip
         except GithubException as exc:
-            if transient(exc):  # passing: no merge attempt is spent on it
-                raise failed(f"merging {branch}", exc) from None
-            return _merge_refused(exc, head_sha)
+            return _merge_refused(f"merging {branch}", exc, head_sha, method)
         self._delete(branch, delete_branch)
         return MergeOutcome("merged", head_sha, merged_sha=status.sha)
 
+    def _mergeable(self, number: int) -> bool | None:
+        """Whether GitHub can merge the PR; GitHub answers null while it computes that after
+        a push, so a null is read again, a few times (a lasting null: GitHub decides at the
+        merge)."""
+        for wait in (*self.auth.pacing.update_polls(), None):
+            mergeable: bool | None = self.api().get_pull(number).mergeable
+            if mergeable is not None or wait is None:
+                return mergeable
+            time.sleep(wait)  # GitHub announces nothing: it is read again
+        return None
+
     def _update(self, number: int, branch: str, head_sha: str) -> MergeOutcome:
+        """Ask GitHub to merge the base into the branch and wait until it has: GitHub accepts
+        (202) and moves the branch later, so the head read at once is still the old one."""
         pull = self.api().get_pull(number)
-        if not pull.update_branch(expected_head_sha=head_sha):
-            return MergeOutcome("conflict", head_sha, message="the base cannot be merged in")
-        new_head = self.branch_head(branch)
-        return MergeOutcome(
-            "base-moved",
-            head_sha,
-            new_head_sha=new_head,
-            message=f"merged {self.base_branch} into {branch}; CI runs again",
-        )
+        try:
+            self.api().requester.requestJsonAndCheck(
+                "PUT", f"{pull.url}/update-branch", input={"expected_head_sha": head_sha}
+            )
+        except GithubException as exc:
+            if transient(exc):
+                raise failed(f"updating {branch}", exc) from None
+            said = message_of(exc)
+            if exc.status == 422 and "expected head sha" in said.lower():
+                return MergeOutcome("error", head_sha, message=f"the head moved: {said}")
+            if exc.status == 422:
+                return MergeOutcome("conflict", head_sha, message=f"GitHub cannot merge"
+                                    f" {self.base_branch} into {branch}: {said}")  # fmt: skip
+            raise failed(f"updating {branch}", exc) from None
+        for wait in (*self.auth.pacing.update_polls(), None):
+            new_head = self.branch_head(branch)
+            if new_head is not None and new_head != head_sha:
+                return self._moved(branch, head_sha, new_head)
+            if wait is None:
+                break
+            time.sleep(wait)  # GitHub announces nothing: the branch is read again
+        raise GitHubBusyError(f"GitHub accepted merging {self.base_branch} into {branch} but has"
+                              f" not moved it from {head_sha[:12]} yet; the next pass looks"
+                              " again")  # fmt: skip
+
+    def _moved(self, branch: str, head_sha: str, new_head: str) -> MergeOutcome:
+        message = f"merged {self.base_branch} into {branch}; CI runs again"
+        return MergeOutcome("base-moved", head_sha, new_head_sha=new_head, message=message)
+
+    def _base_merged_into(self, head_sha: str, new_head: str) -> bool:
+        """Whether *new_head* is GitHub's merge of the base into *head_sha* ("update branch",
+        finished after the pass that asked for it gave up waiting): two parents, the first
+        the verified head, the second on the base branch."""
+        repo = self.api()
+        parents = [p.sha for p in repo.get_commit(new_head).parents]
+        return (len(parents) == 2 and parents[0] == head_sha
+                and repo.compare(parents[1], self.base_branch).behind_by == 0)  # fmt: skip
 
     def _delete(self, branch: str, wanted: bool) -> None:
         if wanted and self.branch_head(self.writable(branch)) is not None:
@@ -309,13 +376,31 @@ class GitHubForge(GitForge):
                     raise failed(f"deleting {branch}", exc) from None
 
 
-def _merge_refused(exc: GithubException, head_sha: str) -> MergeOutcome:
-    message = message_of(exc)
-    if exc.status == 405:  # not mergeable (conflict, or a branch protection rule)
-        return MergeOutcome("conflict", head_sha, message=f"GitHub refused the merge: {message}")
+def _merge_refused(what: str, exc: GithubException, head_sha: str, method: str) -> MergeOutcome:
+    """A refused merge told by its cause. GitHub answers 405 for a conflict and for each
+    branch protection rule alike: its message says which."""
+    said = message_of(exc)
+    lower = said.lower()
+    if transient(exc) or (exc.status == 405 and "base branch was modified" in lower):
+        raise failed(what, exc) from None  # passing: no merge attempt is spent on it
+    if exc.status == 405 and "status check" in lower:
+        return MergeOutcome("blocked", head_sha, message=f"GitHub's branch protection: {said};"
+                            " list that check in ci.requiredChecks so that the task waits for"
+                            " it, or drop it from the rule, then retry the task")  # fmt: skip
+    if exc.status == 405 and "review" in lower:
+        return MergeOutcome("blocked", head_sha, message=f"GitHub's branch protection: {said};"
+                            " approve the pull request on GitHub (or set"
+                            " approvals.requireHumanApproval so the task waits for it), then"
+                            " retry the task")  # fmt: skip
+    if exc.status == 405 and "not allowed" in lower:
+        return MergeOutcome("blocked", head_sha, message=f"GitHub: {said}; set merge.method to"
+                            f" a method the repository allows (not {method}), or allow it in"
+                            " the repository's settings, then retry the task")  # fmt: skip
+    if exc.status == 405:  # not mergeable: a conflict
+        return MergeOutcome("conflict", head_sha, message=f"GitHub refused the merge: {said}")
     if exc.status == 409:  # the head moved: a push raced the verified head
-        return MergeOutcome("error", head_sha, message=f"the head moved: {message}")
-    return MergeOutcome("error", head_sha, message=f"{exc.status} {message}")
+        return MergeOutcome("error", head_sha, message=f"the head moved: {said}")
+    return MergeOutcome("error", head_sha, message=f"{exc.status} {said}")
 
 
 def _summary(title: str, text: str, url: str | None) -> str:

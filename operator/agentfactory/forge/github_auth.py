@@ -12,9 +12,12 @@ is: it cannot be narrowed, which the factory's CredentialsValid condition says.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+
+from github.GithubException import RateLimitExceededExceedsMaxWait
 
 from agentfactory.core.forges import ForgeBusyError, ForgeError
 from github import (
@@ -26,6 +29,8 @@ from github import (
 )
 
 if TYPE_CHECKING:
+    from urllib3.util.retry import Retry
+
     from agentfactory.core.github import GitHubRepository
 
 
@@ -39,7 +44,9 @@ class GitHubBusyError(GitHubError, ForgeBusyError):
 
 
 def transient(exc: GithubException) -> bool:
-    return isinstance(exc, RateLimitExceededException) or exc.status >= 500
+    """A refusal a later try should pass: a rate limit (403 with its message or 429, PyGithub
+    classes only the former) or GitHub failing (5xx)."""
+    return isinstance(exc, RateLimitExceededException) or exc.status == 429 or exc.status >= 500
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,10 @@ class MintedToken:
 
 @dataclass(frozen=True)
 class Pacing:
-    """How the client paces its calls and waits out GitHub's limits (PyGithub's retry does
-    the waiting: until a primary limit resets, a secondary limit's Retry-After, or
-    `secondary_rate_wait` when GitHub gives none; 5xx with exponential backoff)."""
+    """How the client paces its calls and waits out GitHub's limits (`PacedRetry` does the
+    waiting: until a primary limit resets, a secondary limit's Retry-After, or
+    `secondary_rate_wait` when GitHub gives none; 5xx with exponential backoff and jitter),
+    never longer than `max_rate_limit_wait` for one wait."""
 
     seconds_between_requests: float = 0.25
     """GitHub asks integrators to serialize and pace their calls."""
@@ -69,18 +77,78 @@ class Pacing:
     """A longer wait fails the call instead: a worker's pass must not stall until an hourly
     limit resets; the task says it is rate limited and the next pass tries again."""
     retries: int = 5
+    backoff_seconds: float = 1.0
+    """The first wait after a 5xx; each next one doubles, plus up to as much again at random
+    (so that workers refused together do not come back together)."""
+
+    update_wait: float = 30
+    """How long to wait for GitHub to move a branch after accepting an update of it (202),
+    or to say whether a PR is mergeable (null while it computes), read again and again."""
+
+    def update_polls(self) -> list[float]:
+        """The waits between reads of something GitHub does later: doubling from half a
+        second, `update_wait` in all."""
+        waits: list[float] = []
+        wait = 0.5
+        while sum(waits) + wait <= self.update_wait:
+            waits.append(wait)
+            wait *= 2
+        return waits
 
     def client_options(self) -> dict[str, Any]:
-        retry = GithubRetry(total=self.retries, secondary_rate_wait=self.secondary_rate_wait,
-                            max_rate_limit_wait=self.max_rate_limit_wait,
-                            # GitHub answers a secondary limit with 429 as well as 403
-                            status_forcelist=[*range(500, 600), 429],
-                            # the last answer, not urllib3's RetryError: PyGithub turns it
-                            # into the GithubException the forge explains
-                            raise_on_status=False)  # fmt: skip
+        retry = PacedRetry(total=self.retries, secondary_rate_wait=self.secondary_rate_wait,
+                           max_rate_limit_wait=self.max_rate_limit_wait,
+                           backoff_factor=self.backoff_seconds / 2,
+                           backoff_jitter=self.backoff_seconds,
+                           backoff_max=self.max_rate_limit_wait,
+                           # GitHub answers a secondary limit with 429 as well as 403
+                           status_forcelist=[*range(500, 600), 429],
+                           # the last answer, not urllib3's RetryError: PyGithub turns it
+                           # into the GithubException the forge explains
+                           raise_on_status=False)  # fmt: skip
         return {"retry": retry, "seconds_between_requests": self.seconds_between_requests,
                 "seconds_between_writes": self.seconds_between_requests,
                 "user_agent": "agentfactory"}  # fmt: skip
+
+
+class PacedRetry(GithubRetry):
+    """PyGithub's retry (which reads a 403's rate limit from its body), with the two waits
+    it leaves to urllib3 made GitHub's: a 429 without Retry-After is a secondary limit, waited
+    at least `secondary_rate_wait` as for a 403 (urllib3 would retry at once); a Retry-After
+    longer than `max_rate_limit_wait` fails the call at once (urllib3 would wait it out)."""
+
+    def increment(self, method: str | None = None, url: str | None = None,  # type: ignore[override]
+                  response: Any = None, *args: Any, **kwargs: Any) -> Retry:  # fmt: skip
+        after = _seconds((response.headers or {}).get("Retry-After")) if response else None
+        limit = self.max_rate_limit_wait
+        if after is not None and limit is not None and after > limit:
+            raise RateLimitExceededExceedsMaxWait(
+                response.status, _body(self, response, url), dict(response.headers), wait=after
+            )
+        return super().increment(method, url, response, *args, **kwargs)
+
+    def get_backoff_time(self) -> float:
+        backoff = float(super().get_backoff_time())
+        last = self.history[-1] if self.history else None
+        if last is not None and last.status == 429:  # no Retry-After: sleep() asked us
+            backoff = max(backoff, self.secondary_rate_wait)
+            if self.max_rate_limit_wait is not None and backoff > self.max_rate_limit_wait:
+                backoff = self.max_rate_limit_wait
+        return backoff
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # an HTTP date: urllib3 reads those itself
+        return None
+
+
+def _body(retry: GithubRetry, response: Any, url: str | None) -> Any:
+    try:
+        return json.loads(retry.get_content(response, url or ""))
+    except (ValueError, TypeError):
+        return {"message": response.reason}
 
 
 @dataclass

@@ -20,6 +20,7 @@ from agentfactory.core.forges import (
     HasChecks,
     HasIssues,
     HasPullRequests,
+    HasSettings,
     VerifiesCredentials,
 )
 from agentfactory.forge.build import git_forge, github_forge
@@ -72,6 +73,11 @@ def approvals(forge: object) -> HasApprovals | None:
 def issues(forge: object) -> HasIssues | None:
     """*forge*, when it has issues to take tasks from."""
     return forge if isinstance(forge, HasIssues) else None
+
+
+def settings(forge: object) -> HasSettings | None:
+    """*forge*, when its repository's settings can refuse a spec."""
+    return forge if isinstance(forge, HasSettings) else None
 
 
 def verifiable(forge: object) -> VerifiesCredentials | None:
