@@ -34,8 +34,14 @@ def main(path: str) -> None:
         wrong = described.response(op, x["status"], x["answer"])
         valid_answers += not wrong
         why.update(f"{x['status']} {op.template}: {w}" for w in wrong[:1])
-    for _problem, _count in why.most_common(25):
-        pass
+    out = [
+        f"{requests} requests over {len(operations)} operations: {valid_requests} valid"
+        f" ({valid_requests / max(requests, 1):.0%})",
+        f"{answers} non-empty answers: {valid_answers} valid"
+        f" ({valid_answers / max(answers, 1):.0%})",
+        *(f"{count:5}  {problem[:160]}" for problem, count in why.most_common(25)),
+    ]
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ description when the fake closes."""
 from __future__ import annotations
 
 import re
+import urllib.request
 from typing import TYPE_CHECKING
 
 import pytest
 from testbed.fakes.github_api import FakeGitHub, Fault, Protection
+from testbed.github_openapi import description
 from testbed.gitutil import git
 
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, Pacing
-from tests.githubs import PACING, REPO, app
+from tests.githubs import ALL, PACING, REPO, app
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -178,3 +180,25 @@ def test_a_pull_request_without_a_commit_over_the_base_is_refused_as_github_does
     github.push(REPO, "factory/empty", f.base_sha())
     with pytest.raises(GitHubError, match=r"422 .*No commits between main and factory/empty"):
         f.ensure_pull_request("factory/empty", "empty", "")
+
+
+def test_an_exchange_github_does_not_document_is_a_divergence_that_fails_the_test(
+    github: FakeGitHub,
+) -> None:
+    token = github.personal_token(REPO, **ALL)
+    request = urllib.request.Request(f"{github.url}/api/v3/repos/{REPO}/pulls?sort_by=age",
+                                     headers={"Authorization": f"token {token}"})  # fmt: skip
+    with urllib.request.urlopen(request) as answer:
+        assert answer.status == 200
+    assert github.divergences() == [
+        f"GET /repos/{REPO}/pulls -> 200: query parameter sort_by is not one the operation takes"
+    ]
+    op = description().operation("GET", f"/repos/{REPO}/pulls/1")
+    assert op is not None
+    wrong = description().response(op, 200, {**description().least("pull-request"), "number": "1"})
+    assert wrong == ["response: number: '1' is not of type 'integer'"]
+    assert description().response(op, 418, {}) == [
+        "418 is not an answer GET /repos/{owner}/{repo}/pulls/{pull_number} documents"
+        " (200, 304, 404, 406, 500, 503)"
+    ]
+    github.exchanges.clear()  # what the fake would fail this test for on closing
