@@ -51,6 +51,14 @@ def path() -> Path:
     return found
 
 
+def recorded(scenario: str) -> list[dict[str, Any]]:
+    """The exchanges of one `@octokit/fixtures` scenario, as recorded with the real GitHub
+    (method, path, status, response, headers), fetched beside the description."""
+    root = path().parent.parent / "fixtures-23.1.2" / scenario / "normalized-fixture.json"
+    exchanges: list[dict[str, Any]] = json.loads(root.read_text())
+    return exchanges
+
+
 def _nullable(node: Any) -> Any:
     """*node* with OpenAPI's `nullable: true` said as JSON Schema says it."""
     if isinstance(node, list):
