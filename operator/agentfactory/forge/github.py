@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from github.CommitStatus import CommitStatus
 from github.PaginatedList import PaginatedList
@@ -43,7 +43,7 @@ from github import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from github.Repository import Repository
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 
 LABEL_PREFIX = "agentfactory:"
+T = TypeVar("T")
 
 
 @dataclass
@@ -312,15 +313,21 @@ class GitHubForge(GitForge):
         return MergeOutcome("merged", head_sha, merged_sha=status.sha)
 
     def _mergeable(self, number: int) -> bool | None:
-        """Whether GitHub can merge the PR; GitHub answers null while it computes that after
-        a push, so a null is read again, a few times (a lasting null: GitHub decides at the
-        merge)."""
-        for wait in (*self.auth.pacing.update_polls(), None):
-            mergeable: bool | None = self.api().get_pull(number).mergeable
-            if mergeable is not None or wait is None:
-                return mergeable
-            time.sleep(wait)  # GitHub announces nothing: it is read again
-        return None
+        """Whether GitHub can merge the PR. GitHub answers null while it computes that after
+        a push, so a null is read again (a lasting null: GitHub decides at the merge)."""
+        mergeable: bool | None = self._until(lambda: self.api().get_pull(number).mergeable,
+                                             lambda seen: seen is not None)  # fmt: skip
+        return mergeable
+
+    def _until(self, read: Callable[[], T], done: Callable[[T], bool]) -> T:
+        """*read* again, at doubling intervals for `Pacing.update_wait` in all, until *done*
+        says so of what it read; the last read. GitHub announces nothing it does later."""
+        for wait in self.auth.pacing.update_polls():
+            seen = read()
+            if done(seen):
+                return seen
+            time.sleep(wait)
+        return read()
 
     def _update(self, number: int, branch: str, head_sha: str) -> MergeOutcome:
         """Ask GitHub to merge the base into the branch and wait until it has: GitHub accepts
@@ -340,13 +347,13 @@ class GitHubForge(GitForge):
                 return MergeOutcome("conflict", head_sha, message=f"GitHub cannot merge"
                                     f" {self.base_branch} into {branch}: {said}")  # fmt: skip
             raise failed(f"updating {branch}", exc) from None
-        for wait in (*self.auth.pacing.update_polls(), None):
-            new_head = self.branch_head(branch)
-            if new_head is not None and new_head != head_sha:
+        new_head = self._until(lambda: self.branch_head(branch),
+                               lambda seen: seen not in (None, head_sha))  # fmt: skip
+        if new_head is not None and new_head != head_sha:
+            if self._base_merged_into(head_sha, new_head):
                 return self._moved(branch, head_sha, new_head)
-            if wait is None:
-                break
-            time.sleep(wait)  # GitHub announces nothing: the branch is read again
+            said = f"{branch} is at {new_head}, not GitHub's merge of the base into {head_sha}"
+            return MergeOutcome("error", head_sha, message=said)
         raise GitHubBusyError(f"GitHub accepted merging {self.base_branch} into {branch} but has"
                               f" not moved it from {head_sha[:12]} yet; the next pass looks"
                               " again")  # fmt: skip
