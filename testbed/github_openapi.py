@@ -75,6 +75,11 @@ def _pointer(*parts: str) -> str:
     return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+def _json_schema(where: str) -> str:
+    """The pointer of the JSON schema of the request body or answer at *where*."""
+    return f"{where}/content{_pointer('application/json')}/schema"
+
+
 @dataclass(frozen=True)
 class Operation:
     method: str
@@ -82,6 +87,8 @@ class Operation:
     spec: dict[str, Any]
     where: str
     """The JSON pointer of the operation in the document."""
+    path: dict[str, str]
+    """The path parameters' values in the request."""
 
 
 @dataclass(eq=False)  # one per process, hashed by identity for the validator cache
@@ -119,9 +126,11 @@ class Description:
     def operation(self, method: str, path: str) -> Operation | None:
         for pattern, template in self._routes:
             ops = self.document["paths"][template]
-            if pattern.match(path) and method.lower() in ops:
+            if (match := pattern.match(path)) and method.lower() in ops:
+                names = re.findall(r"\{([^}]+)\}", template)
                 return Operation(method, template, ops[method.lower()],
-                                 _pointer("paths", template, method.lower()))  # fmt: skip
+                                 _pointer("paths", template, method.lower()),
+                                 dict(zip(names, match.groups(), strict=True)))  # fmt: skip
         return None
 
     def _errors(self, where: str, instance: Any) -> list[str]:
@@ -137,10 +146,7 @@ class Description:
         if op is None:
             return None, [f"{method} {path}: no such operation"]
         problems = []
-        match = next(p.match(path) for p, t in self._routes if t == op.template)
-        assert match is not None
-        names = re.findall(r"\{([^}]+)\}", op.template)
-        values = {"path": dict(zip(names, match.groups(), strict=True)), "query": query}
+        values = {"path": op.path, "query": query}
         known = set()
         for i, given in enumerate(op.spec.get("parameters", [])):
             param, where = self.resolve(given)
@@ -168,35 +174,37 @@ class Description:
                 if taken.get("required"):
                     problems.append("the operation requires a body")
             elif "application/json" in taken.get("content", {}):
-                schema = f"{where}/content/{_pointer('application/json')[1:]}/schema"
-                problems += [f"body: {e}" for e in self._errors(schema, body)]
+                problems += [f"body: {e}" for e in self._errors(_json_schema(where), body)]
         if (method, op.template) in KNOWN_GAPS and problems:
             return op, []
         return op, problems
 
+    def _answer(self, op: Operation, status: int) -> tuple[dict[str, Any], str] | None:
+        """*op*'s documented answer of *status* (or its default), and its pointer."""
+        responses = op.spec["responses"]
+        key = str(status) if str(status) in responses else "default"
+        if key not in responses:
+            return None
+        answer, where = self.resolve(responses[key])
+        return answer, where or f"{op.where}/responses/{key}"
+
     def response(self, op: Operation, status: int, body: Any) -> list[str]:
         """How an answer of *status* with *body* differs from what *op* documents."""
-        responses = op.spec["responses"]
-        given = responses.get(str(status)) or responses.get("default")
-        if given is None:
+        documented = self._answer(op, status)
+        if documented is None:
             if status in ANY_CALL:
                 return []
             return [f"{status} is not an answer {op.method} {op.template} documents"
-                    f" ({', '.join(responses)})"]  # fmt: skip
-        answer, where = self.resolve(given)
-        where = where or f"{op.where}/responses/{status if str(status) in responses else 'default'}"
-        content = answer.get("content", {})
-        if "application/json" not in content or "schema" not in content["application/json"]:
+                    f" ({', '.join(op.spec['responses'])})"]  # fmt: skip
+        answer, where = documented
+        if "schema" not in answer.get("content", {}).get("application/json", {}):
             return []
-        schema = f"{where}/content/{_pointer('application/json')[1:]}/schema"
-        return [f"response: {e}" for e in self._errors(schema, body)]
+        return [f"response: {e}" for e in self._errors(_json_schema(where), body)]
 
     def answer_schema(self, op: Operation, status: int) -> dict[str, Any] | None:
         """The schema of *op*'s documented JSON answer of *status*, if it has one."""
-        given = op.spec["responses"].get(str(status))
-        if given is None:
-            return None
-        content = self.resolve(given)[0].get("content", {})
+        documented = self._answer(op, status)
+        content = documented[0].get("content", {}) if documented else {}
         schema: dict[str, Any] | None = content.get("application/json", {}).get("schema")
         return schema
 

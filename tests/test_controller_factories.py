@@ -198,15 +198,12 @@ async def test_github_app_credentials_are_tried_by_minting_a_token(
 
 
 async def test_a_merge_method_the_repository_does_not_allow_is_a_spec_error_on_reconcile(
-    control_plane: ControlPlane, tmp_path: Path, remote: Path
+    control_plane: ControlPlane, github: FakeGitHub, tmp_path: Path
 ) -> None:
-    with FakeGitHub(root=tmp_path / "github") as github:
-        github.create_repository(REPO, remote)
-        github.install(7, REPO, **ALL)
-        github.merge_methods[REPO] = {"merge", "rebase"}  # the factory merges by squash
-        obj = await reconciled_on_github(control_plane, tmp_path, github,
-                                         {"githubApp": {"secretName": "gh-app"}},
-                                         github.app_secret(7))  # fmt: skip
+    github.merge_methods[REPO] = {"merge", "rebase"}  # the factory merges by squash
+    obj = await reconciled_on_github(control_plane, tmp_path, github,
+                                     {"githubApp": {"secretName": "gh-app"}},
+                                     github.app_secret(7))  # fmt: skip
     conditions = {c["type"]: c for c in obj["status"]["conditions"]}
     assert conditions["CredentialsValid"]["status"] == "True"
     ready = conditions["Ready"]

@@ -14,39 +14,11 @@ from testbed.fakes.github_api import FakeGitHub, Fault, Protection
 from testbed.github_openapi import description
 from testbed.gitutil import git
 
-from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, Pacing
-from tests.githubs import ALL, PACING, REPO, app
+from agentfactory.forge.github import GitHubBusyError, GitHubError, Pacing
+from tests.githubs import ALL, PACING, REPO, forge, merge, move_base, open_pr
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from agentfactory.core.forges import MergeOutcome
-
-
-def forge(fake: FakeGitHub, workdir: Path, pacing: Pacing = PACING) -> GitHubForge:
-    auth = app(fake)
-    auth.pacing = pacing
-    return GitHubForge.at(auth, workdir)
-
-
-def open_pr(github: FakeGitHub, f: GitHubForge) -> str:
-    """The task branch `factory/notes`, one commit over the base, with its PR: its head."""
-    head = github.commit(REPO, github.head_of(REPO, "main") or "", "NOTES.md", "notes\n", "n")
-    github.push(REPO, "factory/notes", head)
-    f.ensure_pull_request("factory/notes", "notes", "contract")
-    return head
-
-
-def move_base(github: FakeGitHub) -> str:
-    base = github.head_of(REPO, "main") or ""
-    moved = github.commit(REPO, base, "OTHER.md", "other\n", "meanwhile")
-    github.push(REPO, "main", moved)
-    return moved
-
-
-def merge(f: GitHubForge, head: str, method: str = "squash") -> MergeOutcome:
-    return f.merge(task="notes", branch="factory/notes", head_sha=head, method=method,
-                   title="notes", body="", delete_branch=True)  # fmt: skip
 
 
 def parents(github: FakeGitHub, tmp_path: Path, sha: str) -> list[str]:
@@ -59,7 +31,7 @@ def test_an_update_github_finishes_later_is_waited_for_and_its_merge_is_the_new_
 ) -> None:
     github.update_delay = 0.5  # the 202 comes first; the branch moves half a second later
     f = forge(github, tmp_path / "op")
-    head = open_pr(github, f)
+    head, _ = open_pr(github, f)
     base = move_base(github)
     moved = merge(f, head)
     assert moved.outcome == "base-moved"
@@ -72,7 +44,7 @@ def test_an_update_not_finished_in_time_costs_nothing_and_the_next_pass_takes_it
 ) -> None:
     github.update_delay = 3600  # until the test finishes it
     f = forge(github, tmp_path / "op", Pacing(seconds_between_requests=0, update_wait=1))
-    head = open_pr(github, f)
+    head, _ = open_pr(github, f)
     base = move_base(github)
     with pytest.raises(GitHubBusyError, match="has not moved it"):
         merge(f, head)
@@ -103,7 +75,7 @@ def test_a_branch_protection_refusal_is_named_with_its_fix_not_read_as_a_conflic
     if methods is not None:
         github.merge_methods[REPO] = methods
     f = forge(github, tmp_path / "op")
-    head = open_pr(github, f)
+    head, _ = open_pr(github, f)
     refused = merge(f, head)
     assert refused.outcome == "blocked", refused
     assert re.search(said, refused.message), refused.message
@@ -114,7 +86,7 @@ def test_a_merge_github_says_is_not_mergeable_yet_is_read_again(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    first = open_pr(github, f)
+    first, _ = open_pr(github, f)
     head = github.commit(REPO, first, "NOTES.md", "more notes\n", "more")
     github.push(REPO, "factory/notes", head)
     done = merge(f, head)  # GitHub answers `mergeable: null` at the first read after a push
@@ -152,7 +124,7 @@ def test_a_429_without_retry_after_is_waited_out_as_a_secondary_limit(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    head = open_pr(github, f)
+    head, _ = open_pr(github, f)
     refuse_merges(github, 1, {})
     done = merge(f, head)
     assert done.outcome == "merged", done
@@ -165,7 +137,7 @@ def test_a_lasting_429_costs_no_merge_attempt_and_a_long_retry_after_is_not_wait
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     f = forge(github, tmp_path / "op")
-    head = open_pr(github, f)
+    head, _ = open_pr(github, f)
     refuse_merges(github, 1, {"Retry-After": "600"})  # past max_rate_limit_wait
     with pytest.raises(GitHubBusyError, match=r"429|rate limit"):
         merge(f, head)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from testbed.fakes.github_api import FakeGitHub, Fault
@@ -16,16 +16,10 @@ from agentfactory.core.gitauth import token_env
 from agentfactory.core.github import ci_verdict, github_repository
 from agentfactory.forge.git import BranchRefusedError
 from agentfactory.forge.github import GitHubBusyError, GitHubError, GitHubForge, GitHubToken
-from tests.githubs import ALL, PACING, REPO, app
+from tests.githubs import ALL, PACING, REPO, app, forge, merge, move_base, open_pr
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from agentfactory.forge.git import MergeOutcome
-
-
-def forge(fake: FakeGitHub, workdir: Path) -> GitHubForge:
-    return GitHubForge.at(app(fake), workdir)
 
 
 def changed(fake: FakeGitHub, f: GitHubForge, branch: str = "factory/fix") -> str:
@@ -136,27 +130,6 @@ def test_the_ci_gate_reads_check_runs_and_statuses_on_the_exact_head(
                      timeout=timedelta(hours=1))  # fmt: skip
     assert red is not None and red.state == "failure"
     assert [c.name for c in red.failed_checks] == ["test"]
-
-
-def open_pr(github: FakeGitHub, f: GitHubForge, text: str = "notes\n") -> tuple[str, int]:
-    """A task's branch `factory/notes` with NOTES.md set to *text* on the base, and its PR:
-    (head, PR number)."""
-    head = github.commit(REPO, github.head_of(REPO, "main") or "", "NOTES.md", text, "notes")
-    github.push(REPO, "factory/notes", head)
-    return head, f.ensure_pull_request("factory/notes", "notes", "contract").number
-
-
-def move_base(github: FakeGitHub, path: str, text: str) -> None:
-    """Someone merges a change of *path* into main meanwhile."""
-    base = github.head_of(REPO, "main") or ""
-    github.push(REPO, "main", github.commit(REPO, base, path, text, f"meanwhile: {path}"))
-
-
-def merge(f: GitHubForge, head: str, **kwargs: object) -> MergeOutcome:
-    args: dict[str, Any] = {"task": "notes", "branch": "factory/notes", "head_sha": head,
-                            "method": "squash", "title": "notes", "body": "- it works",
-                            "delete_branch": True, **kwargs}  # fmt: skip
-    return f.merge(**args)
 
 
 def test_the_merge_is_pinned_to_the_verified_head_and_happens_once(

@@ -132,6 +132,7 @@ class FakeGitHub:
     call_times: list[float] = field(default_factory=list)
     """When each of `calls` arrived (time.monotonic)."""
     chaos: list[Callable[[str, str], Fault | None]] = field(default_factory=list)
+    """Rules called with (method, path) for each API call, in order; the first fault wins."""
     update_delay: float = 0.2
     """How long after accepting an update-branch (202) GitHub moves the branch."""
     page_size: int = 30
@@ -142,7 +143,6 @@ class FakeGitHub:
     """repository -> the merge methods its settings allow (all three when absent)."""
     _computed: dict[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)
     _updates: list[Callable[[], None]] = field(default_factory=list)
-    """Rules called with (method, path) for each API call, in order; the first fault wins."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -422,20 +422,26 @@ class FakeGitHub:
         head_sha, base_sha = self.head_of(full, head), self.head_of(full, base)
         if pull["merged"]:
             head_sha = pull["merged_head"]
-        mergeable = None if pull["merged"] or not head_sha or not base_sha else (
-            self._merged_tree(full, base_sha, head_sha) is not None)  # fmt: skip
-        # GitHub computes mergeability after each push, answering null meanwhile: here the
-        # first read after a change of either side.
-        if one and self._computed.get((full, pull["number"])) != (head_sha, base_sha):
-            self._computed[full, pull["number"]] = (head_sha, base_sha)
-            mergeable = None
         shown = {k: v for k, v in pull.items() if k != "merged_head"}
+        if one:
+            shown["mergeable"] = self._mergeable(full, pull, head_sha, base_sha)
         return {**shown, "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
                                  "sha": head_sha},
-                "mergeable": mergeable,
-                "base": {"ref": base, "sha": self.head_of(full, base)},
+                "base": {"ref": base, "sha": base_sha},
                 "html_url": f"{self.url}/{full}/pull/{pull['number']}",
                 "url": f"{self.url}/api/v3/repos/{full}/pulls/{pull['number']}"}  # fmt: skip
+
+    def _mergeable(
+        self, full: str, pull: dict[str, Any], head_sha: str | None, base_sha: str | None
+    ) -> bool | None:
+        """Whether the PR merges cleanly; null at the first read after either side moved, as
+        GitHub answers while it computes that after a push."""
+        if self._computed.get((full, pull["number"])) != (head_sha, base_sha):
+            self._computed[full, pull["number"]] = (head_sha, base_sha)
+            return None
+        if pull["merged"] or not head_sha or not base_sha:
+            return None
+        return self._merged_tree(full, base_sha, head_sha) is not None
 
     def _list_pulls(self, full: str, _n: list[str], _b: Any, q: dict[str, str]) -> Reply:
         owner = full.split("/")[0]
@@ -443,8 +449,7 @@ class FakeGitHub:
                  if q.get("state", "open") in ("all", p["state"])
                  and ("head" not in q or q["head"] == f"{owner}:{p['head']}")
                  and ("base" not in q or q["base"] == p["base"])]  # fmt: skip
-        listed = [self._pull_json(full, p, one=False) for p in found]
-        return 200, [{k: v for k, v in p.items() if k != "mergeable"} for p in listed], {}
+        return 200, [self._pull_json(full, p, one=False) for p in found], {}
 
     def _create_pull(self, full: str, _n: list[str], body: Any, _q: dict[str, str]) -> Reply:
         head, base = body["head"].split(":")[-1], body["base"]
@@ -542,7 +547,7 @@ class FakeGitHub:
         if tree is None:
             return 405, {"message": "Pull Request is not mergeable"}, {}
         method = (body or {}).get("merge_method", "merge")
-        if method not in self.merge_methods.get(full, {"merge", "squash", "rebase"}):
+        if method not in self._allowed(full):
             kinds = {"merge": "Merge commits", "squash": "Squash merges", "rebase": "Rebase merges"}
             return 405, {"message": f"{kinds[method]} are not allowed on this repository."}, {}
         refused = self._protected(full, pull, head)
@@ -566,6 +571,10 @@ class FakeGitHub:
                     merged_head=head)  # fmt: skip
         return 200, {"sha": merged, "merged": True,
                      "message": "Pull Request successfully merged"}, {}  # fmt: skip
+
+    def _allowed(self, full: str) -> set[str]:
+        """The merge methods *full*'s settings allow."""
+        return self.merge_methods.get(full, {"merge", "squash", "rebase"})
 
     def finish_updates(self) -> None:
         """GitHub finishes the branch updates it accepted, now."""
@@ -868,7 +877,7 @@ class FakeGitHub:
 
     def _repo(self, full_name: str) -> dict[str, Any]:
         owner, name = full_name.split("/")
-        allowed = self.merge_methods.get(full_name, {"merge", "squash", "rebase"})
+        allowed = self._allowed(full_name)
         return {"id": abs(hash(full_name)) % 10**8, "name": name, "full_name": full_name,
                 "allow_merge_commit": "merge" in allowed,
                 "allow_squash_merge": "squash" in allowed,
