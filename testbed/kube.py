@@ -16,7 +16,7 @@ import aiohttp
 import kopf
 
 from agentfactory.controller import settings
-from agentfactory.kube.client import close_session
+from agentfactory.kube.client import close_session, http_session
 
 if TYPE_CHECKING:
     import ssl
@@ -77,8 +77,7 @@ class Api:
     async def session(self, **kwargs: Any) -> AsyncIterator[aiohttp.ClientSession]:
         """A client of the API server, its TLS connections aborted when it closes."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
-        http = aiohttp.ClientSession(headers=headers, connector=connector, **kwargs)
+        http = http_session(self.ssl, headers=headers, **kwargs)
         try:
             yield http
         finally:

@@ -19,7 +19,7 @@ import aiohttp
 import aiohttp.web
 from testbed.apiserver import free_port
 
-from agentfactory.kube.client import close_session
+from agentfactory.kube.client import close_session, http_session
 
 if TYPE_CHECKING:
     from testbed.apiserver import ControlPlane
@@ -105,9 +105,7 @@ class FaultProxy:
 
     async def __aenter__(self) -> FaultProxy:
         trusted = ssl.create_default_context(cafile=str(self.plane.ca.path))
-        self._upstream = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=trusted), auto_decompress=False
-        )
+        self._upstream = http_session(trusted, auto_decompress=False)
         app = aiohttp.web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = aiohttp.web.AppRunner(app, access_log=None, handler_cancellation=True)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import socket
+import ssl
+import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from testbed.apiserver import Authority
 from testbed.identity import operator_kubeconfig
 
-from agentfactory.kube.auth import connect
-from agentfactory.kube.client import Kube, KubeError, path_of
+from agentfactory.kube.auth import Connection, connect
+from agentfactory.kube.client import Kube, KubeError, http_session, path_of
 from tests.proxy import Answer, FaultProxy
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from testbed.apiserver import ControlPlane
@@ -97,3 +105,60 @@ async def test_a_request_the_server_asks_to_retry_later_is_tried_again(
             assert await kube.get(f"{cms}/absent") is None
     codes = [r.status for r in proxy.seen if r.plural == "configmaps"]
     assert codes == [429, 429, 404]
+
+
+@pytest.fixture
+def unanswering_tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A TLS server that starts a stream and then never reads again, so a close_notify sent
+    to it is never answered (a busy API server answers late; this one never does)."""
+    authority = Authority(tmp_path)
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(*map(str, authority.issue("server", server=True,
+                                                      hosts=("127.0.0.1",))))  # fmt: skip
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with serving.wrap_socket(raw, server_side=True) as conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n")  # fmt: skip
+            done.wait()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}", authority.path
+    done.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_stream_cut_short_leaves_no_socket_behind(
+    unanswering_tls_server: tuple[str, Path],
+) -> None:
+    # Before Python 3.12.7, a TLS connection closed while its peer has not answered
+    # close_notify keeps its socket after the event loop ends: a ResourceWarning, later, in
+    # whatever runs then. A watch stopped mid-stream (kopf's at shutdown, ours once they see
+    # what they waited for) is exactly that; the client's sessions abort it instead.
+    url, ca = unanswering_tls_server
+
+    async def watch_then_stop() -> None:
+        context = Connection(server=url, ca_file=str(ca)).ssl_context()
+        async with (
+            http_session(context) as http,
+            http.get(f"{url}/api/v1/pods?watch=1") as response,
+        ):
+            assert await response.content.readline() == b"{}\n"
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(watch_then_stop())
+    finally:
+        loop.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

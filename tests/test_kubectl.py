@@ -60,6 +60,16 @@ async def test_kubectl_applies_the_examples_and_shows_the_printer_columns(
                                lambda o: "cannot advance" in (o.get("status") or {}).get(
                                    "message", ""))  # fmt: skip
         assert stuck["status"]["phase"] == "Planning"
+        # kopf's own requests go through the operator's client (`settings.login`), which
+        # leaves no socket open when its watches stop.
+        agents = {
+            e["userAgent"].split("/")[0]
+            for e in control_plane.audit()
+            if e.get("objectRef", {}).get("namespace") == namespace
+            and e["objectRef"].get("resource") == "agenttasks"
+            and e["verb"] == "list"
+        }
+        assert agents == {"kopf agentfactory", "agentfactory"}, agents
         assert "plan #1 cannot advance: git clone" in stuck["status"]["message"]
         await wait_for(
             api,

@@ -7,6 +7,12 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+import kopf
+import yaml
+
+from agentfactory.controller import settings
+from agentfactory.kube.auth import Connection, connect
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -33,3 +39,26 @@ async def test_without_the_crds_the_operator_exits_naming_them(
     text = out.decode()
     assert "factoryspecs.agentfactory.dev" in text and "agenttasks.agentfactory.dev" in text
     assert "crds.enabled" in text, text[-2000:]
+
+
+async def test_kopf_logs_in_with_the_operators_client_once_per_token(tmp_path: Path) -> None:
+    # kopf tells a refused credential from a new one by equality: a new session on every
+    # login would make a token the server refuses look new each time, without end.
+    memo = kopf.Memo()
+    settings.use(Connection(server="https://127.0.0.1:6443"))
+    first = await settings.login(memo=memo)
+    assert await settings.login(memo=memo) is first
+    assert first.aiohttp_session.headers["User-Agent"].startswith("kopf agentfactory/")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "rotated"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))  # fmt: skip
+    settings.use(connect(str(kubeconfig)))
+    rotated = await settings.login(memo=memo)
+    assert rotated is not first
+    assert rotated.aiohttp_session.headers["Authorization"] == "Bearer rotated"
+    for login in (first, rotated):
+        await login.aiohttp_session.close()

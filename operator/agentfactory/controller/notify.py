@@ -12,6 +12,7 @@ import aiohttp
 
 from agentfactory import __version__
 from agentfactory.core.notification import SIGNATURE_HEADER, signature
+from agentfactory.kube.client import http_session
 
 TRIES = 3
 TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -27,7 +28,7 @@ async def post_notification(url: str, body: dict[str, Any], key: str | None) -> 
     if key:
         headers[SIGNATURE_HEADER] = signature(key.strip(), data)
     last = ""
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+    async with http_session(None, timeout=TIMEOUT) as session:
         for attempt in range(TRIES):
             if attempt:
                 await asyncio.sleep(2**attempt)  # the backoff itself: 2 s, then 4 s

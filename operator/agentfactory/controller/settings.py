@@ -9,10 +9,10 @@ from typing import Any
 
 import kopf
 
-from agentfactory import API_VERSION, GROUP
+from agentfactory import API_VERSION, GROUP, __version__
 from agentfactory.controller.leadership import Leadership
 from agentfactory.kube.auth import Connection, connect
-from agentfactory.kube.client import Kube, KubeError, path_of
+from agentfactory.kube.client import Kube, KubeError, http_session, path_of
 
 PREFIX = "agentfactory.dev"
 STOP_SECONDS = 20
@@ -35,17 +35,24 @@ def connection() -> Connection:
 
 
 @kopf.on.login(id="connection")
-def login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf's credentials: the same server, CA, client certificate and token as ours (asked
-    again on a 401, so a rotated token is picked up)."""
+async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+    """kopf's client: the same server, CA, client certificate and token as ours (asked again
+    on a 401, so a rotated token is picked up). It is our session, not one kopf builds, so that
+    its watches cut short at shutdown leave no socket open (`http_session`); and the same one
+    while the token holds, because kopf tells a credential that failed from a new one by
+    equality, and would otherwise log in again without end on a token the server refuses."""
     found = connection()
-    authorization = (found.authorization() or "").split(" ", 1)
-    return kopf.ConnectionInfo(
-        server=found.server, ca_path=found.ca_file, certificate_path=found.cert_file,
-        private_key_path=found.key_file, default_namespace=found.namespace,
-        scheme=authorization[0] if len(authorization) == 2 else None,
-        token=authorization[1] if len(authorization) == 2 else None,
-    )  # fmt: skip
+    authorization = found.authorization()
+    sessions: dict[str | None, kopf.AiohttpSession] = memo.setdefault("logins", {})
+    if authorization not in sessions:
+        headers = {"User-Agent": f"kopf agentfactory/{__version__}"}
+        if authorization:
+            headers["Authorization"] = authorization
+        sessions[authorization] = kopf.AiohttpSession(
+            server=found.server, default_namespace=found.namespace,
+            aiohttp_session=http_session(found.ssl_context(), headers=headers),
+        )  # fmt: skip
+    return sessions[authorization]
 
 
 @kopf.on.startup(id="settings")

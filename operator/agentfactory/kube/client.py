@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from agentfactory.core.secret_optin import may_use
 from agentfactory.kube.auth import Connection
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Sequence
 
 
@@ -86,11 +88,9 @@ class Kube:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Kube:
-        context = self.connection.ssl_context()
-        connector = aiohttp.TCPConnector(ssl=context) if context else None
         # Named in the API server's audit log, and apart from kopf's own requests.
         headers = {"User-Agent": f"agentfactory/{__version__}"}
-        self._session = aiohttp.ClientSession(headers=headers, connector=connector)
+        self._session = http_session(self.connection.ssl_context(), headers=headers)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -191,6 +191,20 @@ class Kube:
             "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", params={"container": container}
         )
         return text
+
+
+# Python before 3.12.7 (and 3.13.0) keeps the socket of a TLS connection closed while its
+# peer has not answered close_notify once the event loop ends: every watch stopped mid-stream.
+# aiohttp then aborts such connections itself, at the latest when the session closes.
+_LEAKS_TLS_SOCKETS = sys.version_info < (3, 12, 7) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
+
+
+def http_session(context: ssl.SSLContext | None, **kwargs: Any) -> aiohttp.ClientSession:
+    """An HTTP client (TLS with *context*) whose connections, streams cut short included, are
+    all closed when it closes; *kwargs* go to `aiohttp.ClientSession`."""
+    connector = aiohttp.TCPConnector(ssl=True if context is None else context, limit=0,
+                                     enable_cleanup_closed=_LEAKS_TLS_SOCKETS)  # fmt: skip
+    return aiohttp.ClientSession(connector=connector, **kwargs)
 
 
 async def close_session(session: aiohttp.ClientSession) -> None:
