@@ -53,7 +53,8 @@ async def operator(plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Site]:
 def factory(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
             "metadata": {"name": name},
-            "spec": {"repository": {"url": "/srv/git/shop.git"}, **spec}}  # fmt: skip
+            "spec": {"repository": {"url": "/srv/git/shop.git"},
+                     "checks": [{"name": "test", "command": "true"}], **spec}}  # fmt: skip
 
 
 def ready(obj: dict[str, Any]) -> bool:

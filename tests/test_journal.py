@@ -63,6 +63,7 @@ async def silent_receiver() -> AsyncIterator[tuple[str, asyncio.Event, asyncio.E
 async def test_stopping_cuts_a_delivery_under_way_and_closes_its_connection() -> None:
     factory = FactorySpecSpec.model_validate({
         "repository": {"url": "https://example.com/r.git"},
+        "checks": [{"name": "test", "command": "true"}],
         "escalation": {"notify": {"webhookSecretRef": {"name": "on-call", "key": "url"}}},
     })  # fmt: skip
     waiting = AgentTaskStatus(phase=Phase.AWAITING_APPROVAL, message="a migration")

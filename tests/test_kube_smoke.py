@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def factory(namespace: str) -> dict[str, Any]:
     return {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
             "metadata": {"name": "shop", "namespace": namespace},
-            "spec": {"repository": {"url": "/srv/git/shop.git"}}}  # fmt: skip
+            "spec": {"repository": {"url": "/srv/git/shop.git"},
+                     "checks": [{"name": "test", "command": "true"}]}}  # fmt: skip
 
 
 async def test_kopf_watches_our_crd_through_the_api_server(

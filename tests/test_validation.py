@@ -129,6 +129,7 @@ kind: FactorySpec
 metadata: {name: app}
 spec:
   repository: {url: "https://github.com/example/app.git"}
+  checks: [{name: test, command: "pytest"}]
   agents:
     model: claude-sonnet-4-6
     roles:

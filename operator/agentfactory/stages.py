@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from agentfactory.core.work import Merge
 
 
-NO_FACTORY = FactorySpecSpec.model_validate({"repository": {"url": "-"}})
+NO_FACTORY = FactorySpecSpec.model_validate(
+    {"repository": {"url": "-"}, "checks": [], "merge": {"auto": False}}
+)
 """A neutral factory to decide a task's SpecInvalid by when its own factory is missing or
 invalid (that decision reads the task's status alone)."""
 

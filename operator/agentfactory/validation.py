@@ -9,6 +9,7 @@ over all the files together.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -95,7 +96,9 @@ def validate_document(file: str, index: int, doc: Any) -> tuple[Loaded | None, l
             )
         ]
     try:
-        resource = model.model_validate(doc)
+        # As strict as the CRD's schema: "300" is not an integer, nor "yes" a boolean. Checked
+        # as JSON, where strictness still reads enums and timestamps from their strings.
+        resource = model.model_validate_json(json.dumps(doc, default=str), strict=True)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):

@@ -51,7 +51,7 @@ def contract_for(
         scope=spec.scope.paths,
         checks=[*factory.checks, *spec.checks],
         stop_when=spec.stop_when,
-        protected_paths=factory.guardrails.protected_paths,
+        protected_paths=factory.guardrails.protected,
         base_sha=base_sha,
         model=override.model or factory.agents.model,
         instructions=override.instructions,

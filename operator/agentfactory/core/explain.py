@@ -25,6 +25,7 @@ _OWN_MESSAGES = {
     "k8s_name", "glob", "regex", "duplicate", "credentials", "cidr", "port", "ci_source",
     "required_checks", "intake", "escalation_rule", "login", "blank", "self_dependency",
     "spec_too_large", "control_character", "prefix_names_base", "url_credentials", "clear_text",
+    "no_checks",
 }  # fmt: skip
 _PATTERN_HINTS = {
     KEY_PATTERN: "use letters, digits, '.', '_' or '-', at most 63 (for example 'unit-tests')",
@@ -82,6 +83,20 @@ def kind_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)  # fmt: skip
 
 
+def _shown(value: Any) -> str:
+    """Text as the user wrote it, anything else by its kind."""
+    return f"the text {value!r}" if isinstance(value, str) else kind_name(value)
+
+
+def _number_fix(value: Any, example: str) -> str:
+    """The fix for text where a number belongs: the same digits unquoted, if they are one."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return f"write {example}"
+    return f"write {str(value).strip()} without quotes"
+
+
 def describe(error: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
     """The (field path, message with fix) for one pydantic error."""
     loc = list(error["loc"])
@@ -104,12 +119,14 @@ def describe(error: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
         "literal_error": f"is {value!r}; use one of {ctx.get('expected')}",
         "enum": f"is {value!r}; use one of {ctx.get('expected')}",
         "int_parsing": f"is {value!r}, not a whole number; write an integer such as 3",
-        "int_type": f"is {kind_name(value)}, not a whole number; write an integer such as 3",
+        "int_type": f"is {_shown(value)}, not a whole number; "
+        + _number_fix(value, "an integer such as 3"),
         "int_from_float": f"is {value!r}; write a whole number",
         "float_parsing": f"is {value!r}, not a number; write a number such as 2.5",
-        "float_type": f"is {kind_name(value)}, not a number; write a number such as 2.5",
+        "float_type": f"is {_shown(value)}, not a number; "
+        + _number_fix(value, "a number such as 2.5"),
         "bool_parsing": f"is {value!r}; write true or false",
-        "bool_type": f"is {kind_name(value)}; write true or false",
+        "bool_type": f"is {_shown(value)}; write true or false without quotes",
         "string_type": f"is {kind_name(value)}, not text; write a string (quote it)",
         "list_type": f"is {kind_name(value)}, not a list; write a YAML list ('- item')",
         "model_type": f"is {kind_name(value)}, not a mapping; write 'field: value' lines",

@@ -371,13 +371,18 @@ class Merge(Model):
     """Delete the task branch after the merge."""
 
 
+BUILTIN_PROTECTED_PATHS = (".github/workflows/**",)
+
+
 class Guardrails(Model):
     """Limits every patch is checked against before it leaves the sandbox."""
 
-    protected_paths: list[Glob] = Field(
-        default_factory=lambda: [".github/workflows/**"], max_length=200
-    )
-    """Paths no agent may change; a patch touching one is sent back."""
+    protected_paths: list[Glob] = Field(default_factory=list, max_length=200)
+    """Paths no agent may change, besides the built-in `.github/workflows/**` (unless
+    `replaceBuiltinProtectedPaths`); a patch touching one is sent back."""
+    replace_builtin_protected_paths: bool = False
+    """Protect only `protectedPaths`, without the built-in `.github/workflows/**` (the CI
+    definitions: a patch that edits them could switch the checks off)."""
     max_changed_files: int = Field(default=50, ge=1, le=100000)
     """Most files one patch may change."""
     max_changed_lines: int = Field(default=1500, ge=1, le=10000000)
@@ -387,6 +392,12 @@ class Guardrails(Model):
     skips in test files."""
     test_paths: list[Glob] = Field(default_factory=lambda: list(DEFAULT_TEST_PATHS), max_length=200)
     """Which files are tests, for `forbidTestWeakening`."""
+
+    @property
+    def protected(self) -> list[str]:
+        """Every protected glob: the built-in ones first, unless replaced."""
+        builtin = [] if self.replace_builtin_protected_paths else list(BUILTIN_PROTECTED_PATHS)
+        return builtin + [glob for glob in self.protected_paths if glob not in builtin]
 
 
 class EscalationRule(Model):
@@ -510,8 +521,27 @@ class Intake(Model):
     """GitHub issue intake (`github` forge only)."""
 
 
+_EXTERNAL_CI = "(has(self.ci) && has(self.ci.source) && self.ci.source == 'github-checks')"
+
+
 class FactorySpecSpec(Model):
     """One repository's assembly line."""
+
+    # The API server refuses it too: a factory whose sandbox CI has no checks merges
+    # anything, unless it says `checks: []` and a person approves each merge.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": f"{_EXTERNAL_CI} || has(self.checks)",
+        "fieldPath": ".checks",
+        "message": "checks is missing, so nothing would prove a change works before it merges;"
+                   " list the commands that must pass (tests, lint), or write `checks: []` with"
+                   " `merge.auto: false` to have a person look at every change",
+    }, {
+        "rule": f"{_EXTERNAL_CI} || !has(self.checks) || size(self.checks) > 0"
+                " || (has(self.merge) && has(self.merge.auto) && !self.merge.auto)",
+        "fieldPath": ".merge.auto",
+        "message": "merge.auto is true while checks is empty, so every change would merge"
+                   " unproven; set it to false to have a person approve each merge, or add checks",
+    }]})  # fmt: skip
 
     repository: Repository
     """The target repository."""
@@ -579,6 +609,22 @@ class FactorySpecSpec(Model):
                     "ci.requiredChecks names {unknown} but checks defines {known};"
                     " add the checks or fix the names",
                     {"unknown": unknown, "known": sorted(names), "field": "ci.requiredChecks"},
+                )
+        if self.ci.source == "sandbox" and not self.checks:
+            if "checks" not in self.model_fields_set:
+                raise PydanticCustomError(
+                    "no_checks",
+                    "is missing, so nothing would prove a change works before it merges; list"
+                    " the commands that must pass (tests, lint), or write `checks: []` with"
+                    " `merge.auto: false` to have a person look at every change",
+                    {"field": "checks"},
+                )
+            if self.merge.auto:
+                raise PydanticCustomError(
+                    "no_checks",
+                    "is true while checks is empty, so every change would merge unproven; set"
+                    " it to false to have a person approve each merge, or add checks",
+                    {"field": "merge.auto"},
                 )
         if self.intake and self.intake.github_issues and forge != "github":
             raise PydanticCustomError(

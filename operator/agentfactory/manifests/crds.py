@@ -54,7 +54,9 @@ def _structural_keys(node: Schema, where: str) -> Schema:
                 raise SchemaError(f"{where}: unions are not structural: {variants}")
             outer = {k: v for k, v in node.items() if k not in ("default",) or v is not None}
             node = {**variants[0], **outer}
-    if node.get("default", 0) is None:
+    if node.get("default", 0) is None or node.get("default", 0) == []:
+        # An empty list is how an absent one reads anyway; stored, it would only add noise
+        # (and hide whether a user wrote `checks: []` on purpose).
         del node["default"]
     for key in _DROP:
         node.pop(key, None)
@@ -82,6 +84,18 @@ def _structural_keys(node: Schema, where: str) -> Schema:
     return node
 
 
+def _drop_made_defaults(node: Any) -> None:
+    """Remove list and object defaults beneath *node*."""
+    if isinstance(node, dict):
+        if isinstance(node.get("default"), dict | list):
+            del node["default"]
+        for value in node.values():
+            _drop_made_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_made_defaults(value)
+
+
 def openapi_schema(model: type[FactorySpec] | type[AgentTask]) -> Schema:
     """The structural ``openAPIV3Schema`` of a resource model."""
     resolved = inline_schema(model)
@@ -95,6 +109,7 @@ def openapi_schema(model: type[FactorySpec] | type[AgentTask]) -> Schema:
             "name": {"type": "string", "maxLength": MAX_NAME_LENGTH, "pattern": DNS1123_LABEL}
         },
     }
+    _drop_made_defaults(props["status"])  # the operator writes the status whole
     schema["required"] = ["spec"]
     if model.__name__ == "AgentTask":  # the one rule that needs the name and the spec together
         schema["x-kubernetes-validations"] = [SELF_DEPENDENCY]

@@ -117,7 +117,7 @@ def check_guardrails(
     found: list[GuardrailViolation] = []
     for change in patch.files:
         for path in change.paths:
-            protected = first_match(guardrails.protected_paths, path)
+            protected = first_match(guardrails.protected, path)
             if protected:
                 found.append(
                     GuardrailViolation(
