@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING
 
 import kopf
 import yaml
+from testbed.apiserver import free_port
 
+from agentfactory.cli import main
 from agentfactory.controller import settings
 from agentfactory.kube.auth import Connection, connect
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
     from testbed.apiserver import ControlPlane
 
 
@@ -62,3 +65,14 @@ async def test_kopf_logs_in_with_the_operators_client_once_per_token(tmp_path: P
     assert rotated.aiohttp_session.headers["Authorization"] == "Bearer rotated"
     for login in (first, rotated):
         await login.aiohttp_session.close()
+
+
+def test_an_api_server_that_cannot_be_reached_is_said_once_and_the_run_stops(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens there: kopf would retry its start-up every minute, with a traceback.
+    url = f"https://127.0.0.1:{free_port()}"
+    assert main(["run", "--server", url, "--standalone", "--metrics-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"agentfactory run: cannot use the API server {url} (from --server)" in err
+    assert "Cannot connect to host" in err and "Traceback" not in err

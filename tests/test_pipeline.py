@@ -504,10 +504,10 @@ def test_a_require_approval_rule_waits_after_review_until_a_listed_approver_appr
     assert d.phase == P.AWAITING_APPROVAL
     assert "migrations" in (d.status.message or "") and "approved-by" in (d.status.message or "")
     refused = d.human("approve", by="mallory")
-    assert refused.ignored and "not in escalation.approvers" in refused.ignored
-    d.human("approve", by="alice")
+    assert refused.ignored == "mallory is not in escalation.approvers (alice)"
+    d.human("approve", by="@Alice")  # logins are case-insensitive, as on GitHub
     assert d.phase == P.MERGING and d.status.escalation is not None
-    assert d.status.escalation.approved_by == "alice"
+    assert d.status.escalation.approved_by == "@Alice"
     d.grant()
     d.merged()
     assert d.phase == P.MERGED
@@ -535,6 +535,10 @@ def test_approve_with_nothing_waiting_is_ignored() -> None:
     d.ci("timeout")
     decision = d.human("approve")
     assert decision.ignored and d.phase == P.NEEDS_ATTENTION
+    retried = Driver().to(P.IMPLEMENTING).human("retry")
+    assert retried.ignored == (
+        "retry applies to Cancelled, Failed, NeedsAttention, not Implementing"
+    ), "phases as users write them, not Python's reprs"
 
 
 def test_cancel_stops_the_live_pod() -> None:

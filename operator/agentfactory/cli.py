@@ -110,15 +110,19 @@ def _checkout(args: argparse.Namespace) -> int:
 
 
 def _context(args: argparse.Namespace) -> int:
-    from agentfactory.context import select_context
+    from agentfactory.context import NotARepositoryError, select_context
 
-    selection = select_context(
-        Path(args.repo),
-        goal=args.goal,
-        scope=args.scope,
-        files=args.file,
-        budget_tokens=args.budget_tokens,
-    )
+    try:
+        selection = select_context(
+            Path(args.repo),
+            goal=args.goal,
+            scope=args.scope,
+            files=args.file,
+            budget_tokens=args.budget_tokens,
+        )
+    except NotARepositoryError as exc:
+        print(f"agentfactory context: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(selection.as_dict(), indent=2))
         return 0
@@ -137,50 +141,10 @@ def _context(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    import shutil
+    from agentfactory.local.command import run_local
 
-    from agentfactory.local.driver import LoadError, LocalFactory, announce_mode, replay_dir_for
-
-    state = Path(args.state)
-    words = list(args.args)
-    action = words[0] if words[0] in ("approve", "retry", "cancel") else None
-    if action:
-        if len(words) != 2:
-            print(f"usage: agentfactory local {action} TASK [--state DIR]", file=sys.stderr)
-            return 2
-        settings = (
-            json.loads((state / "run.json").read_text()) if (state / "run.json").exists() else {}
-        )
-        if not settings:
-            print(
-                f"no saved run in {state}; start one with: agentfactory local DIR", file=sys.stderr
-            )
-            return 2
-        paths = [str(p) for p in settings["paths"]]
-        replay = Path(str(settings["replay"])) if settings.get("replay") else None
-    else:
-        if args.fresh and state.exists():
-            shutil.rmtree(state)
-        paths = [str(Path(p).resolve()) for p in words]
-        replay = None if os.environ.get("ANTHROPIC_API_KEY") else replay_dir_for(paths)
-        if replay is None and not os.environ.get("ANTHROPIC_API_KEY"):
-            print(
-                "set ANTHROPIC_API_KEY, or put recorded replays in a replays/ directory beside"
-                " the manifests",
-                file=sys.stderr,
-            )
-            return 2
-        state.mkdir(parents=True, exist_ok=True)
-        (state / "run.json").write_text(json.dumps({"paths": paths, "replay": str(replay or "")}))
-    try:
-        factory = LocalFactory(paths=paths, state_dir=state, replay_dir=replay)
-        announce_mode(replay, factory.out)
-        if action:
-            factory.human(words[1], action, args.by)
-        return factory.run()
-    except LoadError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    return run_local(list(args.args), state=Path(args.state), by=args.by, fresh=args.fresh,
+                     replay=args.replay, live=args.live)  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -193,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     import agentfactory.controller.settings
     import agentfactory.controller.tasks
     from agentfactory.kube.auth import AuthError, Connection, connect
+    from agentfactory.kube.client import unreachable
 
     try:
         connection = (
@@ -202,6 +167,13 @@ def _run(args: argparse.Namespace) -> int:
         )
     except AuthError as exc:
         print(f"agentfactory run: {exc}", file=sys.stderr)
+        return 2
+    problem = asyncio.run(unreachable(connection))
+    if problem:
+        print(f"agentfactory run: cannot use the API server {connection.server} (from"
+              f" {connection.source}): {problem}; check that the cluster is up and the"
+              " kubeconfig's server and credentials, or pass --kubeconfig FILE or --server"
+              " URL", file=sys.stderr)  # fmt: skip
         return 2
     agentfactory.controller.settings.use(connection)
 
@@ -318,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--state", default=".agentfactory", help="state directory (.agentfactory)")
     local.add_argument("--by", help="who approves or retries (default: $USER)")
     local.add_argument("--fresh", action="store_true", help="discard the saved state first")
+    local.add_argument(
+        "--replay",
+        action="store_true",
+        help="agents answer from the recorded"
+        " replays beside the manifests (the default when they cover every task)",
+    )
+    local.add_argument(
+        "--live",
+        action="store_true",
+        help="agents call the model with"
+        " $ANTHROPIC_API_KEY even where replays exist (it costs money)",
+    )
     local.set_defaults(run=_local)
     run = commands.add_parser(
         "run",

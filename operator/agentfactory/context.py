@@ -96,15 +96,26 @@ def words(text: str) -> set[str]:
     return parts
 
 
+class NotARepositoryError(Exception):
+    """The directory is not a git working tree; the message says so and what to do."""
+
+
 class Repository:
     """The files of a git working tree, read lazily."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        listed = subprocess.run(  # noqa: S603 - fixed argv
+        found = subprocess.run(  # noqa: S603 - fixed argv
             ["git", "-C", str(self.root), "ls-files", "-z"],  # noqa: S607 - git from PATH
-            capture_output=True, check=True,
-        ).stdout.decode("utf-8", errors="replace")  # fmt: skip
+            capture_output=True, check=False,
+        )  # fmt: skip
+        if found.returncode != 0:
+            said = found.stderr.decode("utf-8", errors="replace").strip().splitlines()
+            raise NotARepositoryError(
+                f"{root} is not a git working tree ({said[-1] if said else 'git failed'});"
+                " run this inside one, or name it with --repo DIR"
+            )
+        listed = found.stdout.decode("utf-8", errors="replace")
         self.files = sorted(p for p in listed.split("\0") if p and (self.root / p).is_file())
         self.sizes = {p: (self.root / p).stat().st_size for p in self.files}
         self._text: dict[str, str] = {}

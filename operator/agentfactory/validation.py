@@ -92,7 +92,7 @@ def validate_document(file: str, index: int, doc: Any) -> tuple[Loaded | None, l
                 file,
                 ref,
                 "kind",
-                f"is {kind!r}; use one of {sorted(MODELS)}",
+                f"is {kind!r}; use one of {', '.join(sorted(MODELS))}",
             )
         ]
     try:
@@ -189,7 +189,8 @@ def cross_check(loaded: list[Loaded]) -> list[Problem]:
             problems.append(
                 Problem(item.file, item.ref, "spec.factoryRef",
                         f"names {task.spec.factory_ref!r}, which is not among the given"
-                        f" FactorySpecs {sorted(factories)}; fix the name or apply that factory",
+                        f" FactorySpecs ({', '.join(sorted(factories))}); fix the name or"
+                        " apply that factory",
                         severity="warning")
             )  # fmt: skip
         for dep in task.spec.depends_on:

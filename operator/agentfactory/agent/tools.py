@@ -133,7 +133,7 @@ def dispatch(
 ) -> str:
     """Run tool *name* for a role; raises ToolError with a message for the model."""
     if name not in spec.tools:
-        raise ToolError(f"{name} is not available to the {spec.role}; use {list(spec.tools)}")
+        raise ToolError(f"{name} is not available to the {spec.role}; use {', '.join(spec.tools)}")
     try:
         if name == "list_files":
             return workspace.list_files(str(args.get("path", ".")))

@@ -182,7 +182,7 @@ class Workspace:
         if _SHELL_META.search(command):
             raise ToolError(
                 "shell metacharacters are not allowed; run one of the checks exactly, or a"
-                f" plain command starting with one of {list(self.allowed_programs)}"
+                f" plain command starting with one of {', '.join(self.allowed_programs)}"
             )
         argv = shlex.split(command)
         if not argv or argv[0] not in self.allowed_programs:

@@ -76,6 +76,10 @@ def decide(
     return _Step(task, factory, now).run(observation)
 
 
+def _login(name: str) -> str:
+    return name.lstrip("@").casefold()
+
+
 class _Step(Step):
     """The handlers: one per kind of observation."""
 
@@ -229,7 +233,7 @@ class _Step(Step):
             rules_parked = sorted({m.rule for m in parked})
             self._park(
                 T.ESCALATION_PARKED,
-                f"escalation rules {rules_parked} park the task:"
+                f"escalation rules {', '.join(rules_parked)} park the task:"
                 f" {self.status.escalation.reason}; {approve_hint(self.name)}",
             )
             self.status.stage, self.status.attempt = Stage.CI, 0  # where approval resumes
@@ -378,7 +382,7 @@ class _Step(Step):
             return
         if obs.action == "retry":
             if self.phase not in RETRYABLE:
-                raise Ignored(f"retry applies to {sorted(RETRYABLE)}, not {self.phase}")
+                raise Ignored(f"retry applies to {', '.join(sorted(RETRYABLE))}, not {self.phase}")
             resume = self.status.stage
             self._move(T.HUMAN_RETRIED, P.PENDING, f"retried by {obs.by}")
             self.status.round += 1
@@ -388,8 +392,9 @@ class _Step(Step):
             self.status.stage, self.status.attempt = None, 0
             return
         approvers = self.factory.escalation.approvers
-        if approvers and obs.by.lstrip("@") not in [a.lstrip("@") for a in approvers]:
-            raise Ignored(f"{obs.by} is not in escalation.approvers {approvers}")
+        # GitHub logins are case-insensitive, so the listed ones are too, on every path.
+        if approvers and _login(obs.by) not in {_login(a) for a in approvers}:
+            raise Ignored(f"{obs.by} is not in escalation.approvers ({', '.join(approvers)})")
         if obs.action == "request-changes":
             # A person's review is a reviewer's verdict: back to the implementer with it, on
             # the retry caps like any other.

@@ -288,7 +288,7 @@ class Step:
         if self._approval_needed():
             record = self.status.escalation
             why = (
-                f"escalation rules {record.rules} matched: {record.reason}"
+                f"escalation rules {', '.join(record.rules)} matched: {record.reason}"
                 if record and record.matches
                 else "merge.auto is false: every task waits for a person"
             )

@@ -214,3 +214,17 @@ async def close_session(session: aiohttp.ClientSession) -> None:
     if session.connector is not None and not session.closed:
         await session.connector.close(abort_ssl=True)
     await session.close()
+
+
+async def unreachable(connection: Connection, within: float = 10) -> str | None:
+    """Why the API server at *connection* cannot be asked anything, or None if it can: said
+    once at start, instead of kopf retrying a refused connection every minute."""
+    try:
+        async with Kube(connection=connection) as kube:
+            await asyncio.wait_for(kube.get("/version"), within)
+    except KubeError as exc:
+        if exc.status == 401:
+            return f"it refused the credentials (401): {exc}"
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return str(exc) or type(exc).__name__
+    return None

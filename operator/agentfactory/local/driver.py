@@ -229,7 +229,7 @@ class LocalFactory:
     def human(self, name: str, action: str, by: str | None = None) -> Decision:
         """Apply a person's approve, retry or cancel to *name*."""
         if name not in self.tasks:
-            raise LoadError(f"no task '{name}'; tasks are {sorted(self.tasks)}")
+            raise LoadError(f"no task '{name}'; the tasks are {', '.join(sorted(self.tasks))}")
         who = by or os.environ.get("USER") or getpass.getuser()
         decision = self.apply(name, HumanAction(action=action, by=who))
         if decision.ignored:
@@ -256,22 +256,3 @@ class LocalFactory:
             self.out(f"  {name:<22} {status.phase:<17}{merged}{extra}")
         self.out(f"statuses written to {status_dir}")
         return 1 if stuck else 0
-
-
-def replay_dir_for(paths: list[str]) -> Path | None:
-    """Recorded replays beside the manifests (`replays/`), used when no API key is set."""
-    for raw in paths:
-        base = Path(raw) if Path(raw).is_dir() else Path(raw).parent
-        if (base / "replays").is_dir():
-            return base / "replays"
-    return None
-
-
-def announce_mode(replay: Path | None, out: Callable[[str], None]) -> None:
-    if replay is not None:
-        out(
-            f"No ANTHROPIC_API_KEY: agents answer from the recorded replays in {replay}"
-            " (every result is labelled replay)."
-        )
-    else:
-        out("Agents use the Anthropic API (ANTHROPIC_API_KEY is set).")
