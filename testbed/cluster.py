@@ -159,12 +159,14 @@ async def cluster(
     plane: ControlPlane, tmp_path: Path, remote: Path, tasks: list[dict[str, Any]],
     sessions: dict[tuple[str, str], list[list[Reply]]], *, in_process: bool = True,
     secrets: dict[str, dict[str, str]] | None = None, chart: tuple[str, ...] = (),
-    before: tuple[tuple[str, dict[str, Any]], ...] = (), **spec: Any,
+    before: tuple[tuple[str, dict[str, Any]], ...] = (), unpullable: tuple[str, ...] = (),
+    **spec: Any,
 ) -> AsyncIterator[Cluster]:  # fmt: skip
     """A namespace of its own on the real API server with the chart's RBAC for the operator
     (*chart*: more `--set` values), a Node run by the test kubelet, the fake API and the
     resources (*secrets*: more Secrets by name, created before the factory; *before*: more
-    objects, by the collection under the namespace they go in, created before the tasks); with
+    objects, by the collection under the namespace they go in, created before the tasks;
+    *unpullable*: images the registry does not have); with
     *in_process* the operator too (otherwise the test runs `agentfactory run` processes:
     `operator_process`)."""
     goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
@@ -174,7 +176,9 @@ async def cluster(
     with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
         async with (
             api.session() as http,
-            kubelet_on(plane, tmp_path / "kubelet", [str(remote)], ns) as kubelet,
+            kubelet_on(
+                plane, tmp_path / "kubelet", [str(remote)], ns, unpullable=unpullable
+            ) as kubelet,
         ):
             c = Cluster(plane, ns, api, http, kubelet, remote, tmp_path / "operator", config,
                         f"system:serviceaccount:{ns}:{RELEASE}", contextlib.AsyncExitStack(),
@@ -197,7 +201,7 @@ async def cluster(
 
 #: User-Agents of the operator's API clients: its own, and kopf's.
 OPERATOR = ("agentfactory/",)
-WITH_KOPF = ("agentfactory/", "kopf/")
+WITH_KOPF = ("agentfactory/", "kopf agentfactory/")
 
 
 async def forget(http: aiohttp.ClientSession, url: str, ns: str) -> None:

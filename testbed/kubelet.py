@@ -54,6 +54,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+class ContainerConfigError(Exception):
+    """What a kubelet reports as CreateContainerConfigError: a container's configuration
+    names what is not there (a Secret's key)."""
+
+
 @dataclass
 class Kubelet:
     """Runs the pods bound to its *node* on the real API server; `started` lists every pod it
@@ -67,6 +72,8 @@ class Kubelet:
     """Host paths the pods may write (the bare remote, for an operator that pushes to it)."""
     entrypoints: dict[str, list[str]] = field(default_factory=dict)
     """Image (without its tag) -> its ENTRYPOINT, for containers that give only args."""
+    unpullable: set[str] = field(default_factory=set)
+    """Images the registry does not have: their pods wait in ImagePullBackOff."""
     started: list[str] = field(default_factory=list)
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
@@ -221,8 +228,13 @@ class Kubelet:
             if "value" in item:
                 env[item["name"]] = item["value"]
             elif ref := (item.get("valueFrom") or {}).get("secretKeyRef"):
-                secret = await self._object("secrets", pod["metadata"]["namespace"], ref["name"])
-                env[item["name"]] = self._secret_data(secret)[ref["key"]]
+                namespace = pod["metadata"]["namespace"]
+                data = self._secret_data(await self._object("secrets", namespace, ref["name"]))
+                if ref["key"] not in data:
+                    raise ContainerConfigError(
+                        f"couldn't find key {ref['key']} in Secret {namespace}/{ref['name']}"
+                    )
+                env[item["name"]] = data[ref["key"]]
         return env
 
     def _argv(self, pod: dict[str, Any], container: dict[str, Any],
@@ -336,7 +348,25 @@ class Kubelet:
         for group, containers in (("initContainerStatuses", spec.get("initContainers", [])),
                                   ("containerStatuses", spec["containers"])):  # fmt: skip
             for container in containers:
-                state = await self._container(key, pod, container, volumes, end - loop.time())
+                waiting = None
+                if container["image"] in self.unpullable:
+                    waiting = {
+                        "reason": "ImagePullBackOff",
+                        "message": f'Back-off pulling image "{container["image"]}"',
+                    }
+                else:
+                    try:
+                        state = await self._container(key, pod, container, volumes,
+                                                      end - loop.time())  # fmt: skip
+                    except ContainerConfigError as exc:
+                        waiting = {"reason": "CreateContainerConfigError", "message": str(exc)}
+                if waiting is not None:  # as a kubelet leaves it: Pending, waiting, saying why
+                    states[group].append({"name": container["name"], "ready": False,
+                                          "state": {"waiting": waiting}, "restartCount": 0,
+                                          "image": container["image"], "imageID": ""})  # fmt: skip
+                    await write({"phase": "Pending", **states})
+                    self._procs.pop(key, None)
+                    return
                 if state is None:
                     await write({"phase": "Failed", "reason": "DeadlineExceeded",
                                  "message": "Pod was active on the node longer than the specified"
@@ -358,14 +388,14 @@ class Kubelet:
 async def kubelet_on(
     plane: ControlPlane, root: Path, readable: list[str] | None = None,
     namespace: str | None = None, entrypoints: dict[str, list[str]] | None = None,
-    writable: list[str] | None = None,
+    writable: list[str] | None = None, unpullable: tuple[str, ...] = (),
 ) -> AsyncIterator[Kubelet]:  # fmt: skip
     """A Node of its own on *plane* (running *namespace*'s pods only, when named), run by a
     test kubelet until the block ends; then the Node is deleted, so that no later pod is bound
     to a node nobody runs."""
     node = Node(plane, name=f"node-{uuid.uuid4().hex[:8]}", namespace=namespace)
     kubelet = Kubelet(node, root, readable=readable or [], writable=writable or [],
-                      entrypoints=entrypoints or {})  # fmt: skip
+                      entrypoints=entrypoints or {}, unpullable=set(unpullable))  # fmt: skip
     running = asyncio.create_task(kubelet.run())
     try:
         # A new node is tainted not-ready until the node controller sees it Ready: the pods

@@ -47,6 +47,9 @@ async def operator(plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Site]:
     config = operator_kubeconfig(plane, ns, tmp_path / "operator.kubeconfig")
     api = Api(plane.url, plane.ssl_context())
     async with running_operator(connect(str(config)), namespaces=[ns]), api.session() as http:
+        secrets = f"{api.url}/api/v1/namespaces/{ns}/secrets"
+        key = secret_doc("anthropic", {"api-key": "sk-ant-test"}, "shop")
+        assert (await http.post(secrets, json=key)).status == 201
         yield Site(api, http, ns)
 
 
@@ -54,7 +57,9 @@ def factory(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
             "metadata": {"name": name},
             "spec": {"repository": {"url": "/srv/git/shop.git"},
-                     "checks": [{"name": "test", "command": "true"}], **spec}}  # fmt: skip
+                     "checks": [{"name": "test", "command": "true"}],
+                     "agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}},
+                     **spec}}  # fmt: skip
 
 
 def ready(obj: dict[str, Any]) -> bool:

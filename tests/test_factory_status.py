@@ -28,14 +28,18 @@ def conditions(status: Any) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in status.conditions}
 
 
+KEYED = merge(FACTORY, {"agents": {"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}}})
+
 CASES = [
-    pytest.param(FACTORY, set(), ("True", "Reconciled"), ("True", "NoCredentialsNeeded"),
+    pytest.param(KEYED, {"anthropic"}, ("True", "Reconciled"), ("True", "NoCredentialsNeeded"),
                  id="plain-git"),
-    pytest.param(merge(FACTORY, {**GITHUB, "repository": {**GITHUB["repository"],
-                 "credentials": {"githubApp": {"secretName": "app"}}}}), {"app"},
+    pytest.param(FACTORY, set(), ("False", "APIKeySecretMissing"), ("True", "NoCredentialsNeeded"),
+                 id="no-model-key"),
+    pytest.param(merge(KEYED, {**GITHUB, "repository": {**GITHUB["repository"],
+                 "credentials": {"githubApp": {"secretName": "app"}}}}), {"app", "anthropic"},
                  ("True", "Reconciled"), ("True", "AppCredentials"), id="github-app"),
-    pytest.param(merge(FACTORY, {"repository": {"forge": "github",
-                 "credentials": {"token": {"secretName": "tok"}}}}), {"tok"},
+    pytest.param(merge(KEYED, {"repository": {"forge": "github",
+                 "credentials": {"token": {"secretName": "tok"}}}}), {"tok", "anthropic"},
                  ("True", "Reconciled"), ("False", "TokenCannotBeScoped"), id="token-usable"),
     pytest.param(merge(FACTORY, {"repository": {"forge": "github",
                  "credentials": {"token": {"secretName": "tok"}}}}), set(),
@@ -83,10 +87,20 @@ def test_task_counts_and_the_merge_queue() -> None:
 
 
 def test_condition_times_move_only_when_the_status_flips() -> None:
-    first = decide(FACTORY)
-    again = decide(FACTORY, old=first, now=T0 + timedelta(minutes=5))
+    first = decide(KEYED, {"anthropic"})
+    again = decide(KEYED, {"anthropic"}, old=first, now=T0 + timedelta(minutes=5))
     assert again.conditions == first.conditions
-    broken = decide(merge(FACTORY, {"retries": {"perStage": -1}}), old=again,
+    broken = decide(merge(KEYED, {"retries": {"perStage": -1}}), {"anthropic"}, old=again,
                     now=T0 + timedelta(minutes=9))  # fmt: skip
     ready = next(c for c in broken.conditions if c.type == "Ready")
     assert ready.last_transition_time == T0 + timedelta(minutes=9)
+
+
+def test_a_model_key_secret_without_the_key_is_not_ready() -> None:
+    status = decide(KEYED, {"anthropic": {"apikey": "sk-ant"}})  # type: ignore[arg-type]
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "APIKeySecretMissing")
+    assert ready.message == (
+        "spec.agents.apiKeySecretRef: Secret 'anthropic' has no key 'api-key' (it has apikey);"
+        " add it, or name the key it has"
+    )

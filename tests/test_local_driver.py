@@ -338,3 +338,23 @@ def test_a_constitution_that_is_not_among_the_files_is_a_load_error(
         said = r"spec\.agents\.constitution: ConfigMap 'principles' with the key 'AGENTS\.md'"
         with pytest.raises(LoadError, match=said):
             run.factory()
+
+
+def test_a_model_key_the_api_refuses_parks_at_once_as_a_set_up_error(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = Router({FIX_CART["spec"]["goal"]: "fix-cart"}, {})
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], router)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-revoked")
+        code = run.factory().run()
+    status = run.status("fix-cart")
+    assert code == 1 and status.phase == Phase.NEEDS_ATTENTION, "\n".join(run.lines)
+    assert status.reason == "SetupFailed"
+    assert status.message.startswith(
+        "plan cannot run: api-key: the model API refused the key (401 authentication_error:"
+        " invalid x-api-key)"
+    ), status.message
+    assert "{'type'" not in status.message, "the API's words, not the SDK's dict"
+    assert "agentfactory local retry fix-cart" in status.message
+    assert status.attempts.plan == 1, "one attempt, not the retry caps' worth"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import aiohttp.web
+import pytest
 from testbed.apiserver import free_port
 from testbed.cluster import (
     CI_A_WHILE,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    import pytest
     from testbed.apiserver import ControlPlane
 
 
@@ -457,3 +457,27 @@ async def test_a_task_waiting_for_a_person_calls_them_with_a_signed_webhook(
     assert body["commands"][0] == (f"kubectl annotate -n {c.ns} agenttask orders"
                                    " agentfactory.dev/approved-by=<your user name>")  # fmt: skip
     assert got.empty(), "one call per phase entered, not one per pass"
+
+
+@pytest.mark.parametrize(("spec", "unpullable", "said"), [
+    pytest.param({"agents": {"apiKeySecretRef": {"name": "no-key", "key": "api-key"}}}, (),
+                 "container agent cannot start: CreateContainerConfigError: couldn't find key"
+                 " api-key in Secret", id="secret-without-the-key"),
+    pytest.param({"agents": {"image": "ghcr.io/agentfactory/agent-runner:typo"}},
+                 ("ghcr.io/agentfactory/agent-runner:typo",),
+                 'cannot start: ImagePullBackOff: Back-off pulling image'
+                 ' "ghcr.io/agentfactory/agent-runner:typo"', id="image-not-pullable"),
+])  # fmt: skip
+async def test_a_stage_pod_that_cannot_start_parks_the_task_with_the_kubelets_words(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path, spec: dict[str, Any],
+    unpullable: tuple[str, ...], said: str,
+) -> None:  # fmt: skip
+    # Left alone, such a pod waits until its deadline (30 minutes), then every retry does.
+    async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(),
+                       secrets={"no-key": {"other": "x"}}, unpullable=unpullable,
+                       **spec) as c:  # fmt: skip
+        task = await c.phase("fix-cart", "NeedsAttention", "Merged")
+        status = task["status"]
+        assert status["reason"] == "SetupFailed" and said in status["message"], status
+        assert "agentfactory.dev/retry=" in status["message"]
+        assert c.started == ["fix-cart-plan-1"], "one pod, not the retry caps' worth"

@@ -15,6 +15,7 @@ from agentfactory.core.observations import (
     PlanProduced,
     PullRequestOpened,
     SpecInvalid,
+    StageFailed,
     UsageReported,
     VerdictGiven,
 )
@@ -163,6 +164,7 @@ FIRE: dict[Trigger, Callable[[Driver], object]] = {
         d.merged(outcome="blocked", merged_sha=None, message="Required status check missing"),
     ),
     T.STAGE_RETRIED: _stage_fails,
+    T.SETUP_FAILED: lambda d: d.fail("setup"),
     T.RETRIES_EXHAUSTED: _exhaust,
     T.BUDGET_EXHAUSTED: _burn_budget,
     T.HUMAN_RETRIED: lambda d: d.human("retry"),
@@ -610,3 +612,17 @@ def test_clean_patch_fixture_is_in_scope() -> None:
     from agentfactory.core.policies.guardrails import check_guardrails
 
     assert check_guardrails(CLEAN, factory().guardrails, ["src/**"]) == []
+
+
+def test_a_set_up_failure_parks_at_once_and_a_retry_resumes_the_stage_uncounted() -> None:
+    d = Driver().to(P.IMPLEMENTING)
+    d.feed(StageFailed(stage=Stage.IMPLEMENT, attempt=d.attempt, reason="setup",
+                       message="api-key: the model API refused the key (401 ...)"))  # fmt: skip
+    assert d.phase == P.NEEDS_ATTENTION and d.status.reason == T.SETUP_FAILED
+    message = d.status.message or ""
+    assert message.startswith("implement cannot run: api-key: the model API refused the key")
+    assert "not the task: fix it, then retry with: kubectl annotate agenttask greet" in message
+    d.human("retry")
+    d.ready()
+    d.admit()
+    assert d.phase == P.IMPLEMENTING, "the retry resumes where the set-up stopped it"

@@ -85,7 +85,8 @@ def agent_observation(
     usage = result.usage
     if result.status != "completed":
         return StageFailed(
-            stage=stage, attempt=attempt, reason="error", usage=usage,
+            stage=stage, attempt=attempt, usage=usage,
+            reason="setup" if result.stopped_by == "api-key" else "error",
             message=f"{result.stopped_by}: {result.message}",
         )  # fmt: skip
     if result.plan is not None:

@@ -22,6 +22,22 @@ class ModelError(Exception):
     """The model could not be reached or refused, after the SDK's retries."""
 
 
+class ModelKeyError(ModelError):
+    """The model API refused the key itself (401, 403): the factory's set-up, which no retry
+    of the stage mends."""
+
+
+def _said(exc: anthropic.APIStatusError) -> str:
+    """The API's own error message, not the SDK's rendering of the whole body."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    message = error.get("message") if isinstance(error, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return f"{kind}: {message}" if isinstance(kind, str) else message
+    return str(exc.message)
+
+
 class Provider(Protocol):
     """Makes one Messages API call."""
 
@@ -47,8 +63,14 @@ class AnthropicProvider:
             )
         try:
             message: Message = self._client.messages.create(timeout=timeout, **request)
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            raise ModelKeyError(
+                f"the model API refused the key ({exc.status_code} {_said(exc)}); put a valid"
+                " key in the Secret spec.agents.apiKeySecretRef names (locally:"
+                " ANTHROPIC_API_KEY)"
+            ) from exc
         except anthropic.APIStatusError as exc:
-            raise ModelError(f"the API answered {exc.status_code}: {exc.message}") from exc
+            raise ModelError(f"the API answered {exc.status_code}: {_said(exc)}") from exc
         except anthropic.APIConnectionError as exc:
             raise ModelError(f"the API could not be reached: {exc}") from exc
         return message

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from agentfactory.agent.llm import ModelError
+from agentfactory.agent.llm import ModelError, ModelKeyError
 from agentfactory.agent.tools import ROLES, RoleSpec, dispatch
 from agentfactory.agent.workspace import ToolError
 from agentfactory.core.handoff import (
@@ -158,6 +158,8 @@ class Runner:
                     max_tokens=limits.max_output_tokens,
                     timeout=remaining,
                 )
+            except ModelKeyError as exc:
+                return self._result("failed", "api-key", str(exc))
             except ModelError as exc:
                 return self._result("failed", "api-error", str(exc))
             self._count(reply)

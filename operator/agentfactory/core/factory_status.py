@@ -13,6 +13,7 @@ Conditions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ from agentfactory.core.phases import LOCKING, Phase
 from agentfactory.core.scheduler import merge_queue
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from agentfactory.core.conditions import ConditionStatus
@@ -128,10 +129,21 @@ def factory_status(
         condition(ConditionType.READY, "False", reason, message)
     elif unfit:
         condition(ConditionType.READY, "False", "InvalidSpec", "; ".join(unfit))
-    elif key is not None and key.name not in secrets:
+    elif key is None:
+        condition(ConditionType.READY, "False", "APIKeySecretMissing",
+                  "spec.agents.apiKeySecretRef is not set, so the agents would have no model key"
+                  " and every stage would fail; create a Secret with the key (kubectl create"
+                  " secret generic anthropic --from-literal=api-key=sk-ant-...) and name it"
+                  " there")  # fmt: skip
+    elif key.name not in secrets:
         condition(ConditionType.READY, "False", "APIKeySecretMissing",
                   f"spec.agents.apiKeySecretRef: Secret '{key.name}' does not exist; create it"
                   f" with the key '{key.key}'")  # fmt: skip
+    elif isinstance(secrets, Mapping) and key.key not in secrets[key.name]:
+        condition(ConditionType.READY, "False", "APIKeySecretMissing",
+                  f"spec.agents.apiKeySecretRef: Secret '{key.name}' has no key '{key.key}'"
+                  f" (it has {', '.join(sorted(secrets[key.name])) or 'none'}); add it, or name"
+                  " the key it has")  # fmt: skip
     else:
         condition(ConditionType.READY, "True", "Reconciled", "the factory is ready")
     return status, spec

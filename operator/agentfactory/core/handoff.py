@@ -175,7 +175,14 @@ class HandoffContract(Model):
 
 
 StopReason = Literal[
-    "completed", "max-turns", "max-tokens", "budget", "deadline", "api-error", "invalid-input"
+    "completed",
+    "max-turns",
+    "max-tokens",
+    "budget",
+    "deadline",
+    "api-error",
+    "api-key",
+    "invalid-input",
 ]
 
 

@@ -18,9 +18,10 @@ from agentfactory.core.phases import Stage, Verdict
 from agentfactory.core.task import FailedCheck, Finding, ImplementationNote, PlanSummary, Usage
 
 FailureReason = Literal[
-    "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout"
+    "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout", "setup"
 ]
-"""Why a stage attempt ended without a usable result."""
+"""Why a stage attempt ended without a usable result; `setup`: the factory's set-up (a key the
+model API refuses, an image that cannot be pulled), which no retry of the stage mends."""
 
 
 class _StageResult(Model):

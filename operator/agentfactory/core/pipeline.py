@@ -31,7 +31,15 @@ from agentfactory.core.phases import (
 )
 from agentfactory.core.policies.escalation import evaluate_escalation
 from agentfactory.core.policies.guardrails import check_guardrails
-from agentfactory.core.step import Decision, Ignored, Step, TaskView, approve_hint, must
+from agentfactory.core.step import (
+    Decision,
+    Ignored,
+    Step,
+    TaskView,
+    approve_hint,
+    must,
+    retry_hint,
+)
 from agentfactory.core.task import (
     CIRecord,
     EscalationRecord,
@@ -352,6 +360,14 @@ class _Step(Step):
     def _on_StageFailed(self, obs: StageFailed) -> None:  # noqa: N802
         self._require_attempt(obs.stage, obs.attempt)
         if not self._add_usage(obs.usage):
+            return
+        if obs.reason == "setup":
+            # Every attempt would fail the same way: a person mends the set-up, then retries
+            # from this stage, with no attempt of the task's spent on it.
+            fix = f"the factory's set-up, not the task: fix it, then {retry_hint(self.name)}"
+            said = obs.message[:500]
+            self._park(T.SETUP_FAILED, f"{obs.stage} cannot run: {said}; this is {fix}")
+            self.status.stage, self.status.attempt = obs.stage, 0
             return
         self._enter(
             obs.stage,

@@ -303,6 +303,14 @@ class Step:
         self._enter(Stage.MERGE, trigger, message, None)
 
 
+def retry_hint(task: str) -> str:
+    return (
+        f"retry with: kubectl annotate agenttask {task}"
+        " agentfactory.dev/retry=<your user name>"
+        f" (locally: agentfactory local retry {task})"
+    )
+
+
 def approve_hint(task: str) -> str:
     return (
         f"approve with: kubectl annotate agenttask {task}"

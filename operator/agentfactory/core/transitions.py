@@ -59,6 +59,7 @@ class Trigger(StrEnum):
     BASE_MOVED = "BaseMoved"
     MERGE_UNVERIFIED = "MergeUnverified"
     MERGE_BLOCKED = "MergeBlocked"
+    SETUP_FAILED = "SetupFailed"
     STAGE_RETRIED = "StageRetried"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     BUDGET_EXHAUSTED = "BudgetExhausted"
@@ -107,6 +108,7 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     *[(phase, T.STAGE_RETRIED, phase) for phase in _STAGE_PHASES],
     (ACTIVE, T.RETRIES_EXHAUSTED, P.NEEDS_ATTENTION),
     (ACTIVE, T.BUDGET_EXHAUSTED, P.NEEDS_ATTENTION),
+    (ACTIVE - {P.MERGING}, T.SETUP_FAILED, P.NEEDS_ATTENTION),  # the stages that run pods
     (frozenset({P.NEEDS_ATTENTION, P.FAILED, P.CANCELLED}), T.HUMAN_RETRIED, P.PENDING),
     (_OPEN | {P.NEEDS_ATTENTION, P.FAILED}, T.HUMAN_CANCELLED, P.CANCELLED),
     (_OPEN, T.SPEC_INVALID, P.FAILED),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfactory.core.executors import Absent, Outcome, RefusedError, Running
 from agentfactory.kube.client import Kube, KubeError, path_of
-from agentfactory.kube.pods import failure_of, is_done, outcome_of, overdue
+from agentfactory.kube.pods import cannot_start, failure_of, is_done, outcome_of, overdue
 from agentfactory.manifests.agents import (
     MANAGED,
     agent_network_policy,
@@ -111,7 +111,9 @@ class KubernetesExecutor:
             return await self.outcome(pod)
         if pod["metadata"].get("deletionTimestamp"):
             return Running()  # being deleted: the next pass sees it gone
-        late = overdue(pod, datetime.now(UTC), timedelta(seconds=self.unschedulable_seconds))
+        late = cannot_start(pod) or overdue(
+            pod, datetime.now(UTC), timedelta(seconds=self.unschedulable_seconds)
+        )
         if late is not None:
             await self.delete(attempt.namespace, attempt.pod)
             return late

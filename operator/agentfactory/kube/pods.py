@@ -96,6 +96,26 @@ def outcome_of(pod: dict[str, Any], log: str | None) -> Outcome:
     return Outcome(text)
 
 
+#: Why a container waits that no waiting mends: an image the node cannot pull (after the
+#: kubelet's first back-off, so a registry's passing error is not one), or a container whose
+#: configuration names a Secret or ConfigMap key that is not there.
+CANNOT_START = {"ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+
+
+def cannot_start(pod: dict[str, Any]) -> Outcome | None:
+    """A pod whose containers cannot start, named with the kubelet's words: the factory's
+    set-up, found in seconds rather than at the pod's deadline."""
+    status = pod.get("status") or {}
+    for group in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(group) or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in CANNOT_START:
+                said = f"{waiting['reason']}: {waiting.get('message', '')}"
+                return Outcome(None, f"container {container.get('name')} cannot start: {said}",
+                               "setup")  # fmt: skip
+    return None
+
+
 def _unscheduled(pod: dict[str, Any]) -> dict[str, Any] | None:
     """The scheduler's PodScheduled=False condition, while it holds."""
     for condition in (pod.get("status") or {}).get("conditions") or []:
