@@ -19,6 +19,7 @@ from agentfactory.agent.tools import ROLES, workspace_for
 from agentfactory.cli import main
 from agentfactory.core.contracts import contract_for, session_deadline
 from agentfactory.core.handoff import RESULT_MARKER, AgentResult, CheckReport, HandoffContract, Role
+from agentfactory.core.heartbeat import Heartbeat
 from agentfactory.core.phases import Stage
 from agentfactory.core.task import AgentTaskStatus, ImplementationNote, PlanSummary
 
@@ -492,3 +493,31 @@ def test_what_agents_said_reaches_the_next_stage() -> None:
     for said in ("The implementer's note", "a pricing doc", "rounding: out of scope",
                  "git revert", "test: passed"):  # fmt: skip
         assert said in opening, said
+
+
+def test_every_turn_leaves_a_heartbeat_in_the_log_for_people_watching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `kubectl logs -f <pod> -c agent` shows the session move, not only its end.
+    out = tmp_path / "output" / "result.json"
+    script = [Reply([tool("list_files")]), Reply([tool("submit_plan", **PLAN)])]
+    assert planner_command(tmp_path, monkeypatch, script, out) == 0
+    lines = capsys.readouterr().out.splitlines()
+    beats = [beat for line in lines if (beat := Heartbeat.parse(line)) is not None]
+    assert [(b.role, b.turn, b.tools) for b in beats] == [
+        ("planner", 1, ("list_files",)), ("planner", 2, ("submit_plan",)),
+    ]  # fmt: skip
+    assert beats[0].tokens > 0 and beats[1].tokens > beats[0].tokens
+    assert lines[0].startswith("[heartbeat] planner turn 1/")
+    assert lines[-1].startswith(RESULT_MARKER), "the result stays the last line"
+
+
+def test_a_heartbeat_line_reads_back_as_written() -> None:
+    beat = Heartbeat(role="implementer", turn=3, max_turns=40, tools=("edit_file", "run_command"),
+                     tokens=12345, cost_usd=0.0421, elapsed_seconds=42.0)  # fmt: skip
+    assert beat.line() == ("[heartbeat] implementer turn 3/40 · edit_file, run_command ·"
+                           " 12,345 tokens · $0.0421 · 42s")  # fmt: skip
+    assert Heartbeat.parse(beat.line()) == beat
+    quiet = Heartbeat("planner", 1, 20, (), 10, 0.0, 1.0)
+    assert Heartbeat.parse(quiet.line()) == quiet
+    assert Heartbeat.parse("[heartbeat] nonsense") is None

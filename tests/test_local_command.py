@@ -5,7 +5,10 @@ per state directory; Ctrl-C says how to resume, and the run resumes."""
 from __future__ import annotations
 
 import os
+import pty
 import signal
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -85,6 +88,9 @@ def test_ctrl_c_says_how_to_resume_and_the_run_resumes(
         for line in proc.stdout:  # interrupt when an agent is at work, as a person would
             seen.append(line)
             if "running implementer fix-cart-total-implement-1" in line:
+                # Not a terminal: each agent's heartbeats are lines, as they come.
+                assert any("fix-cart-total-plan-1" in seen_line and " turn 1/" in seen_line
+                           for seen_line in seen), "".join(seen)  # fmt: skip
                 os.killpg(proc.pid, signal.SIGINT)
                 break
         seen += proc.stdout.readlines()
@@ -99,3 +105,37 @@ def test_ctrl_c_says_how_to_resume_and_the_run_resumes(
     out, _ = again.communicate()
     assert again.returncode == 0, out
     assert StateStore(state).load("fix-cart-total").phase == Phase.MERGED
+
+
+def test_on_a_terminal_the_agents_at_work_are_a_live_table(tmp_path: Path) -> None:
+    script = tmp_path / "view.py"
+    script.write_text(
+        "from agentfactory.core.heartbeat import Heartbeat\n"
+        "from agentfactory.local.progress import Progress\n"
+        "view = Progress(print, terminal=True)\n"
+        "view.started('fix-cart-total-implement-1', 'implementer')\n"
+        "view.beat('fix-cart-total-implement-1', Heartbeat('implementer', 3, 40,"
+        " ('replace_in_file',), 12345, 0.0421, 42.0))\n"
+        "view.ended('fix-cart-total-implement-1')\n"
+    )
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=follower, stderr=follower,
+                            env=env)  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:  # until the child closes the terminal
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other end is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait() == 0, seen.decode(errors="replace")
+    drawn = seen.decode(errors="replace")
+    assert "agents at work" in drawn and "\x1b[" in drawn, "drawn with a terminal's escapes"
+    for cell in ("fix-cart-total-implement-1", "implementer", "3/40", "replace_in_file",
+                 "12,345", "$0.0421"):  # fmt: skip
+        assert cell in drawn, cell

@@ -41,6 +41,7 @@ from testbed.scripts import (
 )
 
 from agentfactory.controller.credentials import SECRET_SECONDS
+from agentfactory.core.heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -98,6 +99,11 @@ async def test_the_happy_path_runs_each_stage_in_its_own_pod_and_merges(
         # Everything it asked for (kopf included), the chart's RBAC allowed.
         assert c.refused() == []
         assert c.requests()["GET pods/log"] == pods
+        # `kubectl logs -f <pod> -c agent` shows the agent at work: a heartbeat per turn.
+        log = c.kubelet.logs[c.ns, "fix-cart-implement-1", "agent"]
+        beats = [b for line in log.splitlines() if (b := Heartbeat.parse(line)) is not None]
+        assert [b.turn for b in beats] == list(range(1, len(beats) + 1)) and len(beats) >= 2
+        assert beats[-1].tools == ("submit_implementation",), beats
 
 
 MIGRATION = task_doc("orders", "Orders are stored.", ["migrations/**", "shop/db.py"])

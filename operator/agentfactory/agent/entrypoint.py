@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from agentfactory.core.base import Model
+    from agentfactory.core.heartbeat import Heartbeat
     from agentfactory.core.task import Usage
 
 
@@ -106,8 +107,11 @@ def run_agent(
                    "turns": turns}  # fmt: skip
         summary.write_text(json.dumps(running, separators=(",", ":")), encoding="utf-8")
 
+    def beat(heartbeat: Heartbeat) -> None:
+        print(heartbeat.line(), flush=True)  # noqa: T201 - the pod's log is a channel
+
     runner = Runner(contract, tree, provider, constitution=constitution, selection=selection,
-                    progress=so_far)  # fmt: skip
+                    progress=so_far, heartbeat=beat)  # fmt: skip
     result = runner.run()
     publish(output, result)
     return 0 if result.status == "completed" else 1

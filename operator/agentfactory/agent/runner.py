@@ -33,6 +33,7 @@ from agentfactory.core.handoff import (
     StopReason,
     VerdictOutput,
 )
+from agentfactory.core.heartbeat import Heartbeat
 from agentfactory.core.pricing import cost_usd
 from agentfactory.core.task import Usage
 
@@ -118,6 +119,8 @@ class Runner:
     progress: Callable[[Usage, int], None] | None = None
     """Called with the usage so far and the turns after every model call: an attempt killed
     before its result (deadline, OOM, eviction) is still charged what it used."""
+    heartbeat: Callable[[Heartbeat], None] | None = None
+    """Called after every turn's tools ran, for the people watching."""
     spec: RoleSpec = field(init=False)
     tools: list[dict[str, Any]] = field(init=False)
     usage: Usage = field(default_factory=Usage, init=False)
@@ -165,6 +168,13 @@ class Runner:
             self._count(reply)
             messages.append({"role": "assistant", "content": _blocks(reply)})
             answer, results, last_problem = self._handle(reply)
+            if self.heartbeat is not None:
+                tools = tuple(b.name for b in reply.content if b.type == "tool_use")
+                self.heartbeat(Heartbeat(
+                    role=self.contract.role.value, turn=self.turns, max_turns=limits.max_turns,
+                    tools=tools, tokens=self.usage.total_tokens, cost_usd=self.usage.cost_usd,
+                    elapsed_seconds=self.clock() - started,
+                ))  # fmt: skip
             if answer is not None:
                 return self._result("completed", "completed", "", answer)
             if not results:

@@ -156,7 +156,8 @@ def _run(words: list[str], action: str | None, *, state: Path, by: str | None, f
         (state / "run.json").write_text(
             json.dumps({"paths": paths, "replay": str(agents.replay or "")})
         )
-    factory = LocalFactory(paths=paths, state_dir=state, replay_dir=agents.replay)
+    factory = LocalFactory(paths=paths, state_dir=state, replay_dir=agents.replay,
+                           terminal=sys.stdout.isatty())  # fmt: skip
     if not action:
         factory.out(agents.why or live_warning(factory))
     try:

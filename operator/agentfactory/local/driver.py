@@ -35,6 +35,7 @@ from agentfactory.core.task import AgentTask, AgentTaskStatus
 from agentfactory.forge.registry import build_forge
 from agentfactory.local.executor import LocalExecutor
 from agentfactory.local.parts import Executors, FileStore, Forges, Lines
+from agentfactory.local.progress import Progress
 from agentfactory.local.state import StateStore
 from agentfactory.loop.ports import Record
 from agentfactory.loop.reconciler import Reconciler
@@ -83,12 +84,16 @@ class LocalFactory:
     replay_dir: Path | None = None
     out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))  # noqa: T201
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    terminal: bool = False
+    """Show the agents at work as a live table (stdout is a terminal), not as lines."""
     factories: dict[str, Factory] = field(default_factory=dict, init=False)
     tasks: dict[str, AgentTask] = field(default_factory=dict, init=False)
     _statuses: dict[str, AgentTaskStatus] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()  # git runs in other directories
+        # A live table when a person watches the terminal this run prints to.
+        self.progress = Progress(self.out, terminal=self.terminal)
         self.store = StateStore(self.state_dir)
         self._load()
 
@@ -160,6 +165,7 @@ class LocalFactory:
             timeout_seconds=spec.spec.sandbox.timeout_seconds,
             replay_dir=self.replay_dir,
             say=self.out,
+            progress=self.progress,
         )
         self.factories[name] = Factory(spec, forge, executor)
 

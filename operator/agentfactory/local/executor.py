@@ -23,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +39,7 @@ from agentfactory.core.handoff import (
     CheckRun,
     HandoffContract,
 )
+from agentfactory.core.heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from agentfactory.core.common import Check
     from agentfactory.core.executors import Attempt, Launch, Observed
     from agentfactory.core.forges import Forge
+    from agentfactory.local.progress import Progress
 
 #: Environment passed into a sandbox; everything else is dropped.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PYTHONPATH")
@@ -86,6 +88,8 @@ class LocalExecutor:
     bwrap: str | None = field(default_factory=lambda: shutil.which("bwrap"))
     constitution: str | None = None
     """The factory's constitution, given to every agent."""
+    progress: Progress | None = None
+    """Where the running stages and their agents' heartbeats are shown."""
     _warned: bool = field(default=False, init=False)
     _ended: dict[str, Outcome] = field(default_factory=dict, init=False)
     """Attempts run in this process, by name (one killed with the process runs again)."""
@@ -105,6 +109,17 @@ class LocalExecutor:
         self._ended.pop(attempt.pod, None)
 
     def _run_attempt(self, launch: Launch) -> Outcome:
+        pod = launch.attempt.pod
+        label = launch.contract.role.value if launch.contract is not None else "CI"
+        if self.progress is not None:
+            self.progress.started(pod, label)
+        try:
+            return self._attempt(launch)
+        finally:
+            if self.progress is not None:
+                self.progress.ended(pod)
+
+    def _attempt(self, launch: Launch) -> Outcome:
         pod = launch.attempt.pod
         if launch.contract is None:
             checks = launch.checks
@@ -222,24 +237,38 @@ class LocalExecutor:
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p
         )
         argv = self._confine(command, workspace=workspace, base=base)
-        with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(  # noqa: S603 - argv built here
-                argv,
-                cwd=workspace,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=self._limits,
-            )
-            try:
-                code: int | None = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                code = None
-            log.seek(0)
-            return code, log.read().decode("utf-8", "replace")
+        proc = subprocess.Popen(  # noqa: S603 - argv built here
+            argv,
+            cwd=workspace,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=self._limits,
+        )
+        lines: list[str] = []
+
+        def read() -> None:  # the log as it comes, so that heartbeats show while it runs
+            for raw in proc.stdout or ():
+                line = raw.decode("utf-8", "replace")
+                lines.append(line)
+                if self.progress is not None and (beat := Heartbeat.parse(line)) is not None:
+                    self.progress.beat(base.name, beat)
+
+        reader = threading.Thread(target=read, name=f"log-{base.name}", daemon=True)
+        reader.start()
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = None
+        # The sandbox's processes are gone with it (--die-with-parent); a pipe a stray one
+        # still held would not hold up the run.
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        return code, "".join(lines)
 
     def _limits(self) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
