@@ -9,9 +9,12 @@ import shlex
 import shutil
 from typing import TYPE_CHECKING
 
+from testbed.browser import rendered_dom, screenshot, share_of
+
 from agentfactory.cli import main
 from agentfactory.core.phases import Phase
 from agentfactory.local.state import StateStore
+from agentfactory.pictures.graph import COLOURS
 from tests.test_repository import ROOT, readme_commands
 
 if TYPE_CHECKING:
@@ -44,10 +47,27 @@ def test_the_demo_line_merges_two_tasks_and_the_approval_it_names_merges_the_thi
                       "order-history": Phase.AWAITING_APPROVAL}  # fmt: skip
     approve = re.search(r"`\.venv/bin/(agentfactory local approve\s+order-history)`", README)
     assert approve, "the README names the approval"
+    report = tmp_path / ".agentfactory" / "report.html"
+    waiting = screenshot(report)
     assert main(agentfactory_args(" ".join(approve[1].split()))) == 0
     assert statuses.load("order-history").phase == Phase.MERGED
     out = capsys.readouterr().out
     assert "replays" in out.splitlines()[0] and "not used: pass --live" in out.splitlines()[0]
+    assert f"the run's report (graph, timelines, patches, usage): {report}" in out
+    # The report, as a person sees it in a browser: the graph in the phases' colours (the
+    # approval the first run waited for, amber; after it, all green), every task's section
+    # with its timeline, plan, review and patch.
+    assert share_of(waiting, COLOURS[Phase.AWAITING_APPROVAL]) > 0.001
+    merged = screenshot(report)
+    assert share_of(merged, COLOURS[Phase.AWAITING_APPROVAL]) < 0.0005, "nothing waits now"
+    assert share_of(merged, COLOURS[Phase.MERGED]) > 0.005
+    dom = rendered_dom(report)
+    for name in ("fix-cart-total", "discount-codes", "order-history"):
+        assert f'data-task="{name}" data-phase="Merged"' in dom, name
+        assert f'id="task-{name}"' in dom
+    assert dom.count('class="timeline"') == 3 and "Patch of fix-cart-total-implement-1" in dom
+    assert '<span class="add">+' in dom, "the patch's added lines, marked"
+    assert "approved by" in dom, "the escalation and who approved it"
 
 
 def test_each_console_session_prints_what_the_readme_shows(

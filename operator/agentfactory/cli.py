@@ -147,6 +147,41 @@ def _local(args: argparse.Namespace) -> int:
                      replay=args.replay, live=args.live)  # fmt: skip
 
 
+def _graph(args: argparse.Namespace) -> int:
+    from agentfactory.pictures.graph import TaskNode, task_graph_svg
+
+    if args.namespace:
+        import asyncio
+
+        from agentfactory.kube.auth import AuthError, connect
+        from agentfactory.kube.cluster_tasks import task_nodes
+
+        try:
+            connection = connect(args.kubeconfig, args.context)
+        except AuthError as exc:
+            print(f"agentfactory graph: {exc}", file=sys.stderr)
+            return 2
+        nodes: list[TaskNode] = asyncio.run(task_nodes(connection, args.namespace))
+        title = f"agenttasks in {args.namespace}"
+    else:
+        from agentfactory.local.pictures import run_records
+        from agentfactory.pictures.report import node_of
+
+        try:
+            nodes = [node_of(record) for record in run_records(Path(args.state))]
+        except FileNotFoundError as exc:
+            print(f"agentfactory graph: {exc}", file=sys.stderr)
+            return 2
+        title = f"agentfactory local: {args.state}"
+    svg = task_graph_svg(nodes, title=title)
+    if args.output == "-":
+        sys.stdout.write(svg)
+    else:
+        Path(args.output).write_text(svg, encoding="utf-8")
+        print(f"wrote {args.output}: {len(nodes)} tasks", file=sys.stderr)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -303,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
         " $ANTHROPIC_API_KEY even where replays exist (it costs money)",
     )
     local.set_defaults(run=_local)
+    graph = commands.add_parser(
+        "graph",
+        help="draw the task DAG coloured by phase (SVG), of a local run or a namespace",
+        description="Draw the tasks and their dependencies, each coloured by its phase: of a"
+        " local run (--state) or of the AgentTasks in a namespace (--namespace, read with your"
+        " kubeconfig).",
+    )
+    graph.add_argument("--state", default=".agentfactory", help="a local run's state directory")
+    graph.add_argument("--namespace", help="read the AgentTasks of this namespace instead")
+    graph.add_argument("--kubeconfig", help="kubeconfig file (default: as kubectl finds it)")
+    graph.add_argument("--context", help="kubeconfig context (default: its current context)")
+    graph.add_argument("-o", "--output", default="tasks.svg", help="file to write ('-': stdout)")
+    graph.set_defaults(run=_graph)
     run = commands.add_parser(
         "run",
         help="run the operator (kopf): in a cluster, or with your kubeconfig",

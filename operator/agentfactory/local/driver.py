@@ -39,6 +39,7 @@ from agentfactory.local.progress import Progress
 from agentfactory.local.state import StateStore
 from agentfactory.loop.ports import Record
 from agentfactory.loop.reconciler import Reconciler
+from agentfactory.pictures.report import run_report
 from agentfactory.validation import load_file, validate_document
 
 if TYPE_CHECKING:
@@ -242,6 +243,14 @@ class LocalFactory:
             self.out(f"{name}: {action} ignored: {decision.ignored}")
         return decision
 
+    def report(self) -> str:
+        """The run's HTML report, from the state directory."""
+        # Imported here: it reads the manifests with this module's `manifest_files`.
+        from agentfactory.local.pictures import run_records
+
+        title = f"agentfactory local: {', '.join(Path(p).name for p in self.paths)}"
+        return run_report(run_records(self.state_dir), title=title, now=self.now())
+
     def finish(self) -> int:
         """Print one line per task, write final statuses as YAML, return the exit code."""
         status_dir = self.state_dir / "status"
@@ -261,4 +270,7 @@ class LocalFactory:
             merged = f" {status.merged_sha[:12]}" if status.merged_sha else ""
             self.out(f"  {name:<22} {status.phase:<17}{merged}{extra}")
         self.out(f"statuses written to {status_dir}")
+        report = self.state_dir / "report.html"
+        report.write_text(self.report(), encoding="utf-8")
+        self.out(f"the run's report (graph, timelines, patches, usage): {report}")
         return 1 if stuck else 0

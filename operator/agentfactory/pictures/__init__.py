@@ -1,0 +1,1 @@
+"""Pictures of a run for people: the task graph (SVG) and the run report (HTML)."""
