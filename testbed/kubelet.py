@@ -305,6 +305,13 @@ class Kubelet:
             if path and path.startswith(mount["mountPath"] + "/"):
                 host = volumes[mount["name"]] / path[len(mount["mountPath"]) + 1 :]
                 message = host.read_text()[:4096] if host.exists() else ""
+        if (
+            not message
+            and code != 0
+            and container.get("terminationMessagePolicy") == ("FallbackToLogsOnError")
+        ):  # as a kubelet does: the log's last 80 lines, at most 2048 bytes
+            tail = "\n".join(self.logs[namespace, name, container["name"]].splitlines()[-80:])
+            message = tail.encode()[-2048:].decode(errors="replace")
         return {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                 "message": message, "startedAt": started, "finishedAt": _now()}  # fmt: skip
 

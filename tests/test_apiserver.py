@@ -137,7 +137,8 @@ def test_cel_rules_refuse_what_one_field_alone_cannot(
     factories = f"/apis/agentfactory.dev/v1alpha1/namespaces/{namespace}/factoryspecs"
     doc = {"apiVersion": "agentfactory.dev/v1alpha1", "kind": "FactorySpec",
            "metadata": {"name": "app"},
-           "spec": {"repository": {"url": "/srv/app.git", "branchPrefix": ""}}}  # fmt: skip
+           "spec": {"repository": {"url": "/srv/app.git", "branchPrefix": ""},
+                    "checks": [{"name": "test", "command": "pytest"}]}}  # fmt: skip
     code, status = refusal(control_plane, "POST", factories, doc)
     assert code == 422
     assert "spec.repository.branchPrefix" in status["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from testbed.fakes.github_api import FakeGitHub
 from testbed.gitutil import git
 
 from agentfactory.cli import main
@@ -57,3 +58,20 @@ def test_a_missing_commit_fails_without_showing_the_token(
                  str(tmp_path / "w"), "--credentials", str(creds)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and "git checkout" in err and "ghs_secret_token" not in err
+
+
+def test_credentials_the_forge_refuses_exit_3_as_a_set_up_error(
+    tmp_path: Path, repo: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed, first, _ = repo
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository("acme/shop", seed)
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "token").write_text("ghs_revoked_token")
+        code = main(["checkout", "--repo", github.clone_url("acme/shop"), "--ref", first,
+                     "--dest", str(tmp_path / "w"), "--credentials", str(creds)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert err.startswith("the forge refused the credentials (git clone:")
+    assert "ghs_revoked_token" not in err

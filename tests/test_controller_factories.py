@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 import pytest
+from testbed.fakes.anthropic_api import API_KEY, FakeAnthropic
 from testbed.fakes.github_api import FakeGitHub, private_key
 from testbed.identity import operator_kubeconfig
 from testbed.kube import Api, running_operator, secret_doc, wait_for
@@ -241,3 +242,35 @@ async def test_a_plain_github_token_is_usable_with_a_warning_or_refused(
             assert (readiness["status"], readiness["reason"]) == ("False", "CredentialsRejected")
             assert "401: the token is wrong, expired or revoked" in credentials["message"]
         assert token not in json.dumps(obj)
+
+
+@pytest.mark.parametrize("right_key", [True, False])
+async def test_the_model_key_is_tried_on_reconcile(
+    right_key: bool, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    # A key the model API refuses is found before any task spends an attempt on it.
+    with FakeAnthropic([]) as fake:
+        async with operator(control_plane, tmp_path) as site:
+            url, http = site.api.url, site.http
+            key = API_KEY if right_key else "sk-ant-revoked"
+            secret = secret_doc("team-key", {"api-key": key}, "shop")
+            assert (await http.post(f"{url}/api/v1/namespaces/{site.ns}/secrets",
+                                    json=secret)).status == 201  # fmt: skip
+            agents = {"apiKeySecretRef": {"name": "team-key", "key": "api-key"},
+                      "baseURL": fake.url, "allowHTTP": True}  # fmt: skip
+            doc = factory("shop", agents=agents)
+            assert (await http.post(url + site.factories, json=doc)).status == 201
+            obj = await wait_for(site.api, site.factories, "shop", ready)
+    ready_condition = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    if right_key:
+        assert ready_condition["status"] == "True", ready_condition
+        assert fake.listed == [API_KEY] and fake.statuses == [], "tried once, and taken"
+    else:
+        assert fake.statuses == [401]
+        assert (ready_condition["status"], ready_condition["reason"]) == (
+            "False", "APIKeyRejected")  # fmt: skip
+        assert ready_condition["message"] == (
+            "spec.agents.apiKeySecretRef: the model API refused the key in Secret 'team-key'"
+            " (401 authentication_error: invalid x-api-key); put a valid key there"
+        )
+        assert "sk-ant-revoked" not in json.dumps(obj), "the key never reaches the status"

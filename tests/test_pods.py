@@ -77,6 +77,24 @@ def test_the_reasons_a_failed_pod_gives() -> None:
     assert evicted is not None and evicted.reason == "evicted"
     assert oom is not None and oom.reason == "oom-killed"
     assert checkout is not None and checkout.failure == "the checkout failed: no such ref"
+    assert checkout.reason == "error"
+    refused = failure_of(
+        pod(
+            "Failed",
+            initContainerStatuses=[
+                {
+                    "name": "checkout",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 3,
+                            "message": "the forge refused the credentials (...)",
+                        }
+                    },
+                }
+            ],
+        )
+    )
+    assert refused is not None and refused.reason == "setup", "no retry mends a refused token"
     assert failure_of(pod("Succeeded")) is None
 
 

@@ -94,7 +94,12 @@ def _checks(args: argparse.Namespace) -> int:
 
 
 def _checkout(args: argparse.Namespace) -> int:
-    from agentfactory.agent.checkout import CheckoutError, checkout
+    from agentfactory.agent.checkout import (
+        EXIT_ACCESS_REFUSED,
+        AccessRefusedError,
+        CheckoutError,
+        checkout,
+    )
 
     try:
         checkout(
@@ -103,6 +108,9 @@ def _checkout(args: argparse.Namespace) -> int:
             dest=Path(args.dest),
             credentials=Path(args.credentials) if args.credentials else None,
         )
+    except AccessRefusedError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_ACCESS_REFUSED
     except CheckoutError as exc:
         print(exc, file=sys.stderr)
         return 1

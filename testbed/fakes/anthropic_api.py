@@ -64,6 +64,8 @@ class FakeAnthropic:
     repeat_last: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
+    """The keys whose models were listed (`GET /v1/models` answered 200)."""
     _server: ThreadingHTTPServer | None = None
     _cached: set[str] = field(default_factory=set)
 
@@ -77,9 +79,15 @@ class FakeAnthropic:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer(*fake.models(self.path, dict(self.headers)))
+
             def do_POST(self) -> None:
                 status, body, headers = fake.handle(self.path, dict(self.headers), self.rfile.read(
                     int(self.headers.get("content-length", 0))))  # fmt: skip
+                self._answer(status, body, headers)
+
+            def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -103,6 +111,25 @@ class FakeAnthropic:
         self._server.server_close()
 
     # -- the API -----------------------------------------------------------------------
+
+    def models(
+        self, path: str, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """`GET /v1/models`, as the real API pages it: what a key may use (the key is
+        checked as for messages)."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if path.split("?")[0].rstrip("/") != "/v1/models":
+            return self._error(404, f"no route {path}")
+        bearer = lowered.get("authorization", "").removeprefix("Bearer ")
+        if API_KEY not in (lowered.get("x-api-key"), bearer):
+            return self._error(401, "invalid x-api-key")
+        if "anthropic-version" not in lowered:
+            return self._error(400, "anthropic-version header is required")
+        self.listed.append(API_KEY)
+        model = {"type": "model", "id": "claude-sonnet-4-6", "display_name": "Claude Sonnet 4.6",
+                 "created_at": "2026-02-17T00:00:00Z"}  # fmt: skip
+        return 200, {"data": [model], "has_more": False, "first_id": model["id"],
+                     "last_id": model["id"]}, {}  # fmt: skip
 
     def handle(
         self, path: str, headers: dict[str, str], raw: bytes

@@ -22,6 +22,18 @@ class CheckoutError(Exception):
     """The checkout failed; the message says what git said (never the token)."""
 
 
+class AccessRefusedError(CheckoutError):
+    """The forge refused the credentials: the factory's set-up, which no retry mends."""
+
+
+#: What git says when the remote refuses who is asking (HTTP 401/403, a denied push).
+_REFUSED = ("Authentication failed", "could not read Username", "returned error: 401",
+            "returned error: 403", "Permission to", "Permission denied")  # fmt: skip
+
+#: The checkout command's exit code for refused credentials (the pod reader tells it apart).
+EXIT_ACCESS_REFUSED = 3
+
+
 def _env(token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env["GIT_TERMINAL_PROMPT"] = "0"
@@ -48,4 +60,7 @@ def checkout(*, repo: str, ref: str, dest: Path, credentials: Path | None) -> No
             message = result.stderr.strip()
             if token:
                 message = message.replace(token, "***")
-            raise CheckoutError(f"git {args[0] if args[0] != '-C' else args[2]}: {message}")
+            said = f"git {args[0] if args[0] != '-C' else args[2]}: {message}"
+            if any(words in message for words in _REFUSED):
+                raise AccessRefusedError(f"the forge refused the credentials ({said})")
+            raise CheckoutError(said)

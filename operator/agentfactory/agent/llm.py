@@ -27,7 +27,7 @@ class ModelKeyError(ModelError):
     of the stage mends."""
 
 
-def _said(exc: anthropic.APIStatusError) -> str:
+def said_by_the_api(exc: anthropic.APIStatusError) -> str:
     """The API's own error message, not the SDK's rendering of the whole body."""
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else body
@@ -65,12 +65,12 @@ class AnthropicProvider:
             message: Message = self._client.messages.create(timeout=timeout, **request)
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
             raise ModelKeyError(
-                f"the model API refused the key ({exc.status_code} {_said(exc)}); put a valid"
-                " key in the Secret spec.agents.apiKeySecretRef names (locally:"
+                f"the model API refused the key ({exc.status_code} {said_by_the_api(exc)}); put"
+                " a valid key in the Secret spec.agents.apiKeySecretRef names (locally:"
                 " ANTHROPIC_API_KEY)"
             ) from exc
         except anthropic.APIStatusError as exc:
-            raise ModelError(f"the API answered {exc.status_code}: {_said(exc)}") from exc
+            raise ModelError(f"the API answered {exc.status_code}: {said_by_the_api(exc)}") from exc
         except anthropic.APIConnectionError as exc:
             raise ModelError(f"the API could not be reached: {exc}") from exc
         return message

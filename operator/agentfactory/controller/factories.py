@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import kopf
 from pydantic import ValidationError
 
+from agentfactory.controller import model_key
 from agentfactory.controller.records import parse
 from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus
 from agentfactory.core.factory_status import factory_status
@@ -91,6 +92,20 @@ async def _try_forge(
     return None, []
 
 
+async def _try_model_key(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:
+    """Why the model API refuses the factory's key, if it holds one the API can be asked
+    about (None: it takes it, or there is none yet: the spec's own condition says so)."""
+    try:
+        agents = FactorySpecSpec.model_validate(raw_spec).agents
+    except ValidationError:
+        return None
+    ref = agents.api_key_secret_ref
+    key = secrets.get(ref.name, {}).get(ref.key) if ref is not None else None
+    if ref is None or not key:
+        return None
+    return await model_key.refused(key, agents.base_url, ref.name)
+
+
 async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
     """Gather, decide, apply; the status is written once, and only when it changed."""
     kube: Kube = memo.kube
@@ -116,6 +131,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
     status, spec = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
         tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused, unfit=unfit,
+        key_refused=await _try_model_key(body.get("spec"), secrets),
     )  # fmt: skip
     if spec is not None:
         uid = meta.uid or ""

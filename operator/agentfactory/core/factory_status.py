@@ -89,11 +89,13 @@ def factory_status(
     rejected: str | None = None,
     refused: Mapping[str, str] | None = None,
     unfit: Sequence[str] = (),
+    key_refused: str | None = None,
 ) -> tuple[FactorySpecStatus, FactorySpecSpec | None]:
     """The whole new status, and the validated spec (None when it is invalid). *rejected*:
     why the forge refused the credentials when the operator tried them (None: accepted);
     *refused*: the named Secrets that do not let the factory use them, with what to do;
-    *unfit*: what of the spec the repository's settings refuse, each with its field."""
+    *unfit*: what of the spec the repository's settings refuse, each with its field;
+    *key_refused*: why the model API refused the agents' key when the operator tried it."""
     status = (old or FactorySpecStatus()).model_copy(deep=True)
     status.observed_generation = generation
     current = progress(tasks)
@@ -144,6 +146,8 @@ def factory_status(
                   f"spec.agents.apiKeySecretRef: Secret '{key.name}' has no key '{key.key}'"
                   f" (it has {', '.join(sorted(secrets[key.name])) or 'none'}); add it, or name"
                   " the key it has")  # fmt: skip
+    elif key_refused is not None:
+        condition(ConditionType.READY, "False", "APIKeyRejected", key_refused)
     else:
         condition(ConditionType.READY, "True", "Reconciled", "the factory is ready")
     return status, spec

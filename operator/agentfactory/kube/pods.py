@@ -19,6 +19,9 @@ from typing import Any
 from agentfactory.core.executors import Outcome
 from agentfactory.core.handoff import RESULT_MARKER
 
+#: `agentfactory checkout`'s exit code when the forge refused the credentials.
+CHECKOUT_ACCESS_REFUSED = 3
+
 #: Beyond a pod's own deadline, how long the operator waits before it calls the pod overdue.
 GRACE = timedelta(minutes=2)
 
@@ -68,7 +71,8 @@ def _failure_of(pod: dict[str, Any]) -> Outcome | None:
     checkout = _terminated(status.get("initContainerStatuses"), "checkout")
     if checkout is not None and checkout.get("exitCode") != 0:
         message = (checkout.get("message") or "")[-800:]
-        return Outcome(None, f"the checkout failed: {message}", "error")
+        refused = checkout.get("exitCode") == CHECKOUT_ACCESS_REFUSED
+        return Outcome(None, f"the checkout failed: {message}", "setup" if refused else "error")
     agent = _terminated(status.get("containerStatuses"), "agent")
     if agent is not None and agent.get("reason") == "OOMKilled":
         return Outcome(None, "the agent ran out of memory (OOMKilled)", "oom-killed")

@@ -220,6 +220,8 @@ def agent_pod(
             CREDENTIALS_DIR,
         ],
         "env": env[:2],
+        # What git said, in the pod's status, where the operator reads why a checkout failed.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _restricted(),
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
