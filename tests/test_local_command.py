@@ -139,3 +139,18 @@ def test_on_a_terminal_the_agents_at_work_are_a_live_table(tmp_path: Path) -> No
     for cell in ("fix-cart-total-implement-1", "implementer", "3/40", "replace_in_file",
                  "12,345", "$0.0421"):  # fmt: skip
         assert cell in drawn, cell
+
+
+def test_a_repository_that_cannot_be_cloned_is_said_once_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifests = example(tmp_path)
+    factory = manifests / "factory.yaml"
+    factory.write_text(factory.read_text().replace("url: webshop.bundle",
+                                                   f"url: {tmp_path / 'gone.git'}"))  # fmt: skip
+    assert main(["local", str(manifests), "--state", str(tmp_path / "s")]) == 1, "not done"
+    said = capsys.readouterr()
+    assert "Traceback" not in said.out + said.err
+    assert "plan #1 cannot advance: git clone" in said.out
+    assert "fix-cart-total         Planning" in said.out
+    assert "(waiting for fix-cart-total to merge)" in said.out

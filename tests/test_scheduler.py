@@ -43,7 +43,7 @@ def test_waiting_tasks_say_what_they_wait_for() -> None:
         info("b", depends_on=("nowhere",)),
     ]
     result = schedule({"app": factory()}, tasks)
-    assert result.waiting["a"] == "waiting for ['stuck'] to merge (['stuck'] need a person)"
+    assert result.waiting["a"] == "waiting for stuck to merge (stuck need a person)"
     assert "do not exist: ['nowhere']" in result.waiting["b"]
     assert result.observations == []
 

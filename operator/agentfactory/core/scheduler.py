@@ -183,8 +183,8 @@ def schedule(factories: Mapping[str, FactorySpecSpec], tasks: Sequence[TaskInfo]
                 for d in unmerged
                 if by_name[d].phase not in ACTIVE | {Phase.PENDING, Phase.QUEUED}
             ]
-            out.waiting[task.name] = f"waiting for {unmerged} to merge" + (
-                f" ({stuck} need a person)" if stuck else ""
+            out.waiting[task.name] = f"waiting for {', '.join(unmerged)} to merge" + (
+                f" ({', '.join(stuck)} need a person)" if stuck else ""
             )
         else:
             out.observations.append((task.name, DependenciesReady()))

@@ -264,9 +264,11 @@ class LocalFactory:
             extra = ""
             if status.phase == Phase.AWAITING_APPROVAL:
                 extra = f"  -> agentfactory local approve {name} --state {self.state_dir}"
-            elif status.phase in (Phase.NEEDS_ATTENTION, Phase.FAILED):
+            elif status.phase not in (Phase.MERGED, Phase.CANCELLED):
+                # Needs a person, or could not move when the run stopped (a repository that
+                # cannot be reached, a dependency that will not merge): either way, not done.
                 stuck.append(name)
-                extra = f"  ({status.message})"
+                extra = f"  ({status.message})" if status.message else ""
             merged = f" {status.merged_sha[:12]}" if status.merged_sha else ""
             self.out(f"  {name:<22} {status.phase:<17}{merged}{extra}")
         self.out(f"statuses written to {status_dir}")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.executors import Attempt
+from agentfactory.core.forges import ForgeError
 from agentfactory.core.observations import SpecInvalid
 from agentfactory.core.phases import Phase
 from agentfactory.core.pipeline import Decision, TaskView, decide
@@ -116,6 +117,9 @@ class Reconciler:
         for task in runnable:
             try:
                 moved |= await self._advance(task, factories[task.factory])
+            except ForgeError as exc:  # the forge's own words say it all: no traceback
+                log.info("%s: its stage could not advance: %s", task.name, exc)
+                await self._stuck(self.store.task(task.name) or task, exc)
             except Exception as exc:  # one task's trouble must not stop the others
                 log.exception("%s: its stage could not advance; retrying", task.name)
                 await self._stuck(self.store.task(task.name) or task, exc)
