@@ -112,19 +112,27 @@ class FakeAnthropic:
 
     # -- the API -----------------------------------------------------------------------
 
-    def models(
-        self, path: str, headers: dict[str, str]
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """`GET /v1/models`, as the real API pages it: what a key may use (the key is
-        checked as for messages)."""
+    def _refused(
+        self, path: str, route: str, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """What the API answers a request it will not serve: an unknown route, a key it does
+        not know, no version header. None: serve it."""
         lowered = {k.lower(): v for k, v in headers.items()}
-        if path.split("?")[0].rstrip("/") != "/v1/models":
+        if path.split("?")[0].rstrip("/") != route:
             return self._error(404, f"no route {path}")
         bearer = lowered.get("authorization", "").removeprefix("Bearer ")
         if API_KEY not in (lowered.get("x-api-key"), bearer):
             return self._error(401, "invalid x-api-key")
         if "anthropic-version" not in lowered:
             return self._error(400, "anthropic-version header is required")
+        return None
+
+    def models(
+        self, path: str, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """`GET /v1/models`, as the real API pages it: what a key may use."""
+        if (refused := self._refused(path, "/v1/models", headers)) is not None:
+            return refused
         self.listed.append(API_KEY)
         model = {"type": "model", "id": "claude-sonnet-4-6", "display_name": "Claude Sonnet 4.6",
                  "created_at": "2026-02-17T00:00:00Z"}  # fmt: skip
@@ -134,14 +142,8 @@ class FakeAnthropic:
     def handle(
         self, path: str, headers: dict[str, str], raw: bytes
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        if path.rstrip("/") != "/v1/messages":
-            return self._error(404, f"no route {path}")
-        bearer = lowered.get("authorization", "").removeprefix("Bearer ")
-        if API_KEY not in (lowered.get("x-api-key"), bearer):
-            return self._error(401, "invalid x-api-key")
-        if "anthropic-version" not in lowered:
-            return self._error(400, "anthropic-version header is required")
+        if (refused := self._refused(path, "/v1/messages", headers)) is not None:
+            return refused
         body = json.loads(raw)
         self.requests.append(body)
         problem = validate_request(body)

@@ -249,7 +249,7 @@ class LocalFactory:
         from agentfactory.local.pictures import run_records
 
         title = f"agentfactory local: {', '.join(Path(p).name for p in self.paths)}"
-        return run_report(run_records(self.state_dir), title=title, now=self.now())
+        return run_report(run_records(self.state_dir, self.paths), title=title, now=self.now())
 
     def finish(self) -> int:
         """Print one line per task, write final statuses as YAML, return the exit code."""

@@ -33,12 +33,14 @@ def _diffs(state: Path, task: str) -> dict[str, str]:
     return found
 
 
-def run_records(state: Path) -> list[TaskRecord]:
-    """Every task of the run saved in *state*, in the manifests' order."""
+def run_records(state: Path, paths: list[str] | None = None) -> list[TaskRecord]:
+    """Every task of the run in *state*, in the manifests' order (the manifests the saved run
+    names, unless *paths* says)."""
     settings = state / "run.json"
-    if not settings.exists():
+    if paths is None and not settings.exists():
         raise FileNotFoundError(f"no saved run in {state}; start one with: agentfactory local DIR")
-    paths = [str(p) for p in json.loads(settings.read_text())["paths"]]
+    if paths is None:
+        paths = [str(p) for p in json.loads(settings.read_text())["paths"]]
     store, records = StateStore(state), []
     for path in manifest_files(paths):
         for index, doc in load_file(path)[0]:
