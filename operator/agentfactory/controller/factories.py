@@ -63,16 +63,12 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
 
 
 async def _try_forge(
-    raw_spec: Any, secrets: dict[str, dict[str, str]]
+    spec: FactorySpecSpec, secrets: dict[str, dict[str, str]]
 ) -> tuple[str | None, list[str]]:
     """Why the forge refuses the factory's credentials (None: they reach the repository, or
     the forge has no way to try them), and what of the spec the repository's settings
     refuse. Trying once is the only way to know an App's id, key and installation fit, or
     that a token is alive. *secrets*: the Secrets the spec names that exist, decoded."""
-    try:
-        spec = FactorySpecSpec.model_validate(raw_spec)
-    except ValidationError:
-        return None, []  # the spec's own condition says what is wrong
     secret = spec.repository.credentials_secret
     if secret not in secrets:
         return None, []
@@ -92,13 +88,10 @@ async def _try_forge(
     return None, []
 
 
-async def _try_model_key(raw_spec: Any, secrets: dict[str, dict[str, str]]) -> str | None:
+async def _try_model_key(spec: FactorySpecSpec, secrets: dict[str, dict[str, str]]) -> str | None:
     """Why the model API refuses the factory's key, if it holds one the API can be asked
     about (None: it takes it, or there is none yet: the spec's own condition says so)."""
-    try:
-        agents = FactorySpecSpec.model_validate(raw_spec).agents
-    except ValidationError:
-        return None
+    agents = spec.agents
     ref = agents.api_key_secret_ref
     key = secrets.get(ref.name, {}).get(ref.key) if ref is not None else None
     if ref is None or not key:
@@ -124,21 +117,27 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
             continue
         if data is not None:
             secrets[secret] = data
-    tasks = await _task_infos(kube, namespace, name)
-    old_raw = body.get("status")
-    old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
-    rejected, unfit = await _try_forge(body.get("spec"), secrets)
-    status, spec = factory_status(
-        raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
-        tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused, unfit=unfit,
-        key_refused=await _try_model_key(body.get("spec"), secrets),
-    )  # fmt: skip
-    if spec is not None:
+    try:
+        valid: FactorySpecSpec | None = FactorySpecSpec.model_validate(body.get("spec"))
+    except ValidationError:
+        valid = None  # the status says what is wrong
+    if valid is not None:
+        # First, before the credentials are tried (calls to the forge and the model API that
+        # take their time): the task's first pod may be on its way, and it needs both.
         uid = meta.uid or ""
         await kube.ensure(path_of("v1", "serviceaccounts", namespace),
                           agent_service_account(name, namespace, uid))  # fmt: skip
         await kube.ensure(path_of("networking.k8s.io/v1", "networkpolicies", namespace),
-                          agent_network_policy(name, namespace, uid, spec))  # fmt: skip
+                          agent_network_policy(name, namespace, uid, valid))  # fmt: skip
+    tasks = await _task_infos(kube, namespace, name)
+    old_raw = body.get("status")
+    old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
+    rejected, unfit = await _try_forge(valid, secrets) if valid else (None, [])
+    status, _ = factory_status(
+        raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
+        tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused, unfit=unfit,
+        key_refused=await _try_model_key(valid, secrets) if valid else None,
+    )  # fmt: skip
     new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     if new != old_raw:
         patch.status.update(merge_patch(old_raw or {}, new))
