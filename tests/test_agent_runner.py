@@ -5,9 +5,11 @@ transient errors, a persistent failure, and the `agentfactory agent` command."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+import anthropic
 import pytest
 from testbed.builders import factory, sha, task_spec
 from testbed.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
@@ -521,3 +523,53 @@ def test_a_heartbeat_line_reads_back_as_written() -> None:
     quiet = Heartbeat("planner", 1, 20, (), 10, 0.0, 1.0)
     assert Heartbeat.parse(quiet.line()) == quiet
     assert Heartbeat.parse("[heartbeat] nonsense") is None
+
+
+def test_the_fake_refuses_an_empty_turn_as_the_api_does_through_the_real_sdk() -> None:
+    with FakeAnthropic([Reply([tool("submit_plan", **PLAN)])]) as fake:
+        client = anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
+        for messages, said in (
+            ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": []},
+              {"role": "user", "content": "go on"}],
+             "messages.1: all messages must have non-empty content"),
+            ([{"role": "user", "content": [{"type": "text", "text": ""}]}],
+             "messages.0.content.0: text content blocks must be non-empty"),
+        ):  # fmt: skip
+            with pytest.raises(anthropic.BadRequestError, match=re.escape(said)):
+                client.messages.create(model="claude-sonnet-4-6", max_tokens=100,
+                                       messages=messages)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_an_empty_reply_is_not_sent_back_as_an_empty_turn(tmp_path: Path) -> None:
+    # The API may end a turn with no content; a request that carries it back is refused.
+    repo, base = calc_repo(tmp_path)
+    script = [Reply([], stop_reason="end_turn"), Reply([tool("submit_plan", **PLAN)])]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert result.status == "completed", result.message
+    assert fake.statuses == [200, 200]
+    last = fake.requests[1]["messages"][-1]
+    assert last["role"] == "user" and "submit_plan" in json.dumps(last["content"])
+
+
+def test_a_reply_cut_at_max_tokens_goes_on_without_its_cut_tool_call(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    cut = Reply([{"type": "text", "text": "Let me write the plan."},
+                 tool("submit_plan", summary="Make add")], stop_reason="max_tokens")  # fmt: skip
+    with FakeAnthropic([cut, Reply([tool("submit_plan", **PLAN)])]) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert result.status == "completed" and result.plan is not None
+    assert result.plan.summary == "Make add() add.", "the cut call was never run"
+    sent = json.dumps(fake.requests[1]["messages"][-2:])
+    assert "Let me write the plan." in sent and "tool_use" not in sent
+    assert "cut at max_tokens" in sent
+
+
+def test_a_refusal_stops_the_session_and_says_so(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    refused = Reply([{"type": "text", "text": "I can't help with that."}], stop_reason="refusal")
+    with FakeAnthropic([refused]) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert (result.status, result.stopped_by) == ("failed", "refusal")
+    assert result.message == "the model refused: I can't help with that."
+    assert len(fake.requests) == 1, "not asked again"

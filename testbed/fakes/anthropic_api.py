@@ -212,7 +212,14 @@ def validate_request(body: dict[str, Any]) -> str | None:
         expected = "user" if index % 2 == 0 else "assistant"
         if message["role"] != expected:
             return f"messages.{index}: roles must alternate between user and assistant"
+        final_assistant = index == len(messages) - 1 and message["role"] == "assistant"
+        if not message["content"] and not final_assistant:
+            return (f"messages.{index}: all messages must have non-empty content except for"
+                    " the optional final assistant message")  # fmt: skip
         blocks = message["content"] if isinstance(message["content"], list) else []
+        for position, block in enumerate(blocks):
+            if block.get("type") == "text" and not block.get("text"):
+                return f"messages.{index}.content.{position}: text content blocks must be non-empty"
         if message["role"] == "user":
             answered = {b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"}
             if answered - pending:

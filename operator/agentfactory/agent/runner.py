@@ -166,7 +166,18 @@ class Runner:
             except ModelError as exc:
                 return self._result("failed", "api-error", str(exc))
             self._count(reply)
-            messages.append({"role": "assistant", "content": _blocks(reply)})
+            if reply.stop_reason == "refusal":
+                said = " ".join(b.text for b in reply.content if b.type == "text").strip()
+                return self._result("failed", "refusal", f"the model refused: {said}".strip())
+            cut = reply.stop_reason == "max_tokens"
+            # A reply cut at max_tokens may end in a tool call whose input is cut too: only its
+            # text is kept, and the model is asked to go on.
+            blocks = [b for b in _blocks(reply) if not (cut and b["type"] == "tool_use")]
+            if blocks:
+                messages.append({"role": "assistant", "content": blocks})
+            if cut:
+                _tell(messages, "Your reply was cut at max_tokens. Go on, in shorter steps.")
+                continue
             answer, results, last_problem = self._handle(reply)
             if self.heartbeat is not None:
                 tools = tuple(b.name for b in reply.content if b.type == "tool_use")
@@ -178,8 +189,9 @@ class Runner:
             if answer is not None:
                 return self._result("completed", "completed", "", answer)
             if not results:
-                # A text-only turn: the answer must come through the submit tool.
-                results = [{"type": "text", "text": f"Call {self.spec.submit} with your answer."}]
+                # A text-only (or empty) turn: the answer must come through the submit tool.
+                _tell(messages, f"Call {self.spec.submit} with your answer.")
+                continue
             messages.append({"role": "user", "content": results})
 
     def _bound_reached(self, remaining: float) -> tuple[StopReason, str] | None:
@@ -289,6 +301,19 @@ class Runner:
             except ToolError as exc:
                 result.message = f"{result.message} (no diff: {exc})".strip()
         return result
+
+
+def _tell(messages: list[dict[str, Any]], text: str) -> None:
+    """Say *text* to the model next: a new user turn after its own, or added to the last user
+    turn when it wrote nothing (the API refuses an empty turn, and two turns of one role)."""
+    block = {"type": "text", "text": text}
+    last = messages[-1]
+    if last["role"] == "assistant":
+        messages.append({"role": "user", "content": [block]})
+        return
+    content = last["content"]
+    last["content"] = [*([{"type": "text", "text": content}] if isinstance(content, str)
+                         else content), block]  # fmt: skip
 
 
 def _blocks(reply: Message) -> list[dict[str, Any]]:

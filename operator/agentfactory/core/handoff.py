@@ -183,6 +183,7 @@ StopReason = Literal[
     "api-error",
     "api-key",
     "invalid-input",
+    "refusal",
 ]
 
 
