@@ -5,6 +5,7 @@ the API server from inside its pod and takes a task to Merged under the chart's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from tests.helm import installed
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import aiohttp
     from testbed.apiserver import ControlPlane
 
 DOCKERFILE = ROOT / "sandbox-images" / "operator" / "Dockerfile"
@@ -32,6 +34,25 @@ def operator_entrypoint() -> list[str]:
     found = re.search(r"^ENTRYPOINT (\[.*\])$", DOCKERFILE.read_text(), re.MULTILINE)
     assert found, "the operator image's ENTRYPOINT"
     return list(json.loads(found[1]))
+
+
+async def judged_by_the_approvals_policy(http: aiohttp.ClientSession, collection: str) -> None:
+    """Wait until the chart's approvals policy can judge a task. Its parameters are
+    FactorySpecs, whose CRD the same install made: the API server's admission plugin finds
+    that kind only once it has refreshed what it knows of the API, and refuses every task
+    until then ("failed to find resource referenced by paramKind"). Nothing announces the
+    refresh, so a server-side dry run of a create is repeated until that refusal stops,
+    bounded by a deadline far beyond any refresh seen."""
+    end = asyncio.get_running_loop().time() + 120
+    while asyncio.get_running_loop().time() < end:
+        async with http.post(f"{collection}/agenttasks?dryRun=All",
+                             json=json.loads(json.dumps(FIX_CART))) as tried:  # fmt: skip
+            said = await tried.text()
+            if "failed to find resource referenced by paramKind" not in said:
+                assert tried.status == 201, said
+                return
+        await asyncio.sleep(0.2)  # no event to await: see the docstring
+    raise AssertionError("the approvals policy could not judge a task within 120 s")
 
 
 async def test_the_operator_the_chart_deploys_merges_a_task(
@@ -70,6 +91,7 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
                 f"{bare_plane.url}{agentfactory}/factoryspecs", json=factory(remote, fake.url)
             ) as made:
                 assert made.status == 201, await made.text()
+            await judged_by_the_approvals_policy(http, f"{bare_plane.url}{agentfactory}")
             async with http.post(
                 f"{bare_plane.url}{agentfactory}/agenttasks", json=json.loads(json.dumps(FIX_CART))
             ) as made:
