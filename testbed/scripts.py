@@ -94,7 +94,9 @@ class Router:
     def __call__(self, body: dict[str, Any]) -> Reply | Fail:
         system = body["system"][0]["text"]
         role = next(r for prefix, r in ROLES.items() if system.startswith(prefix))
-        opening = body["messages"][0]["content"]
+        first = body["messages"][0]["content"]  # text, or blocks (as the API takes both)
+        opening = first if isinstance(first, str) else "".join(
+            b.get("text", "") for b in first if b.get("type") == "text")  # fmt: skip
         task = next(t for goal, t in self.goals.items() if f"# Goal\n\n{goal}" in opening)
         key = (task, role)
         if len(body["messages"]) == 1:

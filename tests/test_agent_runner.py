@@ -109,7 +109,7 @@ def test_the_implementer_turns_a_failing_test_green_through_tool_calls(tmp_path:
     ], "the runner runs the checks itself on submit"
     assert result.diff is not None and "+    return a + b" in result.diff
     assert result.turns == 5 and not result.replay
-    assert result.usage.input_tokens > 0 and result.usage.cache_read_tokens > 0
+    assert result.usage.cache_creation_tokens > 0 and result.usage.cache_read_tokens > 0
     assert result.usage.cost_usd > 0
 
 
@@ -344,7 +344,7 @@ def test_the_agent_command_reads_the_input_dir_and_writes_the_result(
                      "--workspace", str(repo), "--output", str(out)])  # fmt: skip
     result = AgentResult.model_validate_json(out.read_text())
     assert code == 0 and result.plan is not None
-    opening = fake.requests[0]["messages"][0]["content"]
+    opening = fake.requests[0]["messages"][0]["content"][0]["text"]
     assert "Prefer small functions." in opening
     assert "## calc.py (a file in the task's scope)" in opening
     assert "return a - b" in opening, "the selected files' contents come with the contract"
@@ -461,9 +461,14 @@ def test_while_it_works_the_session_reports_what_it_has_used_where_the_kubelet_r
     assert planner_command(tmp_path, monkeypatch, script, out) == 0
     (running,) = seen
     assert running["status"] == "running" and running["turns"] == 1
-    assert running["usage"]["inputTokens"] > 0 and running["usage"]["outputTokens"] > 0
+    # The whole first turn was written to the cache (its breakpoint is on the last block).
+    assert running["usage"]["cacheCreationTokens"] > 0 and running["usage"]["outputTokens"] > 0
     final = AgentResult.model_validate_json(out.read_text())
-    assert final.usage.input_tokens > running["usage"]["inputTokens"], "then the result's"
+    so_far = sum(
+        running["usage"][k]
+        for k in ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens")
+    )
+    assert final.usage.total_tokens > so_far, "then the result's"
 
 
 def test_a_session_ends_well_before_its_pod_does() -> None:
@@ -573,3 +578,30 @@ def test_a_refusal_stops_the_session_and_says_so(tmp_path: Path) -> None:
     assert (result.status, result.stopped_by) == ("failed", "refusal")
     assert result.message == "the model refused: I can't help with that."
     assert len(fake.requests) == 1, "not asked again"
+
+
+def test_each_turn_reads_the_conversation_so_far_from_the_cache(tmp_path: Path) -> None:
+    # Only the system prompt was cached once: every turn paid for the whole conversation.
+    repo, base = calc_repo(tmp_path)
+    script = [
+        Reply([tool("read_file", path="calc.py")]),
+        Reply([tool("run_command", command=TEST)]),
+        Reply([tool("submit_plan", **PLAN)]),
+    ]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert result.status == "completed", result.message
+    first, second, third = fake.usages
+    assert first["cache_read_input_tokens"] == 0 and first["cache_creation_input_tokens"] > 0
+    # The next turn repeats the whole previous request: all of it is read, only the new
+    # assistant turn and tool result are written.
+    assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+    assert third["cache_read_input_tokens"] == (
+        second["cache_read_input_tokens"] + second["cache_creation_input_tokens"]
+    )
+    assert third["cache_creation_input_tokens"] < third["cache_read_input_tokens"]
+    sent = fake.requests[2]["messages"]
+    marked = [b for m in sent for b in (m["content"] if isinstance(m["content"], list) else [])
+              if "cache_control" in b]  # fmt: skip
+    assert marked == [sent[-1]["content"][-1]], "one breakpoint, on the last block"
+    assert result.usage.cache_read_tokens == sum(u["cache_read_input_tokens"] for u in fake.usages)

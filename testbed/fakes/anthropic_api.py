@@ -65,6 +65,8 @@ class FakeAnthropic:
     requests: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
+    usages: list[dict[str, int]] = field(default_factory=list)
+    """The usage of every answered request, in order."""
     """The keys whose models were listed (`GET /v1/models` answered 200)."""
     _server: ThreadingHTTPServer | None = None
     _cached: set[str] = field(default_factory=set)
@@ -164,6 +166,35 @@ class FakeAnthropic:
         retry = {"retry-after-ms": "5"} if status in (429, 500, 529) else {}
         return status, {"type": "error", "error": {"type": kind, "message": message}}, retry
 
+    def _caching(self, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(cache read, cache write, uncached) input tokens of a request, as prompt caching
+        counts them: the prompt is tools, system, then the messages' blocks; each block marked
+        `cache_control` is a breakpoint. At the last one, the longest prefix an earlier
+        request wrote (looked for up to 20 blocks back) is read, and the rest up to the
+        breakpoint written; what follows it is not cached."""
+        system = body.get("system") or []
+        blocks: list[Any] = [*body.get("tools", []),
+                             *([{"type": "text", "text": system}] if isinstance(system, str)
+                               else system)]  # fmt: skip
+        for message in body["messages"]:
+            content = message["content"]
+            blocks += [{"type": "text", "text": content}] if isinstance(content, str) else content
+        plain = [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks]
+        total = tokens(plain)
+        marks = [i for i, b in enumerate(blocks) if "cache_control" in b]
+        if not marks:
+            return 0, 0, total
+        last = marks[-1]
+        read = 0
+        for end in range(last + 1, max(0, last - 20), -1):
+            if json.dumps(plain[:end]) in self._cached:
+                read = tokens(plain[:end])
+                break
+        for mark in marks:
+            self._cached.add(json.dumps(plain[: mark + 1]))
+        written = max(0, tokens(plain[: last + 1]) - read)
+        return read, written, max(0, total - read - written)
+
     def _reply(
         self, body: dict[str, Any], step: Reply
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -175,22 +206,14 @@ class FakeAnthropic:
             if block["type"] == "tool_use":
                 block.setdefault("id", f"toolu_{n:04d}_{index:02d}")
             content.append(block)
-        system = body.get("system")
-        cached = isinstance(system, list) and any("cache_control" in b for b in system)
-        creation = read = 0
-        if cached:
-            key = json.dumps(system)
-            if key in self._cached:
-                read = tokens(system)
-            else:
-                creation = tokens(system)
-                self._cached.add(key)
+        read, creation, rest = self._caching(body)
         usage = {
-            "input_tokens": tokens(body["messages"]) + tokens(body.get("tools", [])),
+            "input_tokens": rest,
             "output_tokens": tokens(content),
             "cache_creation_input_tokens": creation,
             "cache_read_input_tokens": read,
         }
+        self.usages.append(usage)
         message = {
             "id": f"msg_fake{n:020d}", "type": "message", "role": "assistant",
             "model": body["model"], "content": content, "stop_reason": step.stop_reason,

@@ -156,7 +156,7 @@ class Runner:
                 reply = self.provider.create(
                     model=self.contract.model,
                     system=system,
-                    messages=messages,
+                    messages=_with_breakpoint(messages),
                     tools=self.tools,
                     max_tokens=limits.max_output_tokens,
                     timeout=remaining,
@@ -301,6 +301,17 @@ class Runner:
             except ToolError as exc:
                 result.message = f"{result.message} (no diff: {exc})".strip()
         return result
+
+
+def _with_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """*messages* with a cache breakpoint on the last block: the conversation so far is
+    written to the cache, and read from it by the next turn, which repeats it whole. Only
+    this request carries it (the API takes four breakpoints at most)."""
+    last = messages[-1]
+    content = last["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    marked = [*blocks[:-1], {**blocks[-1], "cache_control": {"type": "ephemeral"}}]
+    return [*messages[:-1], {**last, "content": marked}]
 
 
 def _tell(messages: list[dict[str, Any]], text: str) -> None:
