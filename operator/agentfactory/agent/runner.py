@@ -303,13 +303,17 @@ class Runner:
         return result
 
 
+def _content_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A turn's content as blocks (the API takes text as a shorthand for one text block)."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
 def _with_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """*messages* with a cache breakpoint on the last block: the conversation so far is
     written to the cache, and read from it by the next turn, which repeats it whole. Only
     this request carries it (the API takes four breakpoints at most)."""
     last = messages[-1]
-    content = last["content"]
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    blocks = _content_blocks(last["content"])
     marked = [*blocks[:-1], {**blocks[-1], "cache_control": {"type": "ephemeral"}}]
     return [*messages[:-1], {**last, "content": marked}]
 
@@ -322,9 +326,7 @@ def _tell(messages: list[dict[str, Any]], text: str) -> None:
     if last["role"] == "assistant":
         messages.append({"role": "user", "content": [block]})
         return
-    content = last["content"]
-    last["content"] = [*([{"type": "text", "text": content}] if isinstance(content, str)
-                         else content), block]  # fmt: skip
+    last["content"] = [*_content_blocks(last["content"]), block]
 
 
 def _blocks(reply: Message) -> list[dict[str, Any]]:

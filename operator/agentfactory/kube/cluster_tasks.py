@@ -6,25 +6,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentfactory import API_VERSION
-from agentfactory.core.phases import Phase
+from agentfactory.core.task import AgentTaskStatus
 from agentfactory.kube.client import Kube, path_of
-from agentfactory.pictures.graph import TaskNode
+from agentfactory.pictures.report import task_node
 
 if TYPE_CHECKING:
     from agentfactory.kube.auth import Connection
+    from agentfactory.pictures.graph import TaskNode
 
 
 async def task_nodes(connection: Connection, namespace: str) -> list[TaskNode]:
     async with Kube(connection=connection) as kube:
         tasks = await kube.list(path_of(API_VERSION, "agenttasks", namespace))
-    nodes = []
-    for task in tasks:
-        spec, status = task.get("spec") or {}, task.get("status") or {}
-        stage, attempt = status.get("stage"), status.get("attempt")
-        merged = str(status.get("mergedSHA") or "")[:12]
-        nodes.append(TaskNode(
-            name=task["metadata"]["name"], phase=Phase(status.get("phase") or "Pending"),
-            depends_on=tuple(spec.get("dependsOn") or ()),
-            detail=merged or (f"{stage}#{attempt}" if stage and attempt else ""),
-        ))  # fmt: skip
-    return nodes
+    return [task_node(task["metadata"]["name"],
+                      AgentTaskStatus.model_validate(task.get("status") or {}),
+                      tuple((task.get("spec") or {}).get("dependsOn") or ()))
+            for task in tasks]  # fmt: skip

@@ -246,10 +246,12 @@ class LocalFactory:
     def report(self) -> str:
         """The run's HTML report, from the state directory."""
         # Imported here: it reads the manifests with this module's `manifest_files`.
-        from agentfactory.local.pictures import run_records
+        from agentfactory.local.pictures import record_of
 
+        records = [record_of(self.state_dir, task, self.status(name))
+                   for name, task in self.tasks.items()]  # fmt: skip
         title = f"agentfactory local: {', '.join(Path(p).name for p in self.paths)}"
-        return run_report(run_records(self.state_dir, self.paths), title=title, now=self.now())
+        return run_report(records, title=title, now=self.now())
 
     def finish(self) -> int:
         """Print one line per task, write final statuses as YAML, return the exit code."""

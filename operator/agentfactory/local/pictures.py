@@ -18,6 +18,16 @@ from agentfactory.validation import load_file, validate_document
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from agentfactory.core.task import AgentTaskStatus
+
+
+def record_of(state: Path, task: AgentTask, status: AgentTaskStatus) -> TaskRecord:
+    """The task as the report shows it, with its patches from the attempts in *state*."""
+    name = task.metadata.name
+    return TaskRecord(name=name, goal=task.spec.goal, status=status,
+                      depends_on=tuple(task.spec.depends_on),
+                      diffs=_diffs(state, name))  # fmt: skip
+
 
 def _diffs(state: Path, task: str) -> dict[str, str]:
     """Each implementer attempt's patch, in attempt order."""
@@ -33,14 +43,12 @@ def _diffs(state: Path, task: str) -> dict[str, str]:
     return found
 
 
-def run_records(state: Path, paths: list[str] | None = None) -> list[TaskRecord]:
-    """Every task of the run in *state*, in the manifests' order (the manifests the saved run
-    names, unless *paths* says)."""
+def run_records(state: Path) -> list[TaskRecord]:
+    """Every task of the run saved in *state*, in the manifests' order."""
     settings = state / "run.json"
-    if paths is None and not settings.exists():
+    if not settings.exists():
         raise FileNotFoundError(f"no saved run in {state}; start one with: agentfactory local DIR")
-    if paths is None:
-        paths = [str(p) for p in json.loads(settings.read_text())["paths"]]
+    paths = [str(p) for p in json.loads(settings.read_text())["paths"]]
     store, records = StateStore(state), []
     for path in manifest_files(paths):
         for index, doc in load_file(path)[0]:
@@ -48,8 +56,5 @@ def run_records(state: Path, paths: list[str] | None = None) -> list[TaskRecord]
             if item is None or not isinstance(item.resource, AgentTask):
                 continue
             task = item.resource
-            name = task.metadata.name
-            records.append(TaskRecord(name=name, goal=task.spec.goal, status=store.load(name),
-                                      depends_on=tuple(task.spec.depends_on),
-                                      diffs=_diffs(state, name)))  # fmt: skip
+            records.append(record_of(state, task, store.load(task.metadata.name)))
     return records

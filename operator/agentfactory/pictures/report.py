@@ -45,14 +45,17 @@ class TaskRecord:
     """Each implementer attempt's patch, by the attempt's name."""
 
 
-def node_of(record: TaskRecord) -> TaskNode:
-    status = record.status
+def task_node(name: str, status: AgentTaskStatus, depends_on: tuple[str, ...]) -> TaskNode:
+    """The task as the graph shows it: its phase, and its merge or its stage and attempt."""
     detail = f"{status.stage}#{status.attempt}" if status.stage and status.attempt else ""
     if status.merged_sha:
         detail = status.merged_sha[:12]
-    return TaskNode(name=record.name, phase=status.phase, depends_on=record.depends_on,
-                    detail=detail, tokens=status.usage.total_tokens,
-                    cost_usd=status.usage.cost_usd)  # fmt: skip
+    return TaskNode(name=name, phase=status.phase, depends_on=depends_on, detail=detail,
+                    tokens=status.usage.total_tokens, cost_usd=status.usage.cost_usd)  # fmt: skip
+
+
+def node_of(record: TaskRecord) -> TaskNode:
+    return task_node(record.name, record.status, record.depends_on)
 
 
 def run_report(records: list[TaskRecord], *, title: str, now: datetime) -> str:
