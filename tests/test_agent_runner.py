@@ -5,11 +5,9 @@ transient errors, a persistent failure, and the `agentfactory agent` command."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-import anthropic
 import pytest
 from testbed.builders import factory, sha, task_spec
 from testbed.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
@@ -530,21 +528,6 @@ def test_a_heartbeat_line_reads_back_as_written() -> None:
     assert Heartbeat.parse("[heartbeat] nonsense") is None
 
 
-def test_the_fake_refuses_an_empty_turn_as_the_api_does_through_the_real_sdk() -> None:
-    with FakeAnthropic([Reply([tool("submit_plan", **PLAN)])]) as fake:
-        client = anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
-        for messages, said in (
-            ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": []},
-              {"role": "user", "content": "go on"}],
-             "messages.1: all messages must have non-empty content"),
-            ([{"role": "user", "content": [{"type": "text", "text": ""}]}],
-             "messages.0.content.0: text content blocks must be non-empty"),
-        ):  # fmt: skip
-            with pytest.raises(anthropic.BadRequestError, match=re.escape(said)):
-                client.messages.create(model="claude-sonnet-4-6", max_tokens=100,
-                                       messages=messages)  # type: ignore[arg-type]  # fmt: skip
-
-
 def test_an_empty_reply_is_not_sent_back_as_an_empty_turn(tmp_path: Path) -> None:
     # The API may end a turn with no content; a request that carries it back is refused.
     repo, base = calc_repo(tmp_path)
@@ -605,3 +588,50 @@ def test_each_turn_reads_the_conversation_so_far_from_the_cache(tmp_path: Path) 
               if "cache_control" in b]  # fmt: skip
     assert marked == [sent[-1]["content"][-1]], "one breakpoint, on the last block"
     assert result.usage.cache_read_tokens == sum(u["cache_read_input_tokens"] for u in fake.usages)
+
+
+def test_every_turn_streams_so_a_long_answer_may_be_asked_for(tmp_path: Path) -> None:
+    # The SDK refuses to wait for a whole answer that may take longer than ten minutes: with
+    # 32,000 output tokens a turn, a session that did not stream failed before its first call.
+    repo, base = calc_repo(tmp_path)
+    spec = contract(Role.PLANNER, base, limits={"maxTurns": 5, "maxOutputTokens": 32_000})
+    with FakeAnthropic([Reply([tool("list_files")]), Reply([tool("submit_plan", **PLAN)])]) as fake:
+        result = run(repo, spec, fake)
+    assert result.status == "completed", result.message
+    assert fake.streamed == [True, True]
+    assert result.usage.output_tokens == sum(u["output_tokens"] for u in fake.usages)
+
+
+def test_a_paused_turn_is_sent_back_as_it_stands_to_be_continued(tmp_path: Path) -> None:
+    repo, base = calc_repo(tmp_path)
+    paused = Reply([{"type": "text", "text": "Still reading."}], stop_reason="pause_turn")
+    with FakeAnthropic([paused, Reply([tool("submit_plan", **PLAN)])]) as fake:
+        result = run(repo, contract(Role.PLANNER, base), fake)
+    assert result.status == "completed", result.message
+    last = fake.requests[1]["messages"][-1]
+    assert last["role"] == "assistant", "continued, not answered"
+    assert [b["text"] for b in last["content"]] == ["Still reading."]
+    assert len(fake.requests[1]["messages"]) == 2
+
+
+def test_old_tool_results_make_way_before_the_prompt_outgrows_the_window(tmp_path: Path) -> None:
+    # Each read adds about 900 tokens; the window holds 4,000. Without room made, the fifth
+    # request is refused as too long and the session fails.
+    repo, base = calc_repo(tmp_path)
+    (repo / "big.py").write_text("".join(f"VALUE_{n} = {n!r} * 12\n" for n in range(200)))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "big")
+    base = git(repo, "rev-parse", "HEAD")
+    reads = [Reply([tool("read_file", path="big.py")]) for _ in range(6)]
+    spec = contract(Role.PLANNER, base, limits={"maxTurns": 10, "windowTokens": 4_000})
+    with FakeAnthropic([*reads, Reply([tool("submit_plan", **PLAN)])],
+                       context_window=4_000) as fake:  # fmt: skip
+        result = run(repo, spec, fake)
+    assert result.status == "completed", result.message
+    assert 400 not in fake.statuses
+    last = fake.requests[-1]["messages"]
+    results = [b for m in last if isinstance(m["content"], list) for b in m["content"]
+               if b.get("type") == "tool_result"]  # fmt: skip
+    assert "VALUE_199" in results[-1]["content"], "the newest result is whole"
+    assert "VALUE_199" not in results[0]["content"], "the oldest made way"
+    assert "read the file again" in results[0]["content"]

@@ -2,12 +2,16 @@
 
 Faithful where the runner depends on it: `POST /v1/messages` with the key (`x-api-key`, or
 `Authorization: Bearer` as SDK 2.x sends it) and `anthropic-version` required; the request
-is checked the way the API checks it (roles alternate, every `tool_use` of the previous
-assistant turn answered by a `tool_result` in the next user turn, no result for an unknown
-id); responses are real `Message` shapes with
-`usage` (including prompt-cache writes and reads when `cache_control` is set); errors are
-real error bodies (`rate_limit_error` 429, `api_error` 500, `overloaded_error` 529). Error
-replies carry `retry-after-ms` so the SDK's own retry path runs without slowing the tests.
+is checked the way the API checks it (roles alternate, no empty turn or empty text block,
+every `tool_use` of the previous assistant turn answered by a `tool_result` in the next user
+turn, no result for an unknown id, the prompt within the context window, `max_tokens` within
+the model's output limit); responses are real `Message` shapes with `usage` (including
+prompt-cache writes and reads where a breakpoint repeats), as one JSON body or, for
+`"stream": true`, as the server-sent events the API streams (`message_start`, a block's
+start, deltas and stop, `message_delta` with the stop reason and output tokens,
+`message_stop`); errors are real error bodies (`rate_limit_error` 429, `api_error` 500,
+`overloaded_error` 529). Error replies carry `retry-after-ms` so the SDK's own retry path runs
+without slowing the tests.
 
 A script is a list of steps consumed one per request: a `Reply`, a `Fail`, or a function of
 the request body returning either (for loops and replies that depend on what was sent).
@@ -24,7 +28,15 @@ from typing import Any
 
 API_KEY = "test-key-not-a-secret"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}  # fmt: skip
+                404: "not_found_error", 429: "rate_limit_error", 500: "api_error",
+                529: "overloaded_error"}  # fmt: skip
+#: The context window of every model the fake serves, in its tokens (`tokens`).
+CONTEXT_WINDOW = 200_000
+#: The most output tokens a request may ask for, by model family (the API's limits).
+OUTPUT_LIMITS = {"claude-opus-4": 32_000, "claude-sonnet-4": 64_000, "claude-haiku-4": 64_000,
+                 "claude-3-5-haiku": 8_192}  # fmt: skip
+#: How many characters each streamed delta carries (so a block really arrives in pieces).
+DELTA_CHARS = 48
 
 
 @dataclass
@@ -62,12 +74,17 @@ class FakeAnthropic:
 
     script: list[Step]
     repeat_last: bool = False
+    context_window: int = CONTEXT_WINDOW
     requests: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
+    """The keys whose models were listed (`GET /v1/models` answered 200)."""
     usages: list[dict[str, int]] = field(default_factory=list)
     """The usage of every answered request, in order."""
-    """The keys whose models were listed (`GET /v1/models` answered 200)."""
+    streamed: list[bool] = field(default_factory=list)
+    """Whether each answered request was answered as a stream, in order."""
+    paths: list[str] = field(default_factory=list)
+    """Every path asked for, in order (what a client calls besides the Messages API)."""
     _server: ThreadingHTTPServer | None = None
     _cached: set[str] = field(default_factory=set)
 
@@ -82,12 +99,27 @@ class FakeAnthropic:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                fake.paths.append(f"GET {self.path}")
                 self._answer(*fake.models(self.path, dict(self.headers)))
 
+            def do_HEAD(self) -> None:
+                fake.paths.append(f"HEAD {self.path}")
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
-                status, body, headers = fake.handle(self.path, dict(self.headers), self.rfile.read(
-                    int(self.headers.get("content-length", 0))))  # fmt: skip
-                self._answer(status, body, headers)
+                fake.paths.append(f"POST {self.path}")
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status, body, headers = fake.handle(self.path, dict(self.headers), raw)
+                if (
+                    status == 200
+                    and body.get("type") == "message"
+                    and json.loads(raw).get("stream")
+                ):
+                    self._stream(body)
+                else:
+                    self._answer(status, body, headers)
 
             def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
                 payload = json.dumps(body).encode()
@@ -99,6 +131,20 @@ class FakeAnthropic:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, message: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("request-id", f"req_{len(fake.requests):06d}")
+                self.send_header("connection", "close")
+                self.end_headers()
+                for event in stream_events(message):
+                    self.wfile.write(
+                        f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+                    )
+                    self.wfile.flush()
+                self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -148,7 +194,7 @@ class FakeAnthropic:
             return refused
         body = json.loads(raw)
         self.requests.append(body)
-        problem = validate_request(body)
+        problem = validate_request(body) or self._too_large(body)
         if problem:
             return self._error(400, problem)
         if not self.script:
@@ -160,13 +206,27 @@ class FakeAnthropic:
             return self._error(step.status, step.message)
         return self._reply(body, step)
 
+    def _too_large(self, body: dict[str, Any]) -> str | None:
+        """The API's refusals of size: more output asked for than the model may write, a
+        prompt over the context window."""
+        model = str(body["model"])
+        limit = next((n for family, n in OUTPUT_LIMITS.items() if model.startswith(family)),
+                     64_000)  # fmt: skip
+        if int(body["max_tokens"]) > limit:
+            return (f"max_tokens: {body['max_tokens']} > {limit}, which is the maximum allowed"
+                    f" number of output tokens for {model}")  # fmt: skip
+        prompt = sum(self._caching(body, remember=False))
+        if prompt > self.context_window:
+            return f"prompt is too long: {prompt} tokens > {self.context_window} maximum"
+        return None
+
     def _error(self, status: int, message: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         self.statuses.append(status)
         kind = _ERROR_TYPES.get(status, "api_error")
         retry = {"retry-after-ms": "5"} if status in (429, 500, 529) else {}
         return status, {"type": "error", "error": {"type": kind, "message": message}}, retry
 
-    def _caching(self, body: dict[str, Any]) -> tuple[int, int, int]:
+    def _caching(self, body: dict[str, Any], *, remember: bool = True) -> tuple[int, int, int]:
         """(cache read, cache write, uncached) input tokens of a request, as prompt caching
         counts them: the prompt is tools, system, then the messages' blocks; each block marked
         `cache_control` is a breakpoint. At the last one, the longest prefix an earlier
@@ -190,7 +250,7 @@ class FakeAnthropic:
             if json.dumps(plain[:end]) in self._cached:
                 read = tokens(plain[:end])
                 break
-        for mark in marks:
+        for mark in marks if remember else []:
             self._cached.add(json.dumps(plain[: mark + 1]))
         written = max(0, tokens(plain[: last + 1]) - read)
         return read, written, max(0, total - read - written)
@@ -214,12 +274,40 @@ class FakeAnthropic:
             "cache_read_input_tokens": read,
         }
         self.usages.append(usage)
+        self.streamed.append(bool(body.get("stream")))
         message = {
             "id": f"msg_fake{n:020d}", "type": "message", "role": "assistant",
             "model": body["model"], "content": content, "stop_reason": step.stop_reason,
             "stop_sequence": None, "usage": usage,
         }  # fmt: skip
         return 200, message, {}
+
+
+def stream_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """*message* as the API streams it: its start (no content yet, the input usage), each
+    block started, sent in deltas and stopped, then the stop reason with the output usage."""
+    usage = dict(message["usage"])
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {**usage, "output_tokens": 1}}  # fmt: skip
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "tool_use":
+            opened = {**block, "input": {}}
+            text, delta = json.dumps(block["input"]), ("input_json_delta", "partial_json")
+        elif block["type"] == "text":
+            opened, text, delta = {**block, "text": ""}, block["text"], ("text_delta", "text")
+        else:
+            raise ValueError(f"the fake cannot stream a {block['type']} block")
+        events.append({"type": "content_block_start", "index": index, "content_block": opened})
+        for at in range(0, len(text), DELTA_CHARS):
+            piece = {"type": delta[0], delta[1]: text[at : at + DELTA_CHARS]}
+            events.append({"type": "content_block_delta", "index": index, "delta": piece})
+        events.append({"type": "content_block_stop", "index": index})
+    events.append({"type": "message_delta",
+                   "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": usage["output_tokens"]}})  # fmt: skip
+    events.append({"type": "message_stop"})
+    return events
 
 
 def validate_request(body: dict[str, Any]) -> str | None:

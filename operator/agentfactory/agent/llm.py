@@ -57,12 +57,15 @@ class AnthropicProvider:
     _client: anthropic.Anthropic | None = field(default=None, init=False, repr=False)
 
     def create(self, *, timeout: float, **request: Any) -> Message:
+        """One call, streamed: the SDK refuses to wait for a whole answer that may take longer
+        than ten minutes (about 21,000 output tokens), and a stream shows progress."""
         if self._client is None:
             self._client = anthropic.Anthropic(
                 api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries
             )
         try:
-            message: Message = self._client.messages.create(timeout=timeout, **request)
+            with self._client.messages.stream(timeout=timeout, **request) as stream:
+                message: Message = stream.get_final_message()
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
             raise ModelKeyError(
                 f"the model API refused the key ({exc.status_code} {said_by_the_api(exc)}); put"

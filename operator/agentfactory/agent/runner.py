@@ -125,6 +125,7 @@ class Runner:
     tools: list[dict[str, Any]] = field(init=False)
     usage: Usage = field(default_factory=Usage, init=False)
     turns: int = field(default=0, init=False)
+    _last_usage: Usage | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.spec = ROLES[self.contract.role]
@@ -156,7 +157,13 @@ class Runner:
                 reply = self.provider.create(
                     model=self.contract.model,
                     system=system,
-                    messages=_with_breakpoint(messages),
+                    messages=_with_breakpoint(
+                        _within(
+                            messages,
+                            self._prompt_tokens(),
+                            int(limits.window_tokens * WINDOW_SHARE),
+                        )
+                    ),
                     tools=self.tools,
                     max_tokens=limits.max_output_tokens,
                     timeout=remaining,
@@ -169,6 +176,9 @@ class Runner:
             if reply.stop_reason == "refusal":
                 said = " ".join(b.text for b in reply.content if b.type == "text").strip()
                 return self._result("failed", "refusal", f"the model refused: {said}".strip())
+            if reply.stop_reason == "pause_turn":  # the API paused a long turn: send it back
+                messages.append({"role": "assistant", "content": _blocks(reply)})
+                continue
             cut = reply.stop_reason == "max_tokens"
             # A reply cut at max_tokens may end in a tool call whose input is cut too: only its
             # text is kept, and the model is asked to go on.
@@ -206,6 +216,12 @@ class Runner:
             return "budget", f"${self.usage.cost_usd:.4f} reached ${limits.max_cost_usd:.4f}"
         return None
 
+    def _prompt_tokens(self) -> int:
+        """The last request's prompt, in the API's tokens (0 before the first)."""
+        last = self._last_usage
+        return 0 if last is None else (
+            last.input_tokens + last.cache_creation_tokens + last.cache_read_tokens)  # fmt: skip
+
     def _count(self, reply: Message) -> None:
         self.turns += 1
         used = reply.usage
@@ -216,6 +232,7 @@ class Runner:
             cache_read_tokens=used.cache_read_input_tokens or 0,
         )
         usage.cost_usd = cost_usd(self.contract.model, usage)
+        self._last_usage = usage
         self.usage = self.usage + usage
         if self.progress is not None:
             self.progress(self.usage, self.turns)
@@ -301,6 +318,36 @@ class Runner:
             except ToolError as exc:
                 result.message = f"{result.message} (no diff: {exc})".strip()
         return result
+
+
+#: The share of the context window a prompt may fill before old tool results make way.
+WINDOW_SHARE = 0.6
+#: Tool results this short are kept however old (a refusal, a check's verdict).
+SHORT_RESULT = 400
+
+
+def _within(messages: list[dict[str, Any]], prompt: int, room: int) -> list[dict[str, Any]]:
+    """*messages* with the oldest long tool results replaced by a line that says what they
+    were, while the conversation is larger than *room* tokens. *prompt* is the size the API
+    counted for the last request; what was sent since is estimated at four characters a
+    token. Elided results stay elided (they are replaced in *messages*), so the cached
+    prefix breaks once per elision, not on every turn."""
+    grown = sum(len(json.dumps(m["content"])) for m in messages[-2:]) // 4
+    excess = prompt + grown - room
+    for message in messages[:-1]:  # the newest turn is what the model is answering
+        if excess <= 0:
+            break
+        if message["role"] != "user" or isinstance(message["content"], str):
+            continue
+        for block in message["content"]:
+            content = block.get("content") if block.get("type") == "tool_result" else None
+            if isinstance(content, str) and len(content) > SHORT_RESULT and excess > 0:
+                block["content"] = (f"[an earlier tool result of {len(content)} characters was"
+                                    " dropped to keep the conversation within the context"
+                                    " window: read the file again or rerun the command if you"
+                                    " need it]")  # fmt: skip
+                excess -= (len(content) - len(block["content"])) // 4
+    return messages
 
 
 def _content_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -57,6 +57,9 @@ class Limits(Model):
     """Timeout of one command the agent runs (a check's own timeout wins)."""
     context_tokens: int = Field(default=20_000, ge=0)
     """Tokens of selected files shown in the first message (0 shows none)."""
+    window_tokens: int = Field(default=200_000, ge=1000)
+    """The model's context window: once a prompt passes 60% of it, the oldest tool results
+    make way (each replaced by a line saying what it was)."""
 
 
 class PlanOutput(Model):
