@@ -9,22 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentfactory.core.handoff import ROLE_OF_STAGE, HandoffContract, Limits, PlanOutput, Role
+from agentfactory.core.handoff import ROLE_OF_STAGE, HandoffContract, Limits, PlanOutput
 from agentfactory.core.phases import Stage
 
 if TYPE_CHECKING:
-    from agentfactory.core.factory import FactorySpecSpec, RoleOverride
+    from agentfactory.core.factory import FactorySpecSpec
     from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
-
-
-def _override(factory: FactorySpecSpec, role: Role) -> RoleOverride:
-    roles = factory.agents.roles
-    return {
-        Role.PLANNER: roles.planner,
-        Role.PLAN_REVIEWER: roles.plan_reviewer,
-        Role.IMPLEMENTER: roles.implementer,
-        Role.CODE_REVIEWER: roles.code_reviewer,
-    }[role]
 
 
 def contract_for(
@@ -39,7 +29,7 @@ def contract_for(
 ) -> HandoffContract:
     """The contract for *stage* of *task* as things stand in *status*."""
     role = ROLE_OF_STAGE[stage]
-    override = _override(factory, role)
+    override = factory.agents.roles.of(role.value)
     budget, used = factory.budget, status.usage
     return HandoffContract(
         task=task,

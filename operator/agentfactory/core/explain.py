@@ -25,7 +25,7 @@ _OWN_MESSAGES = {
     "k8s_name", "glob", "regex", "duplicate", "credentials", "cidr", "port", "ci_source",
     "required_checks", "intake", "escalation_rule", "login", "blank", "self_dependency",
     "spec_too_large", "control_character", "prefix_names_base", "url_credentials", "clear_text",
-    "no_checks",
+    "no_checks", "engine_without_image", "command_without_image_engine",
 }  # fmt: skip
 _PATTERN_HINTS = {
     KEY_PATTERN: "use letters, digits, '.', '_' or '-', at most 63 (for example 'unit-tests')",

@@ -187,15 +187,62 @@ class Repository(Model):
         return ref.secret_name if ref is not None else None
 
 
+#: What runs a role's session: our runner, Claude Code, or any image honouring the pod contract.
+Engine = Literal["builtin", "claude-code", "image"]
+
+
 class RoleOverride(Model):
     """Per-role settings that replace the factory-wide agent defaults."""
 
+    # The API server refuses it too: an `image` engine names the image it runs.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "!has(self.engine) || self.engine != 'image' || has(self.image)",
+        "fieldPath": ".image",
+        "message": "engine is image but no image is named; set image to the agent image that"
+                   " honours the pod contract (and command, unless its entrypoint does)",
+    }, {
+        "rule": "!has(self.command) || (has(self.engine) && self.engine == 'image')",
+        "fieldPath": ".command",
+        "message": "command is only for engine: image (the builtin and claude-code engines run"
+                   " agentfactory agent); remove it or set engine: image",
+    }]})  # fmt: skip
+
+    engine: Engine = "builtin"
+    """What runs this role's sessions: `builtin` (the factory's own runner), `claude-code`
+    (Claude Code through the Claude Agent SDK, in an image that has it, such as the default
+    one), or `image` (any image whose command honours the agent pod contract: it reads
+    `/factory/input`, works in `/workspace` and writes `/factory/output/result.json`). Whatever
+    the engine, the factory computes the diff, runs the checks and judges the diff itself."""
+    image: str | None = Field(default=None, min_length=1, max_length=512)
+    """The image of this role's agent container (default: `agents.image`). The checkout
+    before it and, for `engine: image`, the step after it that reads the result stay the
+    factory's own image."""
+    command: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    """For `engine: image`: the command to run (default: the image's entrypoint)."""
     model: str | None = Field(default=None, min_length=1, max_length=200)
     """Model for this role (for example a cheaper one for reviewers)."""
     max_turns: int | None = Field(default=None, ge=1, le=1000)
     """Tool-loop turns this role may take per stage attempt."""
     instructions: str | None = Field(default=None, max_length=20000)
     """Extra instructions appended to the role's system prompt."""
+
+    @model_validator(mode="after")
+    def _engine_has_what_it_runs(self) -> RoleOverride:
+        if self.engine == "image" and self.image is None:
+            raise PydanticCustomError(
+                "engine_without_image",
+                "engine is image but no image is named; set image to the agent image that"
+                " honours the pod contract (and command, unless its entrypoint does)",
+                {"field": "image"},
+            )
+        if self.command is not None and self.engine != "image":
+            raise PydanticCustomError(
+                "command_without_image_engine",
+                "command is only for engine: image (the builtin and claude-code engines run"
+                " agentfactory agent); remove it or set engine: image",
+                {"field": "command"},
+            )
+        return self
 
 
 class Roles(Model):
@@ -210,9 +257,20 @@ class Roles(Model):
     code_reviewer: RoleOverride = Field(default_factory=RoleOverride)
     """The code reviewer: a fresh session that approves the patch or sends it back."""
 
+    def of(self, role: str) -> RoleOverride:
+        """The settings of *role* (`planner`, `plan-reviewer`, `implementer`,
+        `code-reviewer`)."""
+        roles = {"planner": self.planner, "plan-reviewer": self.plan_reviewer,
+                 "implementer": self.implementer, "code-reviewer": self.code_reviewer}  # fmt: skip
+        return roles[role]
+
 
 class Agents(Model):
     """How agents run: image, model, credentials and shared context."""
+
+    def image_of(self, role: str) -> str:
+        """The image that runs *role*'s agent container."""
+        return self.roles.of(role).image or self.image
 
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=512)
     """Container image honouring the agent pod contract (inputs under `/factory/input`,
