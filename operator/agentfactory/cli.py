@@ -82,7 +82,15 @@ def _agent(args: argparse.Namespace) -> int:
         workspace=Path(args.workspace),
         output=Path(args.output),
         replay=Path(args.replay) if args.replay else None,
+        engine=args.engine,
     )
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from agentfactory.agent.entrypoint import collect_result
+
+    return collect_result(role=args.role, input_dir=Path(args.input),
+                          workspace=Path(args.workspace), output=Path(args.output))  # fmt: skip
 
 
 def _checks(args: argparse.Namespace) -> int:
@@ -295,7 +303,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("AGENTFACTORY_REPLAY"),
         help="answer from a recorded script instead of the API (labelled as a replay)",
     )
+    agent.add_argument(
+        "--engine",
+        choices=["builtin", "claude-code"],
+        default="builtin",
+        help="what runs the session: the factory's own runner, or Claude Code",
+    )
     agent.set_defaults(run=_agent)
+
+    collect = commands.add_parser(
+        "collect",
+        help="read and check the result an agent image wrote (the step after engine: image)",
+    )
+    collect.add_argument(
+        "--role",
+        required=True,
+        choices=["planner", "plan-reviewer", "implementer", "code-reviewer"],
+    )
+    collect.add_argument("--input", default="/factory/input", help="the handoff contract directory")
+    collect.add_argument("--workspace", default="/workspace", help="the git working tree")
+    collect.add_argument("--output", default="/factory/output/result.json", help="result file")
+    collect.set_defaults(run=_collect)
 
     checks = commands.add_parser(
         "checks", help="run a factory's checks on a workspace (the CI pod's entrypoint)"

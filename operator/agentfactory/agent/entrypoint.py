@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from agentfactory.agent.llm import AnthropicProvider, Provider, ReplayProvider
-from agentfactory.agent.runner import Runner
+from agentfactory.agent.runner import Runner, session_result
 from agentfactory.agent.tools import workspace_for
 from agentfactory.agent.workspace import Workspace
 from agentfactory.context import CONSTITUTION_FILES, select_context
@@ -26,6 +26,7 @@ from agentfactory.core.handoff import (
     AgentResult,
     CheckReport,
     HandoffContract,
+    ImplementationOutput,
     Role,
     summary_of,
 )
@@ -62,10 +63,9 @@ def run_checks(*, input_dir: Path, workspace: Path, output: Path) -> int:
     return 0
 
 
-def run_agent(
-    *, role: str, input_dir: Path, workspace: Path, output: Path, replay: Path | None
-) -> int:
-    """Run the session the files describe; returns the process exit code."""
+def _contract(role: str, input_dir: Path, output: Path) -> HandoffContract | int:
+    """The contract in *input_dir*, or the exit code when there is none to work on (a result
+    saying why is written when the contract cannot be read)."""
     try:
         contract = HandoffContract.model_validate_json(
             (input_dir / "contract.json").read_text(encoding="utf-8")
@@ -82,6 +82,53 @@ def run_agent(
             file=sys.stderr,
         )
         return 2
+    return contract
+
+
+def collect_result(*, role: str, input_dir: Path, workspace: Path, output: Path) -> int:
+    """The step after an agent image (`engine: image`): read the result it wrote to *output*,
+    as the pod contract says, and hand it back checked. The image's word is taken for its
+    answer and usage only: the role is the contract's, the implementer's diff is the
+    workspace's own against the base, and the checks are run here, on the workspace as the
+    image left it (this step holds no model key)."""
+    contract = _contract(role, input_dir, output)
+    if isinstance(contract, int):
+        return contract
+    tree = workspace_for(contract, workspace)
+    try:
+        claimed = AgentResult.model_validate_json(output.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as exc:
+        said = f"the agent image wrote no valid result at {output}: {exc}"
+        claimed = AgentResult(role=contract.role, status="failed", stopped_by="no-result",
+                              message=said)  # fmt: skip
+    if claimed.role != contract.role:
+        claimed = AgentResult(role=contract.role, status="failed", stopped_by="no-result",
+                              message=f"the agent image answered as the {claimed.role.value},"
+                                      f" not the {contract.role.value}")  # fmt: skip
+    answer = claimed.plan or claimed.verdict or claimed.implementation
+    if claimed.status == "completed" and answer is None:
+        claimed.status, claimed.stopped_by = "failed", "no-result"
+        claimed.message = f"the agent image completed without the {role}'s answer"
+    if isinstance(answer, ImplementationOutput) and claimed.status == "completed":
+        answer.checks = tree.run_checks()
+    result = session_result(
+        contract, tree, None, status=claimed.status, stopped_by=claimed.stopped_by,
+        message=claimed.message, usage=claimed.usage, turns=claimed.turns,
+        replay=claimed.replay, answer=answer if claimed.status == "completed" else None,
+    )  # fmt: skip
+    publish(output, result)
+    return 0 if result.status == "completed" else 1
+
+
+def run_agent(
+    *, role: str, input_dir: Path, workspace: Path, output: Path, replay: Path | None,
+    engine: str = "builtin",
+) -> int:  # fmt: skip
+    """Run the session the files describe (with our runner or Claude Code); returns the
+    process exit code."""
+    contract = _contract(role, input_dir, output)
+    if isinstance(contract, int):
+        return contract
     constitution_file = input_dir / "constitution.md"
     constitution = constitution_file.read_text() if constitution_file.is_file() else None
     provider: Provider = ReplayProvider.load(replay) if replay else AnthropicProvider()
@@ -110,8 +157,13 @@ def run_agent(
     def beat(heartbeat: Heartbeat) -> None:
         print(heartbeat.line(), flush=True)  # noqa: T201 - the pod's log is a channel
 
-    runner = Runner(contract, tree, provider, constitution=constitution, selection=selection,
-                    progress=so_far, heartbeat=beat)  # fmt: skip
-    result = runner.run()
+    if engine == "claude-code":
+        from agentfactory.agent.claude_code import ClaudeCodeSession
+
+        result = ClaudeCodeSession(contract, tree, constitution=constitution, selection=selection,
+                                   progress=so_far, heartbeat=beat).run()  # fmt: skip
+    else:
+        result = Runner(contract, tree, provider, constitution=constitution, selection=selection,
+                        progress=so_far, heartbeat=beat).run()  # fmt: skip
     publish(output, result)
     return 0 if result.status == "completed" else 1

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from agentfactory.agent.llm import Provider
     from agentfactory.agent.workspace import Workspace
     from agentfactory.context import Selection
+    from agentfactory.core.handoff import CheckRun
 
 
 def system_prompt(role: Role, instructions: str | None) -> str:
@@ -273,16 +274,9 @@ class Runner:
             ) from None
         if isinstance(answer, ImplementationOutput):
             runs = self.workspace.run_checks()
-            failing = [run for run in runs if run.status != "passed"]
-            limits = self.contract.limits
-            if failing and self.turns < limits.max_turns:
-                report = "\n".join(
-                    f"- {r.name} ({r.status}):\n{r.output_tail[-3000:]}" for r in failing
-                )
-                raise ToolError(
-                    f"the factory ran the checks and these failed:\n{report}\n"
-                    "fix them, then submit again"
-                )
+            failed = failures_report(runs)
+            if failed is not None and self.turns < self.contract.limits.max_turns:
+                raise ToolError(failed)
             answer.checks = runs
         return answer
 
@@ -293,31 +287,45 @@ class Runner:
         message: str,
         answer: BaseModel | None = None,
     ) -> AgentResult:
-        result = AgentResult(
-            role=self.contract.role,
-            status=status,
-            stopped_by=stopped_by,
-            message=message,
-            usage=self.usage,
-            turns=self.turns,
-            model=self.contract.model,
-            replay=self.provider.replay,
-            context=[f"{p.path} ({p.reason})" for p in self.selection.picked]
-            if self.selection
-            else [],
-        )
-        if isinstance(answer, PlanOutput):
-            result.plan = answer
-        elif isinstance(answer, VerdictOutput):
-            result.verdict = answer
-        elif isinstance(answer, ImplementationOutput):
-            result.implementation = answer
-        if self.contract.role == Role.IMPLEMENTER:
-            try:
-                result.diff = self.workspace.full_diff(self.contract.base_sha)
-            except ToolError as exc:
-                result.message = f"{result.message} (no diff: {exc})".strip()
-        return result
+        replay = self.provider.replay
+        return session_result(self.contract, self.workspace, self.selection, status=status,
+                              stopped_by=stopped_by, message=message, usage=self.usage,
+                              turns=self.turns, replay=replay, answer=answer)  # fmt: skip
+
+
+def session_result(
+    contract: HandoffContract, workspace: Workspace, selection: Selection | None, *,
+    status: Literal["completed", "stopped", "failed"], stopped_by: StopReason, message: str,
+    usage: Usage, turns: int, replay: bool, answer: BaseModel | None = None,
+) -> AgentResult:  # fmt: skip
+    """What a session hands back, whatever its engine: the role's answer and, for the
+    implementer, the workspace's own diff against the base (never what the model claims)."""
+    result = AgentResult(
+        role=contract.role, status=status, stopped_by=stopped_by, message=message, usage=usage,
+        turns=turns, model=contract.model, replay=replay,
+        context=[f"{p.path} ({p.reason})" for p in selection.picked] if selection else [],
+    )  # fmt: skip
+    if isinstance(answer, PlanOutput):
+        result.plan = answer
+    elif isinstance(answer, VerdictOutput):
+        result.verdict = answer
+    elif isinstance(answer, ImplementationOutput):
+        result.implementation = answer
+    if contract.role == Role.IMPLEMENTER:
+        try:
+            result.diff = workspace.full_diff(contract.base_sha)
+        except ToolError as exc:
+            result.message = f"{result.message} (no diff: {exc})".strip()
+    return result
+
+
+def failures_report(runs: list[CheckRun]) -> str | None:
+    """What to tell the agent of the checks that did not pass, or None when all did."""
+    failing = [run for run in runs if run.status != "passed"]
+    if not failing:
+        return None
+    report = "\n".join(f"- {r.name} ({r.status}):\n{r.output_tail[-3000:]}" for r in failing)
+    return f"the factory ran the checks and these failed:\n{report}\nfix them, then submit again"
 
 
 #: The share of the context window a prompt may fill before old tool results make way.

@@ -187,6 +187,7 @@ StopReason = Literal[
     "api-key",
     "invalid-input",
     "refusal",
+    "no-result",
 ]
 
 
