@@ -160,13 +160,14 @@ async def cluster(
     sessions: dict[tuple[str, str], list[list[Reply]]], *, in_process: bool = True,
     secrets: dict[str, dict[str, str]] | None = None, chart: tuple[str, ...] = (),
     before: tuple[tuple[str, dict[str, Any]], ...] = (), unpullable: tuple[str, ...] = (),
-    **spec: Any,
+    readable: tuple[str, ...] = (), **spec: Any,
 ) -> AsyncIterator[Cluster]:  # fmt: skip
     """A namespace of its own on the real API server with the chart's RBAC for the operator
     (*chart*: more `--set` values), a Node run by the test kubelet, the fake API and the
     resources (*secrets*: more Secrets by name, created before the factory; *before*: more
     objects, by the collection under the namespace they go in, created before the tasks;
-    *unpullable*: images the registry does not have); with
+    *unpullable*: images the registry does not have; *readable*: more host paths the pods
+    may read, such as an agent image's script); with
     *in_process* the operator too (otherwise the test runs `agentfactory run` processes:
     `operator_process`)."""
     goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in tasks}
@@ -177,7 +178,7 @@ async def cluster(
         async with (
             api.session() as http,
             kubelet_on(
-                plane, tmp_path / "kubelet", [str(remote)], ns, unpullable=unpullable
+                plane, tmp_path / "kubelet", [str(remote), *readable], ns, unpullable=unpullable
             ) as kubelet,
         ):
             c = Cluster(plane, ns, api, http, kubelet, remote, tmp_path / "operator", config,

@@ -81,6 +81,25 @@ def replace(path: str, old: str, new: str) -> dict[str, Any]:
     return tool("replace_in_file", path=path, old=old, new=new)
 
 
+#: Where a pod's workspace is (Claude Code's tools take absolute paths).
+POD_WORKSPACE = "/workspace"
+
+
+def claude_code_edit(path: str, old: str, new: str, root: str = POD_WORKSPACE) -> list[Reply]:
+    """A Claude Code implementer's session: read the file, edit it, answer."""
+    where = f"{root}/{path}"
+    return [
+        Reply([tool("Read", file_path=where)]),
+        Reply([tool("Edit", file_path=where, old_string=old, new_string=new)]),
+        Reply([tool("StructuredOutput", summary="Done.", rollback="revert")]),
+    ]
+
+
+def claude_code_verdict(value: str = "APPROVE") -> list[Reply]:
+    """A Claude Code reviewer's session: answer at once."""
+    return [Reply([tool("StructuredOutput", verdict=value, summary="Reviewed.", findings=[])])]
+
+
 @dataclass
 class Router:
     """Routes each request to the script of its (task, role) session."""
@@ -92,8 +111,11 @@ class Router:
     openings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def __call__(self, body: dict[str, Any]) -> Reply | Fail:
-        system = body["system"][0]["text"]
-        role = next(r for prefix, r in ROLES.items() if system.startswith(prefix))
+        # The builtin runner's system prompt is the role's; Claude Code appends the role's to
+        # its own.
+        system = "\n".join(b.get("text", "") for b in body["system"])
+        role = next(r for prefix, r in ROLES.items()
+                    if system.startswith(prefix) or f"\n{prefix}" in system)  # fmt: skip
         first = body["messages"][0]["content"]  # text, or blocks (as the API takes both)
         opening = first if isinstance(first, str) else "".join(
             b.get("text", "") for b in first if b.get("type") == "text")  # fmt: skip

@@ -19,6 +19,7 @@ from testbed.scripts import (
     CART,
     CART_FIXED,
     Router,
+    claude_code_edit,
     factory_doc,
     implement,
     replace,
@@ -29,6 +30,7 @@ from testbed.scripts import (
 from agentfactory.core.phases import Phase
 from agentfactory.local.driver import LoadError, LocalFactory
 from agentfactory.local.state import StateStore
+from tests.test_operator_engines import CONTRACT_ONLY
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -358,3 +360,31 @@ def test_a_model_key_the_api_refuses_parks_at_once_as_a_set_up_error(
     assert "{'type'" not in status.message, "the API's words, not the SDK's dict"
     assert "agentfactory local retry fix-cart" in status.message
     assert status.attempts.plan == 1, "one attempt, not the retry caps' worth"
+
+
+def test_each_role_runs_on_its_engine_locally(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planners on the builtin runner, the implementer on Claude Code, the code reviewer
+    # a contract-only agent image's command (run on this machine: there is no image runtime).
+    workspace = tmp_path / "state" / "sandboxes" / "shop" / "attempts" / "fix-cart-implement-1"
+    workspace /= "workspace"
+    sessions = {("fix-cart", "implementer"): [
+        claude_code_edit("shop/cart.py", CART, CART_FIXED, root=str(workspace))]}  # fmt: skip
+    image = {"engine": "image", "image": "registry.example.test/contract-only:1",
+             "command": ["/bin/sh", str(CONTRACT_ONLY)]}  # fmt: skip
+    agents = {"roles": {"implementer": {"engine": "claude-code"}, "codeReviewer": image}}
+    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART], sessions, agents=agents)
+    assert code == 0, "\n".join(run.lines)
+    assert run.status("fix-cart").phase == Phase.MERGED
+    assert [role for _, role in run.router.started] == ["planner", "plan-reviewer", "implementer"]
+    assert git(remote, "show", "main:shop/cart.py").endswith(CART_FIXED)
+    attempts = tmp_path / "state" / "sandboxes" / "shop" / "attempts"
+    assert (
+        "code-reviewer working on"
+        in (attempts / "fix-cart-code-review-1" / "engine.log").read_text()
+    )
+    assert (
+        "[heartbeat] implementer turn 3/"
+        in (attempts / "fix-cart-implement-1" / "agent.log").read_text()
+    )

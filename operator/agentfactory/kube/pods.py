@@ -18,6 +18,7 @@ from typing import Any
 
 from agentfactory.core.executors import Outcome
 from agentfactory.core.handoff import RESULT_MARKER
+from agentfactory.manifests.agents import ENGINE_CONTAINER
 
 #: `agentfactory checkout`'s exit code when the forge refused the credentials.
 CHECKOUT_ACCESS_REFUSED = 3
@@ -73,6 +74,13 @@ def _failure_of(pod: dict[str, Any]) -> Outcome | None:
         message = (checkout.get("message") or "")[-800:]
         refused = checkout.get("exitCode") == CHECKOUT_ACCESS_REFUSED
         return Outcome(None, f"the checkout failed: {message}", "setup" if refused else "error")
+    engine = _terminated(status.get("initContainerStatuses"), ENGINE_CONTAINER)
+    if engine is not None and engine.get("reason") == "OOMKilled":
+        return Outcome(None, "the agent image ran out of memory (OOMKilled)", "oom-killed")
+    if engine is not None and engine.get("exitCode") != 0:
+        said = (engine.get("message") or "")[-800:]
+        return Outcome(None, f"the agent image exited {engine.get('exitCode')} without handing"
+                             f" back a result: {said}", "error")  # fmt: skip
     agent = _terminated(status.get("containerStatuses"), "agent")
     if agent is not None and agent.get("reason") == "OOMKilled":
         return Outcome(None, "the agent ran out of memory (OOMKilled)", "oom-killed")

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from agentfactory.core.common import Check
     from agentfactory.core.executors import Attempt, Launch, Observed
+    from agentfactory.core.factory import RoleOverride
     from agentfactory.core.forges import Forge
     from agentfactory.local.progress import Progress
 
@@ -129,8 +130,9 @@ class LocalExecutor:
             return Outcome(CheckReport(checks=runs).model_dump_json(by_alias=True))
         mode = "replay" if self.replay_dir else launch.contract.model
         self.say(f"          running {launch.contract.role.value} {pod} ({mode})")
+        settings = launch.factory.agents.roles.of(launch.contract.role.value)
         return self.run_agent(pod=pod, contract=launch.contract, ref=launch.ref,
-                              constitution=self.constitution)  # fmt: skip
+                              constitution=self.constitution, settings=settings)  # fmt: skip
 
     @property
     def confined(self) -> bool:
@@ -156,29 +158,27 @@ class LocalExecutor:
         return path
 
     def run_agent(
-        self, *, pod: str, contract: HandoffContract, ref: str, constitution: str | None
-    ) -> Outcome:
-        """Run one agent attempt on a fresh clone at *ref*."""
+        self, *, pod: str, contract: HandoffContract, ref: str, constitution: str | None,
+        settings: RoleOverride | None = None,
+    ) -> Outcome:  # fmt: skip
+        """Run one agent attempt on a fresh clone at *ref*, with the role's engine: the
+        builtin runner, Claude Code, or an agent image's command (run on this machine, which
+        has no image runtime), followed by `agentfactory collect` as in a pod."""
         base = self._fresh_attempt(pod, ref)
         workspace = base / "workspace"
         (base / "input" / "contract.json").write_text(contract.model_dump_json(by_alias=True))
         if constitution:
             (base / "input" / "constitution.md").write_text(constitution)
         output = base / "output" / "result.json"
-        command = [
-            sys.executable,
-            "-m",
-            "agentfactory",
-            "agent",
-            "--role",
-            contract.role.value,
-            "--input",
-            str(base / "input"),
-            "--workspace",
-            str(workspace),
-            "--output",
-            str(output),
-        ]
+        io = ["--role", contract.role.value, "--input", str(base / "input"),
+              "--workspace", str(workspace), "--output", str(output)]  # fmt: skip
+        engine = settings.engine if settings is not None else "builtin"
+        command = [sys.executable, "-m", "agentfactory", "agent", *io]
+        deadline = min(self.timeout_seconds, contract.limits.deadline_seconds + 60)
+        if engine == "claude-code":
+            command += ["--engine", "claude-code"]
+        if engine == "image" and settings is not None:
+            return self._run_image(base, settings.command, io, deadline)
         if self.replay_dir is not None:
             recorded = self.replay_dir / f"{pod}.json"
             if not recorded.exists():
@@ -186,18 +186,38 @@ class LocalExecutor:
             # Inputs live in the read-only input directory, the only place a sandbox sees them.
             shutil.copyfile(recorded, base / "input" / "replay.json")
             command += ["--replay", str(base / "input" / "replay.json")]
-        deadline = min(self.timeout_seconds, contract.limits.deadline_seconds + 60)
         code, log = self._run(command, workspace=workspace, base=base, timeout=deadline)
         (base / "agent.log").write_text(log)
-        if code is None:
-            return Outcome(None, f"killed after {deadline:g}s", "timeout")
-        if code == -signal.SIGKILL:
-            return Outcome(None, f"killed (out of memory?): {log[-500:]}", "oom-killed")
-        try:
-            result = AgentResult.model_validate_json(output.read_text())
-        except (OSError, ValidationError) as exc:
-            return Outcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
-        return Outcome(result.model_dump_json(by_alias=True))
+        if (ended := _killed(code, deadline, log)) is not None:
+            return ended
+        return _read_result(output, log)
+
+    def _run_image(
+        self, base: Path, command: list[str] | None, io: list[str], deadline: float
+    ) -> Outcome:
+        """An agent image's command, then the factory's step that reads what it wrote."""
+        if command is None:
+            said = ("engine: image needs a command to run locally (there is no image runtime"
+                    " here to find its entrypoint)")  # fmt: skip
+            return Outcome(None, said, "setup")
+        paths = dict(zip(io[0::2], io[1::2], strict=True))
+        contract = {"AGENTFACTORY_ROLE": paths["--role"], "AGENTFACTORY_INPUT": paths["--input"],
+                    "AGENTFACTORY_WORKSPACE": paths["--workspace"],
+                    "AGENTFACTORY_OUTPUT": paths["--output"]}  # fmt: skip
+        workspace = Path(paths["--workspace"])
+        code, log = self._run(list(command), workspace=workspace, base=base, timeout=deadline,
+                              extra_env=contract)  # fmt: skip
+        (base / "engine.log").write_text(log)
+        if (ended := _killed(code, deadline, log)) is not None:
+            return ended
+        if code != 0:
+            return Outcome(None, f"the agent image exited {code} without handing back a"
+                                 f" result: {log[-800:]}", "error")  # fmt: skip
+        collect = [sys.executable, "-m", "agentfactory", "collect", *io]
+        code, log = self._run(collect, workspace=workspace, base=base, timeout=deadline,
+                              model_access=False)  # fmt: skip
+        (base / "agent.log").write_text(log)
+        return _killed(code, deadline, log) or _read_result(Path(paths["--output"]), log)
 
     def run_checks(
         self, *, pod: str, ref: str, checks: list[Check], within: float = 86400
@@ -224,13 +244,14 @@ class LocalExecutor:
 
     def _run(
         self, command: list[str], *, workspace: Path, base: Path, timeout: float,
-        model_access: bool = True,
+        model_access: bool = True, extra_env: dict[str, str] | None = None,
     ) -> tuple[int | None, str]:  # fmt: skip
         """Run *command* confined; *model_access*: with the model API's key and URL (agents
         only: the checks run the agents' code)."""
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ
                and (model_access or not k.startswith("ANTHROPIC_"))}  # fmt: skip
         env.update(HOME=str(base / "home"), TMPDIR="/tmp", PYTHONDONTWRITEBYTECODE="1")  # noqa: S108 - private tmpfs
+        env.update(extra_env or {})
         (base / "home").mkdir(exist_ok=True)
         # Let the agent import this package even when it is not installed system-wide.
         env["PYTHONPATH"] = os.pathsep.join(
@@ -328,3 +349,21 @@ class LocalExecutor:
             "--new-session",
         ]
         return [*argv, "--chdir", str(workspace), *command]
+
+
+def _killed(code: int | None, deadline: float, log: str) -> Outcome | None:
+    """Why a sandbox's process was killed (its deadline, memory), or None."""
+    if code is None:
+        return Outcome(None, f"killed after {deadline:g}s", "timeout")
+    if code == -signal.SIGKILL:
+        return Outcome(None, f"killed (out of memory?): {log[-500:]}", "oom-killed")
+    return None
+
+
+def _read_result(output: Path, log: str) -> Outcome:
+    """The result a session wrote to *output*, as the pod contract says."""
+    try:
+        result = AgentResult.model_validate_json(output.read_text())
+    except (OSError, ValidationError) as exc:
+        return Outcome(None, f"no valid result ({exc}): {log[-800:]}", "malformed-result")
+    return Outcome(result.model_dump_json(by_alias=True))

@@ -35,10 +35,13 @@ OUTPUT_DIR = "/factory/output"
 WORKSPACE = "/workspace"
 CREDENTIALS_DIR = "/factory/credentials"
 SUMMARY_FILE = f"{OUTPUT_DIR}/{SUMMARY_NAME}"
+RESULT_FILE = f"{OUTPUT_DIR}/result.json"
 #: The log line that carries the whole result (the last one counts).
 #: The label every object the operator makes carries (its watches and listings select on it).
 MANAGED = {"app.kubernetes.io/managed-by": "agentfactory"}
 AGENT_UID = 10001
+#: The init container that runs an agent image (`engine: image`).
+ENGINE_CONTAINER = "engine"
 #: A ConfigMap holds at most 1 MiB; leave room for metadata.
 MAX_CONTRACT_BYTES = 900 * 1024
 
@@ -189,7 +192,7 @@ def agent_pod(
         )
     if agents.base_url and role is not None:
         env.append({"name": "ANTHROPIC_BASE_URL", "value": agents.base_url})
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "workspace", "mountPath": WORKSPACE},
         {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
         {"name": "output", "mountPath": OUTPUT_DIR},
@@ -233,10 +236,12 @@ def agent_pod(
             {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
         ],
     }
-    io = ["--input", INPUT_DIR, "--workspace", WORKSPACE, "--output", f"{OUTPUT_DIR}/result.json"]
+    io = ["--input", INPUT_DIR, "--workspace", WORKSPACE, "--output", RESULT_FILE]
+    settings = agents.roles.of(role) if role else None
+    engine = settings.engine if settings is not None else "builtin"
     agent = {
         "name": "agent",
-        "image": agents.image,
+        "image": agents.image_of(role) if role and engine != "image" else agents.image,
         "command": ["agentfactory", "agent" if role else "checks"],
         "args": ["--role", role, *io] if role else io,
         "env": env,
@@ -246,6 +251,15 @@ def agent_pod(
         "terminationMessagePath": SUMMARY_FILE,
         "terminationMessagePolicy": "File",
     }
+    init = [checkout]
+    if engine == "claude-code":
+        agent["args"] = ["--engine", "claude-code", *agent["args"]]
+    elif engine == "image" and settings is not None and role is not None:
+        init.append(_engine_container(settings.image or agents.image, settings.command, role,
+                                      env, mounts, _resources(factory)))  # fmt: skip
+        # The factory's own step reads and checks what the image wrote; it runs the checks on
+        # the image's code, so it holds no model key.
+        agent.update(command=["agentfactory", "collect"], env=env[:2])
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # The sandbox CI run is bounded by the CI stage's own deadline.
@@ -262,7 +276,7 @@ def agent_pod(
             "fsGroup": AGENT_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "initContainers": [checkout],
+        "initContainers": init,
         "containers": [agent],
         "volumes": [
             {"name": "workspace", "emptyDir": {}},
@@ -289,6 +303,38 @@ def agent_pod(
         },
         "spec": spec,
     }
+
+
+def _engine_container(
+    image: str, command: list[str] | None, role: str, env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]], resources: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The container of an agent image (`engine: image`), run after the checkout and before
+    the factory's step that reads its result. Where it finds things is in its environment as
+    well as at the contract's fixed paths. It exits 0 whenever it wrote a result (completed or
+    not): as an init container, a non-zero exit ends the pod before its result is read, so it
+    counts as a crash, told by the tail of its log."""
+    contract = [
+        {"name": "AGENTFACTORY_ROLE", "value": role},
+        {"name": "AGENTFACTORY_INPUT", "value": INPUT_DIR},
+        {"name": "AGENTFACTORY_WORKSPACE", "value": WORKSPACE},
+        {"name": "AGENTFACTORY_OUTPUT", "value": RESULT_FILE},
+    ]
+    container: dict[str, Any] = {
+        "name": ENGINE_CONTAINER,
+        "image": image,
+        "env": [*env, *contract],
+        "workingDir": WORKSPACE,
+        "securityContext": _restricted(),
+        "resources": resources,
+        "volumeMounts": mounts,
+        # Not the result file: a kubelet mounts a file of its own at this path, which would
+        # hide the result from the step after.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if command is not None:
+        container["command"] = list(command)
+    return container
 
 
 def _factory_metadata(name: str, factory: str, namespace: str, uid: str) -> dict[str, Any]:
