@@ -635,3 +635,58 @@ def test_old_tool_results_make_way_before_the_prompt_outgrows_the_window(tmp_pat
     assert "VALUE_199" in results[-1]["content"], "the newest result is whole"
     assert "VALUE_199" not in results[0]["content"], "the oldest made way"
     assert "read the file again" in results[0]["content"]
+
+
+def collect(
+    tmp_path: Path, repo: Path, role: Role, base: str, written: str | None
+) -> tuple[int, AgentResult]:
+    """`agentfactory collect` after an agent image that wrote *written* (None: nothing)."""
+    inputs = tmp_path / "input"
+    inputs.mkdir(exist_ok=True)
+    (inputs / "contract.json").write_text(contract(role, base).model_dump_json(by_alias=True))
+    out = tmp_path / "output" / "result.json"
+    out.parent.mkdir(exist_ok=True)
+    out.unlink(missing_ok=True)
+    if written is not None:
+        out.write_text(written)
+    code = main(["collect", "--role", role.value, "--input", str(inputs), "--workspace",
+                 str(repo), "--output", str(out)])  # fmt: skip
+    return code, AgentResult.model_validate_json(out.read_text())
+
+
+def test_collect_takes_an_images_answer_but_never_its_claimed_diff_or_checks(
+    tmp_path: Path,
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    claimed = {"role": "implementer", "status": "completed", "stoppedBy": "completed",
+               "diff": "a diff the image only claims", "usage": {"inputTokens": 7},
+               "implementation": {"summary": "Fixed.", "rollback": "revert",
+                                  "checks": [{"name": "test", "command": "true",
+                                              "exitCode": 0, "status": "passed"}]}}  # fmt: skip
+    code, result = collect(tmp_path, repo, Role.IMPLEMENTER, base, json.dumps(claimed))
+    assert code == 0 and result.status == "completed"
+    assert result.diff.startswith("diff --git a/calc.py") and "+    return a + b" in result.diff
+    assert result.implementation is not None
+    assert [c.command for c in result.implementation.checks] == [TEST], "run here, not claimed"
+    assert result.usage.input_tokens == 7, "usage is the image's word (until a gateway meters it)"
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        (None, "the agent image wrote no valid result"),
+        ("{not json", "the agent image wrote no valid result"),
+        (json.dumps({"role": "planner", "status": "completed", "stoppedBy": "completed",
+                     "plan": PLAN}), "answered as the planner, not the code-reviewer"),
+        (json.dumps({"role": "code-reviewer", "status": "completed", "stoppedBy": "completed"}),
+         "completed without the code-reviewer's answer"),
+    ],
+)  # fmt: skip
+def test_collect_fails_an_image_that_handed_back_no_usable_result(
+    tmp_path: Path, written: str | None, said: str
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    code, result = collect(tmp_path, repo, Role.CODE_REVIEWER, base, written)
+    assert (code, result.status, result.stopped_by) == (1, "failed", "no-result")
+    assert said in result.message

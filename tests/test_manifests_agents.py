@@ -175,3 +175,46 @@ def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution_or_
     assert [c["name"] for c in json.loads(files["checks.json"])] == [c.name for c in SPEC.checks]
     # The checks run the agent's code: the pod that runs them holds no model API key.
     assert "ANTHROPIC_API_KEY" not in json.dumps(ci)
+
+
+def engine_pod(role: dict[str, Any]) -> dict[str, Any]:
+    spec = factory(agents={"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
+                           "roles": {"codeReviewer": role}})  # fmt: skip
+    return agent_pod(ATTEMPT, spec, role="code-reviewer", repo_url="https://git.example.test/s.git",
+                     ref="a" * 40)  # fmt: skip
+
+
+def test_an_agent_image_runs_between_the_checkout_and_the_factorys_collect_step() -> None:
+    manifest = engine_pod({"engine": "image", "image": "registry.example.test/codex-wrap:2",
+                           "command": ["/entrypoint.sh", "--quiet"]})  # fmt: skip
+    kubernetes_validate.validate(manifest, K8S, strict=True)
+    spec = manifest["spec"]
+    checkout, engine = spec["initContainers"]
+    (agent,) = spec["containers"]
+    assert (checkout["name"], engine["name"], agent["name"]) == ("checkout", "engine", "agent")
+    assert checkout["image"] == agent["image"] == SPEC.agents.image, "the factory's own steps"
+    assert engine["image"] == "registry.example.test/codex-wrap:2"
+    assert engine["command"] == ["/entrypoint.sh", "--quiet"] and "args" not in engine
+    env = {e["name"]: e.get("value") for e in engine["env"]}
+    assert env["AGENTFACTORY_ROLE"] == "code-reviewer"
+    assert env["AGENTFACTORY_OUTPUT"] == "/factory/output/result.json"
+    assert "ANTHROPIC_API_KEY" in env, "the image talks to the model"
+    # The step after runs the checks on the image's code: it holds no key.
+    assert agent["command"] == ["agentfactory", "collect"]
+    assert not any(e["name"].startswith("ANTHROPIC") for e in agent["env"])
+    # A kubelet mounts its own file at a terminationMessagePath: never the result file.
+    assert "terminationMessagePath" not in engine
+    assert {m["name"] for m in engine["volumeMounts"]} == {m["name"] for m in agent["volumeMounts"]}
+    for container in (engine, agent):
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_claude_code_role_runs_the_agent_command_with_its_engine_and_image() -> None:
+    manifest = engine_pod({"engine": "claude-code", "image": "registry.example.test/cc:1"})
+    (agent,) = manifest["spec"]["containers"]
+    assert agent["image"] == "registry.example.test/cc:1"
+    assert agent["args"][:4] == ["--engine", "claude-code", "--role", "code-reviewer"]
+    assert [c["name"] for c in manifest["spec"]["initContainers"]] == ["checkout"]
+    builtin = pod()["spec"]["containers"][0]
+    assert "--engine" not in builtin["args"], "the default stays as it was"

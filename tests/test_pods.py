@@ -103,3 +103,15 @@ def test_the_last_result_line_of_the_log_is_the_result() -> None:
     assert outcome_of(pod("Succeeded"), log).result_json == '{"new": 2}'
     garbled = outcome_of(pod("Succeeded"), "Traceback: boom\n")
     assert garbled.reason == "malformed-result" and "Traceback: boom" in garbled.failure
+
+
+def test_an_agent_image_that_exits_non_zero_fails_its_attempt_with_its_words() -> None:
+    crashed = failure_of(pod("Failed", initContainerStatuses=[
+        {"name": "checkout", "state": {"terminated": {"exitCode": 0}}},
+        {"name": "engine", "state": {"terminated": {"exitCode": 2, "message": "unknown role"}}},
+    ]))  # fmt: skip
+    assert crashed is not None and crashed.reason == "error"
+    assert crashed.failure == "the agent image exited 2 without handing back a result: unknown role"
+    killed = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    oom = failure_of(pod("Failed", initContainerStatuses=[{"name": "engine", "state": killed}]))
+    assert oom is not None and oom.reason == "oom-killed"
