@@ -690,3 +690,37 @@ def test_collect_fails_an_image_that_handed_back_no_usable_result(
     code, result = collect(tmp_path, repo, Role.CODE_REVIEWER, base, written)
     assert (code, result.status, result.stopped_by) == (1, "failed", "no-result")
     assert said in result.message
+
+
+def test_the_implementers_shell_keeps_only_changes_inside_the_scope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, base = calc_repo(tmp_path)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-should-never-leak")
+    script = [
+        Reply(
+            [tool("shell", command="grep -n 'return' calc.py | sed 's/-/+/' ; env | grep -c KEY")]
+        ),
+        Reply(
+            [
+                tool(
+                    "shell",
+                    command="sed -i 's/a - b/a + b/' calc.py && echo 'on: []' >"
+                    " .github/workflows/ci.yml && echo x > setup.py",
+                )
+            ]
+        ),
+        Reply([tool("submit_implementation", summary="s", rollback="r")]),
+    ]
+    with FakeAnthropic(script) as fake:
+        result = run(repo, contract(Role.IMPLEMENTER, base), fake)
+    piped = tool_results(fake, 1)[0]["content"]
+    assert "2:    return a + b" in piped, "pipes work"
+    assert piped.splitlines()[-1] == "0", "no key in the shell's environment"
+    said = tool_results(fake, 2)[0]["content"]
+    assert "put back as they were (outside the scope, or protected): .github/workflows/ci.yml," \
+        " setup.py" in said  # fmt: skip
+    assert (repo / ".github" / "workflows" / "ci.yml").read_text() == "on: push\n"
+    assert not (repo / "setup.py").exists()
+    assert result.status == "completed" and "+    return a + b" in result.diff
+    assert "setup.py" not in result.diff and "workflows" not in result.diff

@@ -64,7 +64,7 @@ submit tool, give your answer as the structured output instead, once, at the end
 WRITES = (
     "; change files with Write and Edit (inside the scope only); run the checks with"
     f" {CHECKS_TOOL} (there is no shell); where these instructions name write_file,"
-    " replace_in_file or run_command, use those"
+    " replace_in_file, run_command or shell, use those"
 )
 #: Why a Claude Code turn failed, as the API said it (AssistantMessage.error).
 KEY_ERRORS = ("authentication_failed", "billing_error")

@@ -69,6 +69,13 @@ TOOLS: dict[str, dict[str, Any]] = {
         "Run one of the factory's checks exactly as listed, or an allow-listed program.",
         command={"type": "string"},
     ),
+    "shell": _tool(
+        "shell",
+        "Run a shell command in the repository (pipes allowed), without the factory's"
+        " secrets. Changes it makes outside the task's scope, or to protected paths, are put"
+        " back as they were.",
+        command={"type": "string"},
+    ),
     "git_diff": _tool("git_diff", "Show the changes made so far against the base commit."),
 }
 
@@ -102,7 +109,7 @@ ROLES: dict[Role, RoleSpec] = {
     Role.PLAN_REVIEWER: RoleSpec(Role.PLAN_REVIEWER, _READ, False, VerdictOutput, "submit_verdict"),
     Role.IMPLEMENTER: RoleSpec(
         Role.IMPLEMENTER,
-        (*_READ, "write_file", "replace_in_file", "run_command", "git_diff"),
+        (*_READ, "write_file", "replace_in_file", "run_command", "shell", "git_diff"),
         True,
         ImplementationOutput,
         "submit_implementation",
@@ -151,6 +158,8 @@ def dispatch(
         if name == "run_command":
             run = workspace.run_command(str(args["command"]))
             return f"exit code {run.exit_code} ({run.status})\n{run.output_tail}"
+        if name == "shell":
+            return workspace.run_shell(str(args["command"]))
         return workspace.git_diff(base) or "no changes yet"
     except KeyError as missing:
         raise ToolError(f"{name} needs the argument {missing}") from None

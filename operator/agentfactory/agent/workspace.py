@@ -4,7 +4,8 @@ Every path is resolved and confined: absolute paths, `..`, `.git` and symlinks t
 leave the workspace are refused. Writes must also fall inside the task's `scope.paths` and
 outside `protectedPaths`. Commands are either exactly one of the factory's checks (run
 through the shell, as the factory wrote them) or an allow-listed program run without a shell,
-with shell metacharacters refused. Every command gets a scrubbed environment (no API keys or
+with shell metacharacters refused; the implementer's shell runs anything, and what it changed
+outside the scope is put back. Every command gets a scrubbed environment (no API keys or
 tokens), a timeout and an output cap. Refusals raise :class:`ToolError`, whose message goes
 back to the model so it can correct itself.
 """
@@ -189,6 +190,40 @@ class Workspace:
             allowed = [c.command for c in self.checks] + list(self.allowed_programs)
             raise ToolError(f"{command!r} is not allowed; allowed: {allowed}")
         return self._run(argv[0], argv, shell=False, timeout=self.command_timeout)
+
+    def run_shell(self, command: str) -> str:
+        """Run *command* in a shell in the workspace (pipes and all), with the scrubbed
+        environment and the command timeout. What it changed outside the scope or in a
+        protected path is put back as it was, and said: the shell may do anything a program
+        may, but only changes inside the scope stay."""
+        run = self._run("shell", ["/bin/sh", "-c", command], shell=False,
+                        timeout=self.command_timeout)  # fmt: skip
+        reverted = self._put_back_outside_the_scope()
+        said = f"exit code {run.exit_code} ({run.status})\n{run.output_tail}"
+        if reverted:
+            said += ("\nput back as they were (outside the scope, or protected): "
+                     + ", ".join(reverted))  # fmt: skip
+        return said
+
+    def _put_back_outside_the_scope(self) -> list[str]:
+        status = self._git("status", "--porcelain", "-z", "--untracked-files=all")
+        reverted = []
+        for entry in status.split("\0"):
+            if len(entry) < 4:
+                continue
+            code, path = entry[:2], entry[3:]
+            try:
+                self.check_writable(path)
+                continue
+            except ToolError:
+                reverted.append(path)
+            if code == "??":
+                target = self.root / path
+                if target.is_file() or target.is_symlink():
+                    target.unlink()
+            else:
+                self._git("checkout", "HEAD", "--", path)
+        return sorted(reverted)
 
     def run_checks(self) -> list[CheckRun]:
         """Every factory check, in order, on the workspace as it is."""
