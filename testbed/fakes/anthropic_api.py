@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from anthropic.types import Message, RawMessageStreamEvent
+from pydantic import TypeAdapter
+
 API_KEY = "test-key-not-a-secret"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 404: "not_found_error", 429: "rate_limit_error", 500: "api_error",
@@ -35,6 +38,7 @@ CONTEXT_WINDOW = 200_000
 #: The most output tokens a request may ask for, by model family (the API's limits).
 OUTPUT_LIMITS = {"claude-opus-4": 32_000, "claude-sonnet-4": 64_000, "claude-haiku-4": 64_000,
                  "claude-3-5-haiku": 8_192}  # fmt: skip
+_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
 #: How many characters each streamed delta carries (so a block really arrives in pieces).
 DELTA_CHARS = 48
 
@@ -280,6 +284,8 @@ class FakeAnthropic:
             "model": body["model"], "content": content, "stop_reason": step.stop_reason,
             "stop_sequence": None, "usage": usage,
         }  # fmt: skip
+        # Every answer, in every test, is one the SDK's own types take as they are.
+        Message.model_validate(message, strict=True)
         return 200, message, {}
 
 
@@ -307,6 +313,9 @@ def stream_events(message: dict[str, Any]) -> list[dict[str, Any]]:
                    "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
                    "usage": {"output_tokens": usage["output_tokens"]}})  # fmt: skip
     events.append({"type": "message_stop"})
+    for event in events:
+        if event["type"] != "ping":  # the SDK skips pings, which have no type of their own
+            _EVENT.validate_python(event, strict=True)
     return events
 
 
