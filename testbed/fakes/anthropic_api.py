@@ -49,6 +49,9 @@ class Reply:
 
     content: list[dict[str, Any]]
     stop_reason: str = "tool_use"
+    hold: threading.Event | None = None
+    """Streamed: stop after the first delta until this is set (`FakeAnthropic.holding` is
+    set meanwhile), as a long answer would, so a test can act mid-stream."""
 
 
 @dataclass
@@ -89,6 +92,11 @@ class FakeAnthropic:
     """Whether each answered request was answered as a stream, in order."""
     paths: list[str] = field(default_factory=list)
     """Every path asked for, in order (what a client calls besides the Messages API)."""
+    keys: list[str] = field(default_factory=list)
+    """The key every Messages API request came with, in order."""
+    holding: threading.Event = field(default_factory=threading.Event)
+    """Set while a stream waits on its reply's `hold`."""
+    _holds: dict[str, threading.Event] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     _cached: set[str] = field(default_factory=set)
 
@@ -143,11 +151,17 @@ class FakeAnthropic:
                 self.send_header("request-id", f"req_{len(fake.requests):06d}")
                 self.send_header("connection", "close")
                 self.end_headers()
+                hold = fake._holds.pop(message["id"], None)
                 for event in stream_events(message):
                     self.wfile.write(
                         f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
                     )
                     self.wfile.flush()
+                    if hold is not None and event["type"] == "content_block_delta":
+                        fake.holding.set()
+                        hold.wait()
+                        fake.holding.clear()
+                        hold = None
                 self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
@@ -173,6 +187,8 @@ class FakeAnthropic:
         if path.split("?")[0].rstrip("/") != route:
             return self._error(404, f"no route {path}")
         bearer = lowered.get("authorization", "").removeprefix("Bearer ")
+        if route == "/v1/messages":
+            self.keys.append(lowered.get("x-api-key") or bearer)
         if API_KEY not in (lowered.get("x-api-key"), bearer):
             return self._error(401, "invalid x-api-key")
         if "anthropic-version" not in lowered:
@@ -286,6 +302,8 @@ class FakeAnthropic:
         }  # fmt: skip
         # Every answer, in every test, is one the SDK's own types take as they are.
         Message.model_validate(message, strict=True)
+        if step.hold is not None:
+            self._holds[message["id"]] = step.hold
         return 200, message, {}
 
 

@@ -67,7 +67,7 @@ WRITES = (
     " replace_in_file, run_command or shell, use those"
 )
 #: Why a Claude Code turn failed, as the API said it (AssistantMessage.error).
-KEY_ERRORS = ("authentication_failed", "billing_error")
+KEY_ERRORS = ("authentication_failed",)
 
 
 def cli_env(workspace: Path) -> dict[str, str]:
@@ -133,6 +133,7 @@ class ClaudeCodeSession:
     env: dict[str, str] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage, init=False)
     turns: int = field(default=0, init=False)
+    _settled: Usage = field(default_factory=Usage, init=False)
     _seen: set[str] = field(default_factory=set, init=False)
     _stderr: list[str] = field(default_factory=list, init=False)
 
@@ -225,6 +226,8 @@ class ClaudeCodeSession:
                 if message.error is not None:
                     text = " ".join(getattr(b, "text", "") for b in message.content).strip()
                     said = self._said(f"{message.error}: {text}" if text else message.error)
+                    if message.error == "billing_error":  # the gateway: the budget is spent
+                        return self._result("stopped", "budget", said)
                     if message.error in KEY_ERRORS:
                         said += ("; put a valid key in the Secret spec.agents.apiKeySecretRef"
                                  " names (locally: ANTHROPIC_API_KEY)")  # fmt: skip
@@ -251,15 +254,9 @@ class ClaudeCodeSession:
             return
         self._seen.add(key)
         self.turns += 1
-        used = message.usage
-        usage = Usage(
-            input_tokens=int(used.get("input_tokens") or 0),
-            output_tokens=int(used.get("output_tokens") or 0),
-            cache_creation_tokens=int(used.get("cache_creation_input_tokens") or 0),
-            cache_read_tokens=int(used.get("cache_read_input_tokens") or 0),
-        )
-        usage.cost_usd = cost_usd(self.contract.model, usage)
-        self.usage = self.usage + usage
+        # A turn's usage as the stream began (its output not yet counted): an estimate until
+        # the query's result gives the whole.
+        self.usage = self.usage + self._priced(message.usage)
         if self.progress is not None:
             self.progress(self.usage, self.turns)
         if self.heartbeat is not None:
@@ -271,8 +268,22 @@ class ClaudeCodeSession:
                 elapsed_seconds=self.clock() - started,
             ))  # fmt: skip
 
+    def _priced(self, used: dict[str, Any]) -> Usage:
+        usage = Usage(
+            input_tokens=int(used.get("input_tokens") or 0),
+            output_tokens=int(used.get("output_tokens") or 0),
+            cache_creation_tokens=int(used.get("cache_creation_input_tokens") or 0),
+            cache_read_tokens=int(used.get("cache_read_input_tokens") or 0),
+        )
+        usage.cost_usd = cost_usd(self.contract.model, usage)
+        return usage
+
     def _ended(self, message: ResultMessage) -> Any:
-        """The session's result message: the structured answer, or why there is none."""
+        """The session's result message: the structured answer, or why there is none. Its
+        usage, the whole of the query's, replaces the estimate counted turn by turn."""
+        if message.usage:
+            self._settled = self._settled + self._priced(message.usage)
+            self.usage = self._settled
         limits = self.contract.limits
         if message.subtype == "error_max_turns":
             said = f"Claude Code stopped at maxTurns {limits.max_turns}"

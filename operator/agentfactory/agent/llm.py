@@ -22,6 +22,10 @@ class ModelError(Exception):
     """The model could not be reached or refused, after the SDK's retries."""
 
 
+class ModelBudgetError(ModelError):
+    """The gateway refused the call: the attempt's budget is spent (402)."""
+
+
 class ModelKeyError(ModelError):
     """The model API refused the key itself (401, 403): the factory's set-up, which no retry
     of the stage mends."""
@@ -73,6 +77,8 @@ class AnthropicProvider:
                 " ANTHROPIC_API_KEY)"
             ) from exc
         except anthropic.APIStatusError as exc:
+            if exc.status_code == 402:
+                raise ModelBudgetError(said_by_the_api(exc)) from exc
             raise ModelError(f"the API answered {exc.status_code}: {said_by_the_api(exc)}") from exc
         except anthropic.APIConnectionError as exc:
             raise ModelError(f"the API could not be reached: {exc}") from exc

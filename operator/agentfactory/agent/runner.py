@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from agentfactory.agent.llm import ModelError, ModelKeyError
+from agentfactory.agent.llm import ModelBudgetError, ModelError, ModelKeyError
 from agentfactory.agent.tools import ROLES, RoleSpec, dispatch
 from agentfactory.agent.workspace import ToolError
 from agentfactory.core.handoff import (
@@ -171,6 +171,8 @@ class Runner:
                 )
             except ModelKeyError as exc:
                 return self._result("failed", "api-key", str(exc))
+            except ModelBudgetError as exc:
+                return self._result("stopped", "budget", str(exc))
             except ModelError as exc:
                 return self._result("failed", "api-error", str(exc))
             self._count(reply)
