@@ -388,3 +388,32 @@ def test_each_role_runs_on_its_engine_locally(
         "[heartbeat] implementer turn 3/"
         in (attempts / "fix-cart-implement-1" / "agent.log").read_text()
     )
+
+
+def test_no_sandbox_holds_the_model_key_and_the_gateway_charges_each_attempt(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The implementer is a compromised image that prints everything it can read: every
+    # process's environment and command line, its inputs, home and /tmp.
+    search = CONTRACT_ONLY.parent / "look-for-secrets.sh"
+    hostile = {"engine": "image", "image": "registry.example.test/hostile:1",
+               "command": ["/bin/sh", str(search)]}  # fmt: skip
+    goals = {FIX_CART["spec"]["goal"]: "fix-cart"}
+    with FakeAnthropic([Router(goals, {})], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], Router(goals, {}),
+                    agents={"roles": {"implementer": hostile}})  # fmt: skip
+        code = run.factory().run()
+    assert code == 0, "\n".join(run.lines)
+    attempts = tmp_path / "state" / "sandboxes" / "shop" / "attempts"
+    seen = (attempts / "fix-cart-implement-1" / "engine.log").read_text()
+    assert "== end of the search" in seen and "== /proc/1\n" in seen, "it searched"
+    assert "ANTHROPIC_API_KEY=afgw1." in seen, "it holds an attempt token"
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:" in seen, "and the gateway's address"
+    assert API_KEY not in seen, "never the key"
+    for log in attempts.glob("*/*.log"):
+        assert API_KEY not in log.read_text(), log
+    # Every token the API counted was charged, by the gateway, to the attempt that used it.
+    assert set(fake.keys) == {API_KEY}
+    api = sum(u["input_tokens"] + u["output_tokens"] + u["cache_read_input_tokens"]
+              + u["cache_creation_input_tokens"] for u in fake.usages)  # fmt: skip
+    assert run.status("fix-cart").usage.total_tokens == api > 0

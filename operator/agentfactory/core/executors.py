@@ -75,6 +75,9 @@ class Outcome:
     """The base the attempt was launched with, when the executor kept it."""
     seconds: float | None = None
     """How long it ran, when the executor knows."""
+    metered: dict[str, Any] | None = None
+    """What the model gateway counted on the wire for the attempt, when its model calls went
+    through one: it replaces whatever usage the attempt itself reported."""
 
 
 @dataclass(frozen=True)

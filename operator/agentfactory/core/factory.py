@@ -265,6 +265,17 @@ class Roles(Model):
         return roles[role]
 
 
+class GatewayLimits(Model):
+    """What the model gateway lets this factory's agents do at once, so one runaway task
+    cannot starve the others."""
+
+    requests_per_minute: int = Field(default=240, ge=1, le=100_000)
+    """Model requests per minute, across all the factory's attempts; past it a request waits
+    (429 with `retry-after`)."""
+    concurrent_streams: int = Field(default=16, ge=1, le=10_000)
+    """Model requests in flight at once, across all the factory's attempts."""
+
+
 class Agents(Model):
     """How agents run: image, model, credentials and shared context."""
 
@@ -291,6 +302,9 @@ class Agents(Model):
     """ConfigMap with the project's principles (AGENTS.md) that every agent reads first."""
     roles: Roles = Field(default_factory=Roles)
     """Per-role overrides."""
+    gateway: GatewayLimits = Field(default_factory=GatewayLimits)
+    """Limits the model gateway (which holds the key and meters every token) applies to this
+    factory's agents."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": url_rules(
         "baseURL", "agents.allowHTTP", "agents.apiKeySecretRef")})  # fmt: skip

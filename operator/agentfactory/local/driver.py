@@ -33,6 +33,7 @@ from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import find_cycles
 from agentfactory.core.task import AgentTask, AgentTaskStatus
 from agentfactory.forge.registry import build_forge
+from agentfactory.gateway.running import LoopbackGateway
 from agentfactory.local.executor import LocalExecutor
 from agentfactory.local.parts import Executors, FileStore, Forges, Lines
 from agentfactory.local.progress import Progress
@@ -93,6 +94,9 @@ class LocalFactory:
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()  # git runs in other directories
+        # The model key stays in this process: agents reach the model through a gateway on
+        # loopback with a token per attempt (replays call no model).
+        self.gateway = LoopbackGateway() if self.replay_dir is None else None
         # A live table when a person watches the terminal this run prints to.
         self.progress = Progress(self.out, terminal=self.terminal)
         self.store = StateStore(self.state_dir)
@@ -167,6 +171,7 @@ class LocalFactory:
             replay_dir=self.replay_dir,
             say=self.out,
             progress=self.progress,
+            gateway=self.gateway,
         )
         self.factories[name] = Factory(spec, forge, executor)
 
@@ -189,7 +194,11 @@ class LocalFactory:
 
     def run(self) -> int:
         """Pass until nothing can move; print the outcome; 1 if any task needs a person."""
-        asyncio.run(self._run())
+        try:
+            asyncio.run(self._run())
+        finally:
+            if self.gateway is not None:
+                self.gateway.stop()
         return self.finish()
 
     async def _run(self) -> None:
@@ -255,6 +264,8 @@ class LocalFactory:
 
     def finish(self) -> int:
         """Print one line per task, write final statuses as YAML, return the exit code."""
+        if self.gateway is not None:
+            self.gateway.stop()
         status_dir = self.state_dir / "status"
         status_dir.mkdir(parents=True, exist_ok=True)
         stuck = []

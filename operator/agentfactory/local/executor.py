@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from agentfactory.core.executors import Attempt, Launch, Observed
     from agentfactory.core.factory import RoleOverride
     from agentfactory.core.forges import Forge
+    from agentfactory.gateway.running import LoopbackGateway
     from agentfactory.local.progress import Progress
 
 #: Environment passed into a sandbox; everything else is dropped.
@@ -91,6 +92,9 @@ class LocalExecutor:
     """The factory's constitution, given to every agent."""
     progress: Progress | None = None
     """Where the running stages and their agents' heartbeats are shown."""
+    gateway: LoopbackGateway | None = None
+    """The model gateway agents reach the model through (None: they get the key itself, as
+    with replays, which call no model)."""
     _warned: bool = field(default=False, init=False)
     _ended: dict[str, Outcome] = field(default_factory=dict, init=False)
     """Attempts run in this process, by name (one killed with the process runs again)."""
@@ -131,8 +135,20 @@ class LocalExecutor:
         mode = "replay" if self.replay_dir else launch.contract.model
         self.say(f"          running {launch.contract.role.value} {pod} ({mode})")
         settings = launch.factory.agents.roles.of(launch.contract.role.value)
-        return self.run_agent(pod=pod, contract=launch.contract, ref=launch.ref,
-                              constitution=self.constitution, settings=settings)  # fmt: skip
+        if self.gateway is None or self.replay_dir is not None:
+            return self.run_agent(pod=pod, contract=launch.contract, ref=launch.ref,
+                                  constitution=self.constitution, settings=settings)  # fmt: skip
+        # The sandbox gets a token for this attempt and the gateway's address, never the key;
+        # the attempt is charged what the gateway counted.
+        token = self.gateway.grant(launch.attempt, launch.factory, launch.contract.limits)
+        model = {"ANTHROPIC_BASE_URL": self.gateway.start(), "ANTHROPIC_API_KEY": token}
+        try:
+            outcome = self.run_agent(pod=pod, contract=launch.contract, ref=launch.ref,
+                                     constitution=self.constitution, settings=settings,
+                                     model_env=model)  # fmt: skip
+        finally:
+            spent = self.gateway.gateway.ledger.close(f"{launch.attempt.namespace}/{pod}")
+        return replace(outcome, metered=spent.usage.model_dump(by_alias=True))
 
     @property
     def confined(self) -> bool:
@@ -159,7 +175,7 @@ class LocalExecutor:
 
     def run_agent(
         self, *, pod: str, contract: HandoffContract, ref: str, constitution: str | None,
-        settings: RoleOverride | None = None,
+        settings: RoleOverride | None = None, model_env: dict[str, str] | None = None,
     ) -> Outcome:  # fmt: skip
         """Run one agent attempt on a fresh clone at *ref*, with the role's engine: the
         builtin runner, Claude Code, or an agent image's command (run on this machine, which
@@ -178,7 +194,7 @@ class LocalExecutor:
         if engine == "claude-code":
             command += ["--engine", "claude-code"]
         if engine == "image" and settings is not None:
-            return self._run_image(base, settings.command, io, deadline)
+            return self._run_image(base, settings.command, io, deadline, model_env)
         if self.replay_dir is not None:
             recorded = self.replay_dir / f"{pod}.json"
             if not recorded.exists():
@@ -186,15 +202,17 @@ class LocalExecutor:
             # Inputs live in the read-only input directory, the only place a sandbox sees them.
             shutil.copyfile(recorded, base / "input" / "replay.json")
             command += ["--replay", str(base / "input" / "replay.json")]
-        code, log = self._run(command, workspace=workspace, base=base, timeout=deadline)
+        code, log = self._run(command, workspace=workspace, base=base, timeout=deadline,
+                              model_env=model_env)  # fmt: skip
         (base / "agent.log").write_text(log)
         if (ended := _killed(code, deadline, log)) is not None:
             return ended
         return _read_result(output, log)
 
     def _run_image(
-        self, base: Path, command: list[str] | None, io: list[str], deadline: float
-    ) -> Outcome:
+        self, base: Path, command: list[str] | None, io: list[str], deadline: float,
+        model_env: dict[str, str] | None,
+    ) -> Outcome:  # fmt: skip
         """An agent image's command, then the factory's step that reads what it wrote."""
         if command is None:
             said = ("engine: image needs a command to run locally (there is no image runtime"
@@ -206,7 +224,7 @@ class LocalExecutor:
                     "AGENTFACTORY_OUTPUT": paths["--output"]}  # fmt: skip
         workspace = Path(paths["--workspace"])
         code, log = self._run(list(command), workspace=workspace, base=base, timeout=deadline,
-                              extra_env=contract)  # fmt: skip
+                              extra_env=contract, model_env=model_env)  # fmt: skip
         (base / "engine.log").write_text(log)
         if (ended := _killed(code, deadline, log)) is not None:
             return ended
@@ -245,11 +263,16 @@ class LocalExecutor:
     def _run(
         self, command: list[str], *, workspace: Path, base: Path, timeout: float,
         model_access: bool = True, extra_env: dict[str, str] | None = None,
+        model_env: dict[str, str] | None = None,
     ) -> tuple[int | None, str]:  # fmt: skip
-        """Run *command* confined; *model_access*: with the model API's key and URL (agents
-        only: the checks run the agents' code)."""
+        """Run *command* confined; *model_access*: with the model API's address and
+        credential (agents only: the checks run the agents' code): *model_env* (the gateway's
+        address and an attempt token) when given, else this process's own."""
+        own_model = model_access and model_env is None
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ
-               and (model_access or not k.startswith("ANTHROPIC_"))}  # fmt: skip
+               and (own_model or not k.startswith("ANTHROPIC_"))}  # fmt: skip
+        if model_access and model_env is not None:
+            env.update(model_env)
         env.update(HOME=str(base / "home"), TMPDIR="/tmp", PYTHONDONTWRITEBYTECODE="1")  # noqa: S108 - private tmpfs
         env.update(extra_env or {})
         (base / "home").mkdir(exist_ok=True)

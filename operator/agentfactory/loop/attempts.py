@@ -110,8 +110,10 @@ class Attempts:
         if stage == Stage.CI and outcome.reason == "timeout":  # ci.timeoutSeconds ran out
             return CIFinished(head_sha=task.status.head_sha or "", state="timeout",
                               attempt=number)  # fmt: skip
+        metered = Usage.model_validate(outcome.metered) if outcome.metered is not None else None
         if outcome.result_json is None:  # charged what it reported using before it ended
             spent = Usage.model_validate(outcome.usage) if outcome.usage else Usage()
+            spent = metered if metered is not None else spent
             return StageFailed(stage=stage, attempt=number, reason=outcome.reason,
                                message=outcome.failure, usage=spent)  # fmt: skip
         try:
@@ -119,6 +121,8 @@ class Attempts:
                 report = CheckReport.model_validate_json(outcome.result_json)
                 return ci_observation(task.status, report.checks)
             result = AgentResult.model_validate_json(outcome.result_json)
+            if metered is not None:  # the gateway's count, not the agent's word
+                result.usage = metered
         except ValidationError as exc:
             return StageFailed(stage=stage, attempt=number, reason="malformed-result",
                                message=f"the result does not parse: {exc}"[:2000])  # fmt: skip
