@@ -238,6 +238,19 @@ def _run(args: argparse.Namespace) -> int:
         unschedulable_seconds=args.unschedulable_seconds,
         namespaces=args.namespace or [],
     )  # fmt: skip
+    if bool(args.gateway_url) != bool(args.gateway_signing_key_file):
+        print("agentfactory run: --gateway-url and --gateway-signing-key-file go together (the"
+              " operator signs each stage pod's token with the key the gateway checks it"
+              " with); give both, or neither to hand pods the model key",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.gateway_url:
+        from agentfactory.kube.model_gateway import ModelGateway
+
+        key = _signing_key(args.gateway_signing_key_file, "run")
+        if key is None:
+            return 2
+        memo.gateway = ModelGateway(args.gateway_url, key)
     # kopf's peering identity, made here so that the workers know which peer they are.
     memo.identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}"
     namespaces = args.namespace or []
@@ -251,6 +264,42 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port
         else None,
     ))  # fmt: skip
+    return 0
+
+
+def _signing_key(path: str, command: str) -> bytes | None:
+    """The gateway's signing key from *path*, or None (said) when it cannot be used."""
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        print(f"agentfactory {command}: cannot read the gateway's signing key: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    if len(key) < 32:
+        print(f"agentfactory {command}: the gateway's signing key in {path} is {len(key)} bytes;"
+              " use at least 32 random bytes (the chart makes one)", file=sys.stderr)  # fmt: skip
+        return None
+    return key
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentfactory.controller.gateway_process import run_gateway
+    from agentfactory.kube.auth import AuthError, Connection, connect
+
+    key = _signing_key(args.signing_key_file, "gateway")
+    if key is None:
+        return 2
+    try:
+        connection = (Connection(server=args.server, source="--server") if args.server
+                      else connect(args.kubeconfig, args.context))  # fmt: skip
+    except AuthError as exc:
+        print(f"agentfactory gateway: {exc}", file=sys.stderr)
+        return 2
+    host, _, port = args.listen.rpartition(":")
+    host = host or "0.0.0.0"  # noqa: S104 - a Service's backend, behind its NetworkPolicy
+    asyncio.run(run_gateway(connection, key, host, int(port), args.upstream))
     return 0
 
 
@@ -431,7 +480,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="json (default): one object per line; full: timestamped text;"
                      " plain: messages only")  # fmt: skip
     run.add_argument("--verbose", action="store_true", help="debug logs")
+    run.add_argument("--gateway-url", default=os.environ.get("AGENTFACTORY_GATEWAY_URL"),
+                     help="the model gateway's URL: stage pods get a token for their attempt"
+                     " and this address instead of the model key")  # fmt: skip
+    run.add_argument("--gateway-signing-key-file",
+                     default=os.environ.get("AGENTFACTORY_GATEWAY_SIGNING_KEY_FILE"),
+                     help="the key the operator signs attempt tokens with")  # fmt: skip
     run.set_defaults(run=_run)
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="run the model gateway: it holds the model keys, meters every token per attempt"
+        " and enforces budgets and rate limits",
+    )
+    gateway.add_argument("--listen", default="0.0.0.0:8080",
+                         help="host:port to serve on")  # fmt: skip
+    gateway.add_argument("--signing-key-file", required=True,
+                         help="the key attempt tokens are signed with")  # fmt: skip
+    gateway.add_argument("--upstream", default=os.environ.get("AGENTFACTORY_UPSTREAM", ""),
+                         help="the Messages API to forward to (default: Anthropic's; a grant"
+                         " naming its factory's baseURL wins)")  # fmt: skip
+    gateway.add_argument("--kubeconfig",
+                         help="kubeconfig (default: the pod's service account)")  # fmt: skip
+    gateway.add_argument("--context", help="kubeconfig context")
+    gateway.add_argument("--server", help="an API server URL that needs no credentials")
+    gateway.set_defaults(run=_gateway)
     return parser
 
 

@@ -28,7 +28,8 @@ def poke(memo: kopf.Memo, namespace: str) -> None:
                         resync_seconds=float(memo.get("resync_seconds", 30)),
                         github_poll_seconds=float(memo.get("github_poll_seconds", 15)),
                         unschedulable_seconds=float(memo.get("unschedulable_seconds", 600)),
-                        leadership=leadership(memo, namespace))  # fmt: skip
+                        leadership=leadership(memo, namespace),
+                        gateway=memo.get("gateway"))  # fmt: skip
         workers[namespace] = (worker, asyncio.create_task(worker.run(), name=f"worker-{namespace}"))
     workers[namespace][0].wake.set()
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from agentfactory.controller.metrics import Metrics
     from agentfactory.forge.registry import ForgeRegistry
+    from agentfactory.kube.model_gateway import ModelGateway
     from agentfactory.kube.view import View
 
 log = logging.getLogger("agentfactory.worker")
@@ -66,6 +67,8 @@ class Worker:
     leadership: Leadership = field(default_factory=Leadership.standalone)
     forges: ForgeRegistry | None = None
     """Where forges come from (the operator's registry by default)."""
+    gateway: ModelGateway | None = None
+    """The model gateway stage pods reach the model through (None: they get the key)."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     loop: Reconciler = field(init=False)
@@ -78,7 +81,7 @@ class Worker:
         self.journal = KubeJournal(ns, kube, self.credentials, self.metrics)
         self.store = KubeStore(ns, kube, self.view, self.journal.warn)
         self.executor = KubernetesExecutor(kube, self.view, self.unschedulable_seconds,
-                                           self.credentials.secret)  # fmt: skip
+                                           self.credentials.secret, self.gateway)  # fmt: skip
         annotations = Annotations(ns, kube, self.store, self.journal)
         intake = Intake(ns, kube, self.view, self.credentials, self.journal)
         chores = Housekeeping(ns, kube, self.store, self.executor, self.credentials, self.journal)

@@ -20,7 +20,7 @@ from agentfactory.core.task import Usage
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from agentfactory.gateway.grants import Grant
+    from agentfactory.core.grants import Grant
 
 WINDOW_SECONDS = 60.0
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from agentfactory.gateway.grants import Grant, mint
+from agentfactory.core.grants import Grant, attempt_grant, mint
 from agentfactory.gateway.server import DEFAULT_UPSTREAM, Gateway
 
 if TYPE_CHECKING:
@@ -78,13 +78,7 @@ class LoopbackGateway:
 
     def grant(self, attempt: Attempt, factory: FactorySpecSpec, limits: Limits) -> str:
         """A token for *attempt*, valid until its deadline (and a margin) or its closing."""
-        given = Grant(
-            namespace=attempt.namespace, factory=attempt.factory, task=attempt.task,
-            attempt=attempt.pod, expires=time.time() + limits.deadline_seconds + 300,
-            max_tokens=limits.max_tokens, max_cost_usd=limits.max_cost_usd,
-            requests_per_minute=factory.agents.gateway.requests_per_minute,
-            concurrent_streams=factory.agents.gateway.concurrent_streams,
-        )  # fmt: skip
+        given = attempt_grant(attempt, factory, limits, time.time())
         return mint(given, self.gateway.signing_key)
 
 

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from agentfactory.gateway.grants import GrantError, reader_token, verify
+from agentfactory.core.grants import GrantError, reader_token, verify
 from agentfactory.gateway.ledger import Ledger, Refusal, StreamMeter
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from agentfactory.gateway.grants import Grant
+    from agentfactory.core.grants import Grant
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 #: Request headers passed on to the API (everything else, the agent's token included, stays).
@@ -50,6 +50,10 @@ def _error(status: int, kind: str, message: str, retry_after: float | None = Non
 def _token(request: web.Request) -> str:
     bearer = request.headers.get("authorization", "")
     return request.headers.get("x-api-key") or bearer.removeprefix("Bearer ").strip()
+
+
+class KeyUnavailableError(Exception):
+    """The model key a grant's requests need cannot be had; the message says why."""
 
 
 @dataclass
@@ -142,7 +146,10 @@ class Gateway:
         self, request: web.Request, grant: Grant, body: bytes, metered: bool
     ) -> web.StreamResponse:
         headers = {k: v for k in FORWARDED if (v := request.headers.get(k)) is not None}
-        headers["x-api-key"] = await self.model_key(grant)
+        try:
+            headers["x-api-key"] = await self.model_key(grant)
+        except KeyUnavailableError as exc:
+            return _error(401, "authentication_error", f"agentfactory gateway: {exc}")
         url = (grant.upstream or self.upstream).rstrip("/") + request.path_qs
         self.forwarded += 1
         try:

@@ -25,10 +25,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentfactory.core.executors import Absent, Outcome, RefusedError, Running
+from agentfactory.core.phases import Stage
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.pods import cannot_start, failure_of, is_done, outcome_of, overdue
 from agentfactory.manifests.agents import (
     MANAGED,
+    MODEL_TOKEN,
     agent_network_policy,
     agent_pod,
     credentials_secret,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
     from agentfactory.core.executors import Attempt, Launch, Observed
     from agentfactory.core.factory import FactorySpecSpec
+    from agentfactory.kube.model_gateway import ModelGateway
     from agentfactory.kube.view import View
 
 log = logging.getLogger("agentfactory.executor")
@@ -70,6 +73,9 @@ class KubernetesExecutor:
     may_use_secret: Callable[[str, str, str], Awaitable[object]] | None = None
     """Raises when the factory may not use the Secret (name, factory, field) that its pods
     mount: the model key's Secret is checked before a pod would mount it."""
+    gateway: ModelGateway | None = None
+    """The model gateway: agents get a token for their attempt instead of the key, and each
+    attempt is charged what the gateway counted."""
     _confining: dict[str, float] = field(default_factory=dict)
 
     # -- the Executor protocol ---------------------------------------------------------------
@@ -82,17 +88,30 @@ class KubernetesExecutor:
         key = factory.agents.api_key_secret_ref
         if role is not None and key is not None and self.may_use_secret is not None:
             await self.may_use_secret(key.name, attempt.factory, "spec.agents.apiKeySecretRef")
+        gateway = self.gateway.url if self.gateway is not None else None
         body = agent_pod(attempt, factory, role=role, repo_url=factory.repository.url,
-                         ref=launch.ref)  # fmt: skip
+                         ref=launch.ref, gateway_url=gateway)  # fmt: skip
         body["metadata"]["annotations"][BASE] = launch.base
         files = input_files(launch.contract, launch.checks)
-        pod = await self.create(attempt, body, files, launch.credentials)
+        credentials = dict(launch.credentials)
+        if self.gateway is not None and launch.contract is not None:
+            credentials[MODEL_TOKEN] = self.gateway.token(attempt, factory, launch.contract.limits)
+        pod = await self.create(attempt, body, files, credentials)
         if self.view is not None:
             self.view.put("pods", pod)
         log.info("%s/%s launched %s", attempt.namespace, attempt.task, attempt.pod)
 
     async def observe(self, attempt: Attempt) -> Observed:
-        """The attempt's pod: absent, running, or finished with what it handed back."""
+        """The attempt's pod: absent, running, or finished with what it handed back and, with
+        a gateway, what the gateway counted it spending (its token is closed then)."""
+        observed = await self._observe(attempt)
+        if not isinstance(observed, Outcome) or self.gateway is None:
+            return observed
+        if attempt.stage == Stage.CI:  # the CI pod runs the checks and calls no model
+            return observed
+        return replace(observed, metered=await self.gateway.close(attempt))
+
+    async def _observe(self, attempt: Attempt) -> Observed:
         path = path_of("v1", "pods", attempt.namespace, attempt.pod)
         pod = self.view.get("pods", attempt.namespace, attempt.pod) if self.view else None
         if pod is None:

@@ -322,7 +322,8 @@ class LocalExecutor:
     def _confine(self, command: list[str], *, workspace: Path, base: Path) -> list[str]:
         """bubblewrap's argv around *command*. The environment is the process's own, never
         `--setenv` (a command line, which any process can read), and *command* runs as PID 1
-        (no bwrap reaper holding that command line)."""
+        (no bwrap reaper holding that command line). Files *command* names (an agent image's
+        script) are bound read-only where the private /tmp would hide them."""
         if self.bwrap is None:
             return command
         argv = [
@@ -350,6 +351,10 @@ class LocalExecutor:
         # the private tmpfs above hides: bind them back, read-only.
         for runtime in runtime_paths():
             argv += ["--ro-bind", runtime, runtime]
+        for word in command[1:]:
+            named = Path(word)
+            if named.is_absolute() and named.is_file() and named.parts[1:2] == ("tmp",):
+                argv += ["--ro-bind", str(named.parent), str(named.parent)]
         argv += [
             "--bind",
             str(workspace),

@@ -40,6 +40,8 @@ RESULT_FILE = f"{OUTPUT_DIR}/result.json"
 #: The label every object the operator makes carries (its watches and listings select on it).
 MANAGED = {"app.kubernetes.io/managed-by": "agentfactory"}
 AGENT_UID = 10001
+#: The key of a stage pod's attempt token (for the model gateway) in its credentials Secret.
+MODEL_TOKEN = "model-token"  # noqa: S105 - the name of a key, not a secret
 #: The init container that runs an agent image (`engine: image`).
 ENGINE_CONTAINER = "engine"
 #: A ConfigMap holds at most 1 MiB; leave room for metadata.
@@ -173,16 +175,23 @@ def credentials_secret(attempt: Attempt, pod_uid: str, data: dict[str, str]) -> 
 
 
 def agent_pod(
-    attempt: Attempt, factory: FactorySpecSpec, *, role: str | None, repo_url: str, ref: str
-) -> dict[str, Any]:
-    """The Pod of one agent attempt (*role* None: the sandbox CI run of the checks)."""
+    attempt: Attempt, factory: FactorySpecSpec, *, role: str | None, repo_url: str, ref: str,
+    gateway_url: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The Pod of one agent attempt (*role* None: the sandbox CI run of the checks). With
+    *gateway_url*, its agent reaches the model through the gateway with the attempt's token
+    (from the pod's own credentials Secret), never with the key."""
     agents = factory.agents
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp/home"},  # noqa: S108 - the pod's own emptyDir
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
     # Only agents talk to the model; the CI pod runs the agent's code and holds no key.
-    if agents.api_key_secret_ref is not None and role is not None:
+    if gateway_url is not None and role is not None:
+        token = {"name": f"{attempt.pod}-credentials", "key": MODEL_TOKEN}
+        env.append({"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": token}})
+        env.append({"name": "ANTHROPIC_BASE_URL", "value": gateway_url})
+    elif agents.api_key_secret_ref is not None and role is not None:
         ref_key = agents.api_key_secret_ref
         env.append(
             {
@@ -190,7 +199,7 @@ def agent_pod(
                 "valueFrom": {"secretKeyRef": {"name": ref_key.name, "key": ref_key.key}},
             }
         )
-    if agents.base_url and role is not None:
+    if agents.base_url and role is not None and gateway_url is None:
         env.append({"name": "ANTHROPIC_BASE_URL", "value": agents.base_url})
     mounts: list[dict[str, Any]] = [
         {"name": "workspace", "mountPath": WORKSPACE},

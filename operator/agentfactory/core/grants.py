@@ -15,8 +15,16 @@ import hashlib
 import hmac
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentfactory.core.executors import Attempt
+    from agentfactory.core.factory import FactorySpecSpec
+    from agentfactory.core.handoff import Limits
 
 PREFIX = "afgw1"
+#: How long past its attempt's deadline a token stays valid (the operator closes it sooner).
+MARGIN_SECONDS = 300
 
 
 class GrantError(Exception):
@@ -95,3 +103,22 @@ def verify(token: str, secret: bytes, now: float) -> Grant:
 def reader_token(secret: bytes) -> str:
     """The bearer token that reads the gateway's ledger (the operator's, never an agent's)."""
     return _b64(hmac.new(secret, b"agentfactory-gateway-ledger-reader", hashlib.sha256).digest())
+
+
+def attempt_grant(
+    attempt: Attempt, factory: FactorySpecSpec, limits: Limits, now: float, *,
+    with_key_secret: bool = False,
+) -> Grant:  # fmt: skip
+    """The grant of one attempt: its contract's limits, its factory's rate limits and, for a
+    gateway that serves many factories, the factory's endpoint and key Secret."""
+    agents = factory.agents
+    ref = agents.api_key_secret_ref if with_key_secret else None
+    return Grant(
+        namespace=attempt.namespace, factory=attempt.factory, task=attempt.task,
+        attempt=attempt.pod, expires=now + limits.deadline_seconds + MARGIN_SECONDS,
+        max_tokens=limits.max_tokens, max_cost_usd=limits.max_cost_usd,
+        requests_per_minute=agents.gateway.requests_per_minute,
+        concurrent_streams=agents.gateway.concurrent_streams,
+        upstream=agents.base_url if with_key_secret else None,
+        key_secret=f"{ref.name}/{ref.key}" if ref is not None else None,
+    )  # fmt: skip
