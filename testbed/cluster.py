@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ import agentfactory.controller.factories
 import agentfactory.controller.settings
 import agentfactory.controller.tasks  # noqa: F401 - registers the handlers
 from agentfactory.kube.auth import connect
+from agentfactory.kube.model_gateway import ModelGateway
 from testbed.fakes.anthropic_api import API_KEY, FakeAnthropic
 from testbed.gitutil import git
-from testbed.identity import RELEASE, operator_kubeconfig
+from testbed.identity import GATEWAY, RELEASE, account_kubeconfig, operator_kubeconfig
 from testbed.kube import Api, NamespacePaths, running_operator, secret_doc, wait_for
 from testbed.kubelet import Kubelet, kubelet_on
 from testbed.scripts import (
@@ -75,7 +77,9 @@ class Cluster(NamespacePaths):
     user: str
     operator: contextlib.AsyncExitStack
     fake: FakeAnthropic
-    """The Messages API the agents call."""
+    """The Messages API the gateway calls."""
+    gateway: ModelGateway
+    """The model gateway the agents call (`agentfactory gateway`, a process of its own)."""
 
     @property
     def url(self) -> str:
@@ -89,11 +93,12 @@ class Cluster(NamespacePaths):
         self.operator = contextlib.AsyncExitStack()
         await self.operator.enter_async_context(running_operator(
             connect(str(self.kubeconfig)), namespaces=[self.ns], workdir=str(self.workdir),
-            resync_seconds=2, github_poll_seconds=1,
+            resync_seconds=2, github_poll_seconds=1, gateway=self.gateway,
         ))  # fmt: skip
 
     async def stop_operator(self) -> None:
         await self.operator.aclose()
+        await self.gateway.aclose()
 
     @property
     def started(self) -> list[str]:
@@ -145,6 +150,48 @@ class Cluster(NamespacePaths):
                 and e["responseStatus"].get("code") == 403]  # fmt: skip
 
 
+def _signing_key(workdir: Path) -> tuple[bytes, Path]:
+    key = os.urandom(32).hex().encode()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "gateway-signing-key").write_bytes(key)
+    return key, workdir / "gateway-signing-key"
+
+
+@asynccontextmanager
+async def gateway_process(
+    kubeconfig: Path, workdir: Path, upstream: str
+) -> AsyncIterator[tuple[str, bytes]]:
+    """`agentfactory gateway` as a process of its own, as the chart runs it: its URL and its
+    signing key (which the operator signs attempt tokens with)."""
+    key, key_file = _signing_key(workdir)
+    argv = [sys.executable, "-m", "agentfactory", "gateway", "--listen", "127.0.0.1:0",
+            "--signing-key-file", str(key_file), "--kubeconfig", str(kubeconfig),
+            "--upstream", upstream]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    said: list[str] = []
+
+    async def listening() -> str:
+        async for raw in process.stderr:  # type: ignore[union-attr]
+            line = raw.decode()
+            said.append(line)
+            if "listens on " in line:
+                return line.split("listens on ", 1)[1].split(",")[0].strip()
+        raise AssertionError(f"the gateway ended before it listened: {''.join(said)}")
+
+    try:
+        url = await asyncio.wait_for(listening(), 60)
+        drain = asyncio.ensure_future(process.stderr.read())  # keep its pipe from filling
+        yield url, key
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+        await drain
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 def factory(remote: Path, fake_url: str, **spec: Any) -> dict[str, Any]:
     doc = factory_doc(remote, **spec)
     # The fake Messages API listens on loopback over plain HTTP: allowed explicitly.
@@ -176,6 +223,11 @@ async def cluster(
     api = Api(plane.url, plane.ssl_context())
     with FakeAnthropic([Router(goals, sessions)], repeat_last=True) as fake:
         async with (
+            gateway_process(
+                account_kubeconfig(plane, ns, GATEWAY, tmp_path / "gateway.kubeconfig"),
+                tmp_path / "gateway",
+                fake.url,
+            ) as (gateway, signing),
             api.session() as http,
             kubelet_on(
                 plane, tmp_path / "kubelet", [str(remote), *readable], ns, unpullable=unpullable
@@ -183,7 +235,7 @@ async def cluster(
         ):
             c = Cluster(plane, ns, api, http, kubelet, remote, tmp_path / "operator", config,
                         f"system:serviceaccount:{ns}:{RELEASE}", contextlib.AsyncExitStack(),
-                        fake)  # fmt: skip
+                        fake, ModelGateway(gateway, signing))  # fmt: skip
             try:
                 if in_process:
                     await c.start_operator()

@@ -22,6 +22,8 @@ def chart_rbac(plane: ControlPlane, namespace: str, *values: str) -> str:
     """Install the chart's RBAC for a release in *namespace* (with `--set` *values*); the
     operator's user name."""
     shown = ["templates/serviceaccount.yaml", "templates/rbac.yaml"]
+    if "gateway.enabled=false" not in values:
+        shown.append("templates/gateway-rbac.yaml")
     if "peering.enabled=true" in values:
         shown.append("templates/peering.yaml")
     argv = ["template", RELEASE, CHART, "--namespace", namespace]
@@ -39,9 +41,18 @@ def operator_kubeconfig(plane: ControlPlane, namespace: str, path: Path, *values
     """A kubeconfig at *path* for the operator of a chart release in *namespace*: a token of
     the chart's ServiceAccount (an hour, as a projected token lives)."""
     chart_rbac(plane, namespace, *values)
+    return account_kubeconfig(plane, namespace, RELEASE, path)
+
+
+def account_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig at *path* with an hour's token of the ServiceAccount *account*."""
     request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                "spec": {"expirationSeconds": 3600}}  # fmt: skip
     minted = plane.request(
-        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{RELEASE}/token", request
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token", request
     )
     return plane.kubeconfig(path, Credentials(token=minted["status"]["token"]), namespace)
+
+
+#: The chart's gateway ServiceAccount of the release.
+GATEWAY = f"{RELEASE}-gateway"

@@ -86,6 +86,7 @@ class Kubelet:
         self.api = self.node.api
         self.url = self.api.url
         self._deleting: set[str] = set()
+        self._killed: dict[str, asyncio.Event] = {}
         self._jobs: set[asyncio.Future[None]] = set()
 
     @property
@@ -134,11 +135,17 @@ class Kubelet:
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+            await proc.wait()
         task = self._running.pop(key, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.killed(*key.split("/")).set()
+
+    def killed(self, namespace: str, pod: str) -> asyncio.Event:
+        """Set once the pod's processes are killed (it was deleted while it ran)."""
+        return self._killed.setdefault(f"{namespace}/{pod}", asyncio.Event())
 
     # -- one pod -----------------------------------------------------------------------------
 
@@ -296,7 +303,9 @@ class Kubelet:
                 await proc.wait()
                 code = None
         namespace, name = key.split("/")
-        self.logs[namespace, name, container["name"]] = log_path.read_text("utf-8")
+        self.logs[namespace, name, container["name"]] = log_path.read_text(
+            "utf-8", errors="replace"
+        )
         if code is None:
             return None
         message = ""

@@ -18,8 +18,8 @@ from agentfactory.agent.claude_code import ClaudeCodeSession
 from agentfactory.agent.llm import AnthropicProvider
 from agentfactory.agent.runner import Runner
 from agentfactory.agent.tools import workspace_for
-from agentfactory.core.handoff import Role
 from agentfactory.core.grants import Grant, GrantError, mint, reader_token, verify
+from agentfactory.core.handoff import Role
 from agentfactory.gateway.running import in_thread
 from agentfactory.gateway.server import Gateway
 from tests.test_agent_runner import PLAN, calc_repo, contract

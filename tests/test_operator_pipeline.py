@@ -466,9 +466,11 @@ async def test_a_task_waiting_for_a_person_calls_them_with_a_signed_webhook(
 
 
 @pytest.mark.parametrize(("spec", "unpullable", "said"), [
+    # The pod holds no key: the gateway, which reads it for the pod's grant, says it is missing.
     pytest.param({"agents": {"apiKeySecretRef": {"name": "no-key", "key": "api-key"}}}, (),
-                 "container agent cannot start: CreateContainerConfigError: couldn't find key"
-                 " api-key in Secret", id="secret-without-the-key"),
+                 "api-key: the model API refused the key (401 authentication_error: agentfactory"
+                 " gateway: the Secret no-key has no key api-key (it has: other))",
+                 id="secret-without-the-key"),
     pytest.param({"agents": {"image": "ghcr.io/agentfactory/agent-runner:typo"}},
                  ("ghcr.io/agentfactory/agent-runner:typo",),
                  'cannot start: ImagePullBackOff: Back-off pulling image'

@@ -284,6 +284,7 @@ def _signing_key(path: str, command: str) -> bytes | None:
 
 def _gateway(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from agentfactory.controller.gateway_process import run_gateway
     from agentfactory.kube.auth import AuthError, Connection, connect
@@ -299,6 +300,7 @@ def _gateway(args: argparse.Namespace) -> int:
         return 2
     host, _, port = args.listen.rpartition(":")
     host = host or "0.0.0.0"  # noqa: S104 - a Service's backend, behind its NetworkPolicy
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run_gateway(connection, key, host, int(port), args.upstream))
     return 0
 

@@ -33,3 +33,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (list .Release.Namespace) .Values.watchNamespaces | uniq | join "," -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The model gateway's name and pod labels (apart from the operator's selector). */}}
+{{- define "agentfactory.gatewayName" -}}
+{{- printf "%s-gateway" (include "agentfactory.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "agentfactory.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

@@ -43,6 +43,8 @@ class Spent:
     usage: Usage = field(default_factory=Usage)
     requests: int = 0
     closed: bool = False
+    in_flight: int = 0
+    """Its requests started and not yet charged."""
 
 
 @dataclass
@@ -91,12 +93,15 @@ class Ledger:
         recent.append(now)
         self._in_flight[grant.factory_key] = flying + 1
         spent.requests += 1
+        spent.in_flight += 1
         return None
 
     def release(self, grant: Grant) -> None:
-        """A started request has ended (answered, refused upstream, or cut)."""
+        """A started request has ended (answered, refused upstream, or cut) and is charged."""
         key = grant.factory_key
         self._in_flight[key] = max(0, self._in_flight.get(key, 0) - 1)
+        spent = self.spent(grant.attempt_key)
+        spent.in_flight = max(0, spent.in_flight - 1)
 
     def record(self, grant: Grant, model: str, usage: dict[str, Any]) -> Usage:
         """Charge the attempt what the API said a request used; the priced usage."""

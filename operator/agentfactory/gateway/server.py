@@ -14,6 +14,8 @@ Routes: `POST /v1/messages` (whole or streamed), `POST /v1/messages/count_tokens
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -68,7 +70,11 @@ class Gateway:
     clock: Callable[[], float] = time.time
     forwarded: int = 0
     """Requests passed on to the API."""
+    settle_seconds: float = 120
+    """How long closing an attempt waits for its requests in flight to be charged (a stream
+    whose pod died is read on to its end)."""
     _session: aiohttp.ClientSession | None = None
+    _settled: asyncio.Condition | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
@@ -123,8 +129,19 @@ class Gateway:
             return refused
         key = f"{request.match_info['namespace']}/{request.match_info['attempt']}"
         spent = self.ledger.close(key)
+        # What is in flight still counts: wait (bounded) until it is charged.
+        with contextlib.suppress(TimeoutError):
+            async with self._condition():
+                await asyncio.wait_for(self._condition().wait_for(lambda: spent.in_flight == 0),
+                                       self.settle_seconds)  # fmt: skip
         return web.json_response({"attempt": key, "requests": spent.requests, "closed": True,
+                                  "settled": spent.in_flight == 0,
                                   "usage": spent.usage.model_dump(by_alias=True)})  # fmt: skip
+
+    def _condition(self) -> asyncio.Condition:
+        if self._settled is None:
+            self._settled = asyncio.Condition()
+        return self._settled
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -141,6 +158,8 @@ class Gateway:
         finally:
             if metered:
                 self.ledger.release(grant)
+                async with self._condition():
+                    self._condition().notify_all()
 
     async def _forward(
         self, request: web.Request, grant: Grant, body: bytes, metered: bool
