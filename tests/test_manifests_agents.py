@@ -20,6 +20,7 @@ from agentfactory.manifests.agents import (
     agent_pod,
     agent_service_account,
     credentials_secret,
+    gateway_port,
     input_config_map,
     input_files,
 )
@@ -218,3 +219,24 @@ def test_a_claude_code_role_runs_the_agent_command_with_its_engine_and_image() -
     assert [c["name"] for c in manifest["spec"]["initContainers"]] == ["checkout"]
     builtin = pod()["spec"]["containers"][0]
     assert "--engine" not in builtin["args"], "the default stays as it was"
+
+
+def test_with_a_gateway_agent_pods_may_reach_it_and_hold_only_their_token() -> None:
+    policy = agent_network_policy(
+        "shop", "shop", "uid-f", SPEC, gateway_port("http://gw.af.svc:8080")
+    )
+    kubernetes_validate.validate(policy, K8S, strict=True)
+    to_gateway = policy["spec"]["egress"][-1]
+    assert to_gateway["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert (
+        to_gateway["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "gateway"
+    )
+    assert "gateway" not in json.dumps(agent_network_policy("shop", "shop", "uid-f", SPEC))
+    manifest = agent_pod(ATTEMPT, SPEC, role="code-reviewer", repo_url="https://git.example.test/s.git",
+                         ref="a" * 40, gateway_url="http://gw.af.svc:8080")  # fmt: skip
+    env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
+    assert env["ANTHROPIC_BASE_URL"]["value"] == "http://gw.af.svc:8080"
+    assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "add-webhook-code-review-2-credentials", "key": "model-token"}  # fmt: skip
+    assert "anthropic" not in json.dumps(manifest), "the key's Secret is not named at all"

@@ -29,7 +29,11 @@ from agentfactory.core.secret_optin import refusal
 from agentfactory.forge.registry import build_forge, settings, verifiable
 from agentfactory.kube.client import Kube, SecretRefusedError, path_of
 from agentfactory.loop.reconciler import task_info
-from agentfactory.manifests.agents import agent_network_policy, agent_service_account
+from agentfactory.manifests.agents import (
+    agent_network_policy,
+    agent_service_account,
+    gateway_port,
+)
 
 if TYPE_CHECKING:
     from agentfactory.core.scheduler import TaskInfo
@@ -127,8 +131,10 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
         uid = meta.uid or ""
         await kube.ensure(path_of("v1", "serviceaccounts", namespace),
                           agent_service_account(name, namespace, uid))  # fmt: skip
+        gateway = memo.get("gateway")
+        port = gateway_port(gateway.url if gateway is not None else None)
         await kube.ensure(path_of("networking.k8s.io/v1", "networkpolicies", namespace),
-                          agent_network_policy(name, namespace, uid, valid))  # fmt: skip
+                          agent_network_policy(name, namespace, uid, valid, port))  # fmt: skip
     tasks = await _task_infos(kube, namespace, name)
     old_raw = body.get("status")
     old = FactorySpecStatus.model_validate(old_raw) if old_raw else None

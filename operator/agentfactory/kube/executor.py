@@ -34,6 +34,7 @@ from agentfactory.manifests.agents import (
     agent_network_policy,
     agent_pod,
     credentials_secret,
+    gateway_port,
     input_config_map,
     input_files,
     network_policy_name,
@@ -172,8 +173,9 @@ class KubernetesExecutor:
             uid = (raw.get("metadata") or {}).get("uid", "")
             log.warning("%s: NetworkPolicy %s was missing; making it", namespace, name)
             try:
+                port = gateway_port(self.gateway.url if self.gateway is not None else None)
                 await self.kube.create(policies, agent_network_policy(factory, namespace, uid,
-                                                                      spec))  # fmt: skip
+                                                                      spec, port))  # fmt: skip
             except KubeError as exc:
                 if exc.status != 409:  # made meanwhile by the factory's handler: as good
                     raise

@@ -19,6 +19,7 @@ Kubernetes credentials at all.
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
@@ -390,11 +391,20 @@ def _block(cidr: str, excepted: list[str]) -> dict[str, Any]:
     return {"ipBlock": {"cidr": cidr, **({"except": inside} if inside else {})}}
 
 
+def gateway_port(url: str | None) -> int | None:
+    """The model gateway's port in its URL (None: no gateway)."""
+    if not url:
+        return None
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
 def agent_network_policy(
-    factory: str, namespace: str, factory_uid: str, spec: FactorySpecSpec
-) -> dict[str, Any]:
-    """Deny all ingress to the factory's agent pods; allow egress to DNS and the allowed
-    networks and ports only."""
+    factory: str, namespace: str, factory_uid: str, spec: FactorySpecSpec,
+    gateway: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Deny all ingress to the factory's agent pods; allow egress to DNS, the allowed networks
+    and ports, and the model gateway's pods on its port (*gateway*) only."""
     egress_rules = spec.sandbox.egress
     egress: list[dict[str, Any]] = [
         {
@@ -414,6 +424,11 @@ def agent_network_policy(
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
             }
         )
+    if gateway is not None:
+        gateways = {"app.kubernetes.io/component": "gateway",
+                    "app.kubernetes.io/part-of": "agentfactory"}  # fmt: skip
+        egress.append({"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": gateways}}],
+                       "ports": [{"protocol": "TCP", "port": gateway}]})  # fmt: skip
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
