@@ -251,3 +251,26 @@ def test_a_grant_reads_back_as_minted_and_nothing_in_it_can_change() -> None:
     with pytest.raises(GrantError):
         verify(f"afgw1.{richer}.{signature}", SIGNING, time.time())
     assert payload != richer
+
+
+def test_an_attempts_grant_carries_its_limits_and_the_factorys_cap() -> None:
+    from testbed.builders import factory
+
+    from agentfactory.core.executors import Attempt
+    from agentfactory.core.grants import attempt_grant
+    from agentfactory.core.handoff import Limits
+    from agentfactory.core.phases import Stage
+
+    attempt = Attempt(task="fix-add", task_uid="u", namespace="shop", factory="shop",
+                      stage=Stage.IMPLEMENT, attempt=2)  # fmt: skip
+    gateway = {"requestsPerMinute": 30, "maxTokensPerAttempt": 5000}
+    spec = factory(agents={"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
+                           "baseURL": "https://llm.example.test", "gateway": gateway})  # fmt: skip
+    limits = Limits(max_tokens=80_000, max_cost_usd=2.5, deadline_seconds=600)
+    given = attempt_grant(attempt, spec, limits, 1000.0, with_key_secret=True)
+    assert (given.attempt, given.expires, given.max_tokens, given.max_cost_usd) == (
+        "fix-add-implement-2", 1000.0 + 600 + 300, 5000, 2.5)  # fmt: skip
+    assert (given.requests_per_minute, given.upstream, given.key_secret) == (
+        30, "https://llm.example.test", "anthropic/api-key")  # fmt: skip
+    local = attempt_grant(attempt, spec, Limits(max_tokens=900), 0.0)
+    assert (local.max_tokens, local.upstream, local.key_secret) == (900, None, None)

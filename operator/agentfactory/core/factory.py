@@ -274,6 +274,9 @@ class GatewayLimits(Model):
     (429 with `retry-after`)."""
     concurrent_streams: int = Field(default=16, ge=1, le=10_000)
     """Model requests in flight at once, across all the factory's attempts."""
+    max_tokens_per_attempt: int | None = Field(default=None, ge=1)
+    """Tokens one stage attempt may use (unset: what is left of the task's budget); past it
+    no request of the attempt starts."""
 
 
 class Agents(Model):

@@ -113,10 +113,12 @@ def attempt_grant(
     gateway that serves many factories, the factory's endpoint and key Secret."""
     agents = factory.agents
     ref = agents.api_key_secret_ref if with_key_secret else None
+    cap = agents.gateway.max_tokens_per_attempt or limits.max_tokens
     return Grant(
         namespace=attempt.namespace, factory=attempt.factory, task=attempt.task,
         attempt=attempt.pod, expires=now + limits.deadline_seconds + MARGIN_SECONDS,
-        max_tokens=limits.max_tokens, max_cost_usd=limits.max_cost_usd,
+        max_tokens=min(limits.max_tokens, cap),
+        max_cost_usd=limits.max_cost_usd,
         requests_per_minute=agents.gateway.requests_per_minute,
         concurrent_streams=agents.gateway.concurrent_streams,
         upstream=agents.base_url if with_key_secret else None,
