@@ -13,7 +13,6 @@ baseline is the builtin runner: Claude Code's figures are given as ratios to it.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.fakes.anthropic_api import API_KEY, FakeAnthropic, Reply, tool
+from testbed.gitutil import calc_repo
 
 from agentfactory.agent.claude_code import ClaudeCodeSession
 from agentfactory.agent.llm import AnthropicProvider
@@ -35,24 +35,6 @@ IMPLEMENTATION = {"summary": "add() adds.", "rollback": "revert calc.py"}
 ANSWERS = {Role.PLANNER: ("submit_plan", PLAN), Role.PLAN_REVIEWER: ("submit_verdict", VERDICT),
            Role.IMPLEMENTER: ("submit_implementation", IMPLEMENTATION),
            Role.CODE_REVIEWER: ("submit_verdict", VERDICT)}  # fmt: skip
-
-
-def repository(root: Path) -> tuple[Path, str]:
-    repo = root / "calc"
-    (repo / "tests").mkdir(parents=True)
-    (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    (repo / "tests" / "test_calc.py").write_text(
-        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-    )
-    (repo / "conftest.py").write_text(
-        "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
-    )
-    who = ["-c", "user.email=b@example.test", "-c", "user.name=b"]
-    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*who, "commit", "-qm", "base"]):
-        subprocess.run(["git", "-C", str(repo), *argv], check=True)
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return repo, head
 
 
 def script(engine: str, role: Role, repo: Path) -> list[Reply]:
@@ -71,7 +53,7 @@ def script(engine: str, role: Role, repo: Path) -> list[Reply]:
 
 
 def stage(engine: str, role: Role, root: Path) -> dict[str, Any]:
-    repo, base = repository(root)
+    repo, base = calc_repo(root)
     contract = HandoffContract.model_validate({
         "task": "fix-add", "role": role, "goal": "add() returns the sum of its arguments.",
         "acceptanceCriteria": ["tests/test_calc.py passes"], "scope": ["calc.py", "tests/**"],

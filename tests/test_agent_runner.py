@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from testbed.builders import factory, sha, task_spec
 from testbed.fakes.anthropic_api import API_KEY, Fail, FakeAnthropic, Reply, tool
-from testbed.gitutil import git
+from testbed.gitutil import calc_repo, git
 
 from agentfactory.agent.llm import AnthropicProvider, ReplayProvider
 from agentfactory.agent.runner import Runner, render_contract
@@ -27,27 +27,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 TEST = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
-
-
-def calc_repo(tmp_path: Path) -> tuple[Path, str]:
-    """A tiny package whose one test fails: add() subtracts."""
-    repo = tmp_path / "calc"
-    (repo / "tests").mkdir(parents=True)
-    (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    (repo / "tests" / "test_calc.py").write_text(
-        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-    )
-    (repo / "conftest.py").write_text(
-        "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
-    )
-    (repo / ".github" / "workflows").mkdir(parents=True)
-    (repo / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
-    git(repo.parent, "init", "-q", "-b", "main", str(repo))
-    git(repo, "config", "user.email", "t@example.test")
-    git(repo, "config", "user.name", "t")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
-    return repo, git(repo, "rev-parse", "HEAD")
 
 
 def contract(role: Role, base: str, **overrides: Any) -> HandoffContract:

@@ -59,9 +59,13 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
     bare_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     namespace, image = "factory", "agentfactory/operator"
+    # Pods share the host's network here, with no cluster DNS: the gateway's pod listens on a
+    # free port of its own, which the operator and the agents reach on loopback.
+    gateway = free_port()
     values = {"image": {"repository": image, "tag": "0.1.0"},
               "metrics": {"port": free_port()}, "livenessPort": free_port(),
-              "operator": {"resyncSeconds": 2, "logFormat": "plain"}}  # fmt: skip
+              "operator": {"resyncSeconds": 2, "logFormat": "plain"},
+              "gateway": {"port": gateway, "url": f"http://127.0.0.1:{gateway}"}}  # fmt: skip
     api = Api(bare_plane.url, bare_plane.ssl_context())
     goals = {FIX_CART["spec"]["goal"]: "fix-cart"}
     with FakeAnthropic([Router(goals, fixes())], repeat_last=True) as fake:
@@ -100,7 +104,9 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
                 o.get("status") or {}).get("phase") in ("Merged", "NeedsAttention", "Failed"),
                 within=300)  # fmt: skip
             operators = [key for key in kubelet.started if "-fix-cart-" not in key
-                         and key.split("/")[1].startswith("agentfactory-")]  # fmt: skip
+                         and key.split("/")[1].startswith("agentfactory-")
+                         and "-gateway-" not in key]  # fmt: skip
+            gateways = [key for key in kubelet.started if "agentfactory-gateway-" in key]
             log = (kubelet.root / operators[-1].replace("/", "_") / "operator.log").read_text()
             async with http.get(bare_plane.url + pods) as answer:
                 running = (await answer.json())["items"]
@@ -116,6 +122,11 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
         if e["user"]["username"] == user and e["responseStatus"].get("code") == 403
     ]
     assert refused == [], "the chart's RBAC allows all the deployed operator does"
+    # The agents called the model through the chart's gateway, which alone held the key.
+    assert len(gateways) == 1 and set(fake.keys) == {API_KEY}
+    gateway_user = f"system:serviceaccount:{namespace}:agentfactory-gateway"
+    read = [e["requestURI"] for e in bare_plane.audit() if e["user"]["username"] == gateway_user]
+    assert read and all(uri.endswith("/secrets/anthropic") for uri in read), read
     (deployed,) = [p for p in running if p["metadata"]["name"].startswith("agentfactory-")]
     assert deployed["spec"]["serviceAccountName"] == "agentfactory"
     assert deployed["status"]["phase"] == "Running"

@@ -305,6 +305,16 @@ def _gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _session_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The pod contract's arguments of a stage session: its role and where its files are."""
+    roles = ["planner", "plan-reviewer", "implementer", "code-reviewer"]
+    parser.add_argument("--role", required=True, choices=roles)
+    parser.add_argument("--input", default="/factory/input", help="the handoff contract directory")
+    parser.add_argument("--workspace", default="/workspace", help="the git working tree")
+    parser.add_argument("--output", default="/factory/output/result.json", help="result file")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -338,17 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML files or directories")
     validate.set_defaults(run=_validate)
 
-    agent = commands.add_parser(
-        "agent", help="run one stage's agent (the entrypoint of the agent image)"
-    )
-    agent.add_argument(
-        "--role",
-        required=True,
-        choices=["planner", "plan-reviewer", "implementer", "code-reviewer"],
-    )
-    agent.add_argument("--input", default="/factory/input", help="the handoff contract directory")
-    agent.add_argument("--workspace", default="/workspace", help="the git working tree")
-    agent.add_argument("--output", default="/factory/output/result.json", help="result file")
+    agent = _session_arguments(commands.add_parser(
+        "agent", help="run one stage's agent (the entrypoint of the agent image)"))  # fmt: skip
     agent.add_argument(
         "--replay",
         default=os.environ.get("AGENTFACTORY_REPLAY"),
@@ -362,18 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.set_defaults(run=_agent)
 
-    collect = commands.add_parser(
-        "collect",
-        help="read and check the result an agent image wrote (the step after engine: image)",
+    collect = _session_arguments(
+        commands.add_parser("collect", help="read and check what an agent image wrote")
     )
-    collect.add_argument(
-        "--role",
-        required=True,
-        choices=["planner", "plan-reviewer", "implementer", "code-reviewer"],
-    )
-    collect.add_argument("--input", default="/factory/input", help="the handoff contract directory")
-    collect.add_argument("--workspace", default="/workspace", help="the git working tree")
-    collect.add_argument("--output", default="/factory/output/result.json", help="result file")
     collect.set_defaults(run=_collect)
 
     checks = commands.add_parser(
