@@ -97,9 +97,12 @@ class Release:
             found[meta.get("namespace", ""), meta["name"]] = self.plane.request("GET", _path(sent))
         return found
 
-    def one(self, kind: str) -> dict[str, Any]:
-        found = list(self.objects(kind).values())
-        assert len(found) == 1, f"{len(found)} {kind} objects"
+    def one(self, kind: str, part: str = "operator") -> dict[str, Any]:
+        """The release's one object of *kind* for its *part*: the operator's, or the model
+        gateway's (named `<release>-gateway...`)."""
+        found = [obj for (_, name), obj in self.objects(kind).items()
+                 if ("-gateway" in name) == (part == "gateway")]  # fmt: skip
+        assert len(found) == 1, f"{len(found)} {kind} objects of the {part}"
         return found[0]
 
 
@@ -109,6 +112,7 @@ def _path(obj: dict[str, Any]) -> str:
                "Service": "services", "Role": "roles", "RoleBinding": "rolebindings",
                "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
                "PodDisruptionBudget": "poddisruptionbudgets", "ConfigMap": "configmaps",
+               "Secret": "secrets",
                "CustomResourceDefinition": "customresourcedefinitions",
                "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
                "NetworkPolicy": "networkpolicies",

@@ -4,6 +4,7 @@ restricted pod, the CRDs, monitoring; and values the schema rejects, with Helm's
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -89,8 +90,9 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         assert security["readOnlyRootFilesystem"] is True
         assert security["capabilities"] == {"drop": ["ALL"]}
         assert "privileged" not in security and "hostNetwork" not in pod
-        assert all("emptyDir" in volume for volume in pod["volumes"])
-        assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+        assert [next(k for k in v if k != "name") for v in pod["volumes"]] == ["emptyDir", "secret"]
+        assert [m["mountPath"] for m in container["volumeMounts"]] == [
+            "/tmp", "/etc/agentfactory/gateway"]  # fmt: skip
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert deployment["spec"]["strategy"]["type"] == "Recreate"  # no two operators at once
@@ -98,6 +100,7 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         args = build_parser().parse_args(container["args"])
         assert args.namespace == ["agentfactory"] and args.standalone
         assert container["image"] == "ghcr.io/agentfactory/operator:0.1.0"
+        assert args.gateway_url == "http://af-agentfactory-gateway.agentfactory.svc:8080"
         # RBAC: one Role in the release's namespace, exactly the README's table.
         role = release.objects("Role")[("agentfactory", "af-agentfactory")]
         assert granted(role["rules"]) == documented()
@@ -130,8 +133,28 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         assert all("to" not in r for r in policy["egress"]), "ports, to any address"
         service = release.one("Service")
         assert service["spec"]["ports"][0]["targetPort"] == "metrics"
-        assert not release.objects("ServiceMonitor") and not release.objects("PodDisruptionBudget")
+        assert not release.objects("ServiceMonitor")
+        assert list(release.objects("PodDisruptionBudget")) == [
+            ("agentfactory", "af-agentfactory-gateway")]  # fmt: skip
         assert "kubectl get agenttasks -w" in release.notes
+        # The model gateway: restricted too, its own identity (get on Secrets, nothing else),
+        # reached by agent pods and the operator only.
+        gateway = release.one("Deployment", "gateway")
+        spec = gateway["spec"]["template"]["spec"]
+        (served,) = spec["containers"]
+        assert served["securityContext"]["readOnlyRootFilesystem"] is True
+        assert served["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert build_parser().parse_args(served["args"]).signing_key_file == (
+            "/etc/agentfactory/gateway/signing-key")  # fmt: skip
+        assert spec["serviceAccountName"] == "af-agentfactory-gateway"
+        own = release.objects("Role")[("agentfactory", "af-agentfactory-gateway")]
+        assert own["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+        signing = release.one("Secret", "gateway")
+        assert len(base64.b64decode(signing["data"]["signing-key"])) == 64
+        gateway_policy = release.one("NetworkPolicy", "gateway")["spec"]
+        assert [p["port"] for p in gateway_policy["ingress"][0]["ports"]] == [8080]
+        assert release.one("Service", "gateway")["spec"]["ports"][0]["port"] == 8080
 
 
 async def test_every_object_is_valid_kubernetes(bare_plane: ControlPlane, tmp_path: Path) -> None:
@@ -149,12 +172,15 @@ async def test_watched_namespaces_each_get_a_role_bound_to_the_operator(
     bare_plane: ControlPlane, tmp_path: Path
 ) -> None:
     async with installed(bare_plane, EVERYTHING, tmp_path, namespaces=TEAMS) as release:
-        roles = release.objects("Role")
+        roles = {k: v for k, v in release.objects("Role").items() if "-gateway" not in k[1]}
         assert sorted(roles) == [("team-a", "af-agentfactory"), ("team-b", "af-agentfactory")]
+        gateways = [k for k in release.objects("Role") if "-gateway" in k[1]]
+        assert sorted(gateways) == [("team-a", "af-agentfactory-gateway"),
+                                    ("team-b", "af-agentfactory-gateway")]  # fmt: skip
         for role in roles.values():
             assert granted(role["rules"]) == documented(peering=True)
-        for binding in release.objects("RoleBinding").values():
-            assert binding["roleRef"]["name"] == "af-agentfactory"
+        for (_, name), binding in release.objects("RoleBinding").items():
+            assert binding["roleRef"]["name"] == name
             assert binding["subjects"][0]["namespace"] == "agentfactory"
         args = build_parser().parse_args(release.one("Deployment")["spec"]["template"]["spec"][
             "containers"][0]["args"])  # fmt: skip
@@ -171,6 +197,8 @@ async def test_cluster_wide_is_one_cluster_role_with_the_same_rules(
 ) -> None:
     async with installed(bare_plane, CLUSTER_WIDE, tmp_path) as release:
         assert release.objects("Role") == {} and release.objects("RoleBinding") == {}
+        assert release.one("ClusterRole", "gateway")["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]  # fmt: skip
         role = release.one("ClusterRole")
         assert granted(role["rules"]) == documented(peering=True, cluster_wide=True)
         assert release.one("ClusterRoleBinding")["subjects"][0]["name"] == "af-agentfactory"

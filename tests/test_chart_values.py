@@ -63,6 +63,8 @@ def test_every_value_has_a_comment_and_a_described_schema() -> None:
          "metrics.serviceMonitor.interval: 'often' does not match"),
         ({"replicas": 2}, "Additional properties are not allowed ('replicas' was unexpected)"),
         ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: 'Sometimes' is not one of"),
+        ({"gateway": {"replicas": 0}}, "gateway.replicas: 0 is less than the minimum of 1"),
+        ({"gateway": {"url": "gateway:8080"}}, "gateway.url: 'gateway:8080' does not match"),
     ],
 )  # fmt: skip
 def test_a_wrong_value_is_rejected_by_name(change: dict[str, Any], message: str) -> None:
