@@ -109,11 +109,51 @@ class CheckRun(Model):
     """The last lines of its output."""
 
 
+class ProvedTest(Model):
+    """One test the patch adds or changes, run on the base (with only the patch's test
+    changes) and on the head."""
+
+    test: str
+    """Its id (`path::name`, or the file for a runner without ids)."""
+    base: Literal["passed", "failed", "error", "skipped"]
+    """On the base: it must fail (an error, such as a missing symbol, counts as failing)."""
+    head: Literal["passed", "failed", "error", "skipped"]
+    """On the head: it must pass."""
+
+
+class WeakenedTest(Model):
+    """A test the patch weakened, found by comparing its structure on base and head."""
+
+    file: str
+    test: str
+    kind: str
+    """removed, renamed-out, constant, looser, expected-changed, early-return, skipped,
+    broadened, swallowed, fewer-assertions."""
+    message: str
+    line: int | None = None
+
+
+class Proof(Model):
+    """Whether the patch's tests prove its fix, and whether it weakened any."""
+
+    verdict: Literal["proven", "unproven", "no-tests"]
+    """proven: every added or changed test fails on the base and passes on the head."""
+    message: str = ""
+    tests: list[ProvedTest] = Field(default_factory=list)
+    weakenings: list[WeakenedTest] = Field(default_factory=list)
+    base_seconds: float = 0.0
+    """How long the tests ran on the base."""
+    head_seconds: float = 0.0
+    """How long they ran on the head."""
+
+
 class CheckReport(Model):
     """What a sandbox CI run hands back: every check as it ran."""
 
     checks: list[CheckRun]
     """The runs, in the order of the factory's checks."""
+    proof: Proof | None = None
+    """Break/fix and weakening, when the factory asks for them and the checks passed."""
 
 
 CHECK_LIST: TypeAdapter[list[Check]] = TypeAdapter(list[Check])
