@@ -417,3 +417,64 @@ def test_no_sandbox_holds_the_model_key_and_the_gateway_charges_each_attempt(
     api = sum(u["input_tokens"] + u["output_tokens"] + u["cache_read_input_tokens"]
               + u["cache_creation_input_tokens"] for u in fake.usages)  # fmt: skip
     assert run.status("fix-cart").usage.total_tokens == api > 0
+
+
+TOTALS = ("from shop.cart import cart_total\n\n\ndef test_two_items():\n"
+          "    assert cart_total([(1, 2), (3, 1)]) == 5\n")  # fmt: skip
+
+
+def test_a_fix_whose_tests_prove_nothing_goes_back_until_they_do(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A `fix` must come with a test that fails without it: the first patch has none, the
+    # second adds one that passes on the base too, the third one that fails there.
+    fix = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py", "tests/**"],
+                   kind="fix")  # fmt: skip
+    passes_anyway = ("from shop.cart import cart_total\n\n\ndef test_empty_cart():\n"
+                     "    assert cart_total([]) == 0\n")  # fmt: skip
+    sessions = {("fix-cart", "implementer"): [
+        FIX,
+        implement(replace("shop/cart.py", CART, CART_FIXED),
+                  tool("write_file", path="tests/test_totals.py", content=passes_anyway)),
+        implement(replace("shop/cart.py", CART, CART_FIXED),
+                  tool("write_file", path="tests/test_totals.py", content=TOTALS)),
+    ]}  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [fix], sessions,
+                         retries={"perStage": 3})  # fmt: skip
+    assert code == 0, "\n".join(run.lines)
+    status = run.status("fix-cart")
+    assert status.phase == Phase.MERGED
+    said = [h.message for h in status.history if h.reason == "CIFailed"]
+    assert said == ["CI failed: prove-fix", "CI failed: prove-fix"], said
+    # Each redo was told why, with the tests that proved nothing named.
+    second, third = run.router.openings["fix-cart", "implementer"][1:]
+    assert "the patch adds or changes no test" in second
+    assert "tests/test_totals.py::test_empty_cart" in third and "prove nothing" in third
+    assert status.ci is not None and status.ci.proof is not None
+    assert status.ci.proof.verdict == "proven" and status.ci.proof.required
+    assert [(t.test, t.base, t.head) for t in status.ci.proof.tests] == [
+        ("tests/test_totals.py::test_two_items", "failed", "passed")]  # fmt: skip
+    assert git(remote, "show", "main:tests/test_totals.py") == TOTALS.strip()
+
+
+def test_a_weakened_test_goes_back_to_the_implementer_with_the_finding(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    change = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py", "tests/**"])
+    loosened = "self.assertEqual(cart_total([(250, 2)]), 500)"
+    weaker = "self.assertIsNotNone(cart_total([(250, 2)]))"
+    sessions = {("fix-cart", "implementer"): [
+        implement(replace("tests/test_cart.py", loosened, weaker)),
+        implement(replace("tests/test_cart.py", weaker, loosened),
+                  replace("shop/cart.py", CART, CART_FIXED)),
+    ]}  # fmt: skip
+    run, code = pipeline(tmp_path, remote, monkeypatch, [change], sessions)
+    assert code == 0, "\n".join(run.lines)
+    status = run.status("fix-cart")
+    assert status.phase == Phase.MERGED
+    said = [h.message for h in status.history if h.reason == "CIFailed"]
+    assert said == ["CI failed: test-weakening"], said
+    told = run.router.openings["fix-cart", "implementer"][1]
+    assert "Cart.test_quantity now asserts that a value merely exists" in told
+    assert status.ci is not None and status.ci.proof is not None
+    assert not status.ci.proof.required, "a plain change's proof is advisory"

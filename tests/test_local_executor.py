@@ -54,7 +54,7 @@ def test_the_sandbox_confines_writes_and_hides_the_operator(
         check("echo token=${GITHUB_TOKEN:-none}"),
         check("echo ok > written.txt && cat written.txt"),
         check(f"touch {tmp_path}/escaped"),  # /tmp is a private tmpfs inside
-    ])  # fmt: skip
+    ]).checks  # fmt: skip
     assert [r.status for r in runs] == ["failed", "failed", "passed", "passed", "passed"]
     assert "Read-only file system" in runs[0].output_tail
     assert not (tmp_path / "escaped").exists(), "a write to /tmp must not reach the host"
@@ -71,7 +71,7 @@ def test_checks_find_no_api_key_in_any_process_of_the_sandbox(
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-local-key")
     ex = executor(tmp_path, remote)
     look = "for p in /proc/[0-9]*; do cat $p/environ $p/cmdline; done | tr '\\0' ' '"
-    (run,) = ex.run_checks(pod="t-ci-1", ref="main", checks=[check(look)])
+    (run,) = ex.run_checks(pod="t-ci-1", ref="main", checks=[check(look)]).checks
     assert run.status == "passed" and "checks" in run.output_tail, run.output_tail
     assert "sk-local-key" not in run.output_tail
 
@@ -80,7 +80,7 @@ def test_ci_runs_on_the_exact_ref_and_times_out(tmp_path: Path, remote: Path) ->
     ex = executor(tmp_path, remote)
     runs = ex.run_checks(pod="t-ci-2", ref="main", checks=[
         check("grep -q 'x = 1' app.py"), check("sleep 30", timeout=1),
-    ])  # fmt: skip
+    ]).checks  # fmt: skip
     assert runs[0].status == "passed"
     assert runs[1].status == "timeout" and runs[1].exit_code is None
 

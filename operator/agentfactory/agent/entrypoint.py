@@ -59,7 +59,15 @@ def run_checks(*, input_dir: Path, workspace: Path, output: Path) -> int:
         print(f"cannot read {input_dir / 'checks.json'}: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     runs = Workspace(root=workspace, checks=checks).run_checks()
-    publish(output, CheckReport(checks=runs))
+    report = CheckReport(checks=runs)
+    settings = input_dir / "prove.json"
+    if settings.is_file() and all(run.status == "passed" for run in runs):
+        from agentfactory.agent.prove import prove
+
+        wanted = json.loads(settings.read_text(encoding="utf-8"))
+        report.proof = prove(workspace, list(wanted["testPaths"]), wanted.get("command"))
+        report.proof.required = wanted.get("mode") == "required"
+    publish(output, report)
     return 0
 
 

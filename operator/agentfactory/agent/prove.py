@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path, PurePosixPath
 
 from agentfactory.core.globs import first_match
-from agentfactory.core.handoff import Proof, ProvedTest, WeakenedTest
+from agentfactory.core.task import Proof, ProvedTest, WeakenedTest
 from agentfactory.core.weakening import weakened
 
 #: How long one side (base or head) of the proof may run.

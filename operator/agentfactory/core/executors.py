@@ -57,6 +57,8 @@ class Launch:
     """An agent's handoff contract (None for a CI run)."""
     checks: list[Check] = field(default_factory=list)
     """A CI run's checks."""
+    prove: dict[str, Any] | None = None
+    """A CI run's break/fix settings (`prove.json`: mode, testPaths, command), if any."""
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
     """Read-only forge credentials minted for this attempt alone."""
 

@@ -466,7 +466,12 @@ class Guardrails(Model):
     """Reject patches that delete test files or test functions, remove assertions or add
     skips in test files."""
     test_paths: list[Glob] = Field(default_factory=lambda: list(DEFAULT_TEST_PATHS), max_length=200)
-    """Which files are tests, for `forbidTestWeakening`."""
+    """Which files are tests, for `forbidTestWeakening`, `testWeakening` and `tests.proveFix`."""
+    test_weakening: Literal["sendBack", "warn"] = "sendBack"
+    """What a test weakened by structure (found in CI by comparing each changed test on base
+    and head: an assertion made constant or looser, an expected value bent to the changed
+    code, an early return, a skip, a rename out of collection, a broadened exception) does:
+    `sendBack` fails CI and hands the findings to the implementer; `warn` records them."""
 
     @property
     def protected(self) -> list[str]:
@@ -599,6 +604,27 @@ class Intake(Model):
 _EXTERNAL_CI = "(has(self.ci) && has(self.ci.source) && self.ci.source == 'github-checks')"
 
 
+class TestProof(Model):
+    """Tests that prove the fix: the tests a patch adds or changes must fail on the base (with
+    only the patch's test changes) and pass on the head. Run in the CI sandbox after the
+    checks pass."""
+
+    prove_fix: Literal["byKind", "required", "advisory", "off"] = "byKind"
+    """`required`: a patch without such tests fails CI and goes back to the implementer with
+    the tests that proved nothing; `advisory`: the proof is recorded only; `off`: not run;
+    `byKind`: required for a task of `kind` fix or feature, advisory for the others."""
+    command: str | None = Field(default=None, min_length=1, max_length=2000)
+    """For a runner other than pytest: the command that runs one test file, with `{tests}`
+    where the file goes (for example `npx jest {tests}`); each changed test file is run on
+    the base and on the head."""
+
+    def mode(self, kind: str) -> Literal["required", "advisory", "off"]:
+        """The proof a task of *kind* needs."""
+        if self.prove_fix != "byKind":
+            return self.prove_fix
+        return "required" if kind in ("fix", "feature") else "advisory"
+
+
 class FactorySpecSpec(Model):
     """One repository's assembly line."""
 
@@ -638,6 +664,8 @@ class FactorySpecSpec(Model):
     """Merge policy."""
     guardrails: Guardrails = Field(default_factory=Guardrails)
     """Limits every patch must respect."""
+    tests: TestProof = Field(default_factory=TestProof)
+    """Tests that prove the fix (break/fix), checked in CI."""
     escalation: Escalation = Field(default_factory=Escalation)
     """Rules that make a person look."""
     budget: Budget = Field(default_factory=Budget)

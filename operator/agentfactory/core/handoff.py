@@ -19,7 +19,7 @@ from agentfactory.core.base import Model
 from agentfactory.core.common import Check
 from agentfactory.core.globs import Glob
 from agentfactory.core.phases import Stage, Verdict
-from agentfactory.core.task import Finding, ImplementationNote, TaskContext, Usage
+from agentfactory.core.task import Finding, ImplementationNote, Proof, TaskContext, Usage
 
 
 class Role(StrEnum):
@@ -107,44 +107,6 @@ class CheckRun(Model):
     """Outcome."""
     output_tail: str = ""
     """The last lines of its output."""
-
-
-class ProvedTest(Model):
-    """One test the patch adds or changes, run on the base (with only the patch's test
-    changes) and on the head."""
-
-    test: str
-    """Its id (`path::name`, or the file for a runner without ids)."""
-    base: Literal["passed", "failed", "error", "skipped"]
-    """On the base: it must fail (an error, such as a missing symbol, counts as failing)."""
-    head: Literal["passed", "failed", "error", "skipped"]
-    """On the head: it must pass."""
-
-
-class WeakenedTest(Model):
-    """A test the patch weakened, found by comparing its structure on base and head."""
-
-    file: str
-    test: str
-    kind: str
-    """removed, renamed-out, constant, looser, expected-changed, early-return, skipped,
-    broadened, swallowed, fewer-assertions."""
-    message: str
-    line: int | None = None
-
-
-class Proof(Model):
-    """Whether the patch's tests prove its fix, and whether it weakened any."""
-
-    verdict: Literal["proven", "unproven", "no-tests"]
-    """proven: every added or changed test fails on the base and passes on the head."""
-    message: str = ""
-    tests: list[ProvedTest] = Field(default_factory=list)
-    weakenings: list[WeakenedTest] = Field(default_factory=list)
-    base_seconds: float = 0.0
-    """How long the tests ran on the base."""
-    head_seconds: float = 0.0
-    """How long they ran on the head."""
 
 
 class CheckReport(Model):

@@ -15,7 +15,14 @@ from agentfactory.core.base import Model
 from agentfactory.core.common import SHA_PATTERN
 from agentfactory.core.diff import Patch
 from agentfactory.core.phases import Stage, Verdict
-from agentfactory.core.task import FailedCheck, Finding, ImplementationNote, PlanSummary, Usage
+from agentfactory.core.task import (
+    FailedCheck,
+    Finding,
+    ImplementationNote,
+    PlanSummary,
+    Proof,
+    Usage,
+)
 
 FailureReason = Literal[
     "evicted", "oom-killed", "unschedulable", "error", "malformed-result", "timeout", "setup"
@@ -108,6 +115,8 @@ class CIFinished(Model):
     attempt: int | None = None
     """The CI attempt, for sandbox CI; None for forge checks (matched by head only)."""
     usage: Usage = Field(default_factory=Usage)
+    proof: Proof | None = None
+    """Break/fix and weakening, from a sandbox CI run that was asked for them."""
 
 
 class MergeFinished(Model):

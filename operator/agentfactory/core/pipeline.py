@@ -262,7 +262,10 @@ class _Step(Step):
         if not self._add_usage(obs.usage):
             return
         self.status.ci = CIRecord(
-            state=obs.state, head_sha=obs.head_sha, failed_checks=obs.failed_checks[:20]
+            state=obs.state,
+            head_sha=obs.head_sha,
+            failed_checks=obs.failed_checks[:20],
+            proof=obs.proof,
         )
         if obs.state == "success":
             review = self.status.last_review

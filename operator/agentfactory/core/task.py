@@ -127,6 +127,10 @@ class AgentTaskSpec(Model):
     """Tasks (same namespace) that must be Merged before this one starts."""
     priority: int = Field(default=0, ge=-1000, le=1000)
     """Higher runs first; equal priorities run oldest first."""
+    kind: Literal["fix", "feature", "refactor", "chore", "docs", "change"] = "change"
+    """What kind of change: a `fix` or `feature` must come with tests that fail without it
+    (the factory's `tests.proveFix: byKind`, the default); for the others that proof is
+    advisory."""
     stop_when: Annotated[str, Field(max_length=4000), Visible] | None = None
     """When an agent should stop and hand back instead of pressing on."""
     source: TaskSource | None = None
@@ -298,6 +302,46 @@ class FailedCheck(StatusModel):
     """Tail of its output."""
 
 
+class ProvedTest(StatusModel):
+    """One test the patch adds or changes, run on the base (with only the patch's test
+    changes) and on the head."""
+
+    test: str
+    """Its id (`path::name`, or the file for a runner without ids)."""
+    base: Literal["passed", "failed", "error", "skipped"]
+    """On the base: it must fail (an error, such as a missing symbol, counts as failing)."""
+    head: Literal["passed", "failed", "error", "skipped"]
+    """On the head: it must pass."""
+
+
+class WeakenedTest(StatusModel):
+    """A test the patch weakened, found by comparing its structure on base and head."""
+
+    file: str
+    test: str
+    kind: str
+    """removed, renamed-out, constant, looser, expected-changed, early-return, skipped,
+    broadened, swallowed, fewer-assertions."""
+    message: str
+    line: int | None = None
+
+
+class Proof(StatusModel):
+    """Whether the patch's tests prove its fix, and whether it weakened any."""
+
+    verdict: Literal["proven", "unproven", "no-tests"]
+    """proven: every added or changed test fails on the base and passes on the head."""
+    required: bool = False
+    """Whether the factory requires the proof for this task (else it is advisory)."""
+    message: str = ""
+    tests: list[ProvedTest] = Field(default_factory=list)
+    weakenings: list[WeakenedTest] = Field(default_factory=list)
+    base_seconds: float = 0.0
+    """How long the tests ran on the base."""
+    head_seconds: float = 0.0
+    """How long they ran on the head."""
+
+
 class CIRecord(StatusModel):
     """The CI state of the current head."""
 
@@ -307,6 +351,8 @@ class CIRecord(StatusModel):
     """The commit the checks ran on."""
     failed_checks: list[FailedCheck] = Field(default_factory=list)
     """What failed."""
+    proof: Proof | None = None
+    """Whether the patch's tests prove the fix (break/fix) and whether it weakened any."""
 
 
 class EscalationMatch(StatusModel):

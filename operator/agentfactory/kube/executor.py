@@ -93,7 +93,7 @@ class KubernetesExecutor:
         body = agent_pod(attempt, factory, role=role, repo_url=factory.repository.url,
                          ref=launch.ref, gateway_url=gateway)  # fmt: skip
         body["metadata"]["annotations"][BASE] = launch.base
-        files = input_files(launch.contract, launch.checks)
+        files = input_files(launch.contract, launch.checks, launch.prove)
         credentials = dict(launch.credentials)
         if self.gateway is not None and launch.contract is not None:
             credentials[MODEL_TOKEN] = self.gateway.token(attempt, factory, launch.contract.limits)

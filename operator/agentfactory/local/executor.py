@@ -26,7 +26,7 @@ import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from agentfactory.gateway.running import LoopbackGateway
     from agentfactory.local.progress import Progress
 
+#: How long one side of break/fix (the tests on the base, or on the head) may run.
+PROOF_SECONDS = 600
 #: Environment passed into a sandbox; everything else is dropped.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PYTHONPATH")
 #: Credential files and directories hidden from sandboxes (relative to $HOME).
@@ -130,8 +132,9 @@ class LocalExecutor:
             checks = launch.checks
             self.say(f"          running CI {pod} on {launch.ref[:12]} ({len(checks)} checks)")
             within = launch.factory.ci.timeout_seconds
-            runs = self.run_checks(pod=pod, ref=launch.ref, checks=checks, within=within)
-            return Outcome(CheckReport(checks=runs).model_dump_json(by_alias=True))
+            report = self.run_checks(pod=pod, ref=launch.ref, checks=checks, within=within,
+                                     prove=launch.prove)  # fmt: skip
+            return Outcome(report.model_dump_json(by_alias=True))
         mode = "replay" if self.replay_dir else launch.contract.model
         self.say(f"          running {launch.contract.role.value} {pod} ({mode})")
         settings = launch.factory.agents.roles.of(launch.contract.role.value)
@@ -238,27 +241,33 @@ class LocalExecutor:
         return _killed(code, deadline, log) or _read_result(Path(paths["--output"]), log)
 
     def run_checks(
-        self, *, pod: str, ref: str, checks: list[Check], within: float = 86400
-    ) -> list[CheckRun]:
+        self, *, pod: str, ref: str, checks: list[Check], within: float = 86400,
+        prove: dict[str, Any] | None = None,
+    ) -> CheckReport:  # fmt: skip
         """Run the factory's checks on a fresh clone at exactly *ref* (sandbox CI), through
         `agentfactory checks`, the CI pod's own entrypoint, stopped after *within* seconds
-        (`ci.timeoutSeconds`)."""
+        (`ci.timeoutSeconds`); with *prove*, break/fix after them too."""
         base = self._fresh_attempt(pod, ref)
         (base / "input" / "checks.json").write_bytes(CHECK_LIST.dump_json(checks, by_alias=True))
+        if prove is not None:
+            (base / "input" / "prove.json").write_text(json.dumps(prove))
         output = base / "output" / "result.json"
         command = [sys.executable, "-m", "agentfactory", "checks", "--input", str(base / "input"),
                    "--workspace", str(base / "workspace"), "--output", str(output)]  # fmt: skip
         deadline = min(sum(c.timeout_seconds for c in checks) + 60, within)
+        if prove is not None:  # the tests run twice more (base and head), each side bounded
+            deadline = min(deadline + 2 * PROOF_SECONDS, within)
         _, log = self._run(command, workspace=base / "workspace", base=base, timeout=deadline,
                            model_access=False)  # fmt: skip
         (base / "checks.log").write_text(log)
         try:
-            runs = CheckReport.model_validate_json(output.read_text()).checks
+            report = CheckReport.model_validate_json(output.read_text())
         except (OSError, ValidationError):  # the run itself broke: every check counts as failed
-            runs = [CheckRun(name=c.name, command=c.command, exit_code=None, status="failed",
-                             output_tail=log[-OUTPUT_CAP:]) for c in checks]  # fmt: skip
-        (base / "checks.json").write_text(json.dumps([r.model_dump() for r in runs], indent=2))
-        return runs
+            report = CheckReport(checks=[
+                CheckRun(name=c.name, command=c.command, exit_code=None, status="failed",
+                         output_tail=log[-OUTPUT_CAP:]) for c in checks])  # fmt: skip
+        (base / "checks.json").write_text(report.model_dump_json(by_alias=True, indent=2))
+        return report
 
     def _run(
         self, command: list[str], *, workspace: Path, base: Path, timeout: float,

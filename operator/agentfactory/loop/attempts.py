@@ -96,8 +96,12 @@ class Attempts:
         if attempt.stage == Stage.CI:
             head = status.head_sha or ""
             await asyncio.to_thread(forge.push_branch, status.branch or "", head)
+            mode = factory.tests.mode(spec.kind)
+            prove = None if mode == "off" else {
+                "mode": mode, "testPaths": list(factory.guardrails.test_paths),
+                "command": factory.tests.command}  # fmt: skip
             return Launch(attempt, factory, ref=head, base=head, checks=ci_checks(spec, factory),
-                          credentials=forge.credentials_for(None))  # fmt: skip
+                          credentials=forge.credentials_for(None), prove=prove)  # fmt: skip
         inputs = await asyncio.to_thread(agent_inputs, task.name, spec, factory, status, forge)
         credentials = forge.credentials_for(inputs.contract.role.value)
         return Launch(attempt, factory, ref=inputs.ref, base=inputs.base,
@@ -119,7 +123,7 @@ class Attempts:
         try:
             if stage == Stage.CI:
                 report = CheckReport.model_validate_json(outcome.result_json)
-                return ci_observation(task.status, report.checks)
+                return ci_observation(task.status, report, factory.guardrails.test_weakening)
             result = AgentResult.model_validate_json(outcome.result_json)
             if metered is not None:  # the gateway's count, not the agent's word
                 result.usage = metered

@@ -19,6 +19,7 @@ Kubernetes credentials at all.
 from __future__ import annotations
 
 import ipaddress
+import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -127,12 +128,17 @@ def _resources(factory: FactorySpecSpec) -> dict[str, Any]:
 
 
 def input_files(
-    contract: HandoffContract | None, checks: list[Check] | None = None
-) -> dict[str, str]:
-    """The files under `/factory/input`: an agent's contract, or the CI pod's checks."""
+    contract: HandoffContract | None, checks: list[Check] | None = None,
+    prove: dict[str, Any] | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The files under `/factory/input`: an agent's contract, or the CI pod's checks (and its
+    break/fix settings)."""
     if contract is not None:
         return {"contract.json": contract.model_dump_json(by_alias=True, exclude_none=True)}
-    return {"checks.json": CHECK_LIST.dump_json(checks or [], by_alias=True).decode()}
+    files = {"checks.json": CHECK_LIST.dump_json(checks or [], by_alias=True).decode()}
+    if prove is not None:
+        files["prove.json"] = json.dumps(prove)
+    return files
 
 
 def input_config_map(attempt: Attempt, files: dict[str, str]) -> dict[str, Any]:
