@@ -103,3 +103,24 @@ def test_only_the_tests_the_patch_touches_are_run(tmp_path: Path) -> None:
     repo = shop(tmp_path, {"shop/cart.py": FIXED, "tests/test_cart.py": EMPTY + QUANTITY})
     tests, code = changed_tests(repo, TESTS)
     assert tests == {"tests/test_cart.py": ["test_quantity"]} and code
+
+
+def test_a_head_without_a_parent_is_said_not_to_be_proven(tmp_path: Path) -> None:
+    from agentfactory.agent.entrypoint import run_checks
+    from agentfactory.core.handoff import CheckReport
+
+    repo = tmp_path / "one"
+    git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_one.py").write_text("def test_one():\n    assert 1 == 1\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "only")
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "checks.json").write_text('[{"name": "true", "command": "true"}]')
+    (inputs / "prove.json").write_text('{"mode": "required", "testPaths": ["tests/**"]}')
+    out = tmp_path / "out" / "result.json"
+    assert run_checks(input_dir=inputs, workspace=repo, output=out) == 0
+    proof = CheckReport.model_validate_json(out.read_text()).proof
+    assert proof is not None and proof.required and proof.verdict == "unproven"
+    assert proof.message.startswith("the proof could not run:")

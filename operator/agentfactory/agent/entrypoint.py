@@ -9,6 +9,7 @@ cannot be understood at all (a role that contradicts the contract) exits 2 witho
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from agentfactory.core.handoff import (
     Role,
     summary_of,
 )
+from agentfactory.core.task import Proof
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -65,7 +67,10 @@ def run_checks(*, input_dir: Path, workspace: Path, output: Path) -> int:
         from agentfactory.agent.prove import prove
 
         wanted = json.loads(settings.read_text(encoding="utf-8"))
-        report.proof = prove(workspace, list(wanted["testPaths"]), wanted.get("command"))
+        try:
+            report.proof = prove(workspace, list(wanted["testPaths"]), wanted.get("command"))
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            report.proof = Proof(verdict="unproven", message=f"the proof could not run: {exc}")
         report.proof.required = wanted.get("mode") == "required"
     publish(output, report)
     return 0
