@@ -131,14 +131,16 @@ class Kubelet:
         await self.node.stop()
 
     async def _kill(self, key: str) -> None:
+        # The pod's run first, so that it writes no status for a process killed under it.
+        task = self._running.pop(key, None)
+        if task is not None:
+            task.cancel()
         proc = self._procs.pop(key, None)
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-        task = self._running.pop(key, None)
         if task is not None:
-            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.killed(*key.split("/")).set()

@@ -92,7 +92,7 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         assert "privileged" not in security and "hostNetwork" not in pod
         assert [next(k for k in v if k != "name") for v in pod["volumes"]] == ["emptyDir", "secret"]
         assert [m["mountPath"] for m in container["volumeMounts"]] == [
-            "/tmp", "/etc/agentfactory/gateway"]  # fmt: skip
+            "/tmp", "/var/run/agentfactory/gateway"]  # fmt: skip
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert deployment["spec"]["strategy"]["type"] == "Recreate"  # no two operators at once
@@ -146,7 +146,7 @@ async def test_the_default_install_runs_a_restricted_operator_in_its_namespace(
         assert served["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert build_parser().parse_args(served["args"]).signing_key_file == (
-            "/etc/agentfactory/gateway/signing-key")  # fmt: skip
+            "/var/run/agentfactory/gateway/signing-key")  # fmt: skip
         assert spec["serviceAccountName"] == "af-agentfactory-gateway"
         own = release.objects("Role")[("agentfactory", "af-agentfactory-gateway")]
         assert own["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]

@@ -127,6 +127,7 @@ async def test_the_operator_the_chart_deploys_merges_a_task(
     gateway_user = f"system:serviceaccount:{namespace}:agentfactory-gateway"
     read = [e["requestURI"] for e in bare_plane.audit() if e["user"]["username"] == gateway_user]
     assert read and all(uri.endswith("/secrets/anthropic") for uri in read), read
-    (deployed,) = [p for p in running if p["metadata"]["name"].startswith("agentfactory-")]
+    (deployed,) = [p for p in running if p["metadata"]["name"].startswith("agentfactory-")
+                   and "-gateway-" not in p["metadata"]["name"]]  # fmt: skip
     assert deployed["spec"]["serviceAccountName"] == "agentfactory"
     assert deployed["status"]["phase"] == "Running"
