@@ -318,12 +318,16 @@ class WeakenedTest(StatusModel):
     """A test the patch weakened, found by comparing its structure on base and head."""
 
     file: str
+    """The test file."""
     test: str
+    """The test (`name`, or `Class.name`)."""
     kind: str
     """removed, renamed-out, constant, looser, expected-changed, early-return, skipped,
     broadened, swallowed, fewer-assertions."""
     message: str
+    """What changed, for people and for the implementer."""
     line: int | None = None
+    """Where, on the head."""
 
 
 class Proof(StatusModel):
@@ -334,8 +338,11 @@ class Proof(StatusModel):
     required: bool = False
     """Whether the factory requires the proof for this task (else it is advisory)."""
     message: str = ""
+    """The verdict in words, naming the tests that proved nothing."""
     tests: list[ProvedTest] = Field(default_factory=list)
+    """Each test the patch adds or changes, on the base and on the head."""
     weakenings: list[WeakenedTest] = Field(default_factory=list)
+    """The tests the patch weakened."""
     base_seconds: float = 0.0
     """How long the tests ran on the base."""
     head_seconds: float = 0.0
