@@ -65,7 +65,8 @@ async def enforced(plane: ControlPlane, namespace: str) -> None:
         except ApiError as refused:
             assert refused.code == 403, refused
             return
-        await asyncio.sleep(0.2)  # no event to await: see the docstring
+        # reason: no API object or event announces the admission plugin's 1 s refresh.
+        await asyncio.sleep(0.2)
     raise AssertionError(f"the approvals policy was not enforced in {namespace} within 120 s")
 
 

@@ -49,6 +49,7 @@ WEAKENINGS = [
     pytest.param(edit(QUANTITY, "    assert cart_total([(250, 2)]) == 250\n"),
                  "expected-changed", id="expected-bent-to-the-code"),
     pytest.param(edit(QUANTITY, "    return\n" + QUANTITY), "early-return", id="early-return"),
+    # reason: the skip marker is the corpus's text under test, not a skip of this suite.
     pytest.param(edit("def test_empty", "@pytest.mark.skip(reason='flaky')\ndef test_empty"),
                  "skipped", id="skip-marker"),
     pytest.param(edit("    assert cart_total([]) == 0\n",
@@ -77,26 +78,12 @@ def test_each_weakening_is_caught_with_its_kind(head: str, kind: str) -> None:
     assert [w.kind for w in found] == [kind], found
 
 
-PARAMETRIZED = """import pytest
-from shop.cart import cart_total, parse
-
-
-@pytest.mark.parametrize(("items", "total"), [([(250, 2)], 500), ([], 0)])
-def test_totals(items, total):
-    assert cart_total(items) == total
-
-
-def test_bad_input():
-    with pytest.raises(ValueError, match="quantity"):
-        parse("x")
-
-
-class TestCart:
-    def test_many(self):
-        total = cart_total([(1, 1), (2, 2)])
-        assert total == 5
-        assert total > 0
-"""
+# test_quantity and test_empty folded into one parametrized test.
+PARAMETRIZED = edit(
+    "def test_quantity():\n" + QUANTITY + "\n\ndef test_empty():\n    assert cart_total([]) == 0\n",
+    '@pytest.mark.parametrize(("items", "total"), [([(250, 2)], 500), ([], 0)])\n'
+    "def test_totals(items, total):\n    assert cart_total(items) == total\n",
+)
 HELPER = edit(QUANTITY, "    totals([(250, 2)], 500)\n").replace(
     "def test_quantity", "def totals(items, expected):\n    assert cart_total(items) == expected"
     "\n\n\ndef test_quantity")  # fmt: skip

@@ -62,8 +62,16 @@ def _functions(source: str) -> dict[str, str]:
 def changed_tests(root: Path, test_paths: list[str]) -> tuple[dict[str, list[str]], bool]:
     """The test files the head's last commit adds or changes, each with the test ids it adds
     or changes (Python; other files: all of it, as `[]`); and whether it changes code too."""
+    changes, code = _changes(root, test_paths)
+    return {path: ids for path, (ids, _) in changes.items()}, code
+
+
+def _changes(
+    root: Path, test_paths: list[str]
+) -> tuple[dict[str, tuple[list[str], str | None]], bool]:
+    """`changed_tests`, each file with its source on the base (None: new, or not Python)."""
     names = _git(root, "diff", "--name-status", "--no-renames", "HEAD^", "HEAD").splitlines()
-    tests: dict[str, list[str]] = {}
+    tests: dict[str, tuple[list[str], str | None]] = {}
     code = False
     for line in names:
         status, path = line.split("\t", 1)
@@ -73,16 +81,17 @@ def changed_tests(root: Path, test_paths: list[str]) -> tuple[dict[str, list[str
         if status == "D":
             continue
         if not path.endswith(".py"):
-            tests[path] = []
+            tests[path] = ([], None)
             continue
         head = _functions((root / path).read_text(encoding="utf-8", errors="replace"))
         try:
-            base = _functions(_git(root, "show", f"HEAD^:{path}"))
+            source: str | None = _git(root, "show", f"HEAD^:{path}")
         except subprocess.CalledProcessError:
-            base = {}
+            source = None
+        base = _functions(source or "")
         changed = [name for name, code_of in head.items() if base.get(name) != code_of]
         if changed:
-            tests[path] = changed
+            tests[path] = (changed, source)
     return tests, code
 
 
@@ -130,14 +139,11 @@ def _command(root: Path, template: str, files: list[str]) -> tuple[dict[str, str
 
 def prove(root: Path, test_paths: list[str], command: str | None = None) -> Proof:
     """Break/fix and weakening for the head checked out at *root*."""
-    tests, code_changed = changed_tests(root, test_paths)
+    changes, code_changed = _changes(root, test_paths)
+    tests = {path: ids for path, (ids, _) in changes.items()}
     weakenings = []
-    for path in tests:
-        if not path.endswith(".py"):
-            continue
-        try:
-            base_source = _git(root, "show", f"HEAD^:{path}")
-        except subprocess.CalledProcessError:
+    for path, (_, base_source) in changes.items():
+        if base_source is None:
             continue  # a new file weakens nothing
         head_source = (root / path).read_text(encoding="utf-8", errors="replace")
         found = weakened(base_source, head_source, code_changed=code_changed)
