@@ -124,3 +124,13 @@ def test_a_head_without_a_parent_is_said_not_to_be_proven(tmp_path: Path) -> Non
     proof = CheckReport.model_validate_json(out.read_text()).proof
     assert proof is not None and proof.required and proof.verdict == "unproven"
     assert proof.message.startswith("the proof could not run:")
+
+
+def test_a_test_deleted_from_its_file_is_found_in_the_sandbox(tmp_path: Path) -> None:
+    # The file keeps its other tests and gains none: no test id changed, yet one is gone.
+    repo = shop(tmp_path, {"tests/test_cart.py": EMPTY + QUANTITY})
+    (repo / "shop" / "cart.py").write_text(FIXED)
+    (repo / "tests" / "test_cart.py").write_text(EMPTY)
+    git(repo, "commit", "-qam", "drop the test")
+    proof = prove(repo, TESTS)
+    assert [(w.test, w.kind) for w in proof.weakenings] == [("test_quantity", "removed")]

@@ -63,7 +63,12 @@ def changed_tests(root: Path, test_paths: list[str]) -> tuple[dict[str, list[str
     """The test files the head's last commit adds or changes, each with the test ids it adds
     or changes (Python; other files: all of it, as `[]`); and whether it changes code too."""
     changes, code = _changes(root, test_paths)
-    return {path: ids for path, (ids, _) in changes.items()}, code
+    return _to_run(changes), code
+
+
+def _to_run(changes: dict[str, tuple[list[str], str | None]]) -> dict[str, list[str]]:
+    """The files with tests to run (a Python file whose tests were only removed has none)."""
+    return {path: ids for path, (ids, _) in changes.items() if ids or not path.endswith(".py")}
 
 
 def _changes(
@@ -90,7 +95,7 @@ def _changes(
             source = None
         base = _functions(source or "")
         changed = [name for name, code_of in head.items() if base.get(name) != code_of]
-        if changed:
+        if changed or set(base) - set(head):  # a test only removed is compared too
             tests[path] = (changed, source)
     return tests, code
 
@@ -140,7 +145,7 @@ def _command(root: Path, template: str, files: list[str]) -> tuple[dict[str, str
 def prove(root: Path, test_paths: list[str], command: str | None = None) -> Proof:
     """Break/fix and weakening for the head checked out at *root*."""
     changes, code_changed = _changes(root, test_paths)
-    tests = {path: ids for path, (ids, _) in changes.items()}
+    tests = _to_run(changes)
     weakenings = []
     for path, (_, base_source) in changes.items():
         if base_source is None:
