@@ -27,7 +27,13 @@ from agentfactory.core.observations import (
 )
 from agentfactory.core.phases import Phase, Stage, Verdict
 from agentfactory.core.pipeline import Decision, TaskView, decide
-from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, FailedCheck, PlanSummary
+from agentfactory.core.task import (
+    AgentTaskSpec,
+    AgentTaskStatus,
+    FailedCheck,
+    PlanSummary,
+    Proof,
+)
 from agentfactory.core.work import RunAttempt, Work
 
 if TYPE_CHECKING:
@@ -156,13 +162,16 @@ class Driver:
             )
         )
 
-    def ci(self, state: str = "success", failed: list[str] | None = None) -> Decision:
+    def ci(
+        self, state: str = "success", failed: list[str] | None = None, proof: Proof | None = None
+    ) -> Decision:
         head = self.status.head_sha or sha(0)
         return self.feed(
             CIFinished(
                 head_sha=head,
                 state=state,  # type: ignore[arg-type]
                 failed_checks=[FailedCheck(name=n, summary="boom") for n in failed or []],
+                proof=proof,
             )
         )
 

@@ -69,6 +69,29 @@ def test_the_pr_carries_the_plan_the_last_review_and_a_red_ci() -> None:
     assert pr_comments(green) == []
 
 
+def test_the_pr_carries_the_proof_of_the_fix_with_each_test_and_each_weakening() -> None:
+    from agentfactory.core.github import pr_comments
+    from agentfactory.core.task import AgentTaskStatus
+
+    status = AgentTaskStatus.model_validate({
+        "ci": {"state": "success", "headSHA": HEAD, "proof": {
+            "verdict": "proven", "required": True, "message": "1 tests fail on the base",
+            "baseSeconds": 0.41, "headSeconds": 0.38,
+            "tests": [{"test": "tests/test_cart.py::test_qty", "base": "failed",
+                       "head": "passed"}],
+            "weakenings": [{"file": "tests/test_cart.py", "test": "test_total",
+                            "kind": "constant", "message": "test_total asserts a constant",
+                            "line": 7}]}},
+    })  # fmt: skip
+    text = dict(pr_comments(status))[f"proof-{HEAD[:12]}"]
+    assert text.splitlines()[0] == (
+        f"**Tests that prove the fix on {HEAD[:12]}: proven (required): 1 tests fail on the base**"
+    )
+    assert "- `tests/test_cart.py::test_qty`: failed on the base, passed on the head" in text
+    assert "- ran 0.4 s on the base and 0.4 s on the head" in text
+    assert "- weakened `tests/test_cart.py` test_total (line 7): test_total asserts a" in text
+
+
 def test_an_escalation_waiting_for_a_person_mentions_who_should_look() -> None:
     from agentfactory.core.github import pr_comments
     from agentfactory.core.task import AgentTaskStatus

@@ -457,24 +457,36 @@ def test_a_fix_whose_tests_prove_nothing_goes_back_until_they_do(
     assert git(remote, "show", "main:tests/test_totals.py") == TOTALS.strip()
 
 
-def test_a_weakened_test_goes_back_to_the_implementer_with_the_finding(
+def test_a_weakened_test_goes_back_once_then_the_reviewer_and_a_person_weigh_it(
     tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The first weakened patch goes back with the finding; the second, still weakened, is
+    # shown to the code reviewer, then waits for a person, whose approval merges it.
     change = task_doc("fix-cart", "cart_total counts quantities.", ["shop/cart.py", "tests/**"])
     loosened = "self.assertEqual(cart_total([(250, 2)]), 500)"
     weaker = "self.assertIsNotNone(cart_total([(250, 2)]))"
     sessions = {("fix-cart", "implementer"): [
         implement(replace("tests/test_cart.py", loosened, weaker)),
-        implement(replace("tests/test_cart.py", weaker, loosened),
-                  replace("shop/cart.py", CART, CART_FIXED)),
+        implement(replace("shop/cart.py", CART, CART_FIXED)),
     ]}  # fmt: skip
-    run, code = pipeline(tmp_path, remote, monkeypatch, [change], sessions)
-    assert code == 0, "\n".join(run.lines)
-    status = run.status("fix-cart")
-    assert status.phase == Phase.MERGED
-    said = [h.message for h in status.history if h.reason == "CIFailed"]
-    assert said == ["CI failed: test-weakening"], said
-    told = run.router.openings["fix-cart", "implementer"][1]
-    assert "Cart.test_quantity now asserts that a value merely exists" in told
-    assert status.ci is not None and status.ci.proof is not None
-    assert not status.ci.proof.required, "a plain change's proof is advisory"
+    goals = {change["spec"]["goal"]: "fix-cart"}
+    router = Router(goals, sessions)
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [change], router)
+        assert run.factory().run() == 0, "\n".join(run.lines)
+        status = run.status("fix-cart")
+        assert status.phase == Phase.AWAITING_APPROVAL, status.message
+        said = [h.message for h in status.history if h.reason == "CIFailed"]
+        assert said == ["CI failed: test-weakening"], said
+        finding = "Cart.test_quantity now asserts that a value merely exists"
+        assert finding in run.router.openings["fix-cart", "implementer"][1]
+        assert finding in run.router.openings["fix-cart", "code-reviewer"][0]
+        assert finding in status.message and status.escalation.rules == ["test-weakening"]
+        assert any(line.strip().startswith("weakened `tests/test_cart.py` Cart.test_quantity")
+                   for line in run.lines), "\n".join(run.lines)  # fmt: skip
+        assert status.ci.proof is not None and not status.ci.proof.required, "advisory"
+        factory = run.factory()
+        factory.human("fix-cart", "approve", by="alice")
+        assert factory.run() == 0
+    assert run.status("fix-cart").phase == Phase.MERGED
+    assert weaker in git(remote, "show", "main:tests/test_cart.py"), "accepted as intended"

@@ -20,7 +20,7 @@ from agentfactory.core.observations import (
     VerdictGiven,
 )
 from agentfactory.core.phases import ACTIVE, Phase, Stage, Verdict
-from agentfactory.core.task import PlanSummary, Usage
+from agentfactory.core.task import PlanSummary, Proof, Usage, WeakenedTest
 from agentfactory.core.transitions import TRANSITIONS, Trigger
 from agentfactory.core.work import AwaitChecks, Merge
 
@@ -530,6 +530,70 @@ def test_a_park_rule_stops_before_ci_and_an_approval_resumes_at_ci() -> None:
     d.ci()
     d.verdict(Verdict.APPROVE)
     assert d.phase == P.MERGING, "the revision was approved once already"
+
+
+WEAKENED = Proof(
+    verdict="proven",
+    weakenings=[WeakenedTest(file="tests/test_cart.py", test="test_total", kind="constant",
+                             message="test_total now asserts a constant", line=4)],
+)  # fmt: skip
+
+
+def test_a_weakened_test_goes_back_once_then_waits_for_a_person_after_review() -> None:
+    d = Driver(factory=factory(escalation={"approvers": ["alice"]})).to(P.CI)
+    d.ci(proof=WEAKENED)
+    assert d.phase == P.IMPLEMENTING and d.status.reason == T.CI_FAILED
+    assert "test_total now asserts a constant" in (d.status.feedback or "")
+    assert d.status.ci is not None and d.status.ci.state == "failure"
+    assert [c.name for c in d.status.ci.failed_checks] == ["test-weakening"]
+    d.patch()
+    d.ci(proof=WEAKENED)  # still flagged: the reviewer and then a person weigh it
+    assert d.phase == P.CODE_REVIEW
+    record = d.status.escalation
+    assert record is not None and record.rules == ["test-weakening"]
+    assert record.matches[0].file == "tests/test_cart.py" and record.matches[0].line == 4
+    d.verdict(Verdict.APPROVE)
+    assert d.phase == P.AWAITING_APPROVAL
+    assert "test_total now asserts a constant" in (d.status.message or "")
+    d.human("approve", by="alice")
+    assert d.phase == P.MERGING
+
+
+def test_require_approval_weakening_is_not_sent_back_and_warn_only_records_it() -> None:
+    d = Driver(factory=factory(guardrails={"testWeakening": "requireApproval"})).to(P.CI)
+    d.ci(proof=WEAKENED)
+    assert d.phase == P.CODE_REVIEW and d.status.ci is not None
+    assert d.status.ci.state == "success"
+    d.verdict(Verdict.APPROVE)
+    assert d.phase == P.AWAITING_APPROVAL
+    warned = Driver(factory=factory(guardrails={"testWeakening": "warn"})).to(P.CI)
+    warned.ci(proof=WEAKENED)
+    warned.verdict(Verdict.APPROVE)
+    assert warned.phase == P.MERGING
+    assert warned.status.ci is not None and warned.status.ci.proof == WEAKENED
+
+
+def test_an_approval_given_before_ci_found_a_weakening_does_not_cover_it() -> None:
+    d = Driver(factory=factory(guardrails={"testWeakening": "requireApproval"}))
+    d.to(P.IMPLEMENTING)
+    d.patch(patch(("src/db.py", ["cursor.execute('DROP TABLE users')"])))
+    d.human("approve", by="bob")
+    d.admit()
+    d.ci(proof=WEAKENED)
+    d.verdict(Verdict.APPROVE)
+    assert d.phase == P.AWAITING_APPROVAL, "bob approved the drop, not the weakened test"
+
+
+def test_a_re_verification_after_the_base_moved_keeps_the_approval_of_a_weakening() -> None:
+    d = Driver(factory=factory(guardrails={"testWeakening": "requireApproval"})).to(P.CI)
+    d.ci(proof=WEAKENED)
+    d.verdict(Verdict.APPROVE)
+    d.human("approve", by="alice")
+    d.grant()
+    d.merged(outcome="base-moved", new_head_sha=sha(0xF00D), merged_sha=None)
+    assert d.phase == P.CI
+    d.ci(proof=WEAKENED)
+    assert d.phase == P.MERGING, "the same revision, already approved"
 
 
 def test_approve_with_nothing_waiting_is_ignored() -> None:

@@ -132,11 +132,10 @@ def ci_checks(spec: AgentTaskSpec, factory: FactorySpecSpec) -> list[Check]:
     return [c for c in [*factory.checks, *spec.checks] if c.name in required or c in spec.checks]
 
 
-def ci_observation(
-    status: AgentTaskStatus, report: CheckReport, weakening: str = "sendBack"
-) -> CIFinished:
+def ci_observation(status: AgentTaskStatus, report: CheckReport) -> CIFinished:
     """The CI verdict on the task's head from the checks' runs and, when the factory asks
-    for it, the proof that the patch's tests prove the fix and weaken none."""
+    for it, the proof that the patch's tests prove the fix (the core weighs any weakened
+    test by `guardrails.testWeakening`)."""
     failed = [
         FailedCheck(name=r.name, summary=r.output_tail[-2000:])
         for r in report.checks
@@ -145,10 +144,6 @@ def ci_observation(
     proof = report.proof
     if proof is not None and proof.required and proof.verdict != "proven":
         failed.append(FailedCheck(name="prove-fix", summary=proof.message[-2000:]))
-    if proof is not None and proof.weakenings and weakening == "sendBack":
-        said = "; ".join(f"{w.file}: {w.message}" for w in proof.weakenings)
-        said += "; keep the tests as strong as they were and fix the code instead"
-        failed.append(FailedCheck(name="test-weakening", summary=said[-2000:]))
     return CIFinished(
         head_sha=status.head_sha or "",
         state="failure" if failed else "success",

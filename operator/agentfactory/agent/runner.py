@@ -102,6 +102,10 @@ def render_contract(contract: HandoffContract, constitution: str | None) -> str:
             if contract.implementation
             else None,
         ),
+        (
+            "What CI found of the patch's tests (weigh every weakened test)",
+            contract.proof.lines() if contract.proof else None,
+        ),
         ("Objections to the previous attempt (address every one)", contract.feedback),
     ]
     return "\n\n".join(_section(title, body) for title, body in sections if body)

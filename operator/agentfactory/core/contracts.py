@@ -54,6 +54,7 @@ def contract_for(
         feedback=feedback if feedback is not None else status.feedback,
         plan=_plan(status),
         implementation=status.implementation if stage == Stage.CODE_REVIEW else None,
+        proof=status.ci.proof if stage == Stage.CODE_REVIEW and status.ci else None,
     )
 
 

@@ -467,11 +467,14 @@ class Guardrails(Model):
     skips in test files."""
     test_paths: list[Glob] = Field(default_factory=lambda: list(DEFAULT_TEST_PATHS), max_length=200)
     """Which files are tests, for `forbidTestWeakening`, `testWeakening` and `tests.proveFix`."""
-    test_weakening: Literal["sendBack", "warn"] = "sendBack"
+    test_weakening: Literal["sendBack", "requireApproval", "warn"] = "sendBack"
     """What a test weakened by structure (found in CI by comparing each changed test on base
     and head: an assertion made constant or looser, an expected value bent to the changed
-    code, an early return, a skip, a rename out of collection, a broadened exception) does:
-    `sendBack` fails CI and hands the findings to the implementer; `warn` records them."""
+    code, an early return, a skip, a rename out of collection, a broadened exception) does.
+    `sendBack` fails CI once and hands the findings to the implementer; a patch still flagged
+    after that goes on to code review and then waits in AwaitingApproval for a person, who
+    may accept it as intended. `requireApproval` waits for a person from the first flag.
+    `warn` records the findings for the code reviewer and the pull request only."""
 
     @property
     def protected(self) -> list[str]:

@@ -196,6 +196,11 @@ def pr_comments(
     if ci is not None and ci.state in ("failure", "timeout"):
         failed = "".join(f"\n- `{c.name}`: {c.summary[-500:]}" for c in ci.failed_checks)
         out.append((f"ci-{ci.head_sha[:12]}", f"**CI {ci.state} on {ci.head_sha[:12]}**{failed}"))
+    if ci is not None and ci.proof is not None:
+        lines = "".join(f"\n- {line}" for line in ci.proof.lines()[1:40])
+        out.append((f"proof-{ci.head_sha[:12]}",
+                    f"**Tests that prove the fix on {ci.head_sha[:12]}: {ci.proof.lines()[0]}**"
+                    f"{lines}"))  # fmt: skip
     if status.patches:
         where = status.patches[0].ref.rsplit("/", 1)[0]
         lines = "".join(f"\n- implement #{k.attempt}: `{k.sha[:12]}`"

@@ -177,6 +177,9 @@ class HandoffContract(Model):
     add first, the questions a person answered by approving)."""
     implementation: ImplementationNote | None = None
     """For the code reviewer: what the implementer said of the patch under review."""
+    proof: Proof | None = None
+    """For the code reviewer: what CI found of the patch's tests (which prove the fix on the
+    base and the head, and which were weakened)."""
 
 
 StopReason = Literal[

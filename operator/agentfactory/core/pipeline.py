@@ -29,7 +29,7 @@ from agentfactory.core.phases import (
     Stage,
     Verdict,
 )
-from agentfactory.core.policies.escalation import evaluate_escalation
+from agentfactory.core.policies.escalation import MAX_MATCHES_PER_RULE, evaluate_escalation
 from agentfactory.core.policies.guardrails import check_guardrails
 from agentfactory.core.step import (
     Decision,
@@ -42,7 +42,9 @@ from agentfactory.core.step import (
 )
 from agentfactory.core.task import (
     CIRecord,
+    EscalationMatch,
     EscalationRecord,
+    FailedCheck,
     Finding,
     GuardrailViolation,
     KeptPatch,
@@ -261,13 +263,12 @@ class _Step(Step):
             raise Ignored(f"stale CI attempt {obs.attempt}")
         if not self._add_usage(obs.usage):
             return
+        failed = [*obs.failed_checks, *self._weigh_weakenings(obs)]
+        state = "failure" if failed and obs.state == "success" else obs.state
         self.status.ci = CIRecord(
-            state=obs.state,
-            head_sha=obs.head_sha,
-            failed_checks=obs.failed_checks[:20],
-            proof=obs.proof,
+            state=state, head_sha=obs.head_sha, failed_checks=failed[:20], proof=obs.proof
         )
-        if obs.state == "success":
+        if state == "success":
             review = self.status.last_review
             reviewed = (
                 review is not None
@@ -287,14 +288,44 @@ class _Step(Step):
                 " on the head; check the CI system, then retry",
             )
             return
-        names = [check.name for check in obs.failed_checks]
+        names = [check.name for check in failed]
         self._enter(
             Stage.IMPLEMENT,
             T.CI_FAILED,
             f"CI failed: {', '.join(names) or 'unknown checks'}",
             "CI failed on your last patch; make these checks pass:\n"
-            + "\n".join(f"- {c.name}:\n{c.summary[-2000:]}" for c in obs.failed_checks[:20]),
+            + "\n".join(f"- {c.name}:\n{c.summary[-2000:]}" for c in failed[:20]),
         )
+
+    def _weigh_weakenings(self, obs: CIFinished) -> list[FailedCheck]:
+        """What the tests CI found weakened do under `guardrails.testWeakening`: the failed
+        check that sends them back, or nothing, having made them wait for a person after
+        review (an escalation of this revision), or recorded them only."""
+        proof, mode = obs.proof, self.factory.guardrails.test_weakening
+        if proof is None or not proof.weakenings or obs.state == "timeout" or mode == "warn":
+            return []
+        if mode == "sendBack" and not self.status.weakening_sent_back:
+            self.status.weakening_sent_back = True
+            said = "; ".join(f"{w.file}: {w.message}" for w in proof.weakenings)
+            said += "; keep the tests as strong as they were and fix the code instead"
+            return [FailedCheck(name="test-weakening", summary=said[-2000:])]
+        record = self.status.escalation
+        if record is None or record.revision != self.status.patch_revision:
+            record = EscalationRecord(revision=self.status.patch_revision)
+        if WEAKENING_RULE not in record.rules:  # a re-verification keeps its approval
+            found = [
+                EscalationMatch(rule=WEAKENING_RULE, action="RequireApproval", file=w.file,
+                                line=w.line, text=f"{w.test}: {w.message}"[:200])
+                for w in proof.weakenings[:MAX_MATCHES_PER_RULE]
+            ]  # fmt: skip
+            said = "; ".join(f"{WEAKENING_RULE} in {w.file}: {w.message}"
+                             for w in proof.weakenings[:5])  # fmt: skip
+            record.matches = [*record.matches, *found]
+            record.rules = [*record.rules, WEAKENING_RULE]
+            record.reason = "; ".join(part for part in (record.reason, said) if part)
+            record.approved_by = None  # whoever approved before had not seen the weakening
+        self.status.escalation = record
+        return []
 
     def _on_MergeFinished(self, obs: MergeFinished) -> None:  # noqa: N802
         self._require(P.MERGING)
@@ -450,6 +481,9 @@ class _Step(Step):
         self._move(T.SPEC_INVALID, P.FAILED, obs.message)
         self.actions.append(Notify(T.SPEC_INVALID.value, f"{self.name}: {obs.message}"))
 
+
+#: The escalation a weakened test that waits for a person is recorded under.
+WEAKENING_RULE = "test-weakening"
 
 #: Phases in which a person's request for changes sends the patch back to the implementer.
 CHANGEABLE = (P.CI, P.CODE_REVIEW, P.AWAITING_APPROVAL)

@@ -348,6 +348,19 @@ class Proof(StatusModel):
     head_seconds: float = 0.0
     """How long they ran on the head."""
 
+    def lines(self) -> list[str]:
+        """The record for people and for the code reviewer: the verdict, each test on the
+        base and the head, how long each side ran, and each weakened test."""
+        said = f": {self.message}" if self.message else ""
+        out = [f"{self.verdict} ({'required' if self.required else 'advisory'}){said}"]
+        out += [f"`{t.test}`: {t.base} on the base, {t.head} on the head" for t in self.tests]
+        if self.tests:
+            out.append(f"ran {self.base_seconds:.1f} s on the base and {self.head_seconds:.1f} s"
+                       " on the head")  # fmt: skip
+        out += [f"weakened `{w.file}` {w.test}" + (f" (line {w.line})" if w.line else "")
+                + f": {w.message}" for w in self.weakenings]  # fmt: skip
+        return out
+
 
 class CIRecord(StatusModel):
     """The CI state of the current head."""
@@ -511,7 +524,11 @@ class AgentTaskStatus(StatusModel):
     ci: CIRecord | None = None
     """CI of the current head."""
     escalation: EscalationRecord | None = None
-    """Escalation rules the current patch matched."""
+    """Escalation rules the current patch matched (and `test-weakening`, when CI found a
+    weakened test that waits for a person)."""
+    weakening_sent_back: bool = False
+    """CI already sent a patch back for weakened tests: under `guardrails.testWeakening:
+    sendBack`, a later patch still flagged waits for a person instead of going back again."""
     guardrail_violations: list[GuardrailViolation] = Field(default_factory=list)
     """Why the last patch was sent back."""
     feedback: str | None = None

@@ -284,6 +284,12 @@ class LocalFactory:
                 extra = f"  ({status.message})" if status.message else ""
             merged = f" {status.merged_sha[:12]}" if status.merged_sha else ""
             self.out(f"  {name:<22} {status.phase:<17}{merged}{extra}")
+            proof = status.ci.proof if status.ci else None
+            if proof is not None:
+                first, *rest = proof.lines()
+                self.out(f"    tests that prove the fix: {first}")
+                for line in rest:
+                    self.out(f"      {line}")
         self.out(f"statuses written to {status_dir}")
         report = self.state_dir / "report.html"
         report.write_text(self.report(), encoding="utf-8")

@@ -123,7 +123,7 @@ class Attempts:
         try:
             if stage == Stage.CI:
                 report = CheckReport.model_validate_json(outcome.result_json)
-                return ci_observation(task.status, report, factory.guardrails.test_weakening)
+                return ci_observation(task.status, report)
             result = AgentResult.model_validate_json(outcome.result_json)
             if metered is not None:  # the gateway's count, not the agent's word
                 result.usage = metered
