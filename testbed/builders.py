@@ -22,6 +22,8 @@ from agentfactory.core.observations import (
     Observation,
     PatchProduced,
     PlanProduced,
+    QueueConflict,
+    QueueRebased,
     StageFailed,
     VerdictGiven,
 )
@@ -174,6 +176,18 @@ class Driver:
                 proof=proof,
             )
         )
+
+    def rebuilt(self, head: int = 0x51, onto: int | None = 0x50,
+                ahead: tuple[str, ...] = ("first",)) -> Decision:  # fmt: skip
+        """The merge queue built the task's change on *onto* (None: the base)."""
+        return self.feed(QueueRebased(
+            from_sha=self.status.head_sha or sha(0), head_sha=sha(head),
+            onto=sha(onto) if onto is not None else None, ahead=list(ahead)))  # fmt: skip
+
+    def conflict(self, onto: int | None = None, ahead: tuple[str, ...] = ()) -> Decision:
+        return self.feed(QueueConflict(
+            from_sha=self.status.head_sha or sha(0), onto=sha(onto) if onto is not None else None,
+            ahead=list(ahead), message="app.py"))  # fmt: skip
 
     def grant(self) -> Decision:
         return self.feed(MergeSlotGranted())

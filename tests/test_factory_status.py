@@ -13,6 +13,7 @@ from testbed.builders import FACTORY, T0, merge
 from agentfactory.core.factory_status import factory_status
 from agentfactory.core.phases import Phase
 from agentfactory.core.scheduler import TaskInfo
+from agentfactory.core.task import QueuePlace
 
 GITHUB = {"repository": {"url": "https://github.com/o/r.git", "forge": "github"}}
 
@@ -71,7 +72,8 @@ def test_an_invalid_spec_sets_a_condition_with_the_field_and_the_fix() -> None:
 
 
 def test_task_counts_and_the_merge_queue() -> None:
-    tasks = [TaskInfo(name=n, factory="app", phase=p, merge_running=r, priority=o)
+    tasks = [TaskInfo(name=n, factory="app", phase=p, merge_running=r, priority=o,
+                      queue=QueuePlace(entered=T0) if p == Phase.MERGING else None)
              for n, p, r, o in (
         ("a", Phase.MERGED, False, 0), ("b", Phase.MERGING, True, 0),
         ("c", Phase.MERGING, False, 0), ("f", Phase.MERGING, False, 5),

@@ -140,6 +140,57 @@ def test_a_conflicting_base_is_reported_with_the_files(tmp_path: Path, remote: P
     assert f.branch_head("factory/greet") == head, "a failed rebase leaves the branch alone"
 
 
+def land_as(f: GitForge, task: str, head: str, method: str = "squash") -> MergeOutcome:
+    f.push_branch(f"factory/{task}", head)
+    return f.merge(task=task, branch=f"factory/{task}", head_sha=head, method=method,
+                   title=task, body="", delete_branch=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["squash", "merge"])
+def test_a_head_built_on_the_one_ahead_merges_after_it_without_a_rebase(
+    tmp_path: Path, remote: Path, method: str
+) -> None:
+    # The merge queue tests b on top of a; once a merged, the base holds exactly the tree b
+    # was built on, so b lands as verified (the same tree), not rebased for CI again.
+    f = forge(tmp_path, remote)
+    base, diff_a = diff_of(tmp_path, remote, "wa", {"a.py": "a = 1\n"})
+    _, diff_b = diff_of(tmp_path, remote, "wb", {"b.py": "b = 1\n"})
+    head_a = f.commit_patch(base, diff_a, "a")
+    alone_b = f.commit_patch(base, diff_b, "b")
+    built = f.rebase_onto(alone_b, upstream=base, onto=head_a)
+    assert built.head_sha is not None and f.merge_base(built.head_sha, head_a) == head_a
+    assert land_as(f, "a", head_a, method).outcome == "merged"
+    landed = land_as(f, "b", built.head_sha, method)
+    assert landed.outcome == "merged", landed.message
+    tree = git(remote, "rev-parse", "main^{tree}")
+    assert tree == git(remote, "rev-parse", f"{built.head_sha}^{{tree}}"), "the verified tree"
+
+
+def test_a_head_built_on_a_change_that_left_the_queue_is_rebuilt_on_the_base_alone(
+    tmp_path: Path, remote: Path
+) -> None:
+    f = forge(tmp_path, remote)
+    base, diff_a = diff_of(tmp_path, remote, "wa", {"a.py": "a = 1\n"})
+    _, diff_b = diff_of(tmp_path, remote, "wb", {"b.py": "b = 1\n"})
+    head_a = f.commit_patch(base, diff_a, "a")
+    built = f.rebase_onto(f.commit_patch(base, diff_b, "b"), upstream=base, onto=head_a)
+    assert built.head_sha is not None
+    again = f.rebase_onto(built.head_sha, upstream=head_a, onto=None)
+    assert again.head_sha is not None and f.git("rev-parse", f"{again.head_sha}^") == base
+    files = f.git("ls-tree", "--name-only", again.head_sha).split()
+    assert files == ["app.py", "b.py", "notes.txt"], "only its own change, on the base"
+
+
+def test_a_rebase_onto_a_conflicting_head_says_which_files(tmp_path: Path, remote: Path) -> None:
+    f = forge(tmp_path, remote)
+    base, diff_a = diff_of(tmp_path, remote, "wa", {"app.py": "x = 1\n"})
+    _, diff_b = diff_of(tmp_path, remote, "wb", {"app.py": "x = 2\n"})
+    head_a = f.commit_patch(base, diff_a, "a")
+    head_b = f.commit_patch(base, diff_b, "b")
+    built = f.rebase_onto(head_b, upstream=base, onto=head_a)
+    assert built.head_sha is None and "app.py" in built.message
+
+
 @pytest.mark.parametrize(
     ("prefix", "branch", "why"),
     [("factory/", "main", "is the base branch"), ("", "main", "is the base branch"),

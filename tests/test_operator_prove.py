@@ -5,9 +5,8 @@ the task's status."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import json
+from typing import TYPE_CHECKING
 
 from testbed.cluster import cluster, merged_tasks
 from testbed.fakes.anthropic_api import tool

@@ -4,6 +4,7 @@ limit, budget exhaustion, stale and duplicate results, and human actions."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,6 +15,8 @@ from agentfactory.core.observations import (
     CIFinished,
     PlanProduced,
     PullRequestOpened,
+    QueueRebased,
+    QueueSettled,
     SpecInvalid,
     StageFailed,
     UsageReported,
@@ -171,6 +174,8 @@ FIRE: dict[Trigger, Callable[[Driver], object]] = {
     T.HUMAN_CANCELLED: lambda d: d.human("cancel"),
     T.HUMAN_CHANGES_REQUESTED: lambda d: d.human("request-changes", feedback="rename total"),
     T.SPEC_INVALID: lambda d: d.feed(SpecInvalid(message="goal removed")),
+    T.QUEUE_REBASED: lambda d: d.rebuilt(head=0x61),
+    T.CI_HELD: lambda d: d.ci("failure", ["test"]),
 }
 
 
@@ -193,6 +198,8 @@ def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver],
             FIRE[T.BASE_MOVED](d)
 
         return ci_without_approval
+    if source == P.CI and trigger in (T.QUEUE_REBASED, T.CI_HELD, T.MERGE_CONFLICT):
+        return lambda d: (d.to(P.MERGING), d.rebuilt())  # verified in the merge queue
     if trigger == T.CI_PASSED_REVIEWED:
         return lambda d: (d.to(P.MERGING), FIRE[T.BASE_MOVED](d))
     if trigger == T.APPROVAL_REQUIRED:
@@ -214,6 +221,8 @@ def _fire(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], 
         return lambda d: d.human("approve")
     if trigger in (T.APPROVAL_REQUIRED, T.CI_PASSED_REVIEWED):
         return lambda d: d.ci() if source == P.CI else d.verdict(Verdict.APPROVE)
+    if trigger == T.MERGE_CONFLICT and source == P.CI:
+        return lambda d: d.conflict()
     return FIRE[trigger]
 
 
@@ -594,6 +603,63 @@ def test_a_re_verification_after_the_base_moved_keeps_the_approval_of_a_weakenin
     assert d.phase == P.CI
     d.ci(proof=WEAKENED)
     assert d.phase == P.MERGING, "the same revision, already approved"
+
+
+# -- the merge queue ---------------------------------------------------------------------
+
+
+def test_a_task_built_on_the_ones_ahead_is_verified_again_without_spending_retries() -> None:
+    d = Driver(factory=factory(retries={"perStage": 1})).to(P.MERGING)
+    assert d.status.queue is not None and d.status.queue.entered == d.clock
+    entered = d.status.queue.entered
+    decision = d.rebuilt(head=0x51, onto=0x50, ahead=("first",))
+    assert d.phase == P.CI and d.status.head_sha == sha(0x51)
+    assert PushBranch("factory/greet", sha(0x51)) in decision.actions
+    assert d.status.queue.onto == sha(0x50) and d.status.queue.ahead == ["first"]
+    assert "on top of first in the merge queue" in (d.status.message or "")
+    d.ci()
+    assert d.phase == P.MERGING, "the review of this revision stands"
+    assert d.status.queue.entered == entered, "it keeps its place"
+    d.rebuilt(head=0x52, onto=0x53)  # the one ahead was built again: so is this one
+    assert d.phase == P.CI, "not counted against perStage 1"
+    stale = d.feed(QueueRebased(from_sha=sha(0x51), head_sha=sha(0x54)))
+    assert stale.ignored == f"built from {sha(0x51)[:12]}, not the current head"
+
+
+def test_a_failure_on_top_of_others_is_held_until_they_merge_then_goes_back() -> None:
+    d = Driver().to(P.MERGING)
+    d.rebuilt()
+    d.ci("failure", ["test"])
+    assert d.phase == P.CI and d.status.attempt == 0 and d.status.reason == T.CI_HELD
+    assert d.decisions[-1].work is None, "nothing runs while it is held"
+    assert "held until they merge" in (d.status.message or "")
+    d.feed(QueueSettled())
+    assert d.phase == P.IMPLEMENTING and d.status.queue is None
+    assert "- test:\nboom" in (d.status.feedback or "")
+
+
+def test_a_conflict_with_the_one_ahead_waits_and_with_the_base_goes_back() -> None:
+    d = Driver().to(P.MERGING)
+    d.conflict(onto=0x50, ahead=("first",))
+    assert d.phase == P.MERGING and d.status.queue is not None
+    assert d.status.queue.conflict == sha(0x50)
+    assert "conflicts with first ahead in the merge queue" in (d.status.message or "")
+    d.conflict(onto=None)
+    assert d.phase == P.IMPLEMENTING and d.status.reason == T.MERGE_CONFLICT
+
+
+def test_leaving_the_queue_forgets_the_place_and_coming_back_queues_anew() -> None:
+    d = Driver().to(P.MERGING)
+    first = d.status.queue
+    d.grant()
+    d.merged(outcome="conflict", merged_sha=None)
+    assert d.phase == P.IMPLEMENTING and d.status.queue is None
+    d.patch()
+    d.ci()
+    d.clock += timedelta(minutes=3)
+    d.verdict(Verdict.APPROVE)
+    assert d.status.queue is not None and first is not None
+    assert d.status.queue.entered > first.entered
 
 
 def test_approve_with_nothing_waiting_is_ignored() -> None:

@@ -7,11 +7,12 @@ import itertools
 from datetime import timedelta
 
 import pytest
-from testbed.builders import T0, Driver, factory, patch
+from testbed.builders import T0, Driver, factory, patch, sha
 
 from agentfactory.core.observations import DependencyCycle
 from agentfactory.core.phases import Phase
-from agentfactory.core.scheduler import TaskInfo, find_cycles, ready_set, schedule
+from agentfactory.core.scheduler import Build, TaskInfo, find_cycles, ready_set, schedule
+from agentfactory.core.task import QueuePlace
 
 P = Phase
 
@@ -143,23 +144,89 @@ def test_without_exclusive_paths_overlap_is_allowed() -> None:
     assert len(kinds(tasks, **overrides)) == 2
 
 
+def queued(name: str, minute: int, phase: Phase = P.MERGING, *, head: int | None = None,
+           onto: int | None = None, ahead: tuple[str, ...] = (), built: bool = False,
+           **kwargs: object) -> TaskInfo:  # fmt: skip
+    place = QueuePlace(entered=T0 + timedelta(minutes=minute), ahead=list(ahead),
+                       onto=sha(onto) if onto is not None else None,
+                       built=built or onto is not None)  # fmt: skip
+    return info(name, phase, queue=place, head_sha=sha(head if head is not None else minute + 1),
+                **kwargs)  # fmt: skip
+
+
 def test_one_merge_at_a_time_in_queue_order() -> None:
-    queue = [
-        info("later", P.MERGING, phase_since=T0 + timedelta(minutes=5)),
-        info("earlier", P.MERGING, phase_since=T0),
-    ]
-    result = schedule({"app": factory()}, queue)
+    queue = [queued("later", 5), queued("earlier", 0)]
+    result = schedule({"app": factory(merge={"speculationDepth": 1})}, queue)
     assert [(n, o.kind) for n, o in result.observations] == [("earlier", "MergeSlotGranted")]
     assert result.merge_queue["app"] == ["earlier", "later"]
-    busy = [*queue, info("merging", P.MERGING, merge_running=True)]
-    assert kinds(busy) == []
+    assert result.builds == [], "one at a time: the one behind waits for its turn"
+    busy = [*queue, queued("merging", 9, merge_running=True)]
+    assert kinds(busy) == [], "never two merges at once, whatever the order"
+
+
+def test_the_queue_builds_each_task_on_the_one_ahead_one_place_per_pass() -> None:
+    queue = [queued("a", 0, head=1), queued("b", 1, head=2), queued("c", 2, head=3)]
+    result = schedule({"app": factory()}, queue)
+    assert [(n, o.kind) for n, o in result.observations] == [("a", "MergeSlotGranted")]
+    assert result.builds == [], "a's merge first finds whether the base moved under it"
+    queue[0] = queued("a", 0, P.CI, head=1, built=True)  # it had: a was rebuilt, in CI again
+    result = schedule({"app": factory()}, queue)
+    assert result.observations == []
+    assert result.builds == [Build("b", sha(2), None, sha(1), ("a",))]
+    # b was built on a (its new head 0x22): c follows on b's new head.
+    queue[1] = queued("b", 1, P.CI, head=0x22, onto=1, ahead=("a",))
+    again = schedule({"app": factory()}, queue)
+    assert again.builds == [Build("c", sha(3), None, sha(0x22), ("a", "b"))]
+    queue[2] = queued("c", 2, P.CI, head=0x33, onto=0x22, ahead=("a", "b"))
+    assert schedule({"app": factory()}, queue).builds == [], "the train stands"
+
+
+def test_only_the_speculation_depth_is_built_and_rebase_merges_build_nothing() -> None:
+    queue = [
+        queued("a", 0, head=1, built=True),
+        queued("b", 1, P.CI, head=2, onto=1, ahead=("a",)),
+        queued("c", 2, head=3),
+    ]
+    assert schedule({"app": factory(merge={"speculationDepth": 2})}, queue).builds == []
+    rebase = factory(merge={"method": "rebase"})
+    assert schedule({"app": rebase}, [queued("a", 0), queued("b", 1)]).builds == []
+
+
+def test_the_front_merges_only_once_everything_it_carries_has_merged() -> None:
+    front = queued("b", 1, head=2, onto=1, ahead=("a",))
+    merged_a = info("a", P.MERGED)
+    assert kinds([merged_a, front]) == [("b", "MergeSlotGranted")]
+    # a left the queue without merging (its CI failed): b carries a's change, so it is
+    # built again on the base alone, and c behind it on b's new head later.
+    sent_back = info("a", P.IMPLEMENTING)
+    behind = queued("c", 2, P.CI, head=3, onto=2, ahead=("a", "b"))
+    result = schedule({"app": factory()}, [sent_back, front, behind])
+    assert result.observations == []
+    assert result.builds == [Build("b", sha(2), sha(1), None, ())]
+
+
+def test_a_held_failure_is_settled_at_the_front_and_rebuilt_when_its_ahead_left() -> None:
+    held = queued("b", 1, P.CI, head=2, onto=1, ahead=("a",), held=True)
+    assert kinds([info("a", P.MERGED), held]) == [("b", "QueueSettled")]
+    assert kinds([queued("a", 0, P.CI, head=1, built=True), held]) == [], "a may be the cause"
+    result = schedule({"app": factory()}, [info("a", P.IMPLEMENTING), held])
+    assert result.builds == [Build("b", sha(2), sha(1), None, ())]
+
+
+def test_a_task_that_conflicts_with_the_one_ahead_waits_for_it() -> None:
+    conflicted = queued("b", 1, head=2)
+    assert conflicted.queue is not None
+    conflicted.queue.conflict = sha(1)
+    result = schedule({"app": factory()}, [queued("a", 0, head=1, built=True), conflicted])
+    assert result.builds == [] and [n for n, _ in result.observations] == ["a"]
 
 
 def test_factories_merge_independently() -> None:
     tasks = [
-        TaskInfo(name="a", factory="one", phase=P.MERGING, merge_running=True),
-        TaskInfo(name="b", factory="two", phase=P.MERGING),
-    ]
+        TaskInfo(name="a", factory="one", phase=P.MERGING, merge_running=True,
+                 queue=QueuePlace(entered=T0)),
+        TaskInfo(name="b", factory="two", phase=P.MERGING, queue=QueuePlace(entered=T0)),
+    ]  # fmt: skip
     result = schedule({"one": factory(), "two": factory()}, tasks)
     assert [(n, o.kind) for n, o in result.observations] == [("b", "MergeSlotGranted")]
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from testbed.instant import result
+from testbed.memory import MemoryStore, Said
 
 from agentfactory.core.executors import Absent, Outcome
 from agentfactory.core.factory import FactorySpecSpec, Repository
-from agentfactory.core.forges import MergeOutcome, PullRequest
+from agentfactory.core.forges import MergeOutcome, PullRequest, Rebased
 from agentfactory.core.github import ForgeCheck
 from agentfactory.core.phases import Phase
 from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
     from agentfactory.core.executors import Attempt, Launch, Observed
     from agentfactory.core.forges import Forge
-    from agentfactory.core.pipeline import Decision
 
 BASE = "b" * 40
 SPEC = AgentTaskSpec.model_validate({
@@ -99,6 +99,9 @@ class PaperForge:
         self.merged.append(head_sha)
         return MergeOutcome("merged", head_sha, merged_sha=sha("merge" + head_sha))
 
+    def rebase_onto(self, head_sha: str, *, upstream: str | None, onto: str | None) -> Rebased:
+        return Rebased(sha(f"{upstream}{head_sha}{onto or self.base}"))
+
     # A pull-request forge: the loop must find this by capability.
     def ensure_pull_request(self, branch: str, title: str, body: str) -> PullRequest:
         del title, body
@@ -140,45 +143,6 @@ class ScriptedExecutor:
 
 
 @dataclass
-class MemoryStore:
-    factory: FactorySpecSpec
-    records: dict[str, Record] = field(default_factory=dict)
-
-    def factories(self) -> dict[str, FactorySpecSpec]:
-        return {"paper": self.factory}
-
-    def tasks(self) -> list[Record]:
-        return list(self.records.values())
-
-    def task(self, name: str) -> Record | None:
-        return self.records.get(name)
-
-    async def write(self, record: Record, status: AgentTaskStatus) -> Record | None:
-        if self.records[record.name] is not record:
-            return None  # changed meanwhile
-        self.records[record.name] = Record(record.name, record.factory, record.spec, status)
-        return self.records[record.name]
-
-    async def fresh(self, name: str) -> Record | None:
-        return self.records.get(name)
-
-
-@dataclass
-class Said:
-    lines: list[str] = field(default_factory=list)
-
-    async def transitions(self, record: Record, decision: Decision) -> set[str]:
-        self.lines += [f"{record.name} {a} -> {b}" for a, _, b in decision.transitions]
-        return set()
-
-    async def warn(self, record: Record, reason: str, message: str) -> None:
-        self.lines.append(f"{record.name} ! {reason}: {message}")
-
-    def attempt_ended(self, stage: str, label: str, seconds: float | None) -> None:
-        self.lines.append(f"{stage} ended: {label}")
-
-
-@dataclass
 class Forges:
     registry: ForgeRegistry
     workdir: Path
@@ -212,7 +176,7 @@ async def test_a_forge_and_an_executor_registered_here_carry_a_task_to_merged(
         "repository": {"url": "paper://shop"},
         "checks": [{"name": "test", "command": "true"}],
     })  # fmt: skip
-    store = MemoryStore(factory, {"t": Record("t", "paper", SPEC, AgentTaskStatus())})
+    store = MemoryStore({"paper": factory}, {"t": Record("t", "paper", SPEC, AgentTaskStatus())})
     executor, said = ScriptedExecutor(), Said()
     loop = Reconciler(store, executor, Forges(registry, tmp_path), said,
                       now=lambda: datetime.now(UTC))  # fmt: skip
@@ -245,7 +209,7 @@ async def test_forge_checks_are_asked_of_a_forge_that_has_them(tmp_path: Path) -
                        "credentials": {"token": {"secretName": "gh"}}},
         "ci": {"source": "github-checks", "requiredChecks": ["test"]},
     })  # fmt: skip
-    store = MemoryStore(factory, {"t": Record("t", "paper", SPEC, AgentTaskStatus())})
+    store = MemoryStore({"paper": factory}, {"t": Record("t", "paper", SPEC, AgentTaskStatus())})
     executor, said = ScriptedExecutor(), Said()
     loop = Reconciler(store, executor, Forges(registry, tmp_path), said)
 

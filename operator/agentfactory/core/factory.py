@@ -444,6 +444,17 @@ class Merge(Model):
     AwaitingApproval."""
     delete_branch: bool = True
     """Delete the task branch after the merge."""
+    speculation_depth: int = Field(default=4, ge=1, le=50)
+    """How many tasks at the front of the merge queue are verified at once, each on top of
+    all those ahead of it (their CI runs side by side), so that each merges as verified when
+    those ahead have merged. A red one leaves the queue, and only those behind it restart.
+    1 verifies one task at a time on the base. `method: rebase` always verifies one at a
+    time (it replays the branch's commits, which would carry those ahead)."""
+
+    @property
+    def depth(self) -> int:
+        """The speculation depth in effect for the merge method."""
+        return 1 if self.method == "rebase" else self.speculation_depth
 
 
 BUILTIN_PROTECTED_PATHS = (".github/workflows/**",)
@@ -771,7 +782,8 @@ class FactorySpecStatus(StatusModel):
     tasks: TaskCounts = Field(default_factory=TaskCounts)
     """Task counts by phase."""
     merge_queue: list[str] = Field(default_factory=list)
-    """Tasks waiting to merge, in order."""
+    """The merge queue in merge order, without the task merging now: tasks waiting to merge,
+    and those being verified on top of the ones ahead (in CI)."""
     merging: str | None = None
     """The task merging now (at most one)."""
 

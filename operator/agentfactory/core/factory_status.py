@@ -73,7 +73,7 @@ def progress(tasks: Sequence[TaskInfo]) -> FactorySpecStatus:
     """The part of a factory's status its tasks decide: counts, merge queue, the merging task."""
     return FactorySpecStatus(
         tasks=_counts(tasks),
-        merge_queue=[t.name for t in merge_queue(tasks)],
+        merge_queue=[t.name for t in merge_queue(tasks) if not t.merge_running],
         merging=next((t.name for t in tasks if t.merge_running), None),
     )
 

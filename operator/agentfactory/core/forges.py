@@ -42,6 +42,16 @@ class MergeOutcome:
 
 
 @dataclass(frozen=True)
+class Rebased:
+    """A task's change replayed on another commit (the merge queue's speculation)."""
+
+    head_sha: str | None
+    """The new head; None when it conflicts."""
+    message: str = ""
+    """Which files conflict."""
+
+
+@dataclass(frozen=True)
 class Reviews:
     """What people said of one head on its pull request."""
 
@@ -80,6 +90,11 @@ class Forge(Protocol):
         self, *, task: str, branch: str, head_sha: str, method: str, title: str, body: str,
         delete_branch: bool,
     ) -> MergeOutcome: ...  # fmt: skip
+
+    def rebase_onto(self, head_sha: str, *, upstream: str | None, onto: str | None) -> Rebased:
+        """*head_sha*'s commits after *upstream* (None: after it left the base) replayed on
+        *onto* (None: the base), not pushed."""
+        ...
 
 
 @runtime_checkable

@@ -66,6 +66,40 @@ class MergeSlotGranted(Model):
     kind: Literal["MergeSlotGranted"] = "MergeSlotGranted"
 
 
+class QueueRebased(Model):
+    """The task's change was built on the one ahead of it in the merge queue (or on the
+    base), so that CI verifies it with every change that merges before it."""
+
+    kind: Literal["QueueRebased"] = "QueueRebased"
+    from_sha: str = Field(pattern=SHA_PATTERN)
+    """The head it was built from (a stale rebuild is recognised)."""
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    """The new head."""
+    onto: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """The head ahead it was built on (None: the base)."""
+    ahead: list[str] = Field(default_factory=list)
+    """The queued tasks whose changes the new head carries."""
+
+
+class QueueConflict(Model):
+    """The task's change does not apply on the head ahead of it (or on the base)."""
+
+    kind: Literal["QueueConflict"] = "QueueConflict"
+    from_sha: str = Field(pattern=SHA_PATTERN)
+    onto: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """The head it was to be built on (None: the base, a conflict of its own)."""
+    ahead: list[str] = Field(default_factory=list)
+    message: str = ""
+    """Which files conflict."""
+
+
+class QueueSettled(Model):
+    """Every task ahead of a task whose CI failed in the queue has merged: the failure is
+    its own."""
+
+    kind: Literal["QueueSettled"] = "QueueSettled"
+
+
 class PlanProduced(_StageResult):
     """The planner finished."""
 
@@ -182,6 +216,9 @@ Observation = Annotated[
     | DependencyCycle
     | Admitted
     | MergeSlotGranted
+    | QueueRebased
+    | QueueConflict
+    | QueueSettled
     | PlanProduced
     | VerdictGiven
     | PatchProduced

@@ -49,6 +49,7 @@ from agentfactory.core.task import (
     GuardrailViolation,
     KeptPatch,
     PullRequestRef,
+    QueuePlace,
     ReviewRecord,
 )
 from agentfactory.core.transitions import Trigger
@@ -69,6 +70,9 @@ if TYPE_CHECKING:
         PatchProduced,
         PlanProduced,
         PullRequestOpened,
+        QueueConflict,
+        QueueRebased,
+        QueueSettled,
         SpecInvalid,
         StageFailed,
         UsageReported,
@@ -288,6 +292,19 @@ class _Step(Step):
                 " on the head; check the CI system, then retry",
             )
             return
+        queue = self.status.queue
+        if queue is not None and queue.ahead:
+            # Its head carries the changes queued ahead of it: until they merge, the failure
+            # may be theirs. It waits; the scheduler settles it or builds it again.
+            names = ", ".join(check.name for check in failed) or "unknown checks"
+            self._move(T.CI_HELD, P.CI, f"CI failed ({names}) on top of {', '.join(queue.ahead)}"
+                       " ahead in the merge queue: held until they merge, to tell whose"
+                       " failure it is")  # fmt: skip
+            self.status.attempt = 0
+            return
+        self._ci_failed(failed)
+
+    def _ci_failed(self, failed: list[FailedCheck]) -> None:
         names = [check.name for check in failed]
         self._enter(
             Stage.IMPLEMENT,
@@ -296,6 +313,60 @@ class _Step(Step):
             "CI failed on your last patch; make these checks pass:\n"
             + "\n".join(f"- {c.name}:\n{c.summary[-2000:]}" for c in failed[:20]),
         )
+
+    # -- the merge queue ---------------------------------------------------------------
+
+    def _in_queue(self, from_sha: str) -> QueuePlace:
+        self._require(P.MERGING, P.CI)
+        queue = self.status.queue
+        if queue is None:
+            raise Ignored("not in the merge queue")
+        if from_sha != self.status.head_sha:
+            raise Ignored(f"built from {from_sha[:12]}, not the current head")
+        if self.phase == P.MERGING and self.status.attempt != 0:
+            raise Ignored(f"merge attempt {self.status.attempt} is already running")
+        return queue
+
+    def _on_QueueRebased(self, obs: QueueRebased) -> None:  # noqa: N802
+        queue = self._in_queue(obs.from_sha)
+        queue.onto, queue.ahead, queue.conflict = obs.onto, obs.ahead[:100], None
+        queue.built = True
+        if obs.head_sha == self.status.head_sha:
+            return  # nothing to replay: its place is recorded
+        self._cancel_live_stage()
+        self.status.head_sha = obs.head_sha
+        self.status.ci = None
+        branch = self.status.branch or self.factory.repository.branch_prefix + self.name
+        self.actions.append(PushBranch(branch, obs.head_sha))
+        on = f"on top of {', '.join(obs.ahead)}" if obs.ahead else "on the base"
+        self._enter(Stage.CI, T.QUEUE_REBASED, f"built {on} in the merge queue: verifying it"
+                    " with every change that merges before it", None, retry=False)  # fmt: skip
+
+    def _on_QueueConflict(self, obs: QueueConflict) -> None:  # noqa: N802
+        queue = self._in_queue(obs.from_sha)
+        if obs.onto is None:
+            self._cancel_live_stage()
+            self._enter(
+                Stage.IMPLEMENT,
+                T.MERGE_CONFLICT,
+                f"merge conflict with {self.factory.repository.base_branch}",
+                "Your branch conflicts with the base branch; rebase the change onto the"
+                f" current base and resolve the conflicts.\n{obs.message[-2000:]}",
+            )
+            return
+        if queue.conflict == obs.onto:
+            raise Ignored("the conflict is already recorded")
+        queue.conflict = obs.onto
+        ahead = obs.ahead[-1] if obs.ahead else "the task ahead"
+        self.status.message = (f"conflicts with {ahead} ahead in the merge queue"
+                               f" ({obs.message[:300]}): waits for it to merge")  # fmt: skip
+
+    def _on_QueueSettled(self, _: QueueSettled) -> None:  # noqa: N802
+        self._require(P.CI)
+        ci = self.status.ci
+        if self.status.attempt != 0 or ci is None or ci.state != "failure":
+            raise Ignored("no CI failure is held")
+        self._ci_failed(ci.failed_checks)
 
     def _weigh_weakenings(self, obs: CIFinished) -> list[FailedCheck]:
         """What the tests CI found weakened do under `guardrails.testWeakening`: the failed
@@ -360,6 +431,9 @@ class _Step(Step):
                 return
             self.status.head_sha = obs.new_head_sha
             self.status.ci = None
+            if self.status.queue is not None:  # the forge built it on the base itself
+                self.status.queue.onto, self.status.queue.ahead = None, []
+                self.status.queue.built = True
             # Neither this merge attempt nor the CI run it calls for failed, so the retry caps
             # do not count them: a task waiting behind others in a busy merge queue is not
             # failing. Other merges are what move the base, so the loop ends as the queue does.

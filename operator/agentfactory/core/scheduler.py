@@ -26,6 +26,7 @@ from agentfactory.core.observations import (
     DependencyCycle,
     MergeSlotGranted,
     Observation,
+    QueueSettled,
 )
 from agentfactory.core.phases import ACTIVE, LOCKING, Phase
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from agentfactory.core.factory import FactorySpecSpec
+    from agentfactory.core.task import QueuePlace
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -51,7 +53,13 @@ class TaskInfo:
     merge_running: bool = False
     """In Merging with a merge attempt under way (not just waiting in the queue)."""
     phase_since: datetime | None = None
-    """When the task entered its phase (merge queue order)."""
+    """When the task entered its phase."""
+    head_sha: str | None = None
+    """The task's head (what the one behind it in the merge queue is built on)."""
+    queue: QueuePlace | None = None
+    """Its place in the merge queue."""
+    held: bool = False
+    """Its CI failed in the merge queue and waits for those ahead to merge."""
 
 
 @dataclass
@@ -64,6 +72,22 @@ class Schedule:
     """Why a Pending or Queued task is still waiting, for its status message."""
     merge_queue: dict[str, list[str]] = field(default_factory=dict)
     """Per factory: tasks waiting to merge, in merge order."""
+    builds: list[Build] = field(default_factory=list)
+    """Queued tasks to build on the one ahead (or on the base), at most one per factory."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """Build *task*'s change on *onto* (the head of the task ahead; None: the base), carrying
+    the changes of *ahead*; the driver does it on the forge and reports `QueueRebased` or
+    `QueueConflict`."""
+
+    task: str
+    head_sha: str
+    upstream: str | None
+    """What its head was built on before (its own commits are those after it)."""
+    onto: str | None
+    ahead: tuple[str, ...]
 
 
 def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -197,7 +221,7 @@ def schedule(factories: Mapping[str, FactorySpecSpec], tasks: Sequence[TaskInfo]
         if spec is None:
             continue
         _admit(spec, members, out)
-        _grant_merge(factory_name, members, out)
+        _run_queue(spec, factory_name, members, out)
     return out
 
 
@@ -221,15 +245,54 @@ def _admit(spec: FactorySpecSpec, members: list[TaskInfo], out: Schedule) -> Non
 
 
 def merge_queue(members: Iterable[TaskInfo]) -> list[TaskInfo]:
-    """The factory's tasks waiting to merge, in merge order (priority, then time waiting)."""
+    """The factory's merge queue in merge order (priority, then when each joined): tasks
+    waiting to merge, and those verified again in it."""
     return sorted(
-        (t for t in members if t.phase == Phase.MERGING and not t.merge_running),
-        key=lambda t: (-t.priority, t.phase_since or _EPOCH, t.name),
+        (t for t in members if t.queue is not None and t.phase in (Phase.MERGING, Phase.CI)),
+        key=lambda t: (-t.priority, t.queue.entered if t.queue else _EPOCH, t.name),
     )
 
 
-def _grant_merge(factory_name: str, members: list[TaskInfo], out: Schedule) -> None:
+def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo],
+               out: Schedule) -> None:  # fmt: skip
+    """The speculative merge queue (as Zuul's gate): the first `merge.depth` tasks are each
+    verified on top of all those ahead of it, side by side; the front merges once what it
+    was built on has merged. A task built on changes that left the queue, or on a head that
+    has changed since, is built again; those behind follow, one place per pass. Nothing is
+    built on a front that joined the queue verified on the base as it was then, until its
+    merge has found whether the base moved (and rebuilt it if so)."""
     queue = merge_queue(members)
     out.merge_queue[factory_name] = [t.name for t in queue]
-    if queue and not any(t.merge_running for t in members):
-        out.observations.append((queue[0].name, MergeSlotGranted()))
+    merged = {t.name for t in members if t.phase == Phase.MERGED}
+    merging = any(t.merge_running for t in members)  # one merge at a time per factory
+    for place, task in enumerate(queue[: spec.merge.depth]):
+        assert task.queue is not None  # noqa: S101 - merge_queue keeps only queued tasks
+        before = queue[place - 1] if place else None
+        ahead = tuple(t.name for t in queue[:place])
+        onto = before.head_sha if before is not None else None
+        if before is not None and onto is None:
+            return
+        if _in_place(task.queue, ahead, onto, merged):
+            if place == 0 and task.held:
+                out.observations.append((task.name, QueueSettled()))
+            elif place == 0 and task.phase == Phase.MERGING and not merging:
+                out.observations.append((task.name, MergeSlotGranted()))
+            if not task.queue.built:
+                return  # its merge finds whether the base moved under it: then it is built
+            continue
+        if task.merge_running or task.head_sha is None:
+            return
+        if onto is not None and task.queue.conflict == onto:
+            return  # it cannot be built on that head: it waits for that task to merge
+        out.builds.append(Build(task.name, task.head_sha, task.queue.onto, onto, ahead))
+        return  # those behind it are built on its new head, in a later pass
+
+
+def _in_place(place: QueuePlace, ahead: tuple[str, ...], onto: str | None,
+              merged: set[str]) -> bool:  # fmt: skip
+    """Whether a queued task's head is built where it should be: on the head of the task
+    ahead, carrying exactly those ahead (at the front: nothing that has not merged)."""
+    unmerged = tuple(name for name in place.ahead if name not in merged)
+    if onto is None:
+        return not unmerged
+    return place.onto == onto and unmerged == ahead

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, TypeVar
 from agentfactory.core.actions import Action, CancelStage, Notify
 from agentfactory.core.conditions import ConditionType, set_condition
 from agentfactory.core.phases import ACTIVE, PHASE_OF_STAGE, Phase, Stage
-from agentfactory.core.task import MAX_HISTORY, AgentTaskSpec, AgentTaskStatus, HistoryEntry, Usage
+from agentfactory.core.task import (
+    MAX_HISTORY,
+    AgentTaskSpec,
+    AgentTaskStatus,
+    HistoryEntry,
+    QueuePlace,
+    Usage,
+)
 from agentfactory.core.transitions import IllegalTransitionError, Trigger, check_edge
 from agentfactory.core.work import Work, attempt_name, runs_as_attempt, work_for
 
@@ -138,6 +145,10 @@ class Step:
         self.status.history = history[dropped:]
         self.status.history_dropped += dropped
         self.status.phase = target
+        if target not in (P.MERGING, P.CI):  # out of the merge queue, if it was in it
+            self.status.queue = None
+        elif target == P.MERGING and self.status.queue is None:
+            self.status.queue = QueuePlace(entered=self.now)
         self.status.reason = trigger.value
         self.status.message = message or None
         if source != target:

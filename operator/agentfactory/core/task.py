@@ -209,6 +209,24 @@ def _attr(stage: Stage) -> str:
     return {"planReview": "plan_review", "codeReview": "code_review"}.get(stage.value, stage.value)
 
 
+class QueuePlace(StatusModel):
+    """A task's place in its factory's merge queue, from reaching Merging until it leaves
+    (merged, sent back, parked)."""
+
+    entered: datetime
+    """When it joined the queue: its order (after priority), kept while it is verified again."""
+    onto: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """The head of the task ahead its head was built on (None: the base)."""
+    ahead: list[str] = Field(default_factory=list, max_length=100)
+    """The queued tasks whose changes its head carries, nearest the front first: it merges
+    only after all of them."""
+    conflict: str | None = Field(default=None, pattern=SHA_PATTERN)
+    """The head ahead it could not be built on (a conflict): it waits for that one to merge."""
+    built: bool = False
+    """Its head was built in the queue (on the base as it was, or on the one ahead), so the
+    queue builds the ones behind it on that head."""
+
+
 class KeptPatch(StatusModel):
     """An implementer attempt's patch, kept on the remote whether or not it was accepted."""
 
@@ -526,6 +544,8 @@ class AgentTaskStatus(StatusModel):
     escalation: EscalationRecord | None = None
     """Escalation rules the current patch matched (and `test-weakening`, when CI found a
     weakened test that waits for a person)."""
+    queue: QueuePlace | None = None
+    """Its place in the factory's merge queue (Merging, or CI while verified there)."""
     weakening_sent_back: bool = False
     """CI already sent a patch back for weakened tests: under `guardrails.testWeakening:
     sendBack`, a later patch still flagged waits for a person instead of going back again."""

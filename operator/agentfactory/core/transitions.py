@@ -13,6 +13,8 @@
     NeedsAttention --HumanApproved--> Queued (a parked escalation, resumed at CI once admitted)
     Merging --MergeStarted--> Merging --Merged--> Merged
     Merging --MergeConflict--> Implementing        Merging --BaseMoved--> CI
+    Merging|CI --QueueRebased--> CI (built on the merge queue ahead)   CI --CIHeld--> CI
+    CI --MergeConflict--> Implementing (a queued change that no longer applies on the base)
     any active --RetriesExhausted|BudgetExhausted--> NeedsAttention
     NeedsAttention|Failed|Cancelled --HumanRetried--> Pending
     any open --HumanCancelled--> Cancelled         any open --SpecInvalid--> Failed
@@ -56,6 +58,8 @@ class Trigger(StrEnum):
     MERGE_STARTED = "MergeStarted"
     MERGED = "Merged"
     MERGE_CONFLICT = "MergeConflict"
+    QUEUE_REBASED = "QueueRebased"
+    CI_HELD = "CIHeld"
     BASE_MOVED = "BaseMoved"
     MERGE_UNVERIFIED = "MergeUnverified"
     MERGE_BLOCKED = "MergeBlocked"
@@ -103,6 +107,10 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     (P.MERGING, T.MERGED, P.MERGED),
     (P.MERGING, T.MERGE_CONFLICT, P.IMPLEMENTING),
     (P.MERGING, T.BASE_MOVED, P.CI),
+    (P.MERGING, T.QUEUE_REBASED, P.CI),
+    (P.CI, T.QUEUE_REBASED, P.CI),
+    (P.CI, T.CI_HELD, P.CI),
+    (P.CI, T.MERGE_CONFLICT, P.IMPLEMENTING),
     (P.MERGING, T.MERGE_UNVERIFIED, P.NEEDS_ATTENTION),
     (P.MERGING, T.MERGE_BLOCKED, P.NEEDS_ATTENTION),
     *[(phase, T.STAGE_RETRIED, phase) for phase in _STAGE_PHASES],

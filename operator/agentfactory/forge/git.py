@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agentfactory.core.forges import ForgeError, MergeOutcome
+from agentfactory.core.forges import ForgeError, MergeOutcome, Rebased
 from agentfactory.core.gitauth import token_env
 from agentfactory.core.names import DNS1123_LABEL, task_branch_refusal
 
@@ -199,7 +199,7 @@ class GitForge:
                 "error", head_sha, message=f"{branch} is at {current}, not the verified {head_sha}"
             )
         base = self.git("rev-parse", f"origin/{self.base_branch}")
-        if self.git("merge-base", base, head_sha) != base:
+        if not self._lands_verified(base, head_sha, method):
             return self._rebase(branch, head_sha, base)
         message = f"{title}\n\n{body}\n\n{TASK_TRAILER}: {task}\n{HEAD_TRAILER}: {head_sha}\n"
         self.git("checkout", "--quiet", "--detach", "--force", base)
@@ -221,6 +221,37 @@ class GitForge:
         if delete_branch:
             self.delete_branch(branch)
         return MergeOutcome("merged", head_sha, merged_sha=merged)
+
+    def _lands_verified(self, base: str, head_sha: str, method: str) -> bool:
+        """Whether merging *head_sha* into *base* now yields exactly the tree CI verified:
+        always when the base has not moved; also when it moved by the very changes the head
+        was built on (the merge queue built it on the ones ahead, which have merged since).
+        A rebase replays the branch's commits, so there the base must not have moved."""
+        if self.git("merge-base", base, head_sha) == base:
+            return True
+        if method == "rebase":
+            return False
+        merged = self._run("merge-tree", "--write-tree", base, head_sha)
+        verified = self.git("rev-parse", f"{head_sha}^{{tree}}")
+        return merged.returncode == 0 and merged.stdout.split("\n", 1)[0].strip() == verified
+
+    def rebase_onto(self, head_sha: str, *, upstream: str | None, onto: str | None) -> Rebased:
+        """*head_sha*'s own commits (those after *upstream*; None: after where it left the
+        base) replayed on *onto* (None: the base), in the operator's clone; nothing pushed.
+        A conflict leaves nothing behind and names the files."""
+        self.sync()
+        base = self.git("rev-parse", f"origin/{self.base_branch}")
+        since = upstream or self.git("merge-base", head_sha, base)
+        target = onto or base
+        self.git("checkout", "--quiet", "--detach", "--force", head_sha)
+        rebased = self._run("rebase", "--quiet", "--onto", target, since)
+        if rebased.returncode != 0:
+            conflicted = self.git("diff", "--name-only", "--diff-filter=U", check=False)
+            self.git("rebase", "--abort", check=False)
+            where = f"{target[:12]}" + (" (the base)" if onto is None else "")
+            return Rebased(None, f"replaying it on {where} conflicts in:"
+                                 f" {conflicted or 'unknown files'}")  # fmt: skip
+        return Rebased(self.git("rev-parse", "HEAD"))
 
     def _rebase(self, branch: str, head_sha: str, base: str) -> MergeOutcome:
         self.git("checkout", "--quiet", "--detach", "--force", head_sha)

@@ -8,8 +8,9 @@ directory (as a cluster keeps it in the resource), stage attempts run as sandbox
 Work is derived from the saved status, not from a queue, so a run killed at any moment and
 started again on the same state directory re-runs the interrupted attempt under the same
 name and continues; the forge recognises a merge that already landed, so none lands twice.
-Admission follows `concurrency` and path locks; each pass runs every admitted task's stage
-in turn, highest priority first.
+Admission follows `concurrency` and path locks; each pass launches every admitted task's
+stage, highest priority first, and they run side by side (up to the machine's cores) while
+the loop goes on: a pass that moves nothing waits for the next attempt to end.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from agentfactory.core.scheduler import find_cycles
 from agentfactory.core.task import AgentTask, AgentTaskStatus
 from agentfactory.forge.registry import build_forge
 from agentfactory.gateway.running import LoopbackGateway
-from agentfactory.local.executor import LocalExecutor
+from agentfactory.local.executor import LocalExecutor, attempt_pool
 from agentfactory.local.parts import Executors, FileStore, Forges, Lines
 from agentfactory.local.progress import Progress
 from agentfactory.local.state import StateStore
@@ -99,6 +100,9 @@ class LocalFactory:
         self.gateway = LoopbackGateway() if self.replay_dir is None else None
         # A live table when a person watches the terminal this run prints to.
         self.progress = Progress(self.out, terminal=self.terminal)
+        # Stages of different tasks run side by side, as many as the machine has cores (each
+        # factory's concurrency.maxActiveTasks bounds its own tasks).
+        self.pool = attempt_pool(os.cpu_count() or 1)
         self.store = StateStore(self.state_dir)
         self._load()
 
@@ -172,6 +176,7 @@ class LocalFactory:
             say=self.out,
             progress=self.progress,
             gateway=self.gateway,
+            pool=self.pool,
         )
         self.factories[name] = Factory(spec, forge, executor)
 
@@ -196,18 +201,34 @@ class LocalFactory:
         """Pass until nothing can move; print the outcome; 1 if any task needs a person."""
         try:
             asyncio.run(self._run())
+        except BaseException:  # Ctrl-C: the sandboxes run in sessions of their own
+            for factory in self.factories.values():
+                factory.executor.stop()
+            raise
         finally:
             if self.gateway is not None:
                 self.gateway.stop()
         return self.finish()
 
     async def _run(self) -> None:
-        while await self.reconciler.step():
+        while await self._step():
             pass
 
+    async def _step(self) -> bool:
+        """One pass, or when nothing moved, the end of a running attempt (whose outcome the
+        next pass reads); False when nothing could move and nothing runs."""
+        if await self.reconciler.step():
+            return True
+        running = [f for factory in self.factories.values() for f in factory.executor.running()]
+        if not running:
+            return False
+        await asyncio.wait([asyncio.wrap_future(f) for f in running],
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        return True
+
     def step(self) -> bool:
-        """One pass; False when nothing could move."""
-        return asyncio.run(self.reconciler.step())
+        """One pass (or the end of a running attempt); False when nothing could move."""
+        return asyncio.run(self._step())
 
     @cached_property
     def reconciler(self) -> Reconciler:

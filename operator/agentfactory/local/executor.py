@@ -15,22 +15,22 @@ The network is shared in both cases: the agent must reach the model API.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agentfactory.core.executors import Absent, Outcome
+from agentfactory.core.executors import Absent, Outcome, Running
 from agentfactory.core.handoff import (
     CHECK_LIST,
     OUTPUT_CAP,
@@ -73,6 +73,11 @@ _HIDDEN = (
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
+def attempt_pool(workers: int) -> ThreadPoolExecutor:
+    """Threads to run *workers* attempts side by side (each waits on its sandbox process)."""
+    return ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="attempt")
+
+
 def runtime_paths() -> list[str]:
     """What a sandbox needs to run `python -m agentfactory`: the interpreter and the package."""
     candidates = {sys.prefix, sys.base_prefix, str(Path(sys.executable).parent), str(PACKAGE_ROOT)}
@@ -97,23 +102,46 @@ class LocalExecutor:
     gateway: LoopbackGateway | None = None
     """The model gateway agents reach the model through (None: they get the key itself, as
     with replays, which call no model)."""
+    pool: ThreadPoolExecutor = field(default_factory=lambda: attempt_pool(1))
+    """Where attempts run, side by side up to its workers (shared by a run's factories)."""
     _warned: bool = field(default=False, init=False)
-    _ended: dict[str, Outcome] = field(default_factory=dict, init=False)
-    """Attempts run in this process, by name (one killed with the process runs again)."""
+    _attempts: dict[str, Future[Outcome]] = field(default_factory=dict, init=False)
+    """Attempts run by this process, by name (one killed with the process runs again)."""
+    _processes: set[subprocess.Popen[bytes]] = field(default_factory=set, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    # -- the Executor protocol: an attempt runs to its end when it is launched ------------
+    # -- the Executor protocol: an attempt runs in the pool; the loop goes on meanwhile ----
 
     async def launch(self, launch: Launch) -> None:
-        self._ended[launch.attempt.pod] = await asyncio.to_thread(self._run_attempt, launch)
+        self._attempts[launch.attempt.pod] = self.pool.submit(self._run_attempt, launch)
 
     async def observe(self, attempt: Attempt) -> Observed:
-        return self._ended.get(attempt.pod, Absent())
+        future = self._attempts.get(attempt.pod)
+        if future is None:
+            return Absent()
+        if not future.done():
+            return Running()
+        if future.exception() is not None:  # said once; the next pass runs it again
+            del self._attempts[attempt.pod]
+        return future.result()
 
     async def remove(self, attempt: Attempt, *, keep: bool = False) -> None:
         """Forget the attempt; its directory stays under the state directory as the record
-        (a rerun of the same attempt starts it clean)."""
+        (a rerun of the same attempt starts it clean). One still running is left to end on
+        its own deadline, its outcome unread."""
         del keep
-        self._ended.pop(attempt.pod, None)
+        self._attempts.pop(attempt.pod, None)
+
+    def running(self) -> list[Future[Outcome]]:
+        """The attempts that have not ended yet."""
+        return [future for future in self._attempts.values() if not future.done()]
+
+    def stop(self) -> None:
+        """Kill every running sandbox (the run is stopping; a rerun starts them again)."""
+        with self._lock:
+            for proc in self._processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
     def _run_attempt(self, launch: Launch) -> Outcome:
         pod = launch.attempt.pod
@@ -289,7 +317,11 @@ class LocalExecutor:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p
         )
-        argv = self._confine(command, workspace=workspace, base=base)
+        # Limits through prlimit, not a preexec_fn, which may deadlock a process whose other
+        # threads (the other attempts, the gateway) hold a lock when it forks.
+        limits = ["prlimit", f"--as={self.memory_bytes}", "--nofile=4096", f"--fsize={2 << 30}",
+                  "--"]  # fmt: skip
+        argv = [*limits, *self._confine(command, workspace=workspace, base=base)]
         proc = subprocess.Popen(  # noqa: S603 - argv built here
             argv,
             cwd=workspace,
@@ -297,8 +329,9 @@ class LocalExecutor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=self._limits,
         )
+        with self._lock:
+            self._processes.add(proc)
         lines: list[str] = []
 
         def read() -> None:  # the log as it comes, so that heartbeats show while it runs
@@ -321,12 +354,9 @@ class LocalExecutor:
         reader.join(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+        with self._lock:
+            self._processes.discard(proc)
         return code, "".join(lines)
-
-    def _limits(self) -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 30, 2 << 30))
 
     def _confine(self, command: list[str], *, workspace: Path, base: Path) -> list[str]:
         """bubblewrap's argv around *command*. The environment is the process's own, never

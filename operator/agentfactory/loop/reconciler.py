@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 from agentfactory.core.actions import CancelStage, Notify, PushBranch
 from agentfactory.core.executors import Attempt
 from agentfactory.core.forges import ForgeError
-from agentfactory.core.observations import SpecInvalid
+from agentfactory.core.observations import QueueConflict, QueueRebased, SpecInvalid
 from agentfactory.core.phases import Phase
 from agentfactory.core.pipeline import Decision, TaskView, decide
-from agentfactory.core.scheduler import TaskInfo, schedule
+from agentfactory.core.scheduler import Build, TaskInfo, schedule
 from agentfactory.core.task import AgentTaskSpec, Scope
 from agentfactory.core.work import Merge, RunAttempt, work_for
 from agentfactory.loop.attempts import Attempts
@@ -62,6 +62,12 @@ def task_info(record: Record) -> TaskInfo:
         created=record.created,
         merge_running=status.phase == Phase.MERGING and status.attempt > 0,
         phase_since=status.last_transition_time,
+        head_sha=status.head_sha,
+        queue=status.queue,
+        held=status.phase == Phase.CI
+        and status.attempt == 0
+        and status.ci is not None
+        and status.ci.state == "failure",
     )
 
 
@@ -111,6 +117,8 @@ class Reconciler:
                 moved |= not (
                     await self.apply(found, factories[found.factory], observation)
                 ).ignored
+        for build in result.builds:
+            moved |= await self._build(build, factories)
         if moved:
             return True
         await self._show_waiting(result.waiting)
@@ -151,6 +159,29 @@ class Reconciler:
             return not (await self.apply(task, factory, merged)).ignored
         verdict = await self.sync.checks(task, factory, work)
         return verdict is not None and not (await self.apply(task, factory, verdict)).ignored
+
+    async def _build(self, build: Build, factories: dict[str, FactorySpecSpec]) -> bool:
+        """Build a queued task's change where the merge queue wants it, and tell the core."""
+        task = self.store.task(build.task)
+        if task is None or task.status.head_sha != build.head_sha:
+            return False  # it moved since the schedule was made: the next pass sees it
+        factory = factories[task.factory]
+        forge = await self.forges.forge(task.factory, factory)
+        try:
+            built = await asyncio.to_thread(forge.rebase_onto, build.head_sha,
+                                            upstream=build.upstream, onto=build.onto)  # fmt: skip
+        except ForgeError as exc:
+            await self._stuck(task, exc)
+            return False
+        ahead = list(build.ahead)
+        observation: Observation = (
+            QueueRebased(from_sha=build.head_sha, head_sha=built.head_sha, onto=build.onto,
+                         ahead=ahead)
+            if built.head_sha is not None
+            else QueueConflict(from_sha=build.head_sha, onto=build.onto, ahead=ahead,
+                               message=built.message)
+        )  # fmt: skip
+        return not (await self.apply(task, factory, observation)).ignored
 
     async def _show_waiting(self, waiting: dict[str, str]) -> None:
         """Say in a waiting task's status what it waits for (a status write, not a
