@@ -167,6 +167,24 @@ def test_a_moved_base_is_merged_into_the_branch_and_goes_back_to_ci(
     assert done.outcome == "merged"
 
 
+def test_a_head_the_queue_built_on_the_one_ahead_lands_as_verified_after_it(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    f = forge(github, tmp_path / "op")
+    ahead, _ = open_pr(github, f)
+    behind = github.commit(REPO, ahead, "OTHER.md", "behind\n", "behind: on top of notes")
+    github.push(REPO, "factory/behind", behind)
+    f.ensure_pull_request("factory/behind", "behind", "contract")
+    assert merge(f, ahead).outcome == "merged"
+    landed = merge(f, behind, task="behind", branch="factory/behind")
+    assert landed.outcome == "merged", landed.message
+    main = github.head_of(REPO, "main")
+    assert git(tmp_path / "github" / f"{REPO}.git", "rev-parse", f"{main}^{{tree}}") == git(
+        tmp_path / "github" / f"{REPO}.git", "rev-parse", f"{behind}^{{tree}}"
+    ), "exactly the tree CI verified"
+    assert not [c for c in github.calls if c[1].endswith("/update-branch")], "no update, no CI"
+
+
 def test_a_conflict_is_reported_not_forced(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
     head, _ = open_pr(github, f, "ours\n")

@@ -300,7 +300,9 @@ class GitHubForge(GitForge):
                     return self._moved(branch, head_sha, pull.head.sha)
                 return MergeOutcome("error", head_sha, message=f"{branch} is at {pull.head.sha},"
                                     f" not the verified {head_sha}")  # fmt: skip
-            if repo.compare(self.base_branch, head_sha).behind_by > 0:
+            if repo.compare(self.base_branch, head_sha).behind_by > 0 and not self._verified(
+                head_sha, method
+            ):
                 return self._update(pull.number, branch, head_sha)
             if self._mergeable(pull.number) is False:
                 return MergeOutcome("conflict", head_sha, message="GitHub reports a conflict")
@@ -311,6 +313,14 @@ class GitHubForge(GitForge):
             return _merge_refused(f"merging {branch}", exc, head_sha, method)
         self._delete(branch, delete_branch)
         return MergeOutcome("merged", head_sha, merged_sha=status.sha)
+
+    def _verified(self, head_sha: str, method: str) -> bool:
+        """Whether merging *head_sha* into the base as it is now yields exactly the tree CI
+        verified (the merge queue built it on changes that have merged since), computed in
+        the operator's clone as GitHub's merge computes it."""
+        self.sync()
+        base = self.git("rev-parse", f"origin/{self.base_branch}")
+        return self._lands_verified(base, head_sha, method)
 
     def _mergeable(self, number: int) -> bool | None:
         """Whether GitHub can merge the PR. GitHub answers null while it computes that after
