@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.fakes.anthropic_api import Fail, Reply, tool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ROOT = Path(__file__).parent.parent
 CHECK = "python3 -m unittest discover -q"
@@ -109,6 +112,8 @@ class Router:
     current: dict[tuple[str, str], list[Reply]] = field(default_factory=dict)
     started: list[tuple[str, str]] = field(default_factory=list)
     openings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    on_start: Callable[[tuple[str, str]], None] | None = None
+    """Called with (task, role) as each session starts (from the fake's request thread)."""
 
     def __call__(self, body: dict[str, Any]) -> Reply | Fail:
         # The builtin runner's system prompt is the role's; Claude Code appends the role's to
@@ -130,6 +135,8 @@ class Router:
             self.current[key] = list(script)
             self.started.append(key)
             self.openings.setdefault(key, []).append(opening)
+            if self.on_start is not None:
+                self.on_start(key)
         if not self.current[key]:
             return Fail(500, f"the test's {role} session for {task} has no more replies")
         return self.current[key].pop(0)

@@ -8,6 +8,7 @@ and a run killed with SIGKILL that resumes without losing or duplicating anythin
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,46 @@ def pipeline(
 def trailers(run: Run) -> list[str]:
     return [line.split(": ")[1] for message in run.main_log() for line in message.splitlines()
             if line.startswith("Agentfactory-Task: ")]  # fmt: skip
+
+
+def test_admitted_tasks_run_their_stages_side_by_side(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # discount's planner (the first to start: passes go by name) answers only once
+    # fix-cart's has started: one after the other, fix-cart's would never start meanwhile.
+    discount = task_doc("discount", "SAVE10 takes 10% off.", ["shop/pricing.py"])
+    release, both = threading.Event(), threading.Event()
+    held = [Reply([tool("submit_plan", summary="Do it.", steps=["Change the code"])],
+                  hold=release)]  # fmt: skip
+    sessions = {
+        ("discount", "planner"): [held],
+        ("fix-cart", "implementer"): [FIX],
+        ("discount", "implementer"): [implement(
+            replace("shop/pricing.py", "DISCOUNTS = {}", 'DISCOUNTS = {"SAVE10": 10}'))],
+    }  # fmt: skip
+    goals = {t["spec"]["goal"]: t["metadata"]["name"] for t in (FIX_CART, discount)}
+
+    def started(key: tuple[str, str]) -> None:
+        if key == ("fix-cart", "planner"):
+            both.set()
+
+    router = Router(goals, sessions, on_start=started)
+    overlapped: list[bool] = []
+
+    def watch() -> None:  # on failure, release the held plan after a while, to end the run
+        overlapped.append(both.wait(timeout=300))
+        release.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART, discount], router,
+                    concurrency={"maxActiveTasks": 2}, checks=IMPORTS)  # fmt: skip
+        code = run.factory().run()
+    watcher.join()
+    assert overlapped == [True], "fix-cart's planner started while discount's was answering"
+    assert code == 0, "\n".join(run.lines)
+    assert sorted(trailers(run)) == ["discount", "fix-cart"]
 
 
 def test_the_happy_path_merges_in_dependency_order(
