@@ -45,13 +45,14 @@ class TreeCI:
     seconds: float = 0.0
     runs: list[tuple[str, str]] = field(default_factory=list)
     """(task, head) of every CI run started."""
-    _pending: dict[str, tuple[asyncio.Task[None] | None, Outcome]] = field(default_factory=dict)
+    _pending: dict[str, tuple[asyncio.Task[None] | None, Outcome | None]] = field(
+        default_factory=dict
+    )
 
     async def launch(self, launch: Launch) -> None:
         attempt = launch.attempt
         if attempt.stage != Stage.CI:
-            self._pending[attempt.pod] = (asyncio.create_task(asyncio.Event().wait()),
-                                          Outcome(None))  # fmt: skip
+            self._pending[attempt.pod] = (None, None)  # runs for ever
             return
         self.runs.append((attempt.task, launch.ref))
         listed = await asyncio.create_subprocess_exec(
@@ -70,7 +71,9 @@ class TreeCI:
         if attempt.pod not in self._pending:
             return Absent()
         wait, outcome = self._pending[attempt.pod]
-        return outcome if wait is None or wait.done() else Running()
+        if outcome is None or (wait is not None and not wait.done()):
+            return Running()
+        return outcome
 
     async def remove(self, attempt: Attempt, *, keep: bool = False) -> None:
         del keep
@@ -80,8 +83,7 @@ class TreeCI:
 
     def running(self) -> list[asyncio.Task[None]]:
         """The CI runs still going (agents' attempts, which never end, are not waited on)."""
-        return [w for w, o in self._pending.values()
-                if w is not None and not w.done() and o.result_json is not None]  # fmt: skip
+        return [w for w, _ in self._pending.values() if w is not None and not w.done()]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from testbed.scripts import (
     CART,
     CART_FIXED,
     Router,
-    claude_code_edit,
+    claude_code_verdict,
     factory_doc,
     implement,
     replace,
@@ -403,49 +403,35 @@ def test_a_model_key_the_api_refuses_parks_at_once_as_a_set_up_error(
     assert status.attempts.plan == 1, "one attempt, not the retry caps' worth"
 
 
-def test_each_role_runs_on_its_engine_locally(
+def test_each_role_runs_on_its_engine_and_no_sandbox_holds_the_model_key(
     tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The planners on the builtin runner, the implementer on Claude Code, the code reviewer
-    # a contract-only agent image's command (run on this machine: there is no image runtime).
-    workspace = tmp_path / "state" / "sandboxes" / "shop" / "attempts" / "fix-cart-implement-1"
-    workspace /= "workspace"
-    sessions = {("fix-cart", "implementer"): [
-        claude_code_edit("shop/cart.py", CART, CART_FIXED, root=str(workspace))]}  # fmt: skip
+    # The planner on the builtin runner, the plan reviewer a contract-only agent image's
+    # command (run on this machine: there is no image runtime), the code reviewer Claude Code,
+    # and the implementer a compromised image that prints everything it can read (every
+    # process's environment and command line, its inputs, home and /tmp) before its work.
+    search = CONTRACT_ONLY.parent / "look-for-secrets.sh"
     image = {"engine": "image", "image": "registry.example.test/contract-only:1",
              "command": ["/bin/sh", str(CONTRACT_ONLY)]}  # fmt: skip
-    agents = {"roles": {"implementer": {"engine": "claude-code"}, "codeReviewer": image}}
-    run, code = pipeline(tmp_path, remote, monkeypatch, [FIX_CART], sessions, agents=agents)
-    assert code == 0, "\n".join(run.lines)
-    assert run.status("fix-cart").phase == Phase.MERGED
-    assert [role for _, role in run.router.started] == ["planner", "plan-reviewer", "implementer"]
-    assert git(remote, "show", "main:shop/cart.py").endswith(CART_FIXED)
-    attempts = tmp_path / "state" / "sandboxes" / "shop" / "attempts"
-    assert (
-        "code-reviewer working on"
-        in (attempts / "fix-cart-code-review-1" / "engine.log").read_text()
-    )
-    assert (
-        "[heartbeat] implementer turn 3/"
-        in (attempts / "fix-cart-implement-1" / "agent.log").read_text()
-    )
-
-
-def test_no_sandbox_holds_the_model_key_and_the_gateway_charges_each_attempt(
-    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The implementer is a compromised image that prints everything it can read: every
-    # process's environment and command line, its inputs, home and /tmp.
-    search = CONTRACT_ONLY.parent / "look-for-secrets.sh"
     hostile = {"engine": "image", "image": "registry.example.test/hostile:1",
                "command": ["/bin/sh", str(search)]}  # fmt: skip
+    agents = {"roles": {"planReviewer": image, "implementer": hostile,
+                        "codeReviewer": {"engine": "claude-code"}}}  # fmt: skip
+    sessions = {("fix-cart", "code-reviewer"): [claude_code_verdict()]}
     goals = {FIX_CART["spec"]["goal"]: "fix-cart"}
-    with FakeAnthropic([Router(goals, {})], repeat_last=True) as fake:
-        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], Router(goals, {}),
-                    agents={"roles": {"implementer": hostile}})  # fmt: skip
+    router = Router(goals, sessions)
+    with FakeAnthropic([router], repeat_last=True) as fake:
+        run = setup(tmp_path, remote, monkeypatch, fake, [FIX_CART], router, agents=agents)
         code = run.factory().run()
     assert code == 0, "\n".join(run.lines)
+    assert run.status("fix-cart").phase == Phase.MERGED
+    assert [role for _, role in run.router.started] == ["planner", "code-reviewer"]
+    assert git(remote, "show", "main:shop/cart.py").endswith(CART_FIXED)
     attempts = tmp_path / "state" / "sandboxes" / "shop" / "attempts"
+    said = (attempts / "fix-cart-plan-review-1" / "engine.log").read_text()
+    assert "plan-reviewer working on" in said
+    review = (attempts / "fix-cart-code-review-1" / "agent.log").read_text()
+    assert "[heartbeat] code-reviewer turn 1/" in review, "Claude Code reviewed"
     seen = (attempts / "fix-cart-implement-1" / "engine.log").read_text()
     assert "== end of the search" in seen and "== /proc/1\n" in seen, "it searched"
     assert "ANTHROPIC_API_KEY=afgw1." in seen, "it holds an attempt token"

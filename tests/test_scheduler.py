@@ -213,6 +213,21 @@ def test_a_held_failure_is_settled_at_the_front_and_rebuilt_when_its_ahead_left(
     assert result.builds == [Build("b", sha(2), sha(1), None, ())]
 
 
+def test_those_behind_a_held_failure_are_built_without_it_at_once() -> None:
+    queue = [
+        queued("a", 0, P.CI, head=1, built=True),
+        queued("r", 1, P.CI, head=2, onto=1, ahead=("a",), held=True),
+        queued("c", 2, P.CI, head=3, onto=2, ahead=("a", "r")),
+    ]
+    result = schedule({"app": factory()}, queue)
+    assert result.observations == [], "r waits: a may be the cause"
+    assert result.builds == [Build("c", sha(3), sha(2), sha(1), ("a",))]
+    # A failure of its own on top of a failing one is suspect: built again without it.
+    queue[2] = queued("c", 2, P.CI, head=3, onto=2, ahead=("a", "r"), held=True)
+    assert schedule({"app": factory()}, queue).builds == [Build("c", sha(3), sha(2), sha(1),
+                                                                ("a",))]  # fmt: skip
+
+
 def test_a_task_that_conflicts_with_the_one_ahead_waits_for_it() -> None:
     conflicted = queued("b", 1, head=2)
     assert conflicted.queue is not None

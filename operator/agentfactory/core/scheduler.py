@@ -258,27 +258,39 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
     """The speculative merge queue (as Zuul's gate): the first `merge.depth` tasks are each
     verified on top of all those ahead of it, side by side; the front merges once what it
     was built on has merged. A task built on changes that left the queue, or on a head that
-    has changed since, is built again; those behind follow, one place per pass. Nothing is
-    built on a front that joined the queue verified on the base as it was then, until its
-    merge has found whether the base moved (and rebuilt it if so)."""
+    has changed since, is built again; those behind follow, one place per pass. A task whose
+    CI failed is held: it settles once all it carried merged (the failure is its own), is
+    built again without any it carried that failed too or left, and meanwhile those behind
+    it are built without it. Nothing is built on a front that joined
+    the queue verified on the base as it was then, until its merge has found whether the
+    base moved (and rebuilt it if so)."""
     queue = merge_queue(members)
     out.merge_queue[factory_name] = [t.name for t in queue]
     merged = {t.name for t in members if t.phase == Phase.MERGED}
+    queued = {t.name for t in queue}
+    held = {t.name for t in queue if t.held}
     merging = any(t.merge_running for t in members)  # one merge at a time per factory
-    for place, task in enumerate(queue[: spec.merge.depth]):
+    chain: list[TaskInfo] = []  # what the next task is built on, front first
+    for task in queue[: spec.merge.depth]:
         assert task.queue is not None  # noqa: S101 - merge_queue keeps only queued tasks
-        before = queue[place - 1] if place else None
-        ahead = tuple(t.name for t in queue[:place])
+        before = chain[-1] if chain else None
+        ahead = tuple(t.name for t in chain)
         onto = before.head_sha if before is not None else None
         if before is not None and onto is None:
             return
-        if _in_place(task.queue, ahead, onto, merged):
-            if place == 0 and task.held:
+        if task.held:
+            carried = [name for name in task.queue.ahead if name not in merged]
+            if not carried:
                 out.observations.append((task.name, QueueSettled()))
-            elif place == 0 and task.phase == Phase.MERGING and not merging:
+                continue
+            if all(name in queued and name not in held for name in carried):
+                continue  # one of those may be the cause: it waits, out of the train
+        elif _in_place(task.queue, ahead, onto, merged):
+            if not chain and task.phase == Phase.MERGING and not merging:
                 out.observations.append((task.name, MergeSlotGranted()))
             if not task.queue.built:
                 return  # its merge finds whether the base moved under it: then it is built
+            chain.append(task)
             continue
         if task.merge_running or task.head_sha is None:
             return
