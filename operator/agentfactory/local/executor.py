@@ -4,7 +4,8 @@ Each attempt gets a fresh clone of the remote at the attempt's commit, a read-on
 directory (the handoff contract, the constitution) and an output directory; it runs
 `agentfactory agent` there (the same entrypoint as the agent image) with the stage's deadline
 and resource limits, and the result file is read back. A sandbox CI run executes the
-factory's checks the same way on the exact head.
+factory's checks the same way on the exact head. Attempts run in a thread pool, side by side,
+while the driver's loop goes on; a stopping run kills their sandboxes.
 
 With bubblewrap: the system is mounted read-only, only the workspace, the output directory and
 a private /tmp are writable, the operator's state directory and well-known credential files
