@@ -146,36 +146,37 @@ def land_as(f: GitForge, task: str, head: str, method: str = "squash") -> MergeO
                    title=task, body="", delete_branch=True)  # fmt: skip
 
 
+def queued_pair(tmp_path: Path, remote: Path, a: str, b: str) -> tuple[GitForge, str, str, str]:
+    """The forge, the base, change *a* on it, and change *b* built on *a* (as the merge queue
+    builds the one behind on the one ahead): (forge, base, head a, head b on a)."""
+    f = forge(tmp_path, remote)
+    base, diff_a = diff_of(tmp_path, remote, "wa", {"a.py": a})
+    _, diff_b = diff_of(tmp_path, remote, "wb", {"b.py": b})
+    head_a = f.commit_patch(base, diff_a, "a")
+    built = f.rebase_onto(f.commit_patch(base, diff_b, "b"), upstream=base, onto=head_a)
+    assert built.head_sha is not None and f.merge_base(built.head_sha, head_a) == head_a
+    return f, base, head_a, built.head_sha
+
+
 @pytest.mark.parametrize("method", ["squash", "merge"])
 def test_a_head_built_on_the_one_ahead_merges_after_it_without_a_rebase(
     tmp_path: Path, remote: Path, method: str
 ) -> None:
     # The merge queue tests b on top of a; once a merged, the base holds exactly the tree b
     # was built on, so b lands as verified (the same tree), not rebased for CI again.
-    f = forge(tmp_path, remote)
-    base, diff_a = diff_of(tmp_path, remote, "wa", {"a.py": "a = 1\n"})
-    _, diff_b = diff_of(tmp_path, remote, "wb", {"b.py": "b = 1\n"})
-    head_a = f.commit_patch(base, diff_a, "a")
-    alone_b = f.commit_patch(base, diff_b, "b")
-    built = f.rebase_onto(alone_b, upstream=base, onto=head_a)
-    assert built.head_sha is not None and f.merge_base(built.head_sha, head_a) == head_a
+    f, _, head_a, head_b = queued_pair(tmp_path, remote, "a = 1\n", "b = 1\n")
     assert land_as(f, "a", head_a, method).outcome == "merged"
-    landed = land_as(f, "b", built.head_sha, method)
+    landed = land_as(f, "b", head_b, method)
     assert landed.outcome == "merged", landed.message
     tree = git(remote, "rev-parse", "main^{tree}")
-    assert tree == git(remote, "rev-parse", f"{built.head_sha}^{{tree}}"), "the verified tree"
+    assert tree == git(remote, "rev-parse", f"{head_b}^{{tree}}"), "the verified tree"
 
 
 def test_a_head_built_on_a_change_that_left_the_queue_is_rebuilt_on_the_base_alone(
     tmp_path: Path, remote: Path
 ) -> None:
-    f = forge(tmp_path, remote)
-    base, diff_a = diff_of(tmp_path, remote, "wa", {"a.py": "a = 1\n"})
-    _, diff_b = diff_of(tmp_path, remote, "wb", {"b.py": "b = 1\n"})
-    head_a = f.commit_patch(base, diff_a, "a")
-    built = f.rebase_onto(f.commit_patch(base, diff_b, "b"), upstream=base, onto=head_a)
-    assert built.head_sha is not None
-    again = f.rebase_onto(built.head_sha, upstream=head_a, onto=None)
+    f, base, head_a, head_b = queued_pair(tmp_path, remote, "a = 1\n", "b = 1\n")
+    again = f.rebase_onto(head_b, upstream=head_a, onto=None)
     assert again.head_sha is not None and f.git("rev-parse", f"{again.head_sha}^") == base
     files = f.git("ls-tree", "--name-only", again.head_sha).split()
     assert files == ["app.py", "b.py", "notes.txt"], "only its own change, on the base"

@@ -346,13 +346,7 @@ class _Step(Step):
         queue = self._in_queue(obs.from_sha)
         if obs.onto is None:
             self._cancel_live_stage()
-            self._enter(
-                Stage.IMPLEMENT,
-                T.MERGE_CONFLICT,
-                f"merge conflict with {self.factory.repository.base_branch}",
-                "Your branch conflicts with the base branch; rebase the change onto the"
-                f" current base and resolve the conflicts.\n{obs.message[-2000:]}",
-            )
+            self._conflicts_with_base(obs.message)
             return
         if queue.conflict == obs.onto:
             raise Ignored("the conflict is already recorded")
@@ -360,6 +354,15 @@ class _Step(Step):
         ahead = obs.ahead[-1] if obs.ahead else "the task ahead"
         self.status.message = (f"conflicts with {ahead} ahead in the merge queue"
                                f" ({obs.message[:300]}): waits for it to merge")  # fmt: skip
+
+    def _conflicts_with_base(self, said: str) -> None:
+        self._enter(
+            Stage.IMPLEMENT,
+            T.MERGE_CONFLICT,
+            f"merge conflict with {self.factory.repository.base_branch}",
+            "Your branch conflicts with the base branch; rebase the change onto the"
+            f" current base and resolve the conflicts.\n{said[-2000:]}",
+        )
 
     def _on_QueueSettled(self, _: QueueSettled) -> None:  # noqa: N802
         self._require(P.CI)
@@ -411,13 +414,7 @@ class _Step(Step):
             self._move(T.MERGED, P.MERGED, f"merged as {obs.merged_sha or '?'}")
             return
         if obs.outcome == "conflict":
-            self._enter(
-                Stage.IMPLEMENT,
-                T.MERGE_CONFLICT,
-                f"merge conflict with {self.factory.repository.base_branch}",
-                "Your branch conflicts with the base branch; rebase the change onto the"
-                f" current base and resolve the conflicts.\n{obs.message[-2000:]}",
-            )
+            self._conflicts_with_base(obs.message)
             return
         if obs.outcome == "blocked":  # a rule of the forge's, not the change: a person acts
             self._park(T.MERGE_BLOCKED, obs.message)
