@@ -63,6 +63,15 @@ def test_the_sandbox_confines_writes_and_hides_the_operator(
     assert "ok" in runs[3].output_tail
 
 
+def test_the_sandbox_runs_under_memory_file_and_size_limits(tmp_path: Path, remote: Path) -> None:
+    ex = executor(tmp_path, remote, memory_bytes=1 << 30)
+    limits = ("python3 -c 'import resource as r; print(*(r.getrlimit(k)[0] for k in"
+              " (r.RLIMIT_AS, r.RLIMIT_NOFILE, r.RLIMIT_FSIZE)))'")  # fmt: skip
+    (run,) = ex.run_checks(pod="t-ci-1", ref="main", checks=[check(limits)]).checks
+    assert run.status == "passed", run.output_tail
+    assert f"{1 << 30} 4096 {2 << 30}" in run.output_tail
+
+
 def test_checks_find_no_api_key_in_any_process_of_the_sandbox(
     tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

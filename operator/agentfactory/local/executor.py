@@ -56,6 +56,15 @@ if TYPE_CHECKING:
 PROOF_SECONDS = 600
 #: Environment passed into a sandbox; everything else is dropped.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "PYTHONPATH")
+#: Run argv[2:] with the address space (argv[1] bytes), open files and file size limited.
+_LIMITED = (
+    "import os, resource, sys\n"
+    "memory = int(sys.argv[1])\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (memory, memory))\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 30, 2 << 30))\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 #: Credential files and directories hidden from sandboxes (relative to $HOME).
 _HIDDEN = (
     ".ssh",
@@ -318,10 +327,10 @@ class LocalExecutor:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p
         )
-        # Limits through prlimit, not a preexec_fn, which may deadlock a process whose other
-        # threads (the other attempts, the gateway) hold a lock when it forks.
-        limits = ["prlimit", f"--as={self.memory_bytes}", "--nofile=4096", f"--fsize={2 << 30}",
-                  "--"]  # fmt: skip
+        # The limits are set by a small interpreter that then becomes the sandbox, not by a
+        # preexec_fn, which may deadlock a process whose other threads (the other attempts,
+        # the gateway) hold a lock when it forks.
+        limits = [sys.executable, "-I", "-c", _LIMITED, str(self.memory_bytes)]
         argv = [*limits, *self._confine(command, workspace=workspace, base=base)]
         proc = subprocess.Popen(  # noqa: S603 - argv built here
             argv,
