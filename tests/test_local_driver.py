@@ -291,28 +291,29 @@ def test_a_protected_path_changed_through_a_program_is_refused_and_parked(
 def test_a_merge_conflict_between_two_tasks_is_redone_on_the_new_base(
     tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = task_doc("save10", "SAVE10 exists.", ["shop/pricing.py"], priority=1)
-    second = task_doc("welcome5", "WELCOME5 exists.", ["shop/pricing.py"])
+    # Both run side by side and change the same line; whichever merges second conflicts,
+    # and its redo is told so, on the base the first one's change is in.
+    both = 'DISCOUNTS = {"SAVE10": 10, "WELCOME5": 5}'
+    tasks = [task_doc("save10", "SAVE10 exists.", ["shop/pricing.py"], priority=1),
+             task_doc("welcome5", "WELCOME5 exists.", ["shop/pricing.py"])]  # fmt: skip
     sessions = {
-        ("save10", "implementer"): [implement(
-            replace("shop/pricing.py", "DISCOUNTS = {}", 'DISCOUNTS = {"SAVE10": 10}'))],
-        ("welcome5", "implementer"): [
-            implement(replace("shop/pricing.py", "DISCOUNTS = {}", 'DISCOUNTS = {"WELCOME5": 5}')),
-            implement(replace("shop/pricing.py", 'DISCOUNTS = {"SAVE10": 10}',
-                              'DISCOUNTS = {"SAVE10": 10, "WELCOME5": 5}')),
-        ],
+        (name, "implementer"): [
+            implement(replace("shop/pricing.py", "DISCOUNTS = {}", f"DISCOUNTS = {{{own}}}")),
+            implement(replace("shop/pricing.py", f"DISCOUNTS = {{{other}}}", both)),
+        ]
+        for name, own, other in (("save10", '"SAVE10": 10', '"WELCOME5": 5'),
+                                 ("welcome5", '"WELCOME5": 5', '"SAVE10": 10'))
     }  # fmt: skip
-    run, code = pipeline(tmp_path, remote, monkeypatch, [first, second], sessions, checks=IMPORTS,
+    run, code = pipeline(tmp_path, remote, monkeypatch, tasks, sessions, checks=IMPORTS,
                          concurrency={"maxActiveTasks": 2, "exclusivePaths": False})  # fmt: skip
     assert code == 0, "\n".join(run.lines)
-    reasons = [h.reason for h in run.status("welcome5").history]
-    assert "MergeConflict" in reasons
-    redo = run.router.openings[("welcome5", "implementer")][1]
-    assert "conflicts in: shop/pricing.py" in redo and "WELCOME5" in redo
-    assert (
-        git(remote, "show", "main:shop/pricing.py") == 'DISCOUNTS = {"SAVE10": 10, "WELCOME5": 5}'
-    )
-    assert trailers(run) == ["welcome5", "save10"]
+    first, second = trailers(run)[::-1]
+    assert {first, second} == {"save10", "welcome5"}
+    assert "MergeConflict" not in [h.reason for h in run.status(first).history]
+    assert "MergeConflict" in [h.reason for h in run.status(second).history]
+    redo = run.router.openings[(second, "implementer")][1]
+    assert "conflicts in: shop/pricing.py" in redo
+    assert git(remote, "show", "main:shop/pricing.py") == both
 
 
 def test_a_dependency_cycle_is_reported_at_load_time(
