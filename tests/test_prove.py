@@ -4,6 +4,7 @@ pytest by test id or with a factory's command template; weakened tests are found
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -134,3 +135,13 @@ def test_a_test_deleted_from_its_file_is_found_in_the_sandbox(tmp_path: Path) ->
     git(repo, "commit", "-qam", "drop the test")
     proof = prove(repo, TESTS)
     assert [(w.test, w.kind) for w in proof.weakenings] == [("test_quantity", "removed")]
+
+
+def test_a_plain_install_brings_what_the_ci_sandbox_proves_the_fix_with() -> None:
+    # The fresh-clone demo (`pip install -e .`, no dev extra) proved nothing: every test was
+    # an "error" on both sides, because pytest was only a development dependency.
+    from importlib.metadata import requires
+
+    wanted = {re.split(r"[<>=!~; \[]", r, maxsplit=1)[0].lower()
+              for r in requires("agentfactory") or [] if "extra ==" not in r}  # fmt: skip
+    assert "pytest" in wanted

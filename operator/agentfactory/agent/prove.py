@@ -15,6 +15,7 @@ JUnit report to tell each test's outcome; another runner is run through a comman
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import shlex
 import shutil
@@ -158,6 +159,11 @@ def prove(root: Path, test_paths: list[str], command: str | None = None) -> Proo
         return Proof(verdict="no-tests", weakenings=weakenings,
                      message="the patch adds or changes no test; add one that fails without the"
                              " change")  # fmt: skip
+    if command is None and importlib.util.find_spec("pytest") is None:
+        return Proof(verdict="unproven", weakenings=weakenings,
+                     message="pytest is not installed where CI runs, so the patch's tests"
+                             " cannot be run on the base and the head; install agentfactory"
+                             " there with its dependencies, or set tests.command")  # fmt: skip
     base_tree = Path(tempfile.mkdtemp(prefix="agentfactory-base-"))
     try:
         _git(root, "worktree", "add", "--quiet", "--detach", str(base_tree), "HEAD^")
