@@ -105,7 +105,6 @@ class QueueRun:
     ci: TreeCI
     said: Said
     loop: Reconciler
-    started: float = 0.0
 
     def status(self, name: str) -> Any:
         return self.store.records[name].status
@@ -118,10 +117,6 @@ class QueueRun:
 
     def main_tree(self) -> str:
         return self.forge.git("rev-parse", "origin/main^{tree}")
-
-    def in_queue(self) -> list[str]:
-        return [r.name for r in self.store.tasks()
-                if r.status.phase in (Phase.MERGING, Phase.CI)]  # fmt: skip
 
     async def run(self) -> float:
         """Pass until the queue is empty (or nothing can move); the seconds it took."""

@@ -65,8 +65,7 @@ async def enforced(plane: ControlPlane, namespace: str) -> None:
         except ApiError as refused:
             assert refused.code == 403, refused
             return
-        # reason: no API object or event announces the admission plugin's 1 s refresh.
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # reason: no event announces the admission plugin's refresh
     raise AssertionError(f"the approvals policy was not enforced in {namespace} within 120 s")
 
 

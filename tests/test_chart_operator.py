@@ -51,8 +51,7 @@ async def judged_by_the_approvals_policy(http: aiohttp.ClientSession, collection
             if "failed to find resource referenced by paramKind" not in said:
                 assert tried.status == 201, said
                 return
-        # reason: no API object or event announces the admission plugin's 1 s refresh.
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # reason: no event announces the admission plugin's refresh
     raise AssertionError("the approvals policy could not judge a task within 120 s")
 
 

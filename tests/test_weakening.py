@@ -41,6 +41,7 @@ def edit(old: str, new: str) -> str:
     return BASE.replace(old, new, 1)
 
 
+SKIP_MARKER = "@pytest.mark.skip(reason='flaky')\ndef test_empty"  # reason: corpus text under test
 QUANTITY = "    assert cart_total([(250, 2)]) == 500\n"
 WEAKENINGS = [
     pytest.param(edit(QUANTITY, "    assert True\n"), "constant", id="assert-true"),
@@ -49,9 +50,7 @@ WEAKENINGS = [
     pytest.param(edit(QUANTITY, "    assert cart_total([(250, 2)]) == 250\n"),
                  "expected-changed", id="expected-bent-to-the-code"),
     pytest.param(edit(QUANTITY, "    return\n" + QUANTITY), "early-return", id="early-return"),
-    # reason: the skip marker is the corpus's text under test, not a skip of this suite.
-    pytest.param(edit("def test_empty", "@pytest.mark.skip(reason='flaky')\ndef test_empty"),
-                 "skipped", id="skip-marker"),
+    pytest.param(edit("def test_empty", SKIP_MARKER), "skipped", id="skip-marker"),
     pytest.param(edit("    assert cart_total([]) == 0\n",
                       "    pytest.xfail('later')\n    assert cart_total([]) == 0\n"),
                  "skipped", id="xfail-call"),

@@ -366,10 +366,9 @@ class _Step(Step):
 
     def _on_QueueSettled(self, _: QueueSettled) -> None:  # noqa: N802
         self._require(P.CI)
-        ci = self.status.ci
-        if self.status.attempt != 0 or ci is None or ci.state != "failure":
+        if not self.status.ci_held or self.status.ci is None:
             raise Ignored("no CI failure is held")
-        self._ci_failed(ci.failed_checks)
+        self._ci_failed(self.status.ci.failed_checks)
 
     def _weigh_weakenings(self, obs: CIFinished) -> list[FailedCheck]:
         """What the tests CI found weakened do under `guardrails.testWeakening`: the failed

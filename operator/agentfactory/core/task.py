@@ -578,6 +578,13 @@ class AgentTaskStatus(StatusModel):
             self.phase == Phase.NEEDS_ATTENTION and self.reason == Trigger.ESCALATION_PARKED
         )
 
+    @property
+    def ci_held(self) -> bool:
+        """Its CI failed in the merge queue on top of others, and it waits to learn whose
+        failure that is (no attempt runs)."""
+        return (self.phase == Phase.CI and self.attempt == 0
+                and self.ci is not None and self.ci.state == "failure")  # fmt: skip
+
 
 class AgentTask(Model):
     """An AgentTask object as stored in Kubernetes."""

@@ -246,19 +246,23 @@ class GitForge:
         self.git("checkout", "--quiet", "--detach", "--force", head_sha)
         rebased = self._run("rebase", "--quiet", "--onto", target, since)
         if rebased.returncode != 0:
-            conflicted = self.git("diff", "--name-only", "--diff-filter=U", check=False)
-            self.git("rebase", "--abort", check=False)
+            conflicted = self._abandon_rebase()
             where = f"{target[:12]}" + (" (the base)" if onto is None else "")
             return Rebased(None, f"replaying it on {where} conflicts in:"
                                  f" {conflicted or 'unknown files'}")  # fmt: skip
         return Rebased(self.git("rev-parse", "HEAD"))
 
+    def _abandon_rebase(self) -> str:
+        """Abort the rebase under way; the files it found in conflict."""
+        conflicted = self.git("diff", "--name-only", "--diff-filter=U", check=False)
+        self.git("rebase", "--abort", check=False)
+        return conflicted
+
     def _rebase(self, branch: str, head_sha: str, base: str) -> MergeOutcome:
         self.git("checkout", "--quiet", "--detach", "--force", head_sha)
         rebased = self._run("rebase", "--quiet", base)
         if rebased.returncode != 0:
-            conflicted = self.git("diff", "--name-only", "--diff-filter=U", check=False)
-            self.git("rebase", "--abort", check=False)
+            conflicted = self._abandon_rebase()
             return MergeOutcome(
                 "conflict", head_sha,
                 message=f"rebasing onto {base[:12]} conflicts in: {conflicted or 'unknown files'}",

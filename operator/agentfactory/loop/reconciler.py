@@ -64,10 +64,7 @@ def task_info(record: Record) -> TaskInfo:
         phase_since=status.last_transition_time,
         head_sha=status.head_sha,
         queue=status.queue,
-        held=status.phase == Phase.CI
-        and status.attempt == 0
-        and status.ci is not None
-        and status.ci.state == "failure",
+        held=status.ci_held,
     )
 
 
