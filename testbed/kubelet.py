@@ -75,6 +75,8 @@ class Kubelet:
     unpullable: set[str] = field(default_factory=set)
     """Images the registry does not have: their pods wait in ImagePullBackOff."""
     started: list[str] = field(default_factory=list)
+    mounted: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    """The files of each volume it mounted, by (namespace, pod, volume)."""
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
 
@@ -182,9 +184,11 @@ class Kubelet:
             for source in (volume.get("projected") or {}).get("sources", []):
                 files |= await self._projected(pod, source)
             if "secret" in volume:
-                files |= self._secret_data(
+                data = self._secret_data(
                     await self._object("secrets", namespace, volume["secret"]["secretName"])
                 )
+                files |= self._select(data, volume["secret"].get("items"))
+            self.mounted[namespace, pod["metadata"]["name"], volume["name"]] = files
             for name, text in files.items():
                 (path / name).write_text(text)
         return paths
@@ -195,10 +199,10 @@ class Kubelet:
         namespace = pod["metadata"]["namespace"]
         if "configMap" in source:
             cm = await self._object("configmaps", namespace, source["configMap"]["name"])
-            items = source["configMap"].get("items") or [
-                {"key": k, "path": k} for k in cm.get("data", {})
-            ]
-            return {i["path"]: cm["data"][i["key"]] for i in items}
+            return self._select(cm.get("data") or {}, source["configMap"].get("items"))
+        if "secret" in source:
+            secret = await self._object("secrets", namespace, source["secret"]["name"])
+            return self._select(self._secret_data(secret), source["secret"].get("items"))
         if "downwardAPI" in source:
             return {i["path"]: namespace for i in source["downwardAPI"]["items"]
                     if i.get("fieldRef", {}).get("fieldPath") == "metadata.namespace"}  # fmt: skip
@@ -222,6 +226,17 @@ class Kubelet:
 
             return {source["serviceAccountToken"]["path"]: await self._as_node(token)}
         raise NotImplementedError(f"projected source {sorted(source)}")
+
+    @staticmethod
+    def _select(data: dict[str, str], items: list[dict[str, str]] | None) -> dict[str, str]:
+        """The files a volume's *items* pick from *data* (all of it when there are none); a
+        key that is not there fails the mount, as it does a kubelet's."""
+        if not items:
+            return dict(data)
+        missing = [i["key"] for i in items if i["key"] not in data]
+        if missing:
+            raise ContainerConfigError(f"couldn't find keys {missing} to mount")
+        return {i["path"]: data[i["key"]] for i in items}
 
     @staticmethod
     def _secret_data(secret: dict[str, Any]) -> dict[str, str]:

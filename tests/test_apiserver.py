@@ -14,7 +14,7 @@ from testbed.scripts import task_doc
 
 from agentfactory.core.executors import Attempt
 from agentfactory.core.phases import Stage
-from agentfactory.manifests.agents import agent_pod, agent_service_account
+from agentfactory.manifests.agents import AttemptSecret, agent_pod, agent_service_account
 
 if TYPE_CHECKING:
     from testbed.apiserver import ControlPlane
@@ -98,8 +98,9 @@ def stage_pod(plane: ControlPlane, namespace: str) -> dict[str, Any]:
     attempt = Attempt(task="add-webhook", task_uid="uid-task", namespace=namespace,
                       factory="shop", stage=Stage.IMPLEMENT, attempt=1)  # fmt: skip
     spec = factory(agents={"apiKeySecretRef": {"name": "anthropic", "key": "api-key"}})
+    secret = AttemptSecret.of(attempt, {"contract.json": "{}"}, {"token": "t"})
     pod = agent_pod(attempt, spec, role="implementer", repo_url="https://git.example.test/s.git",
-                    ref="a" * 40)  # fmt: skip
+                    ref="a" * 40, secret=secret)  # fmt: skip
     pod["metadata"].pop("ownerReferences", None)  # no task object to own it here
     return pod
 

@@ -74,12 +74,12 @@ async def test_status_writes_refused_with_409_or_failing_with_500_are_decided_ag
 async def test_watch_streams_cut_again_and_again_lose_no_event(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    # Every 20th request cuts every open watch of the operator's (kopf's).
+    # Every 12th request cuts every open watch of the operator's (kopf's).
     served = itertools.count(1)
     cuts: list[int] = []
 
     def cutter(request: Request) -> Answer | None:
-        if next(served) % 20 == 0:
+        if next(served) % 12 == 0:
             cuts.append(ln.proxy.drop_watches())
         return None
 

@@ -93,7 +93,7 @@ async def test_a_request_the_server_asks_to_retry_later_is_tried_again(
     answers = iter([Answer(429, "TooManyRequests", "storage is (re)initializing", 0)] * 2)
 
     def busy(request: Request) -> Answer | None:
-        return next(answers, None) if request.plural == "configmaps" else None
+        return next(answers, None) if request.plural == "secrets" else None
 
     async with FaultProxy(control_plane) as proxy:
         proxy.faults.append(busy)
@@ -101,9 +101,9 @@ async def test_a_request_the_server_asks_to_retry_later_is_tried_again(
         through["clusters"][0]["cluster"]["server"] = proxy.url
         config.write_text(yaml.safe_dump(through))
         async with Kube(connection=connect(str(config))) as kube:
-            cms = path_of("v1", "configmaps", namespace)
-            assert await kube.get(f"{cms}/absent") is None
-    codes = [r.status for r in proxy.seen if r.plural == "configmaps"]
+            secrets = path_of("v1", "secrets", namespace)
+            assert await kube.get(f"{secrets}/absent") is None
+    codes = [r.status for r in proxy.seen if r.plural == "secrets"]
     assert codes == [429, 429, 404]
 
 

@@ -15,14 +15,14 @@ from agentfactory.core.executors import Attempt
 from agentfactory.core.handoff import HandoffContract, Role, summary_of
 from agentfactory.core.phases import Stage
 from agentfactory.manifests.agents import (
+    AttemptSecret,
     ManifestError,
     agent_network_policy,
     agent_pod,
     agent_service_account,
-    credentials_secret,
     gateway_port,
-    input_config_map,
     input_files,
+    secret_of,
 )
 
 K8S = "1.31"
@@ -35,23 +35,25 @@ SPEC = factory(
 )  # fmt: skip
 
 
-def pod() -> dict[str, Any]:
-    return agent_pod(ATTEMPT, SPEC, role="code-reviewer", repo_url="https://git.example.test/s.git",
-                     ref="a" * 40)  # fmt: skip
-
-
 def contract(feedback: str = "") -> HandoffContract:
     return HandoffContract(task="add-webhook", role=Role.CODE_REVIEWER, goal="g",
                            acceptance_criteria=["c"], scope=["src/**"], model="m",
                            feedback=feedback or None)  # fmt: skip
 
 
+SECRET = AttemptSecret.of(ATTEMPT, input_files(contract()), {"token": "t"})
+
+
+def pod() -> dict[str, Any]:
+    return agent_pod(ATTEMPT, SPEC, role="code-reviewer", repo_url="https://git.example.test/s.git",
+                     ref="a" * 40, secret=SECRET)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "build",
     [
         pytest.param(pod, id="pod"),
-        pytest.param(lambda: input_config_map(ATTEMPT, input_files(contract())), id="configmap"),
-        pytest.param(lambda: credentials_secret(ATTEMPT, "uid-pod", {"token": "t"}), id="secret"),
+        pytest.param(lambda: SECRET.manifest(ATTEMPT, "uid-pod"), id="secret"),
         pytest.param(lambda: agent_service_account("shop", "shop", "uid-f"), id="serviceaccount"),
         pytest.param(lambda: agent_network_policy("shop", "shop", "uid-f", SPEC), id="netpol"),
     ],
@@ -115,14 +117,38 @@ def test_the_pod_is_short_lived_isolated_and_owned_by_its_task() -> None:
         "only the checkout holds the forge credentials; the agent never does"
     )
     sources = next(v for v in spec["volumes"] if v["name"] == "input")["projected"]["sources"]
-    assert [s["configMap"]["name"] for s in sources] == ["add-webhook-code-review-2-input",
-                                                          "shop-constitution"]  # fmt: skip
+    assert sources == [
+        {"secret": {"name": SECRET.name, "items": [{"key": "contract.json",
+                                                    "path": "contract.json"}]}},
+        {"configMap": {"name": "shop-constitution",
+                       "items": [{"key": "AGENTS.md", "path": "constitution.md"}]}},
+    ]  # fmt: skip
+    credentials = next(v for v in spec["volumes"] if v["name"] == "credentials")["secret"]
+    assert credentials["items"] == [{"key": "token", "path": "token"}], "the inputs stay out"
+    assert secret_of(manifest) == SECRET.name
+
+
+def test_an_attempts_secret_has_a_name_nobody_can_make_before_its_pod() -> None:
+    # Anyone who may create Secrets could make one under a predictable name and have the pod
+    # mount their contract: the name has a random part, which only the pod's spec tells.
+    names = {AttemptSecret.of(ATTEMPT, {"contract.json": "{}"}, {}).name for _ in range(50)}
+    assert len(names) == 50
+    assert all(name.startswith("add-webhook-code-review-2-") for name in names)
+    bare = AttemptSecret.of(ATTEMPT, {"contract.json": "{}"}, {})
+    made = agent_pod(ATTEMPT, SPEC, role="code-reviewer", repo_url="https://git.example.test/s.git",
+                     ref="a" * 40, secret=bare)  # fmt: skip
+    credentials = next(v for v in made["spec"]["volumes"] if v["name"] == "credentials")
+    assert "secret" not in credentials, "no credentials: no key of the Secret is mounted there"
+    with pytest.raises(ManifestError, match="named both an input and a credential"):
+        AttemptSecret.of(ATTEMPT, {"token": "{}"}, {"token": "t"})
 
 
 def test_secret_values_stay_in_the_secret() -> None:
     token = "ghs_should_not_leak_anywhere"
-    secret = credentials_secret(ATTEMPT, "uid-pod", {"token": token})
-    assert secret["stringData"] == {"token": token} and secret["immutable"] is True
+    secret = AttemptSecret.of(ATTEMPT, {"contract.json": "{}"}, {"token": token}).manifest(
+        ATTEMPT, "uid-pod")  # fmt: skip
+    assert secret["stringData"] == {"contract.json": "{}", "token": token}
+    assert secret["immutable"] is True
     assert secret["metadata"]["ownerReferences"][0]["kind"] == "Pod", "deleted with its pod"
     assert token not in json.dumps(pod())
     env = pod()["spec"]["containers"][0]["env"]
@@ -130,9 +156,9 @@ def test_secret_values_stay_in_the_secret() -> None:
     assert key["valueFrom"] == {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}
 
 
-def test_a_contract_too_big_for_a_config_map_is_refused() -> None:
-    with pytest.raises(ManifestError, match="more than a ConfigMap holds"):
-        input_config_map(ATTEMPT, input_files(contract(feedback="x" * 1_000_000)))
+def test_a_contract_too_big_for_a_secret_is_refused() -> None:
+    with pytest.raises(ManifestError, match="more than a Secret holds"):
+        AttemptSecret.of(ATTEMPT, input_files(contract(feedback="x" * 1_000_000)), {})
 
 
 def test_the_network_policy_denies_ingress_and_limits_egress() -> None:
@@ -162,17 +188,16 @@ def test_the_summary_fits_a_termination_message() -> None:
 
 
 def test_the_ci_pod_runs_the_checks_from_its_input_and_reads_no_constitution_or_key() -> None:
-    ci = agent_pod(
-        ATTEMPT, SPEC, role=None, repo_url="https://git.example.test/s.git", ref="f" * 40
-    )
+    files = input_files(None, SPEC.checks)
+    ci = agent_pod(ATTEMPT, SPEC, role=None, repo_url="https://git.example.test/s.git",
+                   ref="f" * 40, secret=AttemptSecret.of(ATTEMPT, files, {}))  # fmt: skip
     assert ci["spec"]["activeDeadlineSeconds"] == SPEC.ci.timeout_seconds, "ci.timeoutSeconds"
     agent = ci["spec"]["containers"][0]
     assert agent["command"] == ["agentfactory", "checks"] and "--role" not in agent["args"]
     sources = next(v for v in ci["spec"]["volumes"] if v["name"] == "input")["projected"]
-    assert [s["configMap"]["name"] for s in sources["sources"]] == [
-        "add-webhook-code-review-2-input"
+    assert [s["secret"]["items"] for s in sources["sources"]] == [
+        [{"key": "checks.json", "path": "checks.json"}]
     ]
-    files = input_files(None, SPEC.checks)
     assert [c["name"] for c in json.loads(files["checks.json"])] == [c.name for c in SPEC.checks]
     # The checks run the agent's code: the pod that runs them holds no model API key.
     assert "ANTHROPIC_API_KEY" not in json.dumps(ci)
@@ -182,7 +207,7 @@ def engine_pod(role: dict[str, Any]) -> dict[str, Any]:
     spec = factory(agents={"apiKeySecretRef": {"name": "anthropic", "key": "api-key"},
                            "roles": {"codeReviewer": role}})  # fmt: skip
     return agent_pod(ATTEMPT, spec, role="code-reviewer", repo_url="https://git.example.test/s.git",
-                     ref="a" * 40)  # fmt: skip
+                     ref="a" * 40, secret=SECRET)  # fmt: skip
 
 
 def test_an_agent_image_runs_between_the_checkout_and_the_factorys_collect_step() -> None:
@@ -234,9 +259,10 @@ def test_with_a_gateway_agent_pods_may_reach_it_and_hold_only_their_token() -> N
     )
     assert "gateway" not in json.dumps(agent_network_policy("shop", "shop", "uid-f", SPEC))
     manifest = agent_pod(ATTEMPT, SPEC, role="code-reviewer", repo_url="https://git.example.test/s.git",
-                         ref="a" * 40, gateway_url="http://gw.af.svc:8080")  # fmt: skip
+                         ref="a" * 40, secret=SECRET,
+                         gateway_url="http://gw.af.svc:8080")  # fmt: skip
     env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
     assert env["ANTHROPIC_BASE_URL"]["value"] == "http://gw.af.svc:8080"
     assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "add-webhook-code-review-2-credentials", "key": "model-token"}  # fmt: skip
+        "name": SECRET.name, "key": "model-token"}  # fmt: skip
     assert "anthropic" not in json.dumps(manifest), "the key's Secret is not named at all"

@@ -5,7 +5,9 @@ capability, not by kind); the executor double answers each stage with its script
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -18,7 +20,7 @@ from agentfactory.core.factory import FactorySpecSpec, Repository
 from agentfactory.core.forges import MergeOutcome, PullRequest, Rebased
 from agentfactory.core.github import ForgeCheck
 from agentfactory.core.phases import Phase
-from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus
+from agentfactory.core.task import AgentTaskSpec, AgentTaskStatus, Scope
 from agentfactory.forge.registry import ForgeRegistry
 from agentfactory.loop.ports import Record
 from agentfactory.loop.reconciler import Reconciler
@@ -219,3 +221,59 @@ async def test_forge_checks_are_asked_of_a_forge_that_has_them(tmp_path: Path) -
     stages = [launch.attempt.stage.slug for launch in executor.launched]
     assert "ci" not in stages, "CI ran on the forge, not as an attempt"
     assert "CIPassed" in [h.reason for h in store.records["t"].status.history]
+
+
+@dataclass
+class StuckForge(PaperForge):
+    """A forge whose every read of the base waits until the test lets it go (a slow fetch)."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def base_sha(self) -> str:
+        self.entered.set()
+        self.release.wait()
+        return self.base
+
+
+@dataclass
+class Launches(ScriptedExecutor):
+    """Tells the test when a task's first attempt is launched."""
+
+    seen: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def launch(self, launch: Launch) -> None:
+        await super().launch(launch)
+        self.seen.setdefault(launch.attempt.task, asyncio.Event()).set()
+
+
+async def test_one_factorys_slow_forge_does_not_hold_up_another_factorys_tasks(
+    tmp_path: Path,
+) -> None:
+    stuck, paper = StuckForge(), PaperForge()
+    registry = ForgeRegistry()
+    registry.register("git", lambda repository, workdir, secret: (
+        stuck if repository.url.endswith("slow") else paper))  # fmt: skip
+    specs = {name: FactorySpecSpec.model_validate({
+        "repository": {"url": f"paper://{name}"}, "checks": [{"name": "t", "command": "true"}],
+    }) for name in ("slow", "fast")}  # fmt: skip
+    records = {name: Record(name, name, SPEC.model_copy(update={
+        "factory_ref": name, "scope": Scope(paths=[f"work/{name}.txt"])}),
+                            AgentTaskStatus()) for name in ("slow", "fast")}  # fmt: skip
+    store = MemoryStore(specs, records)
+    executor = Launches()
+    fast_launched = executor.seen.setdefault("fast", asyncio.Event())
+    said = Said()
+    loop = Reconciler(store, executor, Forges(registry, tmp_path), said)
+    passes = asyncio.create_task(run_to_the_end(loop))
+    try:
+        await asyncio.to_thread(stuck.entered.wait)
+        # The slow factory's work waits on its forge; the other factory's goes on meanwhile.
+        async with asyncio.timeout(60):  # reason: fails only when the fast task never launches
+            await fast_launched.wait()
+        assert "slow-plan-1" not in {launch.attempt.pod for launch in executor.launched}
+    finally:
+        stuck.release.set()
+    await passes
+    phases = {name: record.status.phase for name, record in store.records.items()}
+    assert phases == {"slow": Phase.MERGED, "fast": Phase.MERGED}, "\n".join(said.lines)

@@ -1,8 +1,7 @@
 """After each pass: remove what no task needs any more, and keep each factory's counts.
 
-- every pod of a task that is not its current attempt's goes, except its kept failed pod
-  while the task has not ended (Merged or Cancelled); once it has ended, its attempts' input
-  ConfigMaps go too (once per task and process);
+- every pod of a task that is not its current attempt's goes (its Secret with it), except
+  its kept failed pod while the task has not ended (Merged or Cancelled);
 - the refs the forge kept for a deleted task's patches go with it;
 - each factory's task counts and merge queue are written to its status when they changed.
 """
@@ -12,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentfactory import API_VERSION
@@ -47,8 +46,6 @@ class Housekeeping:
     executor: KubernetesExecutor
     credentials: Credentials
     journal: KubeJournal
-    _inputs_removed: set[str] = field(default_factory=set)
-    """UIDs of ended tasks whose input ConfigMaps were deleted."""
 
     async def __call__(self, factories: dict[str, FactorySpecSpec]) -> None:
         await self.clean_up(factories)
@@ -75,10 +72,6 @@ class Housekeeping:
             if labels.get(KEPT) == "true" and task.status.phase not in ENDED:
                 continue
             await self.executor.delete(self.namespace, meta["name"])
-        for task in tasks.values():
-            if task.status.phase in ENDED and task.uid not in self._inputs_removed:
-                await self.executor.remove_inputs(self.namespace, task.name)
-                self._inputs_removed.add(task.uid)
 
     async def forget_deleted(self, factories: dict[str, FactorySpecSpec]) -> None:
         """Delete the refs the forge kept for each deleted task's patches: the record lives

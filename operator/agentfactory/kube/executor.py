@@ -1,18 +1,24 @@
 """KubernetesExecutor: one pod per stage attempt, its inputs and credentials beside it.
 
-Launch order is chosen for restart safety. The factory's NetworkPolicy must exist first
-(without it the pod could reach anything, the API server included). The pod comes next (its
+Four API requests make a stage pod's whole life when it succeeds: create the pod, create its
+Secret, read its log once it has finished, delete it. Everything else comes from the
+operator's watch of its pods (`kube.view`).
+
+Launch order is chosen for safety. The factory's NetworkPolicy must exist first (without it
+the pod could reach anything, the API server included). The pod comes next (its
 deterministic name makes a second create fail with 409, so no attempt ever gets two pods),
-then its input ConfigMap and its credentials Secret (the kubelet holds the pod in
-ContainerCreating until both exist). The input ConfigMap, owned by the task, outlives the
-pod, so "the ConfigMap exists but the pod does not" means the pod was launched and then
-lost: deleted or garbage-collected before its result was read.
+then its one Secret, inputs and credentials together, owned by the pod; the kubelet holds the
+pod in ContainerCreating until it exists. The Secret's name has a random part, written into
+the pod: nobody can make it first and have the pod mount their contract. A launch resumed
+after a crash finds the pod and reads the name from it.
 
 Results are read from the pod's status (termination message, reasons) and the last marked
-line of its log; then the pod and its Secret are deleted. Kubernetes would delete the
-Secret with its owner pod, and deleting it here as well means a crashed or slow garbage
-collector never leaves a credential behind. A failed pod is kept, without its credentials,
-for debugging.
+line of its log; then the pod is deleted, and Kubernetes' garbage collector deletes its Secret
+with it (its credentials expire on their own, and a gateway token is closed once the result
+is read). A failed pod is kept, without its Secret, for debugging.
+
+A pod the watch saw deleted before it finished is a failed attempt (evicted); one that was
+deleted while no operator ran is launched again under the same name.
 """
 
 from __future__ import annotations
@@ -29,16 +35,15 @@ from agentfactory.core.phases import Stage
 from agentfactory.kube.client import Kube, KubeError, path_of
 from agentfactory.kube.pods import cannot_start, failure_of, is_done, outcome_of, overdue
 from agentfactory.manifests.agents import (
-    MANAGED,
     MODEL_TOKEN,
+    AttemptSecret,
     agent_network_policy,
     agent_pod,
-    credentials_secret,
     gateway_port,
-    input_config_map,
     input_files,
     network_policy_name,
     not_made_for,
+    secret_of,
 )
 
 if TYPE_CHECKING:
@@ -84,20 +89,21 @@ class KubernetesExecutor:
     async def launch(self, launch: Launch) -> None:
         """Build the attempt's pod and inputs, and create them (or find them created)."""
         attempt, factory = launch.attempt, launch.factory
-        await self._confined(attempt.namespace, attempt.factory, factory)
         role = launch.contract.role.value if launch.contract is not None else None
         key = factory.agents.api_key_secret_ref
         if role is not None and key is not None and self.may_use_secret is not None:
             await self.may_use_secret(key.name, attempt.factory, "spec.agents.apiKeySecretRef")
-        gateway = self.gateway.url if self.gateway is not None else None
-        body = agent_pod(attempt, factory, role=role, repo_url=factory.repository.url,
-                         ref=launch.ref, gateway_url=gateway)  # fmt: skip
-        body["metadata"]["annotations"][BASE] = launch.base
-        files = input_files(launch.contract, launch.checks, launch.prove)
         credentials = dict(launch.credentials)
         if self.gateway is not None and launch.contract is not None:
             credentials[MODEL_TOKEN] = self.gateway.token(attempt, factory, launch.contract.limits)
-        pod = await self.create(attempt, body, files, credentials)
+        inputs = input_files(launch.contract, launch.checks, launch.prove)
+        secret = AttemptSecret.of(attempt, inputs, credentials)  # too large: nothing is made
+        await self._confined(attempt.namespace, attempt.factory, factory)
+        gateway = self.gateway.url if self.gateway is not None else None
+        body = agent_pod(attempt, factory, role=role, repo_url=factory.repository.url,
+                         ref=launch.ref, secret=secret, gateway_url=gateway)  # fmt: skip
+        body["metadata"]["annotations"][BASE] = launch.base
+        pod = await self.create(attempt, body, secret)
         if self.view is not None:
             self.view.put("pods", pod)
         log.info("%s/%s launched %s", attempt.namespace, attempt.task, attempt.pod)
@@ -113,18 +119,16 @@ class KubernetesExecutor:
         return replace(observed, metered=await self.gateway.close(attempt))
 
     async def _observe(self, attempt: Attempt) -> Observed:
-        path = path_of("v1", "pods", attempt.namespace, attempt.pod)
-        pod = self.view.get("pods", attempt.namespace, attempt.pod) if self.view else None
-        if pod is None:
-            if not await self.was_launched(attempt):
-                return Absent()
-            pod = await self.kube.get(path)
-            if pod is None:
-                await self.delete(attempt.namespace, attempt.pod)  # its Secret too
+        ns = attempt.namespace
+        if self.view is not None:
+            pod = self.view.get("pods", ns, attempt.pod)
+            if pod is None and self.view.was_deleted("pods", ns, attempt.pod):
                 return Outcome(None, f"pod {attempt.pod} was deleted before it finished",
                                "evicted")  # fmt: skip
-            if self.view is not None:
-                self.view.put("pods", pod)
+        else:  # no watch to ask: the API is
+            pod = await self.kube.get(path_of("v1", "pods", ns, attempt.pod))
+        if pod is None:
+            return Absent()
         if foreign := not_made_for("Pod", pod, attempt, attempt.task_uid):
             raise ForeignObjectError(foreign)
         if is_done(pod):
@@ -140,8 +144,8 @@ class KubernetesExecutor:
         return Running()
 
     async def remove(self, attempt: Attempt, *, keep: bool = False) -> None:
-        """Delete the attempt's pod and credentials; with *keep*, keep the pod (without its
-        credentials) in place of the task's previously kept one."""
+        """Delete the attempt's pod (its Secret goes with it); with *keep*, keep the pod
+        (without its Secret) in place of the task's previously kept one."""
         ns = attempt.namespace
         if not keep:
             await self.delete(ns, attempt.pod)
@@ -151,7 +155,11 @@ class KubernetesExecutor:
             name = pod["metadata"]["name"]
             if labels.get("agentfactory.dev/task") == attempt.task and labels.get(KEPT) == "true":
                 await self.delete(ns, name)
-        await self.remove_credentials(ns, attempt.pod)
+        kept = self.view.get("pods", ns, attempt.pod) if self.view else None
+        if kept is None:
+            kept = await self.kube.get(path_of("v1", "pods", ns, attempt.pod))
+        if (secret := secret_of(kept or {})) is not None:
+            await self.kube.delete(path_of("v1", "secrets", ns, secret))
         with contextlib.suppress(KubeError):
             kept = await self.kube.patch(path_of("v1", "pods", ns, attempt.pod),
                                          {"metadata": {"labels": {KEPT: "true"}}})  # fmt: skip
@@ -198,39 +206,24 @@ class KubernetesExecutor:
         return found
 
     async def create(
-        self, attempt: Attempt, pod: dict[str, Any], files: dict[str, str],
-        credentials: dict[str, str],
-    ) -> dict[str, Any]:  # fmt: skip
-        """Start the attempt's pod (or find it) and make sure its inputs exist."""
+        self, attempt: Attempt, pod: dict[str, Any], secret: AttemptSecret
+    ) -> dict[str, Any]:
+        """Start the attempt's pod (or find it) and make sure its Secret exists."""
         ns = attempt.namespace
-        inputs = input_config_map(attempt, files)  # too large: fails before anything exists
-        task_uid = attempt.task_uid
-        # Inputs someone else made first would be mounted by the pod: look before creating it.
-        found = await self.kube.get(path_of("v1", "configmaps", ns, inputs["metadata"]["name"]))
-        if found is not None and (foreign := not_made_for("ConfigMap", found, attempt, task_uid)):
-            raise ForeignObjectError(foreign)
-        created = await self._create_one(path_of("v1", "pods", ns), pod, attempt, task_uid)
+        created = await self._create_one(path_of("v1", "pods", ns), pod, attempt, attempt.task_uid)
         if created is None:  # created and deleted in between: the next pass relaunches
             raise KubeError(409, f"pod {attempt.pod} vanished while it was being launched")
+        named = secret_of(created)  # a pod found (a resumed launch) names its own Secret
+        if named is None:
+            raise KubeError(409, f"pod {attempt.pod} names no Secret of its own")
         uid = created["metadata"].get("uid", "")
-        secret = credentials_secret(attempt, uid, credentials)
+        body = replace(secret, name=named).manifest(attempt, uid)
         try:
-            await self._create_one(path_of("v1", "configmaps", ns), inputs, attempt, task_uid)
-            await self._create_one(path_of("v1", "secrets", ns), secret, attempt, uid)
+            await self._create_one(path_of("v1", "secrets", ns), body, attempt, uid)
         except ForeignObjectError:  # the pod would start on someone else's inputs
             await self.kube.delete(path_of("v1", "pods", ns, attempt.pod))
             raise
         return created
-
-    async def was_launched(self, attempt: Attempt) -> bool:
-        """Whether the attempt's pod was ever created (its input ConfigMap, made by the
-        operator, exists)."""
-        path = path_of("v1", "configmaps", attempt.namespace, f"{attempt.pod}-input")
-        found = await self.kube.get(path)
-        return (
-            found is not None
-            and not_made_for("ConfigMap", found, attempt, attempt.task_uid) is None
-        )
 
     async def outcome(self, pod: dict[str, Any]) -> Outcome:
         """What a finished pod handed back (its log is read only when it can hold a result),
@@ -248,19 +241,8 @@ class KubernetesExecutor:
             return Outcome(None, f"its log could not be read: {exc}", "malformed-result")
         return replace(outcome_of(pod, log_text), **extra)
 
-    async def remove_inputs(self, namespace: str, task: str) -> None:
-        """Delete the input ConfigMaps of every attempt of *task* (once it has ended: until
-        then they tell what each attempt was given, and that it was launched)."""
-        labels = {**MANAGED, "agentfactory.dev/task": task}
-        await self.kube.delete_all(path_of("v1", "configmaps", namespace), labels)
-
-    async def remove_credentials(self, namespace: str, pod: str) -> None:
-        """Delete the pod's credentials (a finished pod kept for debugging needs none)."""
-        await self.kube.delete(path_of("v1", "secrets", namespace, f"{pod}-credentials"))
-
     async def delete(self, namespace: str, pod: str) -> None:
-        """Delete the pod and its credentials (idempotent)."""
-        await self.remove_credentials(namespace, pod)
+        """Delete the pod (idempotent); its Secret goes with it."""
         await self.kube.delete(path_of("v1", "pods", namespace, pod))
         if self.view is not None:
             self.view.drop("pods", namespace, pod)

@@ -9,13 +9,15 @@ event that arrives after the operator's own write cannot roll the view back.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentfactory.kube.pods import is_done
 
 Key = tuple[str, str]
+#: How many deleted objects the view remembers: far more than the stage pods in flight.
+GONE = 10_000
 
 
 def _version(obj: dict[str, Any]) -> int:
@@ -31,9 +33,14 @@ class View:
     deleted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     """AgentTasks deleted, by namespace, as last seen: what they left on the forge goes too."""
 
+    gone: OrderedDict[tuple[str, Key], None] = field(default_factory=OrderedDict)
+    """The latest objects seen deleted (at most `GONE` of them), so a pod deleted before it
+    finished is told apart from one never made without asking the API."""
+
     def put(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata", {})
         key = (meta.get("namespace") or "default", meta.get("name", ""))
+        self.gone.pop((kind, key), None)
         old = self.objects[kind].get(key)
         if old is None or _version(obj) >= _version(old):
             self.objects[kind][key] = obj
@@ -46,6 +53,10 @@ class View:
             self.put(kind, obj)
 
     def drop(self, kind: str, namespace: str, name: str) -> None:
+        self.gone[kind, (namespace, name)] = None
+        self.gone.move_to_end((kind, (namespace, name)))
+        while len(self.gone) > GONE:
+            self.gone.popitem(last=False)
         old = self.objects[kind].pop((namespace, name), None)
         if kind == "agenttasks" and old is not None:
             self.deleted[namespace].append(old)
@@ -53,6 +64,10 @@ class View:
     def take_deleted(self, namespace: str) -> list[dict[str, Any]]:
         """The AgentTasks deleted in *namespace* since the last call."""
         return self.deleted.pop(namespace, [])
+
+    def was_deleted(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the object was seen deleted (by this process, lately) and not made again."""
+        return (kind, (namespace, name)) in self.gone
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects[kind].get((namespace, name))

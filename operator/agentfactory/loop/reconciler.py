@@ -4,11 +4,16 @@ A pass is level-triggered and works from the tasks' statuses alone, so a driver 
 at any moment resumes where the last one stopped:
 
 1. people's actions (the driver's `Hooks.people`) and specs that stopped validating;
-2. the scheduler's observations (dependencies, admission, the merge slot);
+2. the scheduler's observations (dependencies, admission, the merge queue) and the merge
+   queue's builds;
 3. for every task, its forge's news (a pull request to open, reviews) and then the work
    the core says its status calls for (`core.work.work_for`): a stage attempt through the
    executor, checks on the forge, or a merge;
 4. the driver's chores (`Hooks.after`).
+
+The builds and the work of step 3 run one factory's tasks after another (they share its
+forge: one clone, one merge queue) and factories side by side, so a slow fetch or merge
+holds up only its own factory. Git and forge calls run in threads (asyncio's bounded pool).
 
 Every observation goes through the core's `decide`; a decision is one status write, its
 transitions told through the journal, then its actions performed.
@@ -114,22 +119,42 @@ class Reconciler:
                 moved |= not (
                     await self.apply(found, factories[found.factory], observation)
                 ).ignored
+        builds: dict[str, list[Build]] = {}
         for build in result.builds:
-            moved |= await self._build(build, factories)
+            if (found := self.store.task(build.task)) is not None:
+                builds.setdefault(found.factory, []).append(build)
+        built = await asyncio.gather(
+            *(self._build_line(line, factories) for line in builds.values())
+        )
+        moved |= any(built)
         if moved:
             return True
         await self._show_waiting(result.waiting)
+        lines: dict[str, list[Record]] = {}
         for task in runnable:
+            lines.setdefault(task.factory, []).append(task)
+        advanced = await asyncio.gather(
+            *(self._advance_line(line, factories[name]) for name, line in lines.items())
+        )
+        moved |= any(advanced)
+        for after in self.hooks.after:
+            await after(factories)
+        return moved
+
+    async def _advance_line(self, tasks: list[Record], factory: FactorySpecSpec) -> bool:
+        """Advance one factory's tasks, one after another: they share its forge (one clone,
+        one merge slot). Factories advance side by side, so one factory's slow git or forge
+        call holds up only its own tasks."""
+        moved = False
+        for task in tasks:
             try:
-                moved |= await self._advance(task, factories[task.factory])
+                moved |= await self._advance(task, factory)
             except ForgeError as exc:  # the forge's own words say it all: no traceback
                 log.info("%s: its stage could not advance: %s", task.name, exc)
                 await self._stuck(self.store.task(task.name) or task, exc)
             except Exception as exc:  # one task's trouble must not stop the others
                 log.exception("%s: its stage could not advance; retrying", task.name)
                 await self._stuck(self.store.task(task.name) or task, exc)
-        for after in self.hooks.after:
-            await after(factories)
         return moved
 
     async def _advance(self, task: Record, factory: FactorySpecSpec) -> bool:
@@ -156,6 +181,14 @@ class Reconciler:
             return not (await self.apply(task, factory, merged)).ignored
         verdict = await self.sync.checks(task, factory, work)
         return verdict is not None and not (await self.apply(task, factory, verdict)).ignored
+
+    async def _build_line(self, builds: list[Build], factories: dict[str, FactorySpecSpec]) -> bool:
+        """One factory's merge-queue builds, one after another (one clone), beside other
+        factories'."""
+        moved = False
+        for build in builds:
+            moved |= await self._build(build, factories)
+        return moved
 
     async def _build(self, build: Build, factories: dict[str, FactorySpecSpec]) -> bool:
         """Build a queued task's change where the merge queue wants it, and tell the core."""

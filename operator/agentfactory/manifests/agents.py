@@ -5,8 +5,9 @@ Pure builders (dicts in, dicts out) for the operator's KubernetesExecutor:
 - the agent Pod `<task>-<stage>-<attempt>`: restartPolicy Never, activeDeadlineSeconds, no
   service-account token, Pod Security Standard "restricted" on every container, read-only
   root with emptyDir work directories, an init container that checks out the exact commit;
-- its input ConfigMap (the handoff contract), owned by the task;
-- its credentials Secret (only what the role needs, minted for this pod), owned by the pod;
+- its one Secret, owned by the pod: the inputs (the handoff contract, or the CI run's checks)
+  and the credentials (only what the role needs, minted for this pod), under a name with a
+  random part, so nobody can make it before the pod exists and have the pod mount theirs;
 - per factory: a ServiceAccount with no API rights and a NetworkPolicy that denies ingress and
   allows egress only to DNS and the factory's CIDRs and ports.
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 import urllib.parse
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentfactory import API_VERSION
@@ -46,7 +49,7 @@ AGENT_UID = 10001
 MODEL_TOKEN = "model-token"  # noqa: S105 - the name of a key, not a secret
 #: The init container that runs an agent image (`engine: image`).
 ENGINE_CONTAINER = "engine"
-#: A ConfigMap holds at most 1 MiB; leave room for metadata.
+#: A Secret holds at most 1 MiB; leave room for the credentials and metadata.
 MAX_CONTRACT_BYTES = 900 * 1024
 
 
@@ -141,53 +144,68 @@ def input_files(
     return files
 
 
-def input_config_map(attempt: Attempt, files: dict[str, str]) -> dict[str, Any]:
-    """The attempt's read-only inputs, owned by the task (it outlives the pod for debugging)."""
-    size = sum(len(text.encode()) for text in files.values())
-    if size > MAX_CONTRACT_BYTES:
-        raise ManifestError(
-            f"the inputs of {attempt.pod} are {size} bytes, more than a ConfigMap holds"
-            f" ({MAX_CONTRACT_BYTES}); shorten the feedback or the context"
-        )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": f"{attempt.pod}-input",
-            "namespace": attempt.namespace,
-            "labels": attempt_labels(attempt),
-            "ownerReferences": [_owner("AgentTask", attempt.task, attempt.task_uid)],
-        },
-        "immutable": True,
-        "data": dict(files),
-    }
+@dataclass(frozen=True)
+class AttemptSecret:
+    """What an attempt's pod mounts from its one Secret: the files under `/factory/input` and
+    the credentials (plain strings: never log them)."""
+
+    name: str
+    inputs: dict[str, str]
+    credentials: dict[str, str]
+
+    @classmethod
+    def of(
+        cls, attempt: Attempt, inputs: dict[str, str], credentials: dict[str, str]
+    ) -> AttemptSecret:
+        """A new Secret for *attempt*; too large or ambiguous inputs fail here, before anything
+        exists (a pod without its Secret would wait in ContainerCreating for ever)."""
+        size = sum(len(text.encode()) for text in inputs.values())
+        if size > MAX_CONTRACT_BYTES:
+            raise ManifestError(
+                f"the inputs of {attempt.pod} are {size} bytes, more than a Secret holds"
+                f" ({MAX_CONTRACT_BYTES}); shorten the feedback or the context"
+            )
+        if shared := sorted(set(inputs) & set(credentials)):
+            raise ManifestError(f"{attempt.pod}: {shared} named both an input and a credential")
+        return cls(f"{attempt.pod}-{secrets.token_hex(4)}", dict(inputs), dict(credentials))
+
+    def manifest(self, attempt: Attempt, pod_uid: str) -> dict[str, Any]:
+        """The Secret, owned by the pod (*pod_uid*) so it goes with it."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": self.name,
+                "namespace": attempt.namespace,
+                "labels": attempt_labels(attempt),
+                "ownerReferences": [_owner("Pod", attempt.pod, pod_uid, "v1")],
+            },
+            "immutable": True,
+            "stringData": {**self.inputs, **self.credentials},
+        }
 
 
-def credentials_secret(attempt: Attempt, pod_uid: str, data: dict[str, str]) -> dict[str, Any]:
-    """The pod's own credentials (for example a read-only forge token), owned by the pod so
-    they are deleted with it. *data* holds plain strings; never log the result."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": f"{attempt.pod}-credentials",
-            "namespace": attempt.namespace,
-            "labels": attempt_labels(attempt),
-            "ownerReferences": [_owner("Pod", attempt.pod, pod_uid, "v1")],
-        },
-        "immutable": True,
-        "stringData": dict(data),
-    }
+def secret_of(pod: dict[str, Any]) -> str | None:
+    """The name of the Secret a stage pod mounts its credentials from (its inputs too)."""
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if volume.get("name") == "input" and "secret" in source:
+                return str(source["secret"]["name"])
+    return None
+
+
+def _items(keys: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": key, "path": key} for key in sorted(keys)]
 
 
 def agent_pod(
     attempt: Attempt, factory: FactorySpecSpec, *, role: str | None, repo_url: str, ref: str,
-    gateway_url: str | None = None,
+    secret: AttemptSecret, gateway_url: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The Pod of one agent attempt (*role* None: the sandbox CI run of the checks). With
-    *gateway_url*, its agent reaches the model through the gateway with the attempt's token
-    (from the pod's own credentials Secret), never with the key."""
+    """The Pod of one agent attempt (*role* None: the sandbox CI run of the checks), mounting
+    *secret*'s inputs and credentials. With *gateway_url*, its agent reaches the model through
+    the gateway with the attempt's token (from its own Secret), never with the key."""
     agents = factory.agents
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp/home"},  # noqa: S108 - the pod's own emptyDir
@@ -195,7 +213,7 @@ def agent_pod(
     ]
     # Only agents talk to the model; the CI pod runs the agent's code and holds no key.
     if gateway_url is not None and role is not None:
-        token = {"name": f"{attempt.pod}-credentials", "key": MODEL_TOKEN}
+        token = {"name": secret.name, "key": MODEL_TOKEN}
         env.append({"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": token}})
         env.append({"name": "ANTHROPIC_BASE_URL", "value": gateway_url})
     elif agents.api_key_secret_ref is not None and role is not None:
@@ -214,7 +232,9 @@ def agent_pod(
         {"name": "output", "mountPath": OUTPUT_DIR},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, private to the pod
     ]
-    sources: list[dict[str, Any]] = [{"configMap": {"name": f"{attempt.pod}-input"}}]
+    sources: list[dict[str, Any]] = [
+        {"secret": {"name": secret.name, "items": _items(secret.inputs)}}
+    ]
     if agents.constitution is not None and role is not None:
         sources.append(
             {
@@ -299,10 +319,17 @@ def agent_pod(
             {"name": "output", "emptyDir": {"sizeLimit": "64Mi"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
             {"name": "input", "projected": {"sources": sources, "defaultMode": 0o444}},
+            # Only the credentials' keys (items left empty would mount every key).
             {
                 "name": "credentials",
-                "secret": {"secretName": f"{attempt.pod}-credentials", "defaultMode": 0o400},
-            },
+                "secret": {
+                    "secretName": secret.name,
+                    "items": _items(secret.credentials),
+                    "defaultMode": 0o400,
+                },
+            }
+            if secret.credentials
+            else {"name": "credentials", "emptyDir": {"sizeLimit": "1Mi"}},
         ],
     }
     if factory.sandbox.runtime_class_name:
