@@ -51,6 +51,8 @@ from testbed.node import Node
 from agentfactory import API_VERSION
 
 NS = "bench"
+#: The resources a stage pod's life touches.
+POD_RESOURCES = {"pods", "pods/log", "secrets", "configmaps"}
 TASKS = f"/apis/{API_VERSION}/namespaces/{NS}/agenttasks"
 FACTORIES = f"/apis/{API_VERSION}/namespaces/{NS}/factoryspecs"
 
@@ -180,11 +182,14 @@ async def on(
         transitions = sum(len(t["status"]["history"]) for t in items)
         merged = sum(1 for t in items if t["status"]["phase"] == "Merged")
         status_path = requests["PATCH agenttasks/status"] + requests["POST events"]
+        per_pod = sum(n for kind, n in requests.items()
+                      if kind.split()[1] in POD_RESOURCES)  # fmt: skip
         return {
             "tasks": len(names), "merged": merged, "elapsed": elapsed, "transitions": transitions,
             "pods": len(kubelet.started), "rss": rss, "cpu": cpu,
             "cpu_children": children.ru_utime + children.ru_stime,
             "requests": sum(requests.values()), "status_requests": status_path,
+            "pod_requests": per_pod,
             "overhead_p50": statistics.median(overheads),
             "overhead_p99": percentile(overheads, 0.99),
             "samples": len(overheads), "patch_p50": statistics.median(baseline),
@@ -226,6 +231,10 @@ def main() -> None:
             f"  API requests {int(f['requests'])}: {f['requests'] / f['transitions']:.2f} per"
             f" transition; status path (status PATCH + Event) "
             f"{f['status_requests'] / f['transitions']:.2f} per transition"
+        )
+        print(
+            f"  requests on pods, their logs, Secrets and ConfigMaps (kopf's pod watch included):"
+            f" {f['pod_requests'] / f['pods']:.2f} per stage pod"
         )
         print(f"  most frequent: {f['top']}")
         print(

@@ -51,6 +51,15 @@ def path() -> Path:
     return found
 
 
+#: The pinned version of GitHub's GraphQL schema (`tests/github/description.sh` fetches it).
+GRAPHQL_VERSION = "15.26.1"
+
+
+def graphql_schema_path() -> Path:
+    """Where `tests/github/description.sh` put GitHub's GraphQL schema (SDL)."""
+    return path().parent.parent / f"graphql-{GRAPHQL_VERSION}" / "schema.graphql"
+
+
 def recorded(scenario: str) -> list[dict[str, Any]]:
     """The exchanges of one `@octokit/fixtures` scenario, as recorded with the real GitHub
     (method, path, status, response, headers), fetched beside the description."""

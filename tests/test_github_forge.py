@@ -185,6 +185,53 @@ def test_a_head_the_queue_built_on_the_one_ahead_lands_as_verified_after_it(
     assert not [c for c in github.calls if c[1].endswith("/update-branch")], "no update, no CI"
 
 
+def test_where_githubs_merge_queue_is_required_the_pr_goes_through_it(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    # A ruleset requires the merge queue on main: GitHub refuses a merge through the REST API
+    # and builds, checks and merges queued pull requests itself, so the forge defers to it.
+    github.require_merge_queue(REPO, "main")
+    f = forge(github, tmp_path / "op")
+    head, number = open_pr(github, f)
+    move_base(github)  # GitHub's queue builds on the base as it is: no update of the branch
+    queued = merge(f, head)
+    assert queued.outcome == "queued", queued
+    assert "GitHub's merge queue for main: position 1" in queued.message
+    assert github.queued[REPO, "main"] == [number]
+    again = merge(f, head)
+    said = "in GitHub's merge queue for main: position 1, AWAITING_CHECKS"
+    assert (again.outcome, again.message) == ("queued", said), "asked, not queued twice"
+    assert github.queued[REPO, "main"] == [number]
+    assert github.settle_merge_queue(REPO, "main") == [number]
+    done = merge(f, head)
+    assert done.outcome == "merged" and done.merged_sha == github.head_of(REPO, "main")
+    called = {path.rsplit("/", 1)[-1] for method, path in github.calls}
+    assert not called & {"merge", "update-branch"}, "neither refused call was made"
+    assert [p for m, p in github.calls if p.endswith("/rules/branches/main")] == [
+        f"/api/v3/repos/{REPO}/rules/branches/main"
+    ], "the rules read once, then trusted a while"
+
+
+def test_a_pr_githubs_merge_queue_removed_is_a_failed_merge_that_queues_again(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.require_merge_queue(REPO, "main")
+    f = forge(github, tmp_path / "op")
+    head, number = open_pr(github, f)
+    assert merge(f, head).outcome == "queued"
+    assert github.settle_merge_queue(REPO, "main", failing=frozenset({number})) == []
+    removed = merge(f, head)
+    assert removed.outcome == "error", removed
+    assert f"removed PR #{number} without merging it" in removed.message
+    assert merge(f, head).outcome == "queued", "the next attempt queues it again"
+    # A head that moved under the queue's feet is refused by GitHub, not queued.
+    raced = github.commit(REPO, head, "NOTES.md", "raced\n", "a racing push")
+    github.settle_merge_queue(REPO, "main", failing=frozenset({number}))
+    github.push(REPO, "factory/notes", raced)
+    refused = merge(f, head)
+    assert refused.outcome == "error" and raced in refused.message, refused
+
+
 def test_a_conflict_is_reported_not_forced(github: FakeGitHub, tmp_path: Path) -> None:
     f = forge(github, tmp_path / "op")
     head, _ = open_pr(github, f, "ours\n")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from testbed.cluster import FIX_CART, cluster, fixes
 from testbed.fakes.github_api import FakeGitHub
 from testbed.gitutil import git
+from testbed.kube import wait_for
 
 from tests.githubs import ALL, REPO
 
@@ -71,6 +72,8 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
             assert task["status"]["phase"] == "Merged", task["status"].get("message")
             assert c.started == AGENT_STAGES
             assert c.refused() == [], "the chart's RBAC allows all it does"
+            [factory] = await c.items(f"{c.api_path}/factoryspecs")
+            assert factory["status"]["mergedBy"] == "agentfactory", "no ruleset asks otherwise"
         [pull] = github.pulls[REPO].values()
         assert pull["head"] == "factory/fix-cart" and pull["merged"]
         assert pull["merged_head"] == head, "merged at the head CI verified"
@@ -90,14 +93,57 @@ async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
         assert len(operator) == 2
         assert github.key not in json.dumps(task)
         calls = api_calls(github)
-        # Measured at 32: 6 token mints, PR find + create, 5 PR updates (phase label and
-        # comments: about 3 calls each), the check runs and statuses of the head once, and
-        # the merge (PRs, compare, mergeable, merge, branch delete). Besides, the reviews are
+        # Measured at 34: 6 token mints, PR find + create, 5 PR updates (phase label and
+        # comments: about 3 calls each), the check runs and statuses of the head once, the
+        # base branch's rules (is GitHub's merge queue required? once by the factory's
+        # handler, once by the worker's forge), and the merge (PRs, compare, mergeable,
+        # merge, branch delete). Besides, the reviews are
         # read at most once per poll (1 s here) from CI to the merge: a person's request for
         # changes is a back edge.
         reviews = calls.pop("GET /repos/acme/shop/pulls/N/reviews", 0)
         assert reviews <= 2 + open_for, (reviews, open_for)
-        assert sum(calls.values()) <= 36, sorted(calls.items())
+        assert sum(calls.values()) <= 38, sorted(calls.items())
+        assert calls["GET /repos/acme/shop/rules/branches/main"] == 2
         assert calls["POST /repos/acme/shop/pulls"] == 1
         assert calls["PUT /repos/acme/shop/pulls/N/merge"] == 1
         assert calls["POST /app/installations/N/access_tokens"] == len(AGENT_STAGES) + 2
+
+
+async def test_where_github_requires_its_merge_queue_the_task_merges_through_it(
+    control_plane: ControlPlane, tmp_path: Path, remote: Path
+) -> None:
+    # A ruleset on main requires GitHub's merge queue: GitHub refuses merges through the API,
+    # so the operator queues the PR there, says so on the task, and waits for GitHub.
+    with FakeGitHub(root=tmp_path / "github") as github:
+        github.create_repository(REPO, remote)
+        github.install(7, REPO, **ALL)
+        github.require_merge_queue(REPO, "main")
+        spec = {
+            "repository": {"url": github.clone_url(REPO), "forge": "github",
+                           "allowHTTP": True,
+                           "credentials": {"githubApp": {"secretName": "gh-app"}}},
+            "ci": {"source": "github-checks", "requiredChecks": ["test"]},
+        }  # fmt: skip
+        secrets = {"gh-app": github.app_secret(7)}
+        async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(),
+                           secrets=secrets, **spec) as c:  # fmt: skip
+            waiting = await c.phase("fix-cart", "CI", "NeedsAttention", "Merged")
+            head = waiting["status"]["headSHA"]
+            github.add_check_run(REPO, head, "test", conclusion="success")
+            queued = await wait_for(c.api, c.tasks, "fix-cart", lambda t: "merge queue" in (
+                (t.get("status") or {}).get("message") or ""))  # fmt: skip
+            status = queued["status"]
+            assert status["phase"] == "Merging", status
+            assert status["message"].startswith("in GitHub's merge queue for main: position 1")
+            assert status["queue"]["onForge"] == status["message"]
+            [pull] = github.pulls[REPO].values()
+            assert github.queued[REPO, "main"] == [pull["number"]]
+            assert github.settle_merge_queue(REPO, "main") == [pull["number"]]
+            task = await c.phase("fix-cart", "Merged", "NeedsAttention")
+            assert task["status"]["phase"] == "Merged", task["status"].get("message")
+            assert c.refused() == []
+            [factory] = await c.items(f"{c.api_path}/factoryspecs")
+            assert factory["status"]["mergedBy"] == "github-merge-queue", "it says which runs"
+        assert pull["merged"] and pull["merged_head"] == head, "merged at the verified head"
+        assert task["status"]["mergedSHA"] == github.head_of(REPO, "main")
+        assert api_calls(github)["PUT /repos/acme/shop/pulls/N/merge"] == 0, "GitHub merged it"

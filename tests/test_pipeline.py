@@ -484,6 +484,24 @@ def test_a_merge_a_forge_rule_refuses_parks_with_the_rule_and_sends_no_implement
     assert d.status.attempts.implement == 1, "no conflict to resolve"
 
 
+def test_a_merge_in_the_forges_own_queue_waits_there_and_a_removal_tries_again() -> None:
+    d = Driver().to(P.MERGING)
+    d.grant()
+    said = "in GitHub's merge queue for main: position 2"
+    queued = d.merged(outcome="queued", merged_sha=None, message=said)
+    assert not queued.transitions and not queued.ignored, "no transition, a status write"
+    assert d.phase == P.MERGING and d.status.message == said
+    assert d.status.queue is not None and d.status.queue.on_forge == said
+    assert d.merged(outcome="queued", merged_sha=None, message=said).ignored, "nothing new"
+    d.merged(outcome="error", merged_sha=None, message="GitHub's merge queue removed PR #4")
+    assert d.phase == P.MERGING and d.status.reason == T.STAGE_RETRIED
+    assert d.status.queue is not None and d.status.queue.on_forge is None
+    assert d.status.attempts.merge == 1, "counted: the next attempt queues it again"
+    d.grant()
+    d.merged()
+    assert d.phase == P.MERGED
+
+
 def test_a_base_moved_that_left_the_head_where_it_was_parks_instead_of_looping() -> None:
     d = Driver().to(P.MERGING)
     d.grant()

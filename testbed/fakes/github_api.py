@@ -10,6 +10,11 @@ Enterprise host. Faithful where the operator depends on it:
   not have, as GitHub does. Every other call takes an installation token (`token X` or
   `Bearer X`) that is unexpired, covers the repository, and holds the permission the endpoint
   needs (403 otherwise, with GitHub's message).
+- GitHub's merge queue, where a branch's rules require it: the branch's rules say so
+  (`GET .../rules/branches/{branch}`), a merge through the REST API is refused, and GraphQL
+  (`POST /api/graphql`, every request validated against GitHub's own schema) enqueues a pull
+  request at an expected head and tells where it stands; `settle_merge_queue` plays the
+  queue's checks: each queued PR merges in order, or leaves the queue when it fails.
 - Faults by rule: each of `chaos` sees every API call and may answer it with a `Fault`
   instead, or serve it and then lose the answer (a gateway error after the write was done).
   `fail(status, times)` and `rate_limit(...)` add a rule that answers the next calls so (a
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -46,6 +52,12 @@ if TYPE_CHECKING:
 
 _TOKENS = re.compile(r"^/api/v3/app/installations/(?P<installation>\d+)/access_tokens$")
 _REPO = re.compile(r"^/api/v3/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?$")
+_GRAPHQL = "/api/graphql"
+#: What a ruleset's merge queue rule says, as GitHub lists it for a branch.
+_MERGE_QUEUE_RULE = {"type": "merge_queue", "parameters": {
+    "check_response_timeout_minutes": 60, "grouping_strategy": "ALLGREEN",
+    "max_entries_to_build": 5, "max_entries_to_merge": 5, "merge_method": "MERGE",
+    "min_entries_to_merge": 1, "min_entries_to_merge_wait_minutes": 5}}  # fmt: skip
 
 
 def private_key() -> str:
@@ -141,6 +153,10 @@ class FakeGitHub:
     """(repository, branch) -> its branch protection rule."""
     merge_methods: dict[str, set[str]] = field(default_factory=dict)
     """repository -> the merge methods its settings allow (all three when absent)."""
+    merge_queues: set[tuple[str, str]] = field(default_factory=set)
+    """(repository, branch) whose rules require GitHub's merge queue."""
+    queued: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    """(repository, base branch) -> the pull requests in its merge queue, in order."""
     _computed: dict[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)
     _updates: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -337,6 +353,8 @@ class FakeGitHub:
 
         found = []
         for x in self.exchanges:
+            if x.path == _GRAPHQL.removeprefix("/api/v3"):
+                continue  # held to GitHub's GraphQL schema as it was served
             op, problems = description().request(x.method, x.path, x.query, x.body)
             if op is not None and not x.injected:
                 problems += description().response(op, x.status, x.answer)
@@ -349,10 +367,14 @@ class FakeGitHub:
     ) -> Reply:  # fmt: skip
         if method == "POST" and (match := _TOKENS.match(path)):
             return self._mint(int(match["installation"]), headers, body or {})
+        if method == "POST" and path == _GRAPHQL:
+            return self._graphql(headers, body or {})
         if match := _REPO.match(path):
             full, rest = f"{match['owner']}/{match['name']}", match["rest"] or ""
             args: list[str]
-            if rest.startswith(("/git/refs/heads/", "/git/ref/heads/", "/compare/")):
+            if rest.startswith("/rules/branches/"):
+                shape, args = "/rules/branches", [rest.removeprefix("/rules/branches/")]
+            elif rest.startswith(("/git/refs/heads/", "/git/ref/heads/", "/compare/")):
                 shape, _, tail = rest.partition("/heads/") if "/heads/" in rest else (
                     "/compare", "", rest.removeprefix("/compare/"))  # fmt: skip
                 args = [tail]
@@ -425,7 +447,9 @@ class FakeGitHub:
         shown = {k: v for k, v in pull.items() if k != "merged_head"}
         if one:
             shown["mergeable"] = self._mergeable(full, pull, head_sha, base_sha)
-        return {**shown, "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
+        node_id = "PR_" + base64.b64encode(f"{full}#{pull['number']}".encode()).decode()
+        return {**shown, "node_id": node_id,
+                "head": {"ref": head, "label": f"{full.split('/')[0]}:{head}",
                                  "sha": head_sha},
                 "base": {"ref": base, "sha": base_sha},
                 "html_url": f"{self.url}/{full}/pull/{pull['number']}",
@@ -553,6 +577,9 @@ class FakeGitHub:
         refused = self._protected(full, pull, head)
         if refused:
             return 405, {"message": refused}, {}
+        if (full, pull["base"]) in self.merge_queues:
+            return 405, {"message": "Repository rule violations found\n\nChanges must be made"
+                                    " through the merge queue\n\n"}, {}  # fmt: skip
         if method == "rebase":
             return 405, {"message": "the fake does not rebase; use squash or merge"}, {}
         message = "\n\n".join(
@@ -563,14 +590,118 @@ class FakeGitHub:
             )
             if x
         )
+        merged = self._land(full, pull, tree, head, base, method, message)
+        return 200, {"sha": merged, "merged": True,
+                     "message": "Pull Request successfully merged"}, {}  # fmt: skip
+
+    def _land(self, full: str, pull: dict[str, Any], tree: str, head: str, base: str,
+              method: str, message: str) -> str:  # fmt: skip
+        """Commit *tree* on the base as the merge of *pull* at *head*; the merge commit."""
         parents = ["-p", base] + (["-p", head] if method == "merge" else [])
         merged = self._git(full, "commit-tree", tree, *parents, "-m", message)
         self.push(full, pull["base"], merged)
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         pull.update(state="closed", merged=True, merged_at=now, merge_commit_sha=merged,
                     merged_head=head)  # fmt: skip
-        return 200, {"sha": merged, "merged": True,
-                     "message": "Pull Request successfully merged"}, {}  # fmt: skip
+        return merged
+
+    # -- GitHub's merge queue ----------------------------------------------------------------
+
+    def require_merge_queue(self, full: str, branch: str) -> None:
+        """A ruleset now requires GitHub's merge queue for *branch* of *full*."""
+        with self._lock:
+            self.merge_queues.add((full, branch))
+
+    def _branch_rules(self, full: str, n: list[str], _b: Any, _q: dict[str, str]) -> Reply:
+        if (full, n[0]) not in self.merge_queues:
+            return 200, [], {}
+        return 200, [{**_MERGE_QUEUE_RULE, "ruleset_source_type": "Repository",
+                      "ruleset_source": full, "ruleset_id": 1}], {}  # fmt: skip
+
+    def settle_merge_queue(
+        self, full: str, base: str, failing: frozenset[int] = frozenset()
+    ) -> list[int]:
+        """Play the queue's checks on each queued pull request in order: one in *failing*, or
+        one that conflicts with the base as it now is, leaves the queue unmerged; the others
+        merge. The numbers merged."""
+        merged = []
+        with self._lock:
+            for number in self.queued.pop((full, base), []):
+                pull = self.pulls[full][number]
+                head, tip = self.head_of(full, pull["head"]), self.head_of(full, base)
+                assert head is not None and tip is not None
+                tree = self._merged_tree(full, tip, head)
+                if number in failing or tree is None:
+                    continue
+                self._land(full, pull, tree, head, tip, "merge",
+                           f"Merge pull request #{number} from {pull['head']}")  # fmt: skip
+                merged.append(number)
+        return merged
+
+    def _graphql(self, headers: dict[str, str], body: dict[str, Any]) -> Reply:
+        """A GraphQL request, validated against GitHub's schema, then answered for the two
+        things the fake models: a pull request node's merge-queue state, and enqueueing one."""
+        import graphql
+
+        auth = headers.get("Authorization", "")
+        grant = self.grants.get(auth.split(" ", 1)[1] if " " in auth else "")
+        if grant is None or grant.expires_at <= datetime.now(UTC):
+            return 401, {"message": "Bad credentials"}, {}
+        schema = _graphql_schema()
+        try:
+            document = graphql.parse(str(body.get("query") or ""))
+        except graphql.GraphQLError as exc:
+            return 200, {"errors": [{"message": exc.message}]}, {}
+        if errors := graphql.validate(schema, document):
+            return 200, {"errors": [{"message": e.message} for e in errors]}, {}
+
+        def pull_of(node_id: str, permission: str, level: str) -> tuple[str, dict[str, Any]]:
+            said = base64.b64decode(node_id.removeprefix("PR_")).decode()
+            full, _, number = said.rpartition("#")
+            pull = self.pulls.get(full, {}).get(int(number))
+            if pull is None or full not in grant.repositories:
+                unknown = f"Could not resolve to a node with the global id of '{node_id}'"
+                raise graphql.GraphQLError(unknown)
+            if _level(grant.permissions.get(permission)) < _level(level):
+                raise graphql.GraphQLError("Resource not accessible by integration")
+            return full, pull
+
+        def entry(full: str, pull: dict[str, Any]) -> dict[str, Any] | None:
+            line = self.queued.get((full, pull["base"]), [])
+            if pull["number"] not in line:
+                return None
+            return {"position": line.index(pull["number"]) + 1, "state": "AWAITING_CHECKS"}
+
+        def node(_info: Any, id: str) -> dict[str, Any]:
+            full, pull = pull_of(id, "pull_requests", "read")
+            queued = entry(full, pull)
+            return {"__typename": "PullRequest", "merged": pull["merged"],
+                    "isInMergeQueue": queued is not None, "mergeQueueEntry": queued}  # fmt: skip
+
+        def enqueue(_info: Any, input: dict[str, Any]) -> dict[str, Any]:
+            full, pull = pull_of(input["pullRequestId"], "contents", "write")
+            if (full, pull["base"]) not in self.merge_queues:
+                raise graphql.GraphQLError("Pull request is not in a merge queue enabled branch")
+            if pull["state"] != "open":
+                raise graphql.GraphQLError("Pull request is closed")
+            head = self.head_of(full, pull["head"])
+            if input.get("expectedHeadOid") not in (None, head):
+                raise graphql.GraphQLError("Head sha didn't match expected head sha")
+            line = self.queued.setdefault((full, pull["base"]), [])
+            if pull["number"] not in line:
+                line.append(pull["number"])
+            return {"mergeQueueEntry": entry(full, pull)}
+
+        with self._lock:
+            result = graphql.execute(
+                schema, document, root_value={"node": node, "enqueuePullRequest": enqueue},
+                variable_values=body.get("variables") or {},
+            )  # fmt: skip
+        assert isinstance(result, graphql.ExecutionResult), "resolvers here are synchronous"
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]
+        return 200, answer, {}
 
     def _allowed(self, full: str) -> set[str]:
         """The merge methods *full*'s settings allow."""
@@ -912,7 +1043,22 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("DELETE", "/git/refs"): ("contents", "write", FakeGitHub._delete_ref),
     ("GET", "/commits/SHA/check-runs"): ("checks", "read", FakeGitHub._check_runs),
     ("GET", "/commits/SHA/status"): ("statuses", "read", FakeGitHub._status),
+    ("GET", "/rules/branches"): ("metadata", "read", FakeGitHub._branch_rules),
 }
+
+
+@functools.cache
+def _graphql_schema() -> Any:
+    """GitHub's GraphQL schema, built once per process. GitHub marks some implementations'
+    fields deprecated where the interface's are not, which graphql-core's schema check
+    refuses; a deprecation changes nothing a request may ask, so the marks are dropped."""
+    import graphql
+
+    from testbed.github_openapi import graphql_schema_path
+
+    sdl = re.sub(r'@deprecated(\((?:[^()"]|"(?:[^"\\]|\\.)*")*\))?', "",
+                 graphql_schema_path().read_text())  # fmt: skip
+    return graphql.build_ast_schema(graphql.parse(sdl), assume_valid_sdl=True)
 
 
 def _as_github(method: str, path: str, status: int, answer: Any) -> Any:

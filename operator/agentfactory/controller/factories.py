@@ -10,11 +10,13 @@ raise: they become a condition with the field and the fix.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import kopf
 from pydantic import ValidationError
@@ -26,7 +28,7 @@ from agentfactory.core.factory_status import factory_status
 from agentfactory.core.forges import ForgeBusyError, ForgeError
 from agentfactory.core.mergepatch import merge_patch
 from agentfactory.core.secret_optin import refusal
-from agentfactory.forge.registry import build_forge, settings, verifiable
+from agentfactory.forge.registry import build_forge, merge_queues, settings, verifiable
 from agentfactory.kube.client import Kube, SecretRefusedError, path_of
 from agentfactory.loop.reconciler import task_info
 from agentfactory.manifests.agents import (
@@ -66,30 +68,47 @@ async def _task_infos(kube: Kube, namespace: str, factory: str) -> list[TaskInfo
     return [task_info(record) for record in map(parse, tasks) if record.factory == factory]
 
 
-async def _try_forge(
-    spec: FactorySpecSpec, secrets: dict[str, dict[str, str]]
-) -> tuple[str | None, list[str]]:
-    """Why the forge refuses the factory's credentials (None: they reach the repository, or
-    the forge has no way to try them), and what of the spec the repository's settings
-    refuse. Trying once is the only way to know an App's id, key and installation fit, or
-    that a token is alive. *secrets*: the Secrets the spec names that exist, decoded."""
+@dataclass(frozen=True)
+class Tried:
+    """What trying the factory's forge found."""
+
+    rejected: str | None = None
+    """Why the forge refuses the credentials (None: they reach the repository, or the forge
+    has no way to try them)."""
+    unfit: list[str] = dataclasses.field(default_factory=list)
+    """What of the spec the repository's settings refuse."""
+    merged_by: Literal["agentfactory", "github-merge-queue"] | None = None
+    """Whose merge queue merges into the base branch (None: not known)."""
+
+
+async def _try_forge(spec: FactorySpecSpec, secrets: dict[str, dict[str, str]]) -> Tried:
+    """Try the factory's forge once: the only way to know an App's id, key and installation
+    fit, that a token is alive, and what the repository's settings and rules say. *secrets*:
+    the Secrets the spec names that exist, decoded."""
     secret = spec.repository.credentials_secret
     if secret not in secrets:
-        return None, []
+        return Tried()
     try:
         forge = build_forge(spec.repository, Path(tempfile.gettempdir()), secrets[secret])
         try:
             if (tryable := verifiable(forge)) is not None:
                 await asyncio.to_thread(tryable.verify)
+            unfit: list[str] = []
             if (judged := settings(forge)) is not None:
-                return None, await asyncio.to_thread(judged.refusals, spec.merge.method)
+                unfit = await asyncio.to_thread(judged.refusals, spec.merge.method)
+            merged_by: Literal["agentfactory", "github-merge-queue"] = "agentfactory"
+            if (queues := merge_queues(forge)) is not None and await asyncio.to_thread(
+                queues.merge_queue
+            ):
+                merged_by = "github-merge-queue"
+            return Tried(unfit=unfit, merged_by=merged_by)
         finally:
             forge.close()
     except ForgeBusyError as exc:  # says nothing about the credentials: judge them next time
         log.warning("credentials of %s not tried: %s", spec.repository.url, exc)
     except ForgeError as exc:
-        return str(exc), []
-    return None, []
+        return Tried(rejected=str(exc))
+    return Tried()
 
 
 async def _try_model_key(spec: FactorySpecSpec, secrets: dict[str, dict[str, str]]) -> str | None:
@@ -138,12 +157,14 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None
     tasks = await _task_infos(kube, namespace, name)
     old_raw = body.get("status")
     old = FactorySpecStatus.model_validate(old_raw) if old_raw else None
-    rejected, unfit = await _try_forge(valid, secrets) if valid else (None, [])
+    tried = await _try_forge(valid, secrets) if valid else Tried()
     status, _ = factory_status(
         raw_spec=body.get("spec"), generation=meta.get("generation"), old=old, secrets=secrets,
-        tasks=tasks, now=datetime.now(UTC), rejected=rejected, refused=refused, unfit=unfit,
-        key_refused=await _try_model_key(valid, secrets) if valid else None,
+        tasks=tasks, now=datetime.now(UTC), rejected=tried.rejected, refused=refused,
+        unfit=tried.unfit, key_refused=await _try_model_key(valid, secrets) if valid else None,
     )  # fmt: skip
+    if tried.merged_by is not None:
+        status.merged_by = tried.merged_by
     new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     if new != old_raw:
         patch.status.update(merge_patch(old_raw or {}, new))

@@ -786,6 +786,11 @@ class FactorySpecStatus(StatusModel):
     and those being verified on top of the ones ahead (in CI)."""
     merging: str | None = None
     """The task merging now (at most one)."""
+    merged_by: Literal["agentfactory", "github-merge-queue"] | None = None
+    """Which queue merges the factory's tasks: `agentfactory`, the operator's own
+    speculative merge queue; or `github-merge-queue`, where a ruleset on the base branch
+    requires GitHub's merge queue, which then builds, checks and merges each verified pull
+    request the operator puts in it (read when the factory is reconciled)."""
 
 
 class FactorySpec(Model):

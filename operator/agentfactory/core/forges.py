@@ -34,7 +34,7 @@ class ForgeBusyError(ForgeError):
 class MergeOutcome:
     """What a merge request came to (mirrors the core's MergeFinished)."""
 
-    outcome: Literal["merged", "conflict", "base-moved", "blocked", "error"]
+    outcome: Literal["merged", "queued", "conflict", "base-moved", "blocked", "error"]
     head_sha: str
     merged_sha: str | None = None
     new_head_sha: str | None = None
@@ -135,6 +135,15 @@ class HasSettings(Protocol):
 
     def refusals(self, merge_method: str) -> list[str]:
         """What the repository's settings refuse, each naming the spec field and the fix."""
+        ...
+
+
+@runtime_checkable
+class HasMergeQueue(Protocol):
+    """A forge whose own merge queue may be required for the base branch (GitHub's)."""
+
+    def merge_queue(self) -> bool:
+        """Whether the forge's own merge queue merges into the base branch."""
         ...
 
 

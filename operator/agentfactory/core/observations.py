@@ -158,7 +158,9 @@ class MergeFinished(Model):
 
     kind: Literal["MergeFinished"] = "MergeFinished"
     attempt: int = Field(ge=1)
-    outcome: Literal["merged", "conflict", "base-moved", "blocked", "error"]
+    outcome: Literal["merged", "queued", "conflict", "base-moved", "blocked", "error"]
+    """`queued`: the forge's own merge queue (GitHub's) holds it and merges it when its
+    checks pass there; asked again later."""
     head_sha: str = Field(pattern=SHA_PATTERN)
     """The head the forge merged (or tried to)."""
     merged_sha: str | None = Field(default=None, pattern=SHA_PATTERN)

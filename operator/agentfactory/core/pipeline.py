@@ -412,6 +412,16 @@ class _Step(Step):
             self.status.merged_sha = obs.merged_sha
             self._move(T.MERGED, P.MERGED, f"merged as {obs.merged_sha or '?'}")
             return
+        if obs.outcome == "queued":
+            queue = self.status.queue
+            if queue is None:
+                raise Ignored("queued on the forge, but not in the merge queue")
+            said = obs.message or "in the forge's merge queue"
+            if queue.on_forge == said:
+                raise Ignored("still in the forge's merge queue")
+            queue.on_forge = said
+            self.status.message = said
+            return
         if obs.outcome == "conflict":
             self._conflicts_with_base(obs.message)
             return
@@ -437,6 +447,8 @@ class _Step(Step):
             self._enter(Stage.CI, T.BASE_MOVED, "base moved; re-verifying the rebased head", None,
                         retry=False)  # fmt: skip
             return
+        if self.status.queue is not None:  # out of the forge's queue, if it was in it
+            self.status.queue.on_forge = None
         self._enter(Stage.MERGE, T.STAGE_RETRIED, f"merge failed: {obs.message[:500]}", None)
 
     def _merge_unverified(self, obs: MergeFinished) -> str | None:

@@ -225,6 +225,9 @@ class QueuePlace(StatusModel):
     built: bool = False
     """Its head was built in the queue (on the base as it was, or on the one ahead), so the
     queue builds the ones behind it on that head."""
+    on_forge: str | None = Field(default=None, max_length=1000)
+    """What the forge's own merge queue (GitHub's, where the base branch requires one) says
+    of it, once it is in there: that queue builds, checks and merges it."""
 
 
 class KeptPatch(StatusModel):

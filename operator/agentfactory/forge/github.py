@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 
 LABEL_PREFIX = "agentfactory:"
 T = TypeVar("T")
+#: How long the base branch's rules are trusted once read (a ruleset changes rarely).
+RULES_SECONDS = 300.0
+#: What GitHub's merge queue is asked of a queued pull request.
+QUEUE_STATE = """query($id: ID!) { node(id: $id) { ... on PullRequest {
+  merged isInMergeQueue mergeQueueEntry { position state } } } }"""
 
 
 @dataclass
@@ -66,6 +71,9 @@ class GitHubForge(GitForge):
     auth: Credentials = field(kw_only=True)
     _token: MintedToken | None = field(default=None, init=False, repr=False)
     _api: tuple[str, Github, Repository] | None = field(default=None, init=False, repr=False)
+    _rules: tuple[float, bool] | None = field(default=None, init=False, repr=False)
+    _enqueued: set[tuple[int, str]] = field(default_factory=set, init=False, repr=False)
+    """(PR number, head) this forge put in GitHub's merge queue and has not seen leave it."""
 
     @classmethod
     def at(cls, auth: Credentials, workdir: Path, base_branch: str = "main",
@@ -300,6 +308,8 @@ class GitHubForge(GitForge):
                     return self._moved(branch, head_sha, pull.head.sha)
                 return MergeOutcome("error", head_sha, message=f"{branch} is at {pull.head.sha},"
                                     f" not the verified {head_sha}")  # fmt: skip
+            if self.merge_queue():
+                return self._through_queue(pull.number, pull.node_id, head_sha)
             if repo.compare(self.base_branch, head_sha).behind_by > 0 and not self._verified(
                 head_sha, method
             ):
@@ -313,6 +323,54 @@ class GitHubForge(GitForge):
             return _merge_refused(f"merging {branch}", exc, head_sha, method)
         self._delete(branch, delete_branch)
         return MergeOutcome("merged", head_sha, merged_sha=status.sha)
+
+    def merge_queue(self) -> bool:
+        """Whether a ruleset on the base branch requires GitHub's merge queue (read at most
+        every `RULES_SECONDS`). Where it does, GitHub builds, checks and merges queued pull
+        requests itself, and refuses a merge through the REST API."""
+        now = time.monotonic()
+        if self._rules is None or now - self._rules[0] > RULES_SECONDS:
+            path = f"{self.api().url}/rules/branches/{self.base_branch}"
+            try:
+                _, rules = self.api().requester.requestJsonAndCheck("GET", path)
+            except GithubException as exc:
+                raise failed(f"reading the rules of {self.base_branch}", exc) from None
+            queued = any(rule.get("type") == "merge_queue" for rule in rules or [])
+            self._rules = (now, queued)
+        return self._rules[1]
+
+    def _through_queue(self, number: int, node_id: str, head_sha: str) -> MergeOutcome:
+        """Put the PR at exactly *head_sha* in GitHub's merge queue, or say where it stands
+        there; one that left the queue without merging (its checks failed on the merge
+        group, or it conflicts with one ahead) is an error, so the merge is tried again."""
+        requester, where = self.api().requester, f"GitHub's merge queue for {self.base_branch}"
+        try:
+            _, data = requester.graphql_query(QUEUE_STATE, {"id": node_id})
+            state = (data.get("data") or {}).get("node") or {}
+            entry = state.get("mergeQueueEntry") or {}
+            if state.get("isInMergeQueue"):
+                place = f"position {entry.get('position', '?')}, {entry.get('state', '?')}"
+                return MergeOutcome("queued", head_sha, message=f"in {where}: {place}")
+            if (number, head_sha) in self._enqueued:
+                self._enqueued.discard((number, head_sha))
+                return MergeOutcome("error", head_sha, message=f"{where} removed PR #{number}"
+                                    " without merging it: its required checks failed on the"
+                                    " merge group, or it conflicts with a change ahead of it;"
+                                    " see the pull request's timeline")  # fmt: skip
+            _, queued = requester.graphql_named_mutation(
+                "enqueuePullRequest", {"pullRequestId": node_id, "expectedHeadOid": head_sha},
+                "mergeQueueEntry { position state }",
+            )  # fmt: skip
+        except GithubException as exc:
+            if transient(exc):
+                raise failed(f"queueing PR #{number}", exc) from None
+            return MergeOutcome("error", head_sha, message=f"{where} refused PR #{number}:"
+                                f" {message_of(exc)}")  # fmt: skip
+        self._enqueued.add((number, head_sha))
+        entry = (queued or {}).get("mergeQueueEntry") or {}
+        return MergeOutcome("queued", head_sha, message=f"in {where}: position"
+                            f" {entry.get('position', '?')}; it merges there once its checks"
+                            " pass on the merge group")  # fmt: skip
 
     def _verified(self, head_sha: str, method: str) -> bool:
         """Whether merging *head_sha* into the base as it is now yields exactly the tree CI

@@ -19,6 +19,7 @@ from agentfactory.core.forges import (
     HasApprovals,
     HasChecks,
     HasIssues,
+    HasMergeQueue,
     HasPullRequests,
     HasSettings,
     VerifiesCredentials,
@@ -68,6 +69,11 @@ def checks(forge: object) -> HasChecks | None:
 def approvals(forge: object) -> HasApprovals | None:
     """*forge*, when people review pull requests on it."""
     return forge if isinstance(forge, HasApprovals) else None
+
+
+def merge_queues(forge: object) -> HasMergeQueue | None:
+    """*forge*, when it may have a merge queue of its own."""
+    return forge if isinstance(forge, HasMergeQueue) else None
 
 
 def issues(forge: object) -> HasIssues | None:

@@ -176,6 +176,9 @@ class Reconciler:
                 await self.attempts.remove(ended)
             return not decision.ignored
         if isinstance(work, Merge):
+            queued = task.status.queue is not None and task.status.queue.on_forge is not None
+            if queued and not self.sync.due(task.name, "merge-queue"):
+                return False  # in the forge's own merge queue: asked at the poll interval
             forge = await self.forges.forge(task.factory, factory)
             merged = await asyncio.to_thread(merge_observation, task.name, task.spec, work, forge)
             return not (await self.apply(task, factory, merged)).ignored

@@ -225,6 +225,9 @@ def factoryspec_crd() -> dict[str, Any]:
                 "Whether the factory is ready.",
                 priority=1,
             ),
+            _col(
+                "Merged-By", "string", ".status.mergedBy", "Whose merge queue merges.", priority=1
+            ),
         ],
     )
 
