@@ -9,7 +9,7 @@ import collections
 import json
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from testbed.cluster import FIX_CART, cluster, fixes
 from testbed.fakes.github_api import FakeGitHub
@@ -40,19 +40,24 @@ def api_calls(github: FakeGitHub) -> collections.Counter[str]:
     )
 
 
+def on_github(github: FakeGitHub) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """A factory's spec on the fake's repository, its CI GitHub's own check `test`, and the
+    App's Secret it names (installation 7)."""
+    spec = {
+        "repository": {"url": github.clone_url(REPO), "forge": "github", "allowHTTP": True,
+                       "credentials": {"githubApp": {"secretName": "gh-app"}}},
+        "ci": {"source": "github-checks", "requiredChecks": ["test"]},
+    }  # fmt: skip
+    return spec, {"gh-app": github.app_secret(7)}
+
+
 async def test_a_github_task_goes_through_one_pr_gated_on_its_check_and_merges(
     control_plane: ControlPlane, tmp_path: Path, remote: Path
 ) -> None:
     with FakeGitHub(root=tmp_path / "github") as github:
         bare = github.create_repository(REPO, remote)
         github.install(7, REPO, **ALL)
-        spec = {
-            "repository": {"url": github.clone_url(REPO), "forge": "github",
-                           "allowHTTP": True,
-                           "credentials": {"githubApp": {"secretName": "gh-app"}}},
-            "ci": {"source": "github-checks", "requiredChecks": ["test"]},
-        }  # fmt: skip
-        secrets = {"gh-app": github.app_secret(7)}
+        spec, secrets = on_github(github)
         async with cluster(
             control_plane,
             tmp_path,
@@ -118,13 +123,7 @@ async def test_where_github_requires_its_merge_queue_the_task_merges_through_it(
         github.create_repository(REPO, remote)
         github.install(7, REPO, **ALL)
         github.require_merge_queue(REPO, "main")
-        spec = {
-            "repository": {"url": github.clone_url(REPO), "forge": "github",
-                           "allowHTTP": True,
-                           "credentials": {"githubApp": {"secretName": "gh-app"}}},
-            "ci": {"source": "github-checks", "requiredChecks": ["test"]},
-        }  # fmt: skip
-        secrets = {"gh-app": github.app_secret(7)}
+        spec, secrets = on_github(github)
         async with cluster(control_plane, tmp_path, remote, [FIX_CART], fixes(),
                            secrets=secrets, **spec) as c:  # fmt: skip
             waiting = await c.phase("fix-cart", "CI", "NeedsAttention", "Merged")
