@@ -1,101 +1,189 @@
-"""Context selection against this repository's own history.
+"""Context selection against a repository's real history.
 
-For each commit that touches 1 to 5 Python files: the goal is the commit's subject, the truth
-is the Python files it changed that existed before it, and the selection runs on a checkout of
-the parent commit. Prints recall at the budget (the share of truth files selected) and the
-selected tokens as a share of the whole repository, next to a baseline measured in the same
-run: random files filling the same budget (seeded, averaged over 20 draws).
+Cases come from the history of any git repository: each commit (no merges) that changes 1 to
+5 source files that existed before it. The goal is the commit's subject, the truth is those
+files, and every method selects on a checkout of the parent commit, within a budget that is a
+share of that checkout's tokens (5%, 10% and 20% by default). Recall is the share of truth
+files selected, over all cases. Three methods run on the same cases in the same run:
 
-Run: `.venv/bin/python benchmarks/context.py [BUDGET_TOKENS ...]`.
+- `agentfactory`: `select_context`, as an agent's contract gets it;
+- `word count`: files ranked by how often the goal's words occur in their path and text;
+- `BM25`: files ranked by BM25 (`bm25s`) over code-aware tokens of their path and text
+  (identifiers split on case and underscores).
+
+Both baselines fill the budget in rank order, skipping a file that does not fit, as the
+selection does.
+
+Run: `.venv/bin/python -m benchmarks.context [--repo PATH] [--cases 60] [--shares 5,10,20]`
+(default: this repository). Prints figures only (no assertions).
 """
 
 from __future__ import annotations
 
-import random
+import argparse
+import re
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bm25s
 
 from agentfactory.context import Repository, select_context
 
 ROOT = Path(__file__).resolve().parent.parent
+#: What counts as a source file for the cases' truth.
+SOURCE = {".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".rb", ".c",
+          ".h", ".cc", ".cpp", ".hpp"}  # fmt: skip
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+#: Words too common in goals to rank by.
+_STOP = {"the", "and", "for", "with", "that", "this", "from", "into", "when", "are", "not",
+         "use", "add", "fix", "a", "an", "to", "of", "in", "on", "is", "be", "by", "it", "as",
+         "or", "at", "if", "no"}  # fmt: skip
 
 
-def git(*args: str, cwd: Path = ROOT) -> str:
-    return subprocess.run(
-        ["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True
-    ).stdout
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
+                          text=True).stdout  # fmt: skip
 
 
-def commits() -> list[tuple[str, str, list[str]]]:
-    """(sha, subject, truth) for each eligible commit, oldest first."""
+@dataclass(frozen=True)
+class Case:
+    sha: str
+    goal: str
+    truth: frozenset[str]
+
+
+def cases(repo: Path, limit: int) -> list[Case]:
+    """The newest *limit* commits that change 1-5 source files that existed before them."""
+    found: list[Case] = []
+    log = git("log", "--no-merges", "--first-parent", "--format=%H%x00%P%x00%s", cwd=repo)
+    for line in log.splitlines():
+        sha, parents, subject = line.split("\0", 2)
+        if len(parents.split()) != 1 or not subject.strip():
+            continue
+        status = git("diff", "--name-status", "--no-renames", f"{sha}^", sha, cwd=repo)
+        rows = [row.split("\t") for row in status.splitlines()]
+        source = [(kind, path) for kind, path in rows if PurePosixPath(path).suffix in SOURCE]
+        if not 1 <= len(source) <= 5 or any(kind == "A" for kind, _ in source):
+            continue
+        found.append(Case(sha, subject, frozenset(path for _, path in source)))
+        if len(found) == limit:
+            break
+    return found
+
+
+def words(text: str) -> list[str]:
+    """Code-aware tokens: each identifier and its parts (case and underscores), lowercased."""
     out = []
-    for line in git("log", "--no-merges", "--reverse", "--format=%H%x00%s").splitlines():
-        sha, subject = line.split("\0", 1)
-        parents = git("rev-list", "--parents", "-n", "1", sha).split()[1:]
-        if not parents:
-            continue
-        status = git("diff", "--name-status", "--no-renames", parents[0], sha).splitlines()
-        python = [row.split("\t") for row in status if row.endswith(".py")]
-        if not 1 <= len(python) <= 5:
-            continue
-        truth = [path for kind, path in python if kind in ("M", "D")]
-        if truth:
-            out.append((sha, subject, truth))
+    for word in _WORD.findall(text):
+        lower = word.lower()
+        out.append(lower)
+        parts = [p.lower() for chunk in word.split("_") for p in _PART.findall(chunk)]
+        if parts != [lower]:
+            out += parts
     return out
 
 
-def random_recall(repo: Repository, truth: set[str], budget: int, draws: int = 20) -> float:
-    rng = random.Random(1)
-    total = 0.0
-    for _ in range(draws):
-        files = repo.files[:]
-        rng.shuffle(files)
-        used, picked = 0, set()
-        for path in files:
-            if used + repo.tokens(path) <= budget:
-                picked.add(path)
-                used += repo.tokens(path)
-        total += len(truth & picked) / len(truth)
-    return total / draws
+def fill(ranked: list[str], repo: Repository, budget: int) -> set[str]:
+    """The files of *ranked* that fit *budget*, in rank order."""
+    used, picked = 0, set()
+    for path in ranked:
+        cost = repo.tokens(path)
+        if used + cost <= budget:
+            picked.add(path)
+            used += cost
+    return picked
+
+
+def read(tree: Path, path: str) -> str:
+    try:
+        return (tree / path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def word_count(tree: Path, repo: Repository, goal: str) -> list[str]:
+    wanted = {w for w in words(goal) if w not in _STOP and len(w) > 2}
+    scores = {}
+    for path in repo.files:
+        counts = Counter(words(f"{path} {read(tree, path)}"))
+        scores[path] = sum(counts[w] for w in wanted)
+    return sorted((p for p in repo.files if scores[p] > 0), key=lambda p: -scores[p])
+
+
+def bm25(tree: Path, repo: Repository, goal: str) -> list[str]:
+    corpus = [words(f"{path} {read(tree, path)}") for path in repo.files]
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
+    query = [w for w in words(goal) if w not in _STOP]
+    if not query:
+        return []
+    scores = retriever.get_scores(query)
+    order = sorted(range(len(repo.files)), key=lambda i: -scores[i])
+    return [repo.files[i] for i in order if scores[i] > 0]
 
 
 def main() -> None:
-    budgets = [int(b) for b in sys.argv[1:]] or [10_000, 30_000]
-    eligible = commits()
-    print(f"{len(eligible)} commits touch 1-5 Python files that existed before them")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", type=Path, default=ROOT)
+    parser.add_argument("--cases", type=int, default=60)
+    parser.add_argument("--shares", default="5,10,20", help="budgets, in % of the tokens")
+    args = parser.parse_args()
+    shares = [int(s) / 100 for s in args.shares.split(",")]
+    repo_path = args.repo.resolve()
+    chosen = cases(repo_path, args.cases)
+    methods = ("agentfactory", "word count", "BM25")
+    found = dict.fromkeys(((m, s) for m in methods for s in shares), 0)
+    wanted, seconds = 0, dict.fromkeys(methods, 0.0)
+    print(f"{repo_path.name}: {len(chosen)} commits changing 1-5 existing source files")
     with tempfile.TemporaryDirectory() as tmp:
-        for budget in budgets:
-            found = wanted = 0
-            random_found = 0.0
-            shares = []
-            for sha, subject, truth in eligible:
-                tree = Path(tmp) / sha[:12]
-                if not tree.exists():
-                    git("worktree", "add", "--detach", "-q", str(tree), f"{sha}^")
-                selection = select_context(tree, goal=subject, budget_tokens=budget)
-                picked = {pick.path for pick in selection.picked}
-                hits = len(picked & set(truth))
-                found += hits
+        for case in chosen:
+            tree = Path(tmp) / case.sha[:12]
+            git("worktree", "add", "--detach", "-q", str(tree), f"{case.sha}^", cwd=repo_path)
+            try:
+                repo = Repository(tree)
+                truth = {p for p in case.truth if (tree / p).exists()}
                 wanted += len(truth)
-                random_found += random_recall(Repository(tree), set(truth), budget) * len(truth)
-                shares.append(selection.tokens / selection.repo_tokens)
-                print(
-                    f"  {budget:>6} {sha[:8]} {hits}/{len(truth)}"
-                    f" {selection.tokens:>6}/{selection.repo_tokens} tokens  {subject[:60]}"
-                )
-            recall, baseline = found / wanted, random_found / wanted
-            ratio = recall / baseline if baseline else float("inf")
-            print(
-                f"budget {budget}: recall {recall:.2f} ({found}/{wanted}); random files in the"
-                f" same budget {baseline:.2f}; ratio {ratio:.1f}x; selected tokens are"
-                f" {sum(shares) / len(shares):.1%} of the repository on average"
-            )
-        for path in Path(tmp).iterdir():
-            git("worktree", "remove", "--force", str(path))
+                total = sum(repo.tokens(p) for p in repo.files)
+                for share in shares:
+                    budget = int(total * share)
+                    start = time.perf_counter()
+                    selection = select_context(tree, goal=case.goal, budget_tokens=budget)
+                    picked = {p.path for p in selection.picked}
+                    seconds["agentfactory"] += time.perf_counter() - start
+                    found["agentfactory", share] += len(truth & picked)
+                for name, rank in (("word count", word_count), ("BM25", bm25)):
+                    start = time.perf_counter()
+                    ranked = rank(tree, repo, case.goal)
+                    seconds[name] += time.perf_counter() - start
+                    for share in shares:
+                        found[name, share] += len(truth & fill(ranked, repo, int(total * share)))
+            finally:
+                git("worktree", "remove", "--force", str(tree), cwd=repo_path)
+    print(f"truth files: {wanted}\n")
+    columns = " | ".join(f"recall at {s:.0%}" for s in shares)
+    print(f"| method | {columns} | seconds per selection |")
+    print("| --- |" + " --- |" * (len(shares) + 1))
+    runs = {"agentfactory": len(shares), "word count": 1, "BM25": 1}
+    for m in methods:
+        recalls = " | ".join(f"{found[m, s] / max(1, wanted):.2f}" for s in shares)
+        per_case = seconds[m] / max(1, len(chosen)) / runs[m]
+        print(f"| {m} | {recalls} | {per_case:.2f} |")
+    base = {s: found["word count", s] / max(1, wanted) for s in shares}
+    ratios = ", ".join(
+        f"{s:.0%}: {found['agentfactory', s] / max(1, wanted) / base[s]:.2f}x"
+        if base[s]
+        else f"{s:.0%}: -"
+        for s in shares
+    )
+    print(f"\nagentfactory / word count: {ratios}")
 
 
 if __name__ == "__main__":
