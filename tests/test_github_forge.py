@@ -185,14 +185,21 @@ def test_a_head_the_queue_built_on_the_one_ahead_lands_as_verified_after_it(
     assert not [c for c in github.calls if c[1].endswith("/update-branch")], "no update, no CI"
 
 
+def behind_a_merge_queue(github: FakeGitHub, tmp_path: Path) -> tuple[GitHubForge, str, int]:
+    """A ruleset on main requires GitHub's merge queue; the task's PR is open: (forge, head,
+    PR number)."""
+    github.require_merge_queue(REPO, "main")
+    f = forge(github, tmp_path / "op")
+    head, number = open_pr(github, f)
+    return f, head, number
+
+
 def test_where_githubs_merge_queue_is_required_the_pr_goes_through_it(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
     # A ruleset requires the merge queue on main: GitHub refuses a merge through the REST API
     # and builds, checks and merges queued pull requests itself, so the forge defers to it.
-    github.require_merge_queue(REPO, "main")
-    f = forge(github, tmp_path / "op")
-    head, number = open_pr(github, f)
+    f, head, number = behind_a_merge_queue(github, tmp_path)
     move_base(github)  # GitHub's queue builds on the base as it is: no update of the branch
     queued = merge(f, head)
     assert queued.outcome == "queued", queued
@@ -215,9 +222,7 @@ def test_where_githubs_merge_queue_is_required_the_pr_goes_through_it(
 def test_a_pr_githubs_merge_queue_removed_is_a_failed_merge_that_queues_again(
     github: FakeGitHub, tmp_path: Path
 ) -> None:
-    github.require_merge_queue(REPO, "main")
-    f = forge(github, tmp_path / "op")
-    head, number = open_pr(github, f)
+    f, head, number = behind_a_merge_queue(github, tmp_path)
     assert merge(f, head).outcome == "queued"
     assert github.settle_merge_queue(REPO, "main", failing=frozenset({number})) == []
     removed = merge(f, head)

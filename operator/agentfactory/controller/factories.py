@@ -16,14 +16,14 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from pydantic import ValidationError
 
 from agentfactory.controller import model_key
 from agentfactory.controller.records import parse
-from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus
+from agentfactory.core.factory import FactorySpecSpec, FactorySpecStatus, MergedBy
 from agentfactory.core.factory_status import factory_status
 from agentfactory.core.forges import ForgeBusyError, ForgeError
 from agentfactory.core.mergepatch import merge_patch
@@ -77,7 +77,7 @@ class Tried:
     has no way to try them)."""
     unfit: list[str] = dataclasses.field(default_factory=list)
     """What of the spec the repository's settings refuse."""
-    merged_by: Literal["agentfactory", "github-merge-queue"] | None = None
+    merged_by: MergedBy | None = None
     """Whose merge queue merges into the base branch (None: not known)."""
 
 
@@ -96,12 +96,9 @@ async def _try_forge(spec: FactorySpecSpec, secrets: dict[str, dict[str, str]]) 
             unfit: list[str] = []
             if (judged := settings(forge)) is not None:
                 unfit = await asyncio.to_thread(judged.refusals, spec.merge.method)
-            merged_by: Literal["agentfactory", "github-merge-queue"] = "agentfactory"
-            if (queues := merge_queues(forge)) is not None and await asyncio.to_thread(
-                queues.merge_queue
-            ):
-                merged_by = "github-merge-queue"
-            return Tried(unfit=unfit, merged_by=merged_by)
+            queues = merge_queues(forge)
+            github = queues is not None and await asyncio.to_thread(queues.merge_queue)
+            return Tried(unfit=unfit, merged_by="github-merge-queue" if github else "agentfactory")
         finally:
             forge.close()
     except ForgeBusyError as exc:  # says nothing about the credentials: judge them next time

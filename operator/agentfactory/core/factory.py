@@ -772,6 +772,10 @@ class TaskCounts(StatusModel):
     """Counts for every phase that has tasks."""
 
 
+#: Whose merge queue merges a factory's tasks.
+MergedBy = Literal["agentfactory", "github-merge-queue"]
+
+
 class FactorySpecStatus(StatusModel):
     """What the operator observed about the factory."""
 
@@ -786,7 +790,7 @@ class FactorySpecStatus(StatusModel):
     and those being verified on top of the ones ahead (in CI)."""
     merging: str | None = None
     """The task merging now (at most one)."""
-    merged_by: Literal["agentfactory", "github-merge-queue"] | None = None
+    merged_by: MergedBy | None = None
     """Which queue merges the factory's tasks: `agentfactory`, the operator's own
     speculative merge queue; or `github-merge-queue`, where a ruleset on the base branch
     requires GitHub's merge queue, which then builds, checks and merges each verified pull

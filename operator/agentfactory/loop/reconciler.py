@@ -22,6 +22,7 @@ transitions told through the journal, then its actions performed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from agentfactory.loop.ports import Hooks
 from agentfactory.stages import NO_FACTORY, merge_observation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from agentfactory.core.executors import Executor
     from agentfactory.core.factory import FactorySpecSpec
@@ -119,43 +120,50 @@ class Reconciler:
                 moved |= not (
                     await self.apply(found, factories[found.factory], observation)
                 ).ignored
-        builds: dict[str, list[Build]] = {}
-        for build in result.builds:
-            if (found := self.store.task(build.task)) is not None:
-                builds.setdefault(found.factory, []).append(build)
-        built = await asyncio.gather(
-            *(self._build_line(line, factories) for line in builds.values())
+        moved |= await self._by_factory(
+            (found.factory, functools.partial(self._build, build, factories[found.factory]))
+            for build in result.builds
+            if (found := self.store.task(build.task)) is not None
         )
-        moved |= any(built)
         if moved:
             return True
         await self._show_waiting(result.waiting)
-        lines: dict[str, list[Record]] = {}
-        for task in runnable:
-            lines.setdefault(task.factory, []).append(task)
-        advanced = await asyncio.gather(
-            *(self._advance_line(line, factories[name]) for name, line in lines.items())
+        moved |= await self._by_factory(
+            (task.factory, functools.partial(self._try_advance, task, factories[task.factory]))
+            for task in runnable
         )
-        moved |= any(advanced)
         for after in self.hooks.after:
             await after(factories)
         return moved
 
-    async def _advance_line(self, tasks: list[Record], factory: FactorySpecSpec) -> bool:
-        """Advance one factory's tasks, one after another: they share its forge (one clone,
-        one merge slot). Factories advance side by side, so one factory's slow git or forge
-        call holds up only its own tasks."""
-        moved = False
-        for task in tasks:
-            try:
-                moved |= await self._advance(task, factory)
-            except ForgeError as exc:  # the forge's own words say it all: no traceback
-                log.info("%s: its stage could not advance: %s", task.name, exc)
-                await self._stuck(self.store.task(task.name) or task, exc)
-            except Exception as exc:  # one task's trouble must not stop the others
-                log.exception("%s: its stage could not advance; retrying", task.name)
-                await self._stuck(self.store.task(task.name) or task, exc)
-        return moved
+    @staticmethod
+    async def _by_factory(jobs: Iterable[tuple[str, Callable[[], Awaitable[bool]]]]) -> bool:
+        """Run each factory's jobs one after another (they share its forge: one clone, one
+        merge queue) and factories side by side, so one factory's slow git or forge call
+        holds up only its own tasks; whether any job moved a task."""
+        lines: dict[str, list[Callable[[], Awaitable[bool]]]] = {}
+        for factory, job in jobs:
+            lines.setdefault(factory, []).append(job)
+
+        async def line(queued: list[Callable[[], Awaitable[bool]]]) -> bool:
+            moved = False
+            for job in queued:
+                moved |= await job()
+            return moved
+
+        return any(await asyncio.gather(*(line(queued) for queued in lines.values())))
+
+    async def _try_advance(self, task: Record, factory: FactorySpecSpec) -> bool:
+        """`_advance`, with its trouble told on the task instead of raised."""
+        try:
+            return await self._advance(task, factory)
+        except ForgeError as exc:  # the forge's own words say it all: no traceback
+            log.info("%s: its stage could not advance: %s", task.name, exc)
+            await self._stuck(self.store.task(task.name) or task, exc)
+        except Exception as exc:  # one task's trouble must not stop the others
+            log.exception("%s: its stage could not advance; retrying", task.name)
+            await self._stuck(self.store.task(task.name) or task, exc)
+        return False
 
     async def _advance(self, task: Record, factory: FactorySpecSpec) -> bool:
         """The forge's news of the task, else the work its status calls for."""
@@ -185,20 +193,11 @@ class Reconciler:
         verdict = await self.sync.checks(task, factory, work)
         return verdict is not None and not (await self.apply(task, factory, verdict)).ignored
 
-    async def _build_line(self, builds: list[Build], factories: dict[str, FactorySpecSpec]) -> bool:
-        """One factory's merge-queue builds, one after another (one clone), beside other
-        factories'."""
-        moved = False
-        for build in builds:
-            moved |= await self._build(build, factories)
-        return moved
-
-    async def _build(self, build: Build, factories: dict[str, FactorySpecSpec]) -> bool:
+    async def _build(self, build: Build, factory: FactorySpecSpec) -> bool:
         """Build a queued task's change where the merge queue wants it, and tell the core."""
         task = self.store.task(build.task)
         if task is None or task.status.head_sha != build.head_sha:
             return False  # it moved since the schedule was made: the next pass sees it
-        factory = factories[task.factory]
         forge = await self.forges.forge(task.factory, factory)
         try:
             built = await asyncio.to_thread(forge.rebase_onto, build.head_sha,

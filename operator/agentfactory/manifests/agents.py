@@ -188,10 +188,11 @@ class AttemptSecret:
 
 def secret_of(pod: dict[str, Any]) -> str | None:
     """The name of the Secret a stage pod mounts its credentials from (its inputs too)."""
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if volume.get("name") == "input" and "secret" in source:
-                return str(source["secret"]["name"])
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    inputs: dict[str, Any] = next((v for v in volumes if v.get("name") == "input"), {})
+    for source in (inputs.get("projected") or {}).get("sources") or []:
+        if "secret" in source:
+            return str(source["secret"]["name"])
     return None
 
 
