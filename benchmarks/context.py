@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bm25s
 
-from agentfactory.context import Repository, select_context
+from agentfactory.context import Repository, select, select_context
+from agentfactory.context.index import index_of
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What counts as a source file for the cases' truth.
@@ -130,20 +131,45 @@ def bm25(tree: Path, repo: Repository, goal: str) -> list[str]:
     return [repo.files[i] for i in order if scores[i] > 0]
 
 
+#: The engine's parts, each left out in turn (by zeroing its weight) to say what it buys.
+ABLATIONS = {
+    "agentfactory": {},
+    "- without the graph": {"GRAPH": 0.0},
+    "- without outlines": {"OUTLINE_SHARE": float("inf"), "OUTLINES_WHEN_FULL": False},
+}
+
+
+def run_selection(
+    tree: Path, goal: str, budget: int, cache: Path, tuning: dict[str, object]
+) -> set[str]:
+    saved = {name: getattr(select, name) for name in tuning}
+    for name, value in tuning.items():
+        setattr(select, name, value)
+    try:
+        chosen = select_context(tree, goal=goal, budget_tokens=budget, cache=cache)
+    finally:
+        for name, value in saved.items():
+            setattr(select, name, value)
+    return {p.path for p in chosen.picked}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--cases", type=int, default=60)
     parser.add_argument("--shares", default="5,10,20", help="budgets, in % of the tokens")
+    parser.add_argument("--parts", action="store_true", help="also run without each part")
     args = parser.parse_args()
     shares = [int(s) / 100 for s in args.shares.split(",")]
     repo_path = args.repo.resolve()
     chosen = cases(repo_path, args.cases)
-    methods = ("agentfactory", "word count", "BM25")
+    variants = list(ABLATIONS) if args.parts else ["agentfactory"]
+    methods = (*variants, "word count", "BM25")
     found = dict.fromkeys(((m, s) for m in methods for s in shares), 0)
-    wanted, seconds = 0, dict.fromkeys(methods, 0.0)
+    wanted, seconds = 0, dict.fromkeys((*methods, "index"), 0.0)
     print(f"{repo_path.name}: {len(chosen)} commits changing 1-5 existing source files")
     with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
         for case in chosen:
             tree = Path(tmp) / case.sha[:12]
             git("worktree", "add", "--detach", "-q", str(tree), f"{case.sha}^", cwd=repo_path)
@@ -152,13 +178,16 @@ def main() -> None:
                 truth = {p for p in case.truth if (tree / p).exists()}
                 wanted += len(truth)
                 total = sum(repo.tokens(p) for p in repo.files)
-                for share in shares:
-                    budget = int(total * share)
-                    start = time.perf_counter()
-                    selection = select_context(tree, goal=case.goal, budget_tokens=budget)
-                    picked = {p.path for p in selection.picked}
-                    seconds["agentfactory"] += time.perf_counter() - start
-                    found["agentfactory", share] += len(truth & picked)
+                start = time.perf_counter()
+                index_of(repo, cache)  # built and cached: the selections below read it
+                seconds["index"] += time.perf_counter() - start
+                for variant in variants:
+                    for share in shares:
+                        start = time.perf_counter()
+                        picked = run_selection(tree, case.goal, int(total * share), cache,
+                                               ABLATIONS[variant])  # fmt: skip
+                        seconds[variant] += time.perf_counter() - start
+                        found[variant, share] += len(truth & picked)
                 for name, rank in (("word count", word_count), ("BM25", bm25)):
                     start = time.perf_counter()
                     ranked = rank(tree, repo, case.goal)
@@ -171,11 +200,12 @@ def main() -> None:
     columns = " | ".join(f"recall at {s:.0%}" for s in shares)
     print(f"| method | {columns} | seconds per selection |")
     print("| --- |" + " --- |" * (len(shares) + 1))
-    runs = {"agentfactory": len(shares), "word count": 1, "BM25": 1}
+    runs = dict.fromkeys(variants, len(shares)) | {"word count": 1, "BM25": 1}
     for m in methods:
         recalls = " | ".join(f"{found[m, s] / max(1, wanted):.2f}" for s in shares)
         per_case = seconds[m] / max(1, len(chosen)) / runs[m]
         print(f"| {m} | {recalls} | {per_case:.2f} |")
+    print(f"\nindex build, per commit: {seconds['index'] / max(1, len(chosen)):.2f} s")
     base = {s: found["word count", s] / max(1, wanted) for s in shares}
     ratios = ", ".join(
         f"{s:.0%}: {found['agentfactory', s] / max(1, wanted) / base[s]:.2f}x"
@@ -183,7 +213,7 @@ def main() -> None:
         else f"{s:.0%}: -"
         for s in shares
     )
-    print(f"\nagentfactory / word count: {ratios}")
+    print(f"agentfactory / word count: {ratios}")
 
 
 if __name__ == "__main__":

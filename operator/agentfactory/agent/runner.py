@@ -62,10 +62,13 @@ def _section(title: str, body: str | list[str]) -> str:
 
 
 def render_context(workspace: Workspace, selection: Selection) -> str:
-    """The selected files, each with why it was chosen, as they are in the workspace."""
+    """The selected files, each with why it was chosen, as they are in the workspace (or
+    their outline, where the selection gave one; the agent can read the rest)."""
     blocks = []
     for pick in selection.picked:
-        text = workspace.root.joinpath(pick.path).read_text(encoding="utf-8", errors="replace")
+        text = pick.outline
+        if text is None:
+            text = workspace.root.joinpath(pick.path).read_text(encoding="utf-8", errors="replace")
         blocks.append(f"## {pick.path} ({pick.reason})\n\n```\n{text}\n```")
     if selection.missing:
         blocks.append("Named but not found: " + ", ".join(selection.missing))
