@@ -6,16 +6,20 @@ files, and every method selects on a checkout of the parent commit, within a bud
 share of that checkout's tokens (5%, 10% and 20% by default). Recall is the share of truth
 files selected, over all cases. Three methods run on the same cases in the same run:
 
-- `agentfactory`: `select_context`, as an agent's contract gets it;
+- `agentfactory`: `select_context`, as an agent's contract gets it (a file given as its outline
+  counts as selected: the agent is shown it; `- without outlines` says what that is worth);
 - `word count`: files ranked by how often the goal's words occur in their path and text;
 - `BM25`: files ranked by BM25 (`bm25s`) over code-aware tokens of their path and text
   (identifiers split on case and underscores).
 
 Both baselines fill the budget in rank order, skipping a file that does not fit, as the
-selection does.
+selection does. With `--parts`, the selection also runs without each of its parts (the graph;
+outlines), to say what each buys. With `--timing`, it times selection on the checkout as it
+is instead: the index built cold, then selections with the cached index, beside word-count
+ranking on the same goals.
 
-Run: `.venv/bin/python -m benchmarks.context [--repo PATH] [--cases 60] [--shares 5,10,20]`
-(default: this repository). Prints figures only (no assertions).
+Run: `.venv/bin/python -m benchmarks.context [--repo PATH] [--cases 60] [--shares 5,10,20]
+[--parts | --timing]` (default: this repository). Prints figures only (no assertions).
 """
 
 from __future__ import annotations
@@ -153,13 +157,48 @@ def run_selection(
     return {p.path for p in chosen.picked}
 
 
+def timing(repo_path: Path, goals: int) -> None:
+    """Selection on the checkout as it is: the index built cold, then selections reading the
+    cached index, beside word-count ranking on the same goals (which reads every file)."""
+    subjects = [c.goal for c in cases(repo_path, goals)]
+    repo = Repository(repo_path)
+    budget = sum(repo.tokens(p) for p in repo.files) // 10
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        index_of(Repository(repo_path), Path(tmp))
+        cold = time.perf_counter() - start
+        warm, baseline = [], []
+        for goal in subjects:
+            start = time.perf_counter()
+            chosen = select_context(repo_path, goal=goal, budget_tokens=budget, cache=Path(tmp))
+            warm.append(time.perf_counter() - start)
+            assert chosen.index == "cache"
+            start = time.perf_counter()
+            word_count(repo_path, repo, goal)
+            baseline.append(time.perf_counter() - start)
+    warm.sort()
+    baseline.sort()
+    print(f"{repo_path.name}: {len(repo.files)} files, {len(subjects)} goals, budget 10%")
+    print(f"index built cold: {cold:.2f} s")
+    print(f"selection with the cached index: p50 {warm[len(warm) // 2]:.2f} s,"
+          f" max {warm[-1]:.2f} s")  # fmt: skip
+    print(
+        f"word-count ranking (reads every file): p50 {baseline[len(baseline) // 2]:.2f} s;"
+        f" selection / word count: {warm[len(warm) // 2] / baseline[len(baseline) // 2]:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--cases", type=int, default=60)
     parser.add_argument("--shares", default="5,10,20", help="budgets, in % of the tokens")
     parser.add_argument("--parts", action="store_true", help="also run without each part")
+    parser.add_argument("--timing", action="store_true", help="time selection on the checkout")
     args = parser.parse_args()
+    if args.timing:
+        timing(args.repo.resolve(), args.cases)
+        return
     shares = [int(s) / 100 for s in args.shares.split(",")]
     repo_path = args.repo.resolve()
     chosen = cases(repo_path, args.cases)

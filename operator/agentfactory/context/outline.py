@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentfactory.context.tokens import code_tokens
-
 if TYPE_CHECKING:
     from agentfactory.context.facts import Entry
 
@@ -23,10 +21,13 @@ def outline(text: str, entries: list[Entry], goal: set[str], body_bytes: int) ->
     shown: set[int] = set(range(1, min(HEAD_LINES, entries[0].start - 1 if entries else 0) + 1))
     for entry in entries:
         shown.update(range(entry.start, min(entry.end, entry.start + entry.header - 1) + 1))
+    # A body matches a goal word it holds anywhere (as a whole word or within an identifier):
+    # a substring search, because tokenising every body of every large file costs seconds.
+    lower = [line.lower() for line in lines]
     ranked = []
     for entry in entries:
-        words = set(code_tokens("\n".join(lines[entry.start - 1 : entry.end])))
-        if hits := len(words & goal):
+        body = "\n".join(lower[entry.start - 1 : entry.end])
+        if hits := sum(word in body for word in goal):
             ranked.append((-hits, entry.end - entry.start, entry))
     bodies, spent = 0, 0
     for _, _, entry in sorted(ranked, key=lambda r: r[:2]):

@@ -46,6 +46,8 @@ FLOOR = 0.01
 OUTLINE_SHARE = 0.05
 #: ... and up to this share of the file's own size goes to the bodies that match the goal.
 BODIES_SHARE = 0.2
+#: Selection stops when less than this is left of the budget.
+MIN_PICK = 50
 #: A file that no longer fits whole is given as its outline, if that fits.
 OUTLINES_WHEN_FULL = True
 
@@ -190,6 +192,8 @@ def select_context(
     goal_words = set(ranking.words)
     used = 0
     for i in order:
+        if budget_tokens - used < MIN_PICK:
+            break
         path = index.files[i]
         tier, reason = named.get(path, ("ranked", ""))
         if tier == "ranked":
