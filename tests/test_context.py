@@ -106,14 +106,16 @@ def test_code_tokens_keep_identifiers_and_split_them_and_the_goal_drops_stopword
         "shipping",
         "cost",
     ]
-    assert query_tokens("Fix the cartTotal in shipping_cost") == [
-        "carttotal",
-        "cart",
-        "total",
-        "shipping_cost",
-        "shipping",
-        "cost",
-    ]
+    # Only English function words go: BM25 weighs the rest by how rare they are.
+    wanted = ["bump", "version", "carttotal", "cart", "total", "shipping_cost", "shipping"]
+    assert query_tokens("Bump the version of cartTotal in shipping_cost") == [*wanted, "cost"]
+
+
+def test_binary_files_are_not_ranked_even_when_their_name_matches(shop: Path) -> None:
+    (shop / "docs/cart_total.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" * 10)
+    subprocess.run(["git", "-C", str(shop), "add", "-A"], check=True)
+    chosen = picks(shop, goal="cart total", budget_tokens=100_000)
+    assert "src/shop/cart.py" in chosen and "docs/cart_total.png" not in chosen
 
 
 def test_the_context_command_prints_json(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:

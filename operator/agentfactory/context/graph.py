@@ -50,7 +50,7 @@ class Graph:
                     if j != i:
                         weights[i, j] += math.sqrt(count) / len(found)
                         kinds[i, j] |= USES
-        pairs = list(weights)
+        pairs = [pair for pair, w in weights.items() if w > 0]
         src = np.array([a for a, _ in pairs] + [b for _, b in pairs], dtype=np.int32)
         dst = np.array([b for _, b in pairs] + [a for a, _ in pairs], dtype=np.int32)
         forward = np.array([weights[p] for p in pairs], dtype=np.float64)

@@ -27,7 +27,7 @@ from agentfactory.context.repository import PROSE_SUFFIXES, TEXT_SUFFIXES, Repos
 from agentfactory.context.tokens import code_tokens
 
 #: Raised whenever what the index holds, or how it is built, changes.
-VERSION = 1
+VERSION = 2
 #: Files with a graph's facts: code, not prose or configuration.
 CODE_SUFFIXES = TEXT_SUFFIXES - PROSE_SUFFIXES - {".toml", ".yaml", ".yml", ".json", ".cfg",
                                                   ".ini"}  # fmt: skip
@@ -63,7 +63,8 @@ class Index:
         for i, path in enumerate(repo.files):
             text = repo.text(path)
             # The path's words count twice: a file named for the goal's subject usually is it.
-            corpus.append(code_tokens(f"{path} {path} {text}") or ["_"])
+            # Binary files are not ranked at all: an agent cannot read them.
+            corpus.append(code_tokens(f"{path} {path} {text}") if text else ["\0"])
             if text and PurePosixPath(path).suffix in CODE_SUFFIXES:
                 facts[i] = facts_of(path, text, repo.modules, repo.sizes)
         lexical = bm25s.BM25()

@@ -26,8 +26,8 @@ def outline(text: str, entries: list[Entry], goal: set[str], body_bytes: int) ->
     lower = [line.lower() for line in lines]
     ranked = []
     for entry in entries:
-        body = "\n".join(lower[entry.start - 1 : entry.end])
-        if hits := sum(word in body for word in goal):
+        held = "\n".join(lower[entry.start - 1 : entry.end])
+        if hits := sum(word in held for word in goal):
             ranked.append((-hits, entry.end - entry.start, entry))
     bodies, spent = 0, 0
     for _, _, entry in sorted(ranked, key=lambda r: r[:2]):

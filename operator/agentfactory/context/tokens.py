@@ -6,17 +6,15 @@ import re
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
-#: Words a goal uses for any change; they would match every file.
+#: English words that say nothing about where a change goes. The rest is left to BM25's
+#: inverse document frequency: a word in every file weighs nothing (`version` and `update`
+#: stay words, because `__version__` and `update()` are where such changes go).
 STOP = {
-    "the", "and", "for", "with", "that", "this", "from", "into", "when", "are", "not", "use",
-    "add", "adds", "added", "make", "makes", "new", "all", "any", "can", "each", "its", "per",
-    "one", "should", "must", "returns", "return", "file", "files", "test", "tests", "code",
-    "fix", "fixes", "fixed", "support", "change", "changes", "way", "now", "than", "then",
-    "get", "set", "has", "have", "was", "were", "but", "also", "more", "less", "only",
-    "remove", "removed", "update", "updated", "allow", "instead", "don", "doesn", "isn",
-    "a", "an", "to", "of", "in", "on", "is", "be", "by", "it", "as", "or", "at", "if", "no",
-    "do", "so", "we", "you", "via", "bump", "version", "minor", "typo", "pr", "gh",
-}  # fmt: skip
+    "the", "and", "for", "with", "that", "this", "from", "into", "when", "are", "not", "a",
+    "an", "to", "of", "in", "on", "is", "be", "by", "it", "as", "or", "at", "if", "no", "do",
+    "so", "we", "you", "its", "was", "were", "but", "also", "than", "then", "should", "must",
+    "can", "don", "doesn", "isn", "via",
+}
 
 
 def _fold(word: str) -> str:
