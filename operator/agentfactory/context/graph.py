@@ -23,6 +23,8 @@ IMPORTS, USES = 1, 2
 MAX_DEFINERS = 4
 #: How much of an edge runs backwards (from the definition to its users).
 BACKWARDS = 0.5
+#: The chance that the walk goes on rather than restarts at a seed: low, to stay near them.
+DAMPING = 0.5
 
 
 class Graph:
@@ -57,7 +59,7 @@ class Graph:
         kind = np.array([kinds[p] for p in pairs] * 2, dtype=np.int8)
         return cls(src, dst, np.concatenate([forward, forward * BACKWARDS]), kind)
 
-    def rank(self, seeds: np.ndarray, *, damping: float = 0.5, rounds: int = 30) -> np.ndarray:
+    def rank(self, seeds: np.ndarray, *, rounds: int = 30) -> np.ndarray:
         """Personalised PageRank: where a walk that restarts at *seeds* spends its time."""
         total = seeds.sum()
         if total <= 0 or not len(self.src):
@@ -69,7 +71,7 @@ class Graph:
         rank: np.ndarray = restart.copy()
         for _ in range(rounds):
             spread = np.bincount(self.dst, weights=rank[self.src] * share, minlength=len(seeds))
-            rank = (1 - damping) * restart + damping * (spread + rank[stuck].sum() * restart)
+            rank = (1 - DAMPING) * restart + DAMPING * (spread + rank[stuck].sum() * restart)
         return rank
 
     def strongest_link(self, i: int, among: set[int]) -> tuple[int, int, bool] | None:

@@ -45,7 +45,7 @@ FLOOR = 0.01
 #: A file larger than this share of the budget is given as its outline, ...
 OUTLINE_SHARE = 0.05
 #: ... and up to this share of the file's own size goes to the bodies that match the goal.
-BODIES_SHARE = 0.2
+BODIES_SHARE = 0.1
 #: Selection stops when less than this is left of the budget.
 MIN_PICK = 50
 #: A file that no longer fits whole is given as its outline, if that fits.
