@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING
 
-from benchmarks.context import Case, bm25, cases, fill, word_count, words
+from benchmarks.context import ABLATIONS, Case, bm25, cases, fill, run_selection, word_count, words
 
-from agentfactory.context import Repository
+from agentfactory.context import Repository, select
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,3 +59,16 @@ def test_the_baselines_rank_by_the_goals_words_and_fill_the_budget_in_order(
     assert fill(["refunds.py", "billing.py"], repo, budget) == {"billing.py"}, (
         "skips what won't fit"
     )
+
+
+def test_each_part_is_left_out_for_its_run_only(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    body = "".join(f"def step_{n}(order):\n" + "    order += 1\n" * 10 + "\n\n" for n in range(60))
+    commit(tmp_path, "start", {"billing.py": body + "def charge_card(card):\n    return 1\n"})
+    before = {name: getattr(select, name) for name in ("GRAPH", "OUTLINE_SHARE")}
+    cache = tmp_path / ".cache"
+    whole = run_selection(tmp_path, "charge the card", 1_000, cache, {})
+    without = run_selection(tmp_path, "charge the card", 1_000, cache,
+                            ABLATIONS["- without outlines"])  # fmt: skip
+    assert whole == {"billing.py"} and without == set(), "only its outline fits"
+    assert {name: getattr(select, name) for name in before} == before
