@@ -199,3 +199,11 @@ def test_the_agent_reads_an_outline_where_the_selection_gave_one(shop: Path) -> 
     outlined = Pick("src/shop/cart.py", "why", "ranked", 3, form="outline", outline="OUTLINE")
     text = render_context(Workspace(shop), Selection(picked=[outlined]))
     assert "OUTLINE" in text and "cart_total" not in text
+
+
+def test_where_the_cache_cannot_be_written_selection_indexes_every_time(shop: Path) -> None:
+    commit(shop)
+    blocked = shop.parent / "not-a-directory"
+    blocked.write_text("a file where the cache directory would be\n")
+    selection = select_context(shop, goal="cart total", cache=blocked)
+    assert selection.index == "built" and "src/shop/cart.py" in [p.path for p in selection.picked]

@@ -39,11 +39,15 @@ KEEP = 32
 Source = Literal["built", "cached", "cache"]
 
 
-def cache_root() -> Path:
+def cache_root() -> Path | None:
+    """Where indexes are kept, or None where there is no home to keep them in."""
     configured = os.environ.get("AGENTFACTORY_CACHE_DIR")
     if configured:
         return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no HOME and no passwd entry (an arbitrary uid in a pod)
+        return None
     return Path(base) / "agentfactory"
 
 

@@ -9,7 +9,9 @@ from pathlib import Path, PurePosixPath
 TEXT_SUFFIXES = {
     ".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".rb", ".md", ".rst",
     ".txt", ".toml", ".yaml", ".yml", ".json", ".cfg", ".ini", ".sql", ".sh", ".html", ".css",
-    ".c", ".h", ".cc", ".cpp", ".hpp", ".kt", ".swift", ".php", ".cs", ".scala",
+    ".c", ".h", ".cc", ".cpp", ".hpp", ".kt", ".kts", ".swift", ".php", ".cs", ".scala",
+    ".mjs", ".cjs", ".vue", ".svelte", ".scss", ".pyx", ".proto", ".tf", ".j2", ".xml",
+    ".gradle", ".lua", ".pl", ".r", ".graphql",
 }  # fmt: skip
 #: Text that describes rather than does: it ranks below code that matches as well.
 PROSE_SUFFIXES = {".md", ".rst", ".txt", ".html"}
