@@ -238,7 +238,9 @@ class _Ranking:
     def reason(self, i: int) -> str:
         said = []
         if self.lexical[i] > 0:
-            words = [w for w, scores in self.words.items() if scores[i] > 0]
+            # The five words that weigh most in this file, heaviest first.
+            weighed = sorted(self.words.items(), key=lambda item: -item[1][i])
+            words = [w for w, scores in weighed[:5] if scores[i] > 0]
             said.append(f"shares the goal's words ({', '.join(words)})")
         link = self.index.graph.strongest_link(i, self.named - {i})
         link = link or self.index.graph.strongest_link(i, self.seeds - {i})

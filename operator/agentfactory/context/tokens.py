@@ -14,7 +14,7 @@ STOP = {
     "an", "to", "of", "in", "on", "is", "be", "by", "it", "as", "or", "at", "if", "no", "do",
     "so", "we", "you", "its", "was", "were", "but", "also", "than", "then", "should", "must",
     "can", "don", "doesn", "isn", "via",
-}
+}  # fmt: skip
 
 
 def _fold(word: str) -> str:
