@@ -139,7 +139,7 @@ def bm25(tree: Path, repo: Repository, goal: str) -> list[str]:
 ABLATIONS = {
     "agentfactory": {},
     "- without the graph": {"GRAPH": 0.0},
-    "- without outlines": {"OUTLINE_SHARE": float("inf"), "OUTLINES_WHEN_FULL": False},
+    "- without outlines": {"OUTLINES": False},
 }
 
 

@@ -207,3 +207,17 @@ def test_where_the_cache_cannot_be_written_selection_indexes_every_time(shop: Pa
     blocked.write_text("a file where the cache directory would be\n")
     selection = select_context(shop, goal="cart total", cache=blocked)
     assert selection.index == "built" and "src/shop/cart.py" in [p.path for p in selection.picked]
+
+
+def test_a_dotted_name_in_the_goal_names_its_module_and_its_words_still_rank(shop: Path) -> None:
+    # Found on ansible's history: "Fix error message given by ...facts.timeout.timeout".
+    chosen = picks(shop, goal="Wrong rounding in shop.currency.to_cents", budget_tokens=100_000)
+    assert chosen["src/shop/currency.py"] == "named in the goal"
+
+
+def test_a_symbolic_link_is_not_shown_beside_the_file_it_points_to(shop: Path) -> None:
+    (shop / "bin").mkdir()
+    (shop / "bin/cart").symlink_to("../src/shop/cart.py")
+    subprocess.run(["git", "-C", str(shop), "add", "-A"], check=True)
+    chosen = picks(shop, goal="cart total", budget_tokens=100_000)
+    assert "src/shop/cart.py" in chosen and "bin/cart" not in chosen

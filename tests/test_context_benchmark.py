@@ -65,7 +65,7 @@ def test_each_part_is_left_out_for_its_run_only(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     body = "".join(f"def step_{n}(order):\n" + "    order += 1\n" * 10 + "\n\n" for n in range(60))
     commit(tmp_path, "start", {"billing.py": body + "def charge_card(card):\n    return 1\n"})
-    before = {name: getattr(select, name) for name in ("GRAPH", "OUTLINE_SHARE")}
+    before = {name: getattr(select, name) for name in ("GRAPH", "OUTLINES")}
     cache = tmp_path / ".cache"
     whole = run_selection(tmp_path, "charge the card", 1_000, cache, {})
     without = run_selection(tmp_path, "charge the card", 1_000, cache,

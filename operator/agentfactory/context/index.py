@@ -27,7 +27,7 @@ from agentfactory.context.repository import PROSE_SUFFIXES, TEXT_SUFFIXES, Repos
 from agentfactory.context.tokens import code_tokens
 
 #: Raised whenever what the index holds, or how it is built, changes.
-VERSION = 2
+VERSION = 3
 #: Files with a graph's facts: code, not prose or configuration.
 CODE_SUFFIXES = TEXT_SUFFIXES - PROSE_SUFFIXES - {".toml", ".yaml", ".yml", ".json", ".cfg",
                                                   ".ini"}  # fmt: skip

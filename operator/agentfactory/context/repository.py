@@ -50,7 +50,12 @@ class Repository:
                 " run this inside one, or name it with --repo DIR"
             )
         listed = found.stdout.decode("utf-8", errors="replace")
-        self.files = sorted(p for p in listed.split("\0") if p and (self.root / p).is_file())
+        # A symbolic link is the file it points to: shown once, under its own name.
+        self.files = sorted(
+            p
+            for p in listed.split("\0")
+            if p and (self.root / p).is_file() and not (self.root / p).is_symlink()
+        )
         self.sizes = {p: (self.root / p).stat().st_size for p in self.files}
         self._text: dict[str, str] = {}
         self.modules = python_modules(self.files)

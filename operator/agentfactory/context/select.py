@@ -43,13 +43,15 @@ LEXICAL_SEEDS = 10
 #: A file ranked below this share of the best one is not related enough to be shown.
 FLOOR = 0.01
 #: A file larger than this share of the budget is given as its outline, ...
-OUTLINE_SHARE = 0.05
+OUTLINE_SHARE = 0.02
+#: ... except the best-ranked few, given whole while each fits in a quarter of the budget.
+WHOLE_FIRST = 3
 #: ... and up to this share of the file's own size goes to the bodies that match the goal.
 BODIES_SHARE = 0.1
 #: Selection stops when less than this is left of the budget.
 MIN_PICK = 50
-#: A file that no longer fits whole is given as its outline, if that fits.
-OUTLINES_WHEN_FULL = True
+#: Whether large files, and files that no longer fit whole, are given as their outlines.
+OUTLINES = True
 
 Form = Literal["file", "outline"]
 
@@ -112,22 +114,26 @@ def _is_concrete(pattern: str) -> bool:
     return all(seg is not None and all(c.kind == "lit" for c in seg) for seg in parse_glob(pattern))
 
 
-def _goal_paths(repo: Repository, goal: str) -> list[str]:
-    """Files the goal names by path, file name or dotted module."""
+def _goal_paths(repo: Repository, goal: str) -> tuple[list[str], list[str]]:
+    """Files the goal names by path, file name or dotted name (a module, or something in
+    one: `pkg.mod.func` names `pkg/mod.py`), and the words that named them."""
     named: list[str] = []
-    for token in re.findall(r"[\w./-]+", goal):
-        token = token.strip("./")
-        if not token:
-            continue
+    said: list[str] = []
+    for word in re.findall(r"[\w./-]+", goal):
+        token = word.strip("./")
+        found: list[str] = []
         if token in repo.sizes:
-            named.append(token)
-            continue
-        if "." in token and token in repo.modules and not token.endswith(".py"):
-            named.append(repo.modules[token])
-            continue
-        if "." in PurePosixPath(token).name:
-            named += [p for p in repo.files if p.endswith(f"/{token}") or p == token][:3]
-    return list(dict.fromkeys(named))
+            found = [token]
+        elif "." in token and not token.endswith(".py"):
+            parts = token.split(".")
+            dotted = (".".join(parts[:end]) for end in range(len(parts), 1, -1))
+            found = [repo.modules[m] for m in dotted if m in repo.modules][:1]
+        if not found and "." in PurePosixPath(token).name:
+            found = [p for p in repo.files if p.endswith(f"/{token}")][:3]
+        if found:
+            named += found
+            said.append(word)
+    return list(dict.fromkeys(named)), said
 
 
 def select_context(
@@ -163,7 +169,8 @@ def select_context(
             selection.missing.append(pattern)
         for path in matched:
             name(path, "named", "named in the task's context.files")
-    for path in _goal_paths(repo, goal):
+    paths, naming = _goal_paths(repo, goal)
+    for path in paths:
         name(path, "goal", "named in the goal")
     for word in dict.fromkeys(_IDENTIFIER.findall(goal)):
         for i in index.definers.get(word, []):
@@ -176,9 +183,9 @@ def select_context(
             elif not is_test(pattern):
                 selection.missing.append(f"{pattern} (in scope; a new file?)")
 
-    # The words of a path the goal names found that file already; as words they would match
-    # every file under the same directories.
-    words = re.sub(r"\S*[/.]\S*\.[A-Za-z0-9]+\b", " ", goal)
+    # A path the goal names found its file already; as words it would match every file
+    # under the same directories. (A dotted name stays: its last parts are words to rank by.)
+    words = " ".join(w for w in goal.split() if not any(n in w and "/" in n for n in naming))
     ranking = _rank(index, words, named, scope)
     order = sorted(
         range(len(index.files)),
@@ -190,7 +197,7 @@ def select_context(
         ),
     )
     goal_words = set(ranking.words)
-    used = 0
+    used = ranked = 0
     for i in order:
         if budget_tokens - used < MIN_PICK:
             break
@@ -204,9 +211,12 @@ def select_context(
                  "graph": round(float(ranking.graph[i]), 4)}  # fmt: skip
         pick = Pick(path, reason, tier, repo.tokens(path), round(float(ranking.total[i]), 4),
                     parts=parts)  # fmt: skip
-        large = pick.tokens > OUTLINE_SHARE * budget_tokens and tier != "constitution"
+        first = tier != "ranked" or ranked < WHOLE_FIRST
+        limit = budget_tokens * (0.25 if first else OUTLINE_SHARE)
+        large = pick.tokens > limit and tier != "constitution"
+        ranked += tier == "ranked"
         entries = index.outlines.get(path)
-        if entries and (large or (OUTLINES_WHEN_FULL and used + pick.tokens > budget_tokens)):
+        if OUTLINES and entries and (large or used + pick.tokens > budget_tokens):
             text, bodies = outline(repo.text(path), entries, goal_words,
                                    int(repo.sizes[path] * BODIES_SHARE))  # fmt: skip
             shown = "its outline" + (f" with {bodies} matching bodies" if bodies else "")
