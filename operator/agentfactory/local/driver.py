@@ -46,9 +46,22 @@ from agentfactory.validation import load_file, validate_document
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
+    from agentfactory.core.executors import Outcome
     from agentfactory.core.observations import Observation
     from agentfactory.core.pipeline import Decision
+
+
+async def first_ended(running: list[Future[Outcome]]) -> None:
+    """Wait until one of the attempts *running* ends. An attempt's outcome or error is read
+    from its own future, never from the wrappers awaited here: each wrapper marks its error
+    read, or asyncio would print it as a traceback ("exception was never retrieved") once
+    the wrapper is collected, as when a Ctrl-C kills a sandbox's git clone."""
+    waiting = [asyncio.wrap_future(f) for f in running]
+    for wrapper in waiting:
+        wrapper.add_done_callback(lambda w: w.cancelled() or w.exception())
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
 
 
 class LoadError(Exception):
@@ -222,8 +235,7 @@ class LocalFactory:
         running = [f for factory in self.factories.values() for f in factory.executor.running()]
         if not running:
             return False
-        await asyncio.wait([asyncio.wrap_future(f) for f in running],
-                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        await first_ended(running)
         return True
 
     def step(self) -> bool:
