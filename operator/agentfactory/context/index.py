@@ -78,12 +78,15 @@ class Index:
         for i, fact in facts.items():
             for name in fact.defines:
                 definers.setdefault(name, []).append(i)
+        graph = Graph.of(facts, repo.files, definers)
+        # A name defined in many files names none of them; kept alike, built or cached.
+        definers = {n: f for n, f in definers.items() if len(f) <= 2 * MAX_DEFINERS}
         outlines = {
             repo.files[i]: fact.outline
             for i, fact in facts.items()
             if fact.outline and repo.tokens(repo.files[i]) >= OUTLINE_FROM
         }
-        return cls(repo.files, lexical, Graph.of(facts, repo.files, definers), definers, outlines)
+        return cls(repo.files, lexical, graph, definers, outlines)
 
     def scores(self, query: list[str]) -> np.ndarray:
         """BM25 of every file for *query* (zeros where no word is known)."""
@@ -98,7 +101,7 @@ class Index:
         np.savez(directory / "graph.npz", src=g.src, dst=g.dst, weight=g.weight, kind=g.kind)
         facts = {
             "files": self.files,
-            "definers": {n: f for n, f in self.definers.items() if len(f) <= 2 * MAX_DEFINERS},
+            "definers": self.definers,
             "outlines": {p: [astuple(e) for e in es] for p, es in self.outlines.items()},
         }
         (directory / "facts.json").write_text(json.dumps(facts, separators=(",", ":")))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from agentfactory.context.graph import IMPORTS
-from agentfactory.context.index import Index, cache_root, index_of
+from agentfactory.context.index import Index, Source, cache_root, index_of
 from agentfactory.context.outline import outline
 from agentfactory.context.repository import PROSE_SUFFIXES, Repository, estimate_tokens, is_test
 from agentfactory.context.tokens import query_tokens
@@ -73,8 +73,7 @@ class Pick:
     outline: str | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, object]:
-        shown = {k: v for k, v in vars(self).items() if k != "outline"}
-        return shown
+        return {k: v for k, v in vars(self).items() if k != "outline"}
 
 
 @dataclass
@@ -87,7 +86,7 @@ class Selection:
     budget_tokens: int = 0
     repo_tokens: int = 0
     #: Where the index came from: built now, built and cached, or read from the cache.
-    index: str = "built"
+    index: Source = "built"
 
     @property
     def tokens(self) -> int:
@@ -197,6 +196,7 @@ def select_context(
         ),
     )
     goal_words = set(ranking.words)
+    floor = FLOOR * (float(ranking.total.max()) if len(ranking.total) else 0.0)
     used = ranked = 0
     for i in order:
         if budget_tokens - used < MIN_PICK:
@@ -204,7 +204,7 @@ def select_context(
         path = index.files[i]
         tier, reason = named.get(path, ("ranked", ""))
         if tier == "ranked":
-            if ranking.total[i] < FLOOR * ranking.best:
+            if ranking.total[i] < floor:
                 break
             reason = ranking.reason(i)
         parts = {"lexical": round(float(ranking.lexical[i]), 4),
@@ -240,10 +240,6 @@ class _Ranking:
     #: The files the graph walk starts from: those the task names, then the lexical best.
     named: set[int]
     seeds: set[int]
-
-    @property
-    def best(self) -> float:
-        return float(self.total.max()) if len(self.total) else 0.0
 
     def reason(self, i: int) -> str:
         said = []
