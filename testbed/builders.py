@@ -14,6 +14,7 @@ from agentfactory.core.diff import ChangedLine, FileChange, Patch
 from agentfactory.core.factory import FactorySpecSpec
 from agentfactory.core.observations import (
     Admitted,
+    BatchSplit,
     CIFinished,
     DependenciesReady,
     HumanAction,
@@ -24,6 +25,7 @@ from agentfactory.core.observations import (
     PlanProduced,
     QueueConflict,
     QueueRebased,
+    QueueVerified,
     StageFailed,
     VerdictGiven,
 )
@@ -177,12 +179,24 @@ class Driver:
             )
         )
 
-    def rebuilt(self, head: int = 0x51, onto: int | None = 0x50,
-                ahead: tuple[str, ...] = ("first",)) -> Decision:  # fmt: skip
-        """The merge queue built the task's change on *onto* (None: the base)."""
+    def rebuilt(
+        self, head: int = 0x51, onto: int | None = 0x50, ahead: tuple[str, ...] = ("first",),
+        *, covered: bool = False,
+    ) -> Decision:  # fmt: skip
+        """The merge queue built the task's change on *onto* (None: the base); *covered*: the
+        run of the last task of its batch verifies it."""
         return self.feed(QueueRebased(
             from_sha=self.status.head_sha or sha(0), head_sha=sha(head),
-            onto=sha(onto) if onto is not None else None, ahead=list(ahead)))  # fmt: skip
+            onto=sha(onto) if onto is not None else None, ahead=list(ahead),
+            covered=covered))  # fmt: skip
+
+    def verified(self, by: str = "last") -> Decision:
+        """The last task of its batch passed CI carrying this task's head."""
+        return self.feed(QueueVerified(head_sha=self.status.head_sha or sha(0), by=by))
+
+    def split(self, failed: str | None = "last") -> Decision:
+        """Its batch failed CI: its head is verified on its own run."""
+        return self.feed(BatchSplit(head_sha=self.status.head_sha or sha(0), failed=failed))
 
     def conflict(self, onto: int | None = None, ahead: tuple[str, ...] = ()) -> Decision:
         return self.feed(QueueConflict(

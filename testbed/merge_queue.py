@@ -133,7 +133,7 @@ class QueueRun:
 
 def queue_of(
     root: Path, count: int, *, red: tuple[int, ...] = (), depth: int = 4,
-    ci_seconds: float = 0.0, method: str = "squash", moved: bool = True,
+    ci_seconds: float = 0.0, method: str = "squash", moved: bool = True, batch: int = 1,
 ) -> QueueRun:  # fmt: skip
     """*count* tasks `t00`, `t01`, ... queued in that order, each verified and reviewed on the
     base as it was when they were built; *moved*: a person's commit lands on the base after
@@ -141,7 +141,7 @@ def queue_of(
     remote = bare_remote(root, "queue")
     forge = GitForge(remote=str(remote), workdir=root / "forge")
     base = forge.base_sha()
-    spec = factory(merge={"speculationDepth": depth, "method": method},
+    spec = factory(merge={"speculationDepth": depth, "method": method, "batchSize": batch},
                    concurrency={"maxActiveTasks": max(count, 1), "exclusivePaths": False},
                    retries={"perStage": 3, "maxTotalAttempts": 200})  # fmt: skip
     spec = FactorySpecSpec.model_validate({

@@ -50,3 +50,34 @@ async def test_depth_one_verifies_one_task_at_a_time_and_keeps_the_order(
     await run.run()
     assert run.merged() == ["t00", "t01", "t02"]
     assert [task for task, _ in run.ci.runs] == ["t00", "t01", "t02"]
+
+
+async def test_a_batch_runs_ci_once_on_its_last_task_and_all_of_it_lands(tmp_path: Path) -> None:
+    run = queue_of(tmp_path, 9, depth=2, batch=4)
+    await run.run()
+    names = [f"t{i:02d}" for i in range(9)]
+    assert run.merged() == names, "\n".join(run.said.lines)
+    # t00 joined verified on the old base, so its merge found the base moved and it was
+    # verified alone; behind it come two batches of four, each verified by its last task.
+    assert [task for task, _ in run.ci.runs] == ["t00", "t04", "t08"]
+    verified_by = {n: run.status(n).ci.verified_by for n in names}
+    assert verified_by == {"t00": None, "t01": "t04", "t02": "t04", "t03": "t04", "t04": None,
+                           "t05": "t08", "t06": "t08", "t07": "t08", "t08": None}  # fmt: skip
+    last = run.ci.runs[-1][1]
+    assert run.main_tree() == run.forge.git("rev-parse", f"{last}^{{tree}}")
+
+
+async def test_a_red_batch_is_bisected_and_every_green_task_still_lands(tmp_path: Path) -> None:
+    run = queue_of(tmp_path, 8, red=(5,), depth=2, batch=4)
+    await run.run()
+    assert run.merged() == ["t00", "t01", "t02", "t03", "t04", "t06", "t07"], "\n".join(
+        run.said.lines
+    )
+    red = run.status("t05")
+    assert red.phase == Phase.IMPLEMENTING and red.queue is None
+    assert "broken by work/t05.broken" in red.feedback
+    splits = [n for n in run.store.records
+              if any(h.reason == "BatchSplit" for h in run.status(n).history)]  # fmt: skip
+    assert splits, "the red batch was bisected"
+    assert len(run.ci.runs) < 8, f"fewer runs than one per task: {run.ci.runs}"
+    assert "work/t05.broken" not in run.forge.git("ls-tree", "-r", "--name-only", "origin/main")

@@ -17,6 +17,7 @@ from agentfactory.core.observations import (
     PullRequestOpened,
     QueueRebased,
     QueueSettled,
+    QueueVerified,
     SpecInvalid,
     StageFailed,
     UsageReported,
@@ -176,6 +177,7 @@ FIRE: dict[Trigger, Callable[[Driver], object]] = {
     T.SPEC_INVALID: lambda d: d.feed(SpecInvalid(message="goal removed")),
     T.QUEUE_REBASED: lambda d: d.rebuilt(head=0x61),
     T.CI_HELD: lambda d: d.ci("failure", ["test"]),
+    T.BATCH_SPLIT: lambda d: d.split(),
 }
 
 
@@ -202,6 +204,8 @@ def _setup(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver],
         return lambda d: (d.to(P.MERGING), d.rebuilt())  # verified in the merge queue
     if trigger == T.CI_PASSED_REVIEWED:
         return lambda d: (d.to(P.MERGING), FIRE[T.BASE_MOVED](d))
+    if trigger == T.BATCH_SPLIT:
+        return lambda d: (d.to(P.MERGING), d.rebuilt(covered=True))  # waits for its batch
     if trigger == T.APPROVAL_REQUIRED:
         return _to_awaiting_minus_review
     if source == P.AWAITING_APPROVAL:
@@ -223,6 +227,8 @@ def _fire(source: Phase, trigger: Trigger, target: Phase) -> Callable[[Driver], 
         return lambda d: d.ci() if source == P.CI else d.verdict(Verdict.APPROVE)
     if trigger == T.MERGE_CONFLICT and source == P.CI:
         return lambda d: d.conflict()
+    if trigger == T.QUEUE_REBASED and target == P.MERGING:
+        return lambda d: d.rebuilt(head=0x61, covered=True)
     return FIRE[trigger]
 
 
@@ -654,6 +660,40 @@ def test_a_failure_on_top_of_others_is_held_until_they_merge_then_goes_back() ->
     d.feed(QueueSettled())
     assert d.phase == P.IMPLEMENTING and d.status.queue is None
     assert "- test:\nboom" in (d.status.feedback or "")
+
+
+def test_a_task_in_a_batch_merges_on_the_batch_s_green_run_and_nothing_else() -> None:
+    d = Driver(factory=factory(merge={"batchSize": 4})).to(P.CI)
+    d.ci()
+    d.verdict(Verdict.APPROVE)
+    d.rebuilt(covered=True)
+    assert d.phase == P.MERGING and d.status.ci is None and d.status.queue is not None
+    assert d.status.queue.covered and d.decisions[-1].work is None, "no run of its own"
+    assert "the CI run of the last task of its batch verifies it" in (d.status.message or "")
+    stale = d.feed(QueueVerified(head_sha=sha(0x52), by="last"))
+    assert stale.ignored == f"last's run carried {sha(0x52)[:12]}, not the current head"
+    d.verified(by="t04")
+    assert d.status.ci is not None and d.status.ci.verified_by == "t04"
+    assert d.status.ci.head_sha == sha(0x51) and d.status.ci.state == "success"
+    assert d.verified().ignored == "already verified"
+    d.grant()
+    d.merged()
+    assert d.phase == P.MERGED, "its batch's run is its verification"
+
+
+def test_a_task_of_a_red_batch_is_split_off_and_verified_on_its_own_run() -> None:
+    d = Driver(factory=factory(merge={"batchSize": 4})).to(P.MERGING)
+    d.rebuilt(covered=True)
+    assert d.split(failed="t07").transitions == [(P.MERGING, T.BATCH_SPLIT, P.CI)]
+    assert d.status.queue is not None and not d.status.queue.covered
+    assert "the batch t07 ended failed CI" in (d.status.message or "")
+    assert d.split().ignored, "only a task waiting for its batch is split"
+    d.ci("failure", ["test"])
+    assert d.status.reason == T.CI_HELD, "on top of those ahead, it is held like any other"
+    uncarried = Driver(factory=factory(merge={"batchSize": 4})).to(P.MERGING)
+    uncarried.rebuilt(covered=True)
+    uncarried.split(failed=None)
+    assert "no task behind it in the merge queue carries it" in (uncarried.status.message or "")
 
 
 def test_a_conflict_with_the_one_ahead_waits_and_with_the_base_goes_back() -> None:

@@ -146,10 +146,10 @@ def test_without_exclusive_paths_overlap_is_allowed() -> None:
 
 def queued(name: str, minute: int, phase: Phase = P.MERGING, *, head: int | None = None,
            onto: int | None = None, ahead: tuple[str, ...] = (), built: bool = False,
-           **kwargs: object) -> TaskInfo:  # fmt: skip
+           covered: bool = False, **kwargs: object) -> TaskInfo:  # fmt: skip
     place = QueuePlace(entered=T0 + timedelta(minutes=minute), ahead=list(ahead),
                        onto=sha(onto) if onto is not None else None,
-                       built=built or onto is not None)  # fmt: skip
+                       built=built or onto is not None, covered=covered)  # fmt: skip
     return info(name, phase, queue=place, head_sha=sha(head if head is not None else minute + 1),
                 **kwargs)  # fmt: skip
 
@@ -226,6 +226,70 @@ def test_those_behind_a_held_failure_are_built_without_it_at_once() -> None:
     queue[2] = queued("c", 2, P.CI, head=3, onto=2, ahead=("a", "r"), held=True)
     assert schedule({"app": factory()}, queue).builds == [Build("c", sha(3), sha(2), sha(1),
                                                                 ("a",))]  # fmt: skip
+
+
+BATCHED = {"app": factory(merge={"batchSize": 3, "speculationDepth": 2})}
+
+
+def test_a_batch_is_built_waiting_for_its_last_task_whose_run_verifies_it() -> None:
+    queue = [queued("a", 0, P.CI, head=1, built=True), queued("b", 1, head=2),
+             queued("c", 2, head=3), queued("d", 3, head=4), queued("e", 4, head=5)]  # fmt: skip
+    assert schedule(BATCHED, queue).builds == [Build("b", sha(2), None, sha(1), ("a",), True)]
+    queue[1] = queued("b", 1, head=0x22, onto=1, ahead=("a",), covered=True)
+    assert schedule(BATCHED, queue).builds == [Build("c", sha(3), None, sha(0x22), ("a", "b"),
+                                                     True)]  # fmt: skip
+    queue[2] = queued("c", 2, head=0x33, onto=0x22, ahead=("a", "b"), covered=True)
+    assert schedule(BATCHED, queue).builds == [
+        Build("d", sha(4), None, sha(0x33), ("a", "b", "c"), False)
+    ], "d ends the batch"
+    queue[3] = queued("d", 3, P.CI, head=0x44, onto=0x33, ahead=("a", "b", "c"))
+    assert schedule(BATCHED, queue).builds == [], "two runs in flight: speculationDepth 2"
+    alone = schedule(BATCHED, [queue[0], queued("b", 1, head=2)])
+    assert alone.builds == [Build("b", sha(2), None, sha(1), ("a",), False)], (
+        "the last in the queue does not wait for a batch to fill"
+    )
+
+
+def test_a_green_run_verifies_the_batch_it_carried_and_the_front_merges_then() -> None:
+    queue = [queued("b", 1, head=2, built=True, covered=True),
+             queued("c", 2, head=3, onto=2, ahead=("b",), covered=True),
+             queued("d", 3, P.CI, head=4, onto=3, ahead=("b", "c"))]  # fmt: skip
+    assert schedule(BATCHED, queue).observations == [], "b waits for d's run"
+    queue[2] = queued("d", 3, head=4, onto=3, ahead=("b", "c"), ci_passed=True)
+    got = schedule(BATCHED, queue).observations
+    assert [(n, o.kind, getattr(o, "by", None)) for n, o in got] == [
+        ("b", "QueueVerified", "d"),
+        ("c", "QueueVerified", "d"),
+    ]
+    queue[0] = queued("b", 1, head=2, built=True, covered=True, ci_passed=True)
+    assert ("b", "MergeSlotGranted") in [(n, o.kind) for n, o in
+                                         schedule(BATCHED, queue).observations]  # fmt: skip
+
+
+def test_a_red_batch_is_bisected_one_split_at_a_time() -> None:
+    queue = [queued("a", 0, P.CI, head=1, built=True),
+             queued("b", 1, head=2, onto=1, ahead=("a",), covered=True),
+             queued("c", 2, head=3, onto=2, ahead=("a", "b"), covered=True),
+             queued("d", 3, P.CI, head=4, onto=3, ahead=("a", "b", "c"), held=True)]  # fmt: skip
+    assert kinds(queue, merge={"batchSize": 3}) == [], "a's run decides first"
+    queue[0] = queued("a", 0, head=1, built=True, ci_passed=True)
+    got = schedule(BATCHED, queue).observations
+    assert [(n, o.kind, getattr(o, "failed", None)) for n, o in got] == [
+        ("a", "MergeSlotGranted", None),
+        ("b", "BatchSplit", "d"),
+    ], "the middle of b, c: b"
+    queue[1] = queued("b", 1, P.CI, head=2, onto=1, ahead=("a",))
+    assert kinds(queue, merge={"batchSize": 3}) == [("a", "MergeSlotGranted")], (
+        "b's run decides for c first"
+    )
+
+
+def test_a_batch_no_run_carries_any_more_is_verified_by_its_own_runs() -> None:
+    # d, the batch's last, left the queue (cancelled): nothing behind b and c carries them.
+    queue = [queued("b", 1, head=2, built=True, covered=True),
+             queued("c", 2, head=3, onto=2, ahead=("b",), covered=True)]  # fmt: skip
+    got = schedule(BATCHED, queue).observations
+    assert [(n, o.kind, getattr(o, "failed", "-")) for n, o in got] == [("b", "BatchSplit", None)]
 
 
 def test_a_task_that_conflicts_with_the_one_ahead_waits_for_it() -> None:

@@ -450,11 +450,25 @@ class Merge(Model):
     those ahead have merged. A red one leaves the queue, and only those behind it restart.
     1 verifies one task at a time on the base. `method: rebase` always verifies one at a
     time (it replays the branch's commits, which would carry those ahead)."""
+    batch_size: int = Field(default=1, ge=1, le=50)
+    """How many queued tasks one CI run verifies: only the last of each batch runs CI, on
+    top of all those ahead of it, and the others merge on its green run (their
+    `status.ci.verifiedBy` names it). Each task still lands as its own commit, so the base
+    between two tasks of a batch was not verified on its own. A red batch is bisected: the
+    middle task of what it carried runs CI next, so one red change among n is found in
+    about log2(n) runs, and the green ones still merge. With `speculationDepth` d, d
+    batches (d x batchSize tasks) are in flight. 1 (the default) verifies every task with
+    a run of its own; `method: rebase` always does."""
 
     @property
     def depth(self) -> int:
         """The speculation depth in effect for the merge method."""
         return 1 if self.method == "rebase" else self.speculation_depth
+
+    @property
+    def batch(self) -> int:
+        """The batch size in effect for the merge method."""
+        return 1 if self.method == "rebase" else self.batch_size
 
 
 BUILTIN_PROTECTED_PATHS = (".github/workflows/**",)

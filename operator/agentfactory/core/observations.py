@@ -79,6 +79,30 @@ class QueueRebased(Model):
     """The head ahead it was built on (None: the base)."""
     ahead: list[str] = Field(default_factory=list)
     """The queued tasks whose changes the new head carries."""
+    covered: bool = False
+    """Verified by the CI run of the last task of its batch, not by a run of its own."""
+
+
+class QueueVerified(Model):
+    """The last task of the batch behind it passed CI with this task's head in it: this head
+    is verified (`merge.batchSize`)."""
+
+    kind: Literal["QueueVerified"] = "QueueVerified"
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    """The task's head the run carried."""
+    by: str
+    """The task whose CI run it was."""
+
+
+class BatchSplit(Model):
+    """The batch carrying this task failed CI: its head is verified on its own run next, to
+    find which change of the batch failed (bisection)."""
+
+    kind: Literal["BatchSplit"] = "BatchSplit"
+    head_sha: str = Field(pattern=SHA_PATTERN)
+    """The head to verify."""
+    failed: str | None = None
+    """The task whose run failed (None: no task behind it carries it any more)."""
 
 
 class QueueConflict(Model):
@@ -221,6 +245,8 @@ Observation = Annotated[
     | QueueRebased
     | QueueConflict
     | QueueSettled
+    | QueueVerified
+    | BatchSplit
     | PlanProduced
     | VerdictGiven
     | PatchProduced

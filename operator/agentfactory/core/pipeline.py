@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from agentfactory.core.factory import FactorySpecSpec
     from agentfactory.core.observations import (
         Admitted,
+        BatchSplit,
         CIFinished,
         DependenciesReady,
         DependencyCycle,
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         QueueConflict,
         QueueRebased,
         QueueSettled,
+        QueueVerified,
         SpecInvalid,
         StageFailed,
         UsageReported,
@@ -331,16 +333,56 @@ class _Step(Step):
         queue = self._in_queue(obs.from_sha)
         queue.onto, queue.ahead, queue.conflict = obs.onto, obs.ahead[:100], None
         queue.built = True
+        on = f"on top of {', '.join(obs.ahead)}" if obs.ahead else "on the base"
         if obs.head_sha == self.status.head_sha:
-            return  # nothing to replay: its place is recorded
+            # Nothing to replay: its place is recorded. A head no run verified yet (it waited
+            # for its batch) is verified by a run of its own when it now ends a batch.
+            waiting = self.phase == P.MERGING and self.status.ci is None
+            queue.covered = obs.covered and waiting
+            if waiting and not obs.covered:
+                self._enter(Stage.CI, T.QUEUE_REBASED, f"built {on} in the merge queue, last"
+                            " of its batch: verifying it", None, retry=False)  # fmt: skip
+            return
         self._cancel_live_stage()
         self.status.head_sha = obs.head_sha
         self.status.ci = None
+        queue.covered = obs.covered
         branch = self.status.branch or self.factory.repository.branch_prefix + self.name
         self.actions.append(PushBranch(branch, obs.head_sha))
-        on = f"on top of {', '.join(obs.ahead)}" if obs.ahead else "on the base"
+        if obs.covered:
+            self._enter(Stage.MERGE, T.QUEUE_REBASED, f"built {on} in the merge queue: the CI"
+                        " run of the last task of its batch verifies it", None,
+                        retry=False)  # fmt: skip
+            return
         self._enter(Stage.CI, T.QUEUE_REBASED, f"built {on} in the merge queue: verifying it"
                     " with every change that merges before it", None, retry=False)  # fmt: skip
+
+    def _on_QueueVerified(self, obs: QueueVerified) -> None:  # noqa: N802
+        self._require(P.MERGING)
+        queue = self.status.queue
+        if queue is None or not queue.covered:
+            raise Ignored("not waiting for its batch's CI run")
+        if obs.head_sha != self.status.head_sha:
+            raise Ignored(f"{obs.by}'s run carried {obs.head_sha[:12]}, not the current head")
+        if self.status.ci is not None:
+            raise Ignored("already verified")
+        self.status.ci = CIRecord(state="success", head_sha=obs.head_sha, verified_by=obs.by)
+        self.status.message = (f"verified by {obs.by}'s CI run, which carried it (its batch):"
+                               " waits for its turn to merge")  # fmt: skip
+
+    def _on_BatchSplit(self, obs: BatchSplit) -> None:  # noqa: N802
+        self._require(P.MERGING)
+        queue = self.status.queue
+        if queue is None or not queue.covered or self.status.ci is not None:
+            raise Ignored("not waiting for its batch's CI run")
+        if obs.head_sha != self.status.head_sha:
+            raise Ignored(f"split at {obs.head_sha[:12]}, not the current head")
+        queue.covered = False
+        why = (f"the batch {obs.failed} ended failed CI: verifying this task's head on its"
+               " own run, to find whose change failed" if obs.failed else
+               "no task behind it in the merge queue carries it any more: verifying its head"
+               " on its own run")  # fmt: skip
+        self._enter(Stage.CI, T.BATCH_SPLIT, why, None, retry=False)
 
     def _on_QueueConflict(self, obs: QueueConflict) -> None:  # noqa: N802
         queue = self._in_queue(obs.from_sha)

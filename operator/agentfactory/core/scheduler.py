@@ -7,7 +7,9 @@ are now and it returns the observations to feed :func:`agentfactory.core.pipelin
 - `DependencyCycle` for Pending tasks on a cycle (named, never waited on);
 - `Admitted` for Queued tasks, by priority then age, while the factory has free slots
   (`concurrency.maxActiveTasks`) and, with `exclusivePaths`, no locked scope overlaps;
-- `MergeSlotGranted` for the first task waiting to merge when the factory merges nothing.
+- `MergeSlotGranted` for the first task waiting to merge when the factory merges nothing;
+- the merge queue's builds, `QueueSettled` for a held failure, and with `merge.batchSize`
+  `QueueVerified` for the tasks a green batch carried and `BatchSplit` to bisect a red one.
 
 Everything is linear in tasks plus dependency edges (cycle detection is an iterative
 Tarjan), except the path-lock check, which compares a candidate with the locked scopes.
@@ -22,11 +24,13 @@ from typing import TYPE_CHECKING
 from agentfactory.core.globs import scopes_overlap
 from agentfactory.core.observations import (
     Admitted,
+    BatchSplit,
     DependenciesReady,
     DependencyCycle,
     MergeSlotGranted,
     Observation,
     QueueSettled,
+    QueueVerified,
 )
 from agentfactory.core.phases import ACTIVE, LOCKING, Phase
 
@@ -60,6 +64,8 @@ class TaskInfo:
     """Its place in the merge queue."""
     held: bool = False
     """Its CI failed in the merge queue and waits for those ahead to merge."""
+    ci_passed: bool = False
+    """CI passed on its current head (its own run, or its batch's)."""
 
 
 @dataclass
@@ -88,6 +94,8 @@ class Build:
     """What its head was built on before (its own commits are those after it)."""
     onto: str | None
     ahead: tuple[str, ...]
+    covered: bool = False
+    """Verified by the CI run of the last task of its batch, not by a run of its own."""
 
 
 def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -255,49 +263,124 @@ def merge_queue(members: Iterable[TaskInfo]) -> list[TaskInfo]:
 
 def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo],
                out: Schedule) -> None:  # fmt: skip
-    """The speculative merge queue (as Zuul's gate): the first `merge.depth` tasks are each
-    verified on top of all those ahead of it, side by side; the front merges once what it
-    was built on has merged. A task built on changes that left the queue, or on a head that
-    has changed since, is built again; those behind follow, one place per pass. A task whose
-    CI failed is held: it settles once all it carried merged (the failure is its own), is
-    built again without any it carried that failed too or left, and meanwhile those behind
-    it are built without it. Nothing is built on a front that joined
-    the queue verified on the base as it was then, until its merge has found whether the
-    base moved (and rebuilt it if so)."""
+    """The speculative merge queue (as Zuul's gate): the tasks at the front, up to
+    `merge.depth` CI runs, are each built on top of all those ahead of it and verified side
+    by side (with `merge.batch`, only the last of each batch runs CI, and the others merge on
+    its green run). The
+    front merges once what it was built on has merged and its head is verified. A task built
+    on changes that left the queue, or on a head that has changed since, is built again;
+    those behind follow, one place per pass. A task whose CI failed is held: it settles once
+    all it carried merged (the failure is its own), is built again without any it carried
+    that failed too or left, and meanwhile those behind it are built without it; the
+    batch it carried is bisected. Nothing is built on a front that joined the queue
+    verified on the base as it was then, until its merge has found whether the base moved
+    (and rebuilt it if so)."""
     queue = merge_queue(members)
     out.merge_queue[factory_name] = [t.name for t in queue]
-    merged = {t.name for t in members if t.phase == Phase.MERGED}
+    train = _train(queue, {t.name for t in members if t.phase == Phase.MERGED},
+                   spec.merge.depth, merging=any(t.merge_running for t in members),
+                   out=out)  # fmt: skip
+    if (task := train.build) is not None:
+        assert task.head_sha is not None and task.queue is not None  # noqa: S101 - _train's
+        # It ends its batch when the batch is full, or when nothing waits behind it.
+        covered = train.run < spec.merge.batch - 1 and task is not queue[-1]
+        out.builds.append(Build(task.name, task.head_sha, task.queue.onto, train.onto,
+                                tuple(t.name for t in train.chain), covered))  # fmt: skip
+    _verify_batches(train, out)
+
+
+@dataclass
+class _Train:
+    """The front of a factory's queue as it stands."""
+
+    chain: list[TaskInfo] = field(default_factory=list)
+    """The tasks built where they should be, front first: each carries those before it."""
+    held: list[TaskInfo] = field(default_factory=list)
+    """Held failures waiting to learn whose failure it is."""
+    build: TaskInfo | None = None
+    """The next task to build, on *onto*."""
+    onto: str | None = None
+    run: int = 0
+    """How many tasks at the end of the chain wait for a run behind them (their batch's)."""
+
+
+def _train(queue: list[TaskInfo], merged: set[str], depth: int, *, merging: bool,
+           out: Schedule) -> _Train:  # fmt: skip
+    """The chain from the front, up to *depth* CI runs (a run verifies its batch)."""
+    train = _Train()
     queued = {t.name for t in queue}
     held = {t.name for t in queue if t.held}
-    merging = any(t.merge_running for t in members)  # one merge at a time per factory
-    chain: list[TaskInfo] = []  # what the next task is built on, front first
-    for task in queue[: spec.merge.depth]:
+    chain = train.chain
+    runs = 0
+    for task in queue:
         assert task.queue is not None  # noqa: S101 - merge_queue keeps only queued tasks
+        if runs >= depth:
+            return train
         before = chain[-1] if chain else None
         ahead = tuple(t.name for t in chain)
         onto = before.head_sha if before is not None else None
         if before is not None and onto is None:
-            return
+            return train
         if task.held:
             carried = [name for name in task.queue.ahead if name not in merged]
             if not carried:
                 out.observations.append((task.name, QueueSettled()))
                 continue
             if all(name in queued and name not in held for name in carried):
+                train.held.append(task)
                 continue  # one of those may be the cause: it waits, out of the train
         elif _in_place(task.queue, ahead, onto, merged):
-            if not chain and task.phase == Phase.MERGING and not merging:
+            verified = not task.queue.covered or task.ci_passed
+            if not chain and task.phase == Phase.MERGING and not merging and verified:
                 out.observations.append((task.name, MergeSlotGranted()))
             if not task.queue.built:
-                return  # its merge finds whether the base moved under it: then it is built
+                return train  # its merge finds whether the base moved under it: then it is built
             chain.append(task)
+            train.run = train.run + 1 if task.queue.covered else 0
+            runs += not task.queue.covered
             continue
         if task.merge_running or task.head_sha is None:
-            return
+            return train
         if onto is not None and task.queue.conflict == onto:
-            return  # it cannot be built on that head: it waits for that task to merge
-        out.builds.append(Build(task.name, task.head_sha, task.queue.onto, onto, ahead))
-        return  # those behind it are built on its new head, in a later pass
+            return train  # it cannot be built on that head: it waits for that task to merge
+        train.build, train.onto = task, onto
+        return train  # those behind it are built on its new head, in a later pass
+    return train
+
+
+def _unverified(task: TaskInfo) -> bool:
+    """A task waiting for its batch's run (`merge.batchSize`)."""
+    return task.queue is not None and task.queue.covered and not task.ci_passed
+
+
+def _verify_batches(train: _Train, out: Schedule) -> None:
+    """Each task of the train that waits for its batch's run is verified by the first green
+    run behind it: that run's head carried its change (the train is built in order).
+
+    Those left with no run behind them that may verify them (it failed and is held, or it
+    left the queue) are bisected: the middle one is verified on its own run. One at a time
+    and only once no run ahead of them is still going, so one red change among n is found
+    in about log2(n) runs."""
+    waiting: list[TaskInfo] = []
+    running = False
+    for task in train.chain:
+        if _unverified(task):
+            waiting.append(task)
+            continue
+        if task.phase == Phase.MERGING and task.ci_passed:
+            out.observations.extend(
+                (t.name, QueueVerified(head_sha=t.head_sha or "", by=task.name)) for t in waiting
+            )
+        if task.phase == Phase.CI:
+            running = True
+        waiting = []
+    names = {t.name for t in waiting}
+    failed = [t for t in train.held if names & set(t.queue.ahead if t.queue else ())]
+    if not waiting or running or (train.build is not None and not failed):
+        return  # nothing stuck, or a run under way (or being built) decides first
+    middle = waiting[(len(waiting) - 1) // 2]
+    split = BatchSplit(head_sha=middle.head_sha or "", failed=failed[0].name if failed else None)
+    out.observations.append((middle.name, split))
 
 
 def _in_place(place: QueuePlace, ahead: tuple[str, ...], onto: str | None,

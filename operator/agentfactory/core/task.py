@@ -225,6 +225,9 @@ class QueuePlace(StatusModel):
     built: bool = False
     """Its head was built in the queue (on the base as it was, or on the one ahead), so the
     queue builds the ones behind it on that head."""
+    covered: bool = False
+    """Its head is verified by the CI run of a task behind it in its batch
+    (`merge.batchSize`), not by a run of its own."""
     on_forge: str | None = Field(default=None, max_length=1000)
     """What the forge's own merge queue (GitHub's, where the base branch requires one) says
     of it, once it is in there: that queue builds, checks and merges it."""
@@ -394,6 +397,9 @@ class CIRecord(StatusModel):
     """What failed."""
     proof: Proof | None = None
     """Whether the patch's tests prove the fix (break/fix) and whether it weakened any."""
+    verified_by: str | None = Field(default=None, max_length=253)
+    """The task whose CI run verified this head, when the merge queue verified it in a batch
+    (`merge.batchSize`): that run's head carried this one's change."""
 
 
 class EscalationMatch(StatusModel):

@@ -60,6 +60,7 @@ class Trigger(StrEnum):
     MERGE_CONFLICT = "MergeConflict"
     QUEUE_REBASED = "QueueRebased"
     CI_HELD = "CIHeld"
+    BATCH_SPLIT = "BatchSplit"
     BASE_MOVED = "BaseMoved"
     MERGE_UNVERIFIED = "MergeUnverified"
     MERGE_BLOCKED = "MergeBlocked"
@@ -109,6 +110,9 @@ _ROWS: list[tuple[frozenset[Phase] | Phase, Trigger, Phase]] = [
     (P.MERGING, T.BASE_MOVED, P.CI),
     (P.MERGING, T.QUEUE_REBASED, P.CI),
     (P.CI, T.QUEUE_REBASED, P.CI),
+    (P.CI, T.QUEUE_REBASED, P.MERGING),
+    (P.MERGING, T.QUEUE_REBASED, P.MERGING),
+    (P.MERGING, T.BATCH_SPLIT, P.CI),
     (P.CI, T.CI_HELD, P.CI),
     (P.CI, T.MERGE_CONFLICT, P.IMPLEMENTING),
     (P.MERGING, T.MERGE_UNVERIFIED, P.NEEDS_ATTENTION),

@@ -71,6 +71,9 @@ def task_info(record: Record) -> TaskInfo:
         head_sha=status.head_sha,
         queue=status.queue,
         held=status.ci_held,
+        ci_passed=status.ci is not None
+        and status.ci.state == "success"
+        and status.ci.head_sha == status.head_sha,
     )
 
 
@@ -208,7 +211,7 @@ class Reconciler:
         ahead = list(build.ahead)
         observation: Observation = (
             QueueRebased(from_sha=build.head_sha, head_sha=built.head_sha, onto=build.onto,
-                         ahead=ahead)
+                         ahead=ahead, covered=build.covered)
             if built.head_sha is not None
             else QueueConflict(from_sha=build.head_sha, onto=build.onto, ahead=ahead,
                                message=built.message)
