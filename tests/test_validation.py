@@ -140,3 +140,31 @@ spec:
     assert ("FactorySpec/app: spec.agents.roles.implementer.model: warning: 'my-local-llama' has"
             " no known price: its cost counts as $0") in out  # fmt: skip
     assert "spec.agents.model:" not in out, "a priced model is not warned about"
+
+
+@pytest.mark.parametrize(
+    ("merge", "said"),
+    [
+        pytest.param("{batchSize: 8}", "is more than concurrency.maxActiveTasks 2", id="slots"),
+        pytest.param("{batchSize: 2, method: rebase}", "has no effect with merge.method rebase",
+                     id="rebase"),
+    ],
+)  # fmt: skip
+def test_a_batch_size_that_cannot_take_effect_warns_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], merge: str, said: str
+) -> None:
+    manifest = tmp_path / "factory.yaml"
+    manifest.write_text(f"""
+apiVersion: agentfactory.dev/v1alpha1
+kind: FactorySpec
+metadata: {{name: app}}
+spec:
+  repository: {{url: "https://github.com/example/app.git"}}
+  checks: [{{name: test, command: "pytest"}}]
+  merge: {merge}
+""")
+    assert main(["validate", str(manifest)]) == 0
+    assert f"FactorySpec/app: spec.merge.batchSize: warning: {said}" in capsys.readouterr().out
+    manifest.write_text(manifest.read_text().replace(merge, "{batchSize: 2}"))
+    assert main(["validate", str(manifest)]) == 0
+    assert "batchSize" not in capsys.readouterr().out, "two fit in the default two slots"

@@ -155,6 +155,24 @@ def _unpriced(item: Loaded, factory: FactorySpec) -> list[Problem]:
     ]  # fmt: skip
 
 
+def _unfillable_batches(item: Loaded, factory: FactorySpec) -> list[Problem]:
+    """A warning when `merge.batchSize` cannot take effect as written."""
+    merge, slots = factory.spec.merge, factory.spec.concurrency.max_active_tasks
+    if merge.batch_size == 1:
+        return []
+    if merge.method == "rebase":
+        why = ("has no effect with merge.method rebase, which verifies one task at a time;"
+               " use squash or merge to batch")  # fmt: skip
+    elif merge.batch_size > slots:
+        why = (
+            f"is more than concurrency.maxActiveTasks {slots}: queued tasks keep their slot,"
+            f" so a batch never holds more than {slots}; raise maxActiveTasks with it"
+        )
+    else:
+        return []
+    return [Problem(item.file, item.ref, "spec.merge.batchSize", why, severity="warning")]
+
+
 def cross_check(loaded: list[Loaded]) -> list[Problem]:
     """Problems only visible across resources: duplicates, cycles, dangling references."""
     problems: list[Problem] = []
@@ -175,6 +193,7 @@ def cross_check(loaded: list[Loaded]) -> list[Problem]:
     for item in loaded:
         if isinstance(item.resource, FactorySpec):
             problems += _unpriced(item, item.resource)
+            problems += _unfillable_batches(item, item.resource)
     graph = {name: task.spec.depends_on for name, (_, task) in tasks.items()}
     for cycle in find_cycles(graph):
         chain = " -> ".join(cycle)

@@ -145,10 +145,11 @@ class GitForge:
         return branch
 
     def push_branch(self, branch: str, sha: str) -> None:
-        """Point the remote branch at *sha* (a no-op when it already is)."""
-        if self.branch_head(self.writable(branch)) == sha:
-            return
-        self.git("push", "--quiet", "--force", "origin", f"{sha}:refs/heads/{branch}")
+        """Point the remote branch at *sha* (a no-op when it already is: git sends nothing
+        then, so asking first would only cost a second round trip)."""
+        self.git(
+            "push", "--quiet", "--force", "origin", f"{sha}:refs/heads/{self.writable(branch)}"
+        )
 
     def keep(self, task: str, label: str, sha: str) -> str:
         """Keep *sha* on the remote as `refs/agentfactory/<task>/<label>` (outside the
@@ -193,7 +194,8 @@ class GitForge:
             if delete_branch:
                 self.delete_branch(branch)
             return MergeOutcome("merged", head_sha, merged_sha=already, message="already merged")
-        current = self.branch_head(branch)
+        current = self.git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}",
+                           check=False) or None  # as find_merge just fetched it  # fmt: skip
         if current != head_sha:
             return MergeOutcome(
                 "error", head_sha, message=f"{branch} is at {current}, not the verified {head_sha}"
@@ -212,14 +214,18 @@ class GitForge:
             self.git("cherry-pick", f"{base}..{head_sha}")
             self.git("commit", "--quiet", "--amend", "--no-verify", "-m", message)
         merged = self.git("rev-parse", "HEAD")
-        pushed = self._run("push", "--quiet", f"--force-with-lease={self.base_branch}:{base}",
-                           "origin", f"{merged}:refs/heads/{self.base_branch}")  # fmt: skip
+        # One atomic push lands the merge and deletes the branch, each pinned to what was
+        # verified: a racing push to either makes both fail.
+        refs = [f"{merged}:refs/heads/{self.base_branch}"]
+        leases = [f"--force-with-lease={self.base_branch}:{base}"]
+        if delete_branch:
+            refs.append(f":refs/heads/{branch}")
+            leases.append(f"--force-with-lease={branch}:{head_sha}")
+        pushed = self._run("push", "--quiet", "--atomic", *leases, "origin", *refs)
         if pushed.returncode != 0:
             return MergeOutcome(
                 "error", head_sha, message=f"the base moved during the merge: {pushed.stderr[:300]}"
             )
-        if delete_branch:
-            self.delete_branch(branch)
         return MergeOutcome("merged", head_sha, merged_sha=merged)
 
     def _lands_verified(self, base: str, head_sha: str, method: str) -> bool:
@@ -239,7 +245,14 @@ class GitForge:
         """*head_sha*'s own commits (those after *upstream*; None: after where it left the
         base) replayed on *onto* (None: the base), in the operator's clone; nothing pushed.
         A conflict leaves nothing behind and names the files."""
-        self.sync()
+        known = (
+            onto is not None
+            and upstream is not None
+            and (self.clone / ".git").exists()
+            and self._run("rev-list", "--no-walk", head_sha, onto, upstream).returncode == 0
+        )
+        if not known:  # the base's news matters, or the clone lacks a commit: fetch
+            self.sync()
         base = self.git("rev-parse", f"origin/{self.base_branch}")
         since = upstream or self.git("merge-base", head_sha, base)
         target = onto or base
