@@ -19,7 +19,7 @@ def test_a_minimal_factory_gets_the_documented_defaults() -> None:
     assert dumped["repository"]["branchPrefix"] == "factory/"
     assert dumped["retries"]["perStage"] == 2
     assert dumped["merge"] == {"method": "squash", "auto": True, "deleteBranch": True,
-                               "speculationDepth": 4}  # fmt: skip
+                               "speculationDepth": 4, "batchSize": 1}  # fmt: skip
     assert dumped["ci"]["source"] == "sandbox"
     assert dumped["guardrails"]["protectedPaths"] == []
     assert spec.guardrails.protected == [".github/workflows/**"], "built in"

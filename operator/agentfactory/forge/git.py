@@ -87,10 +87,17 @@ class GitForge:
 
     def sync(self) -> None:
         """Make sure the operator's clone exists and knows the remote's branches."""
-        if not (self.clone / ".git").exists():
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self.git("clone", "--quiet", self.remote, str(self.clone), cwd=self.workdir)
+        if not self._cloned():
+            return  # a fresh clone knows them
         self.git("fetch", "--quiet", "--prune", "origin")
+
+    def _cloned(self) -> bool:
+        """Make sure the operator's clone exists; whether it did already."""
+        if (self.clone / ".git").exists():
+            return True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.git("clone", "--quiet", self.remote, str(self.clone), cwd=self.workdir)
+        return False
 
     def base_sha(self) -> str:
         """The base branch's current commit on the remote."""
@@ -147,9 +154,9 @@ class GitForge:
     def push_branch(self, branch: str, sha: str) -> None:
         """Point the remote branch at *sha* (a no-op when it already is: git sends nothing
         then, so asking first would only cost a second round trip)."""
-        self.git(
-            "push", "--quiet", "--force", "origin", f"{sha}:refs/heads/{self.writable(branch)}"
-        )
+        ref = f"{sha}:refs/heads/{self.writable(branch)}"
+        self._cloned()
+        self.git("push", "--quiet", "--force", "origin", ref)
 
     def keep(self, task: str, label: str, sha: str) -> str:
         """Keep *sha* on the remote as `refs/agentfactory/<task>/<label>` (outside the
