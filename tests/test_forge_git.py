@@ -114,6 +114,36 @@ def test_a_racing_push_to_the_branch_makes_the_merge_fail(tmp_path: Path, remote
     assert len(git(remote, "rev-list", "main").splitlines()) == 1
 
 
+def test_a_racing_push_the_clone_has_not_seen_makes_the_merge_fail(
+    tmp_path: Path, remote: Path
+) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
+    verified = f.commit_patch(base, diff, "verified")
+    f.push_branch("factory/greet", verified)
+    other = GitForge(remote=str(remote), workdir=tmp_path / "someone-else")
+    _, racing_diff = diff_of(tmp_path, remote, "w2", {"app.py": "x = 2\n"})
+    other.push_branch("factory/greet", other.commit_patch(base, racing_diff, "race"))
+    outcome = land(f, verified)
+    assert outcome.outcome == "error" and "not the verified" in outcome.message
+    assert len(git(remote, "rev-list", "main").splitlines()) == 1
+
+
+def test_a_merge_retried_after_it_landed_is_found_when_the_branch_stays(
+    tmp_path: Path, remote: Path
+) -> None:
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
+    head = f.commit_patch(base, diff, "verified")
+    f.push_branch("factory/greet", head)
+    kept = {"task": "greet", "branch": "factory/greet", "head_sha": head, "method": "squash",
+            "title": "t", "body": "", "delete_branch": False}  # fmt: skip
+    first, again = f.merge(**kept), f.merge(**kept)  # type: ignore[arg-type]
+    assert again.message == "already merged" and again.merged_sha == first.merged_sha
+    assert len(git(remote, "rev-list", "main").splitlines()) == 2, "landed once"
+    assert f.branch_head("factory/greet") == head
+
+
 def test_a_moved_base_is_rebased_and_handed_back_for_ci(tmp_path: Path, remote: Path) -> None:
     f = forge(tmp_path, remote)
     base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})

@@ -182,8 +182,8 @@ class GitForge:
     # -- merging -------------------------------------------------------------------------
 
     def find_merge(self, task: str, head: str) -> str | None:
-        """The commit on the base that already merged *head* for *task*, if any."""
-        self.sync()
+        """The commit on the base, as the clone last saw it, that already merged *head* for
+        *task*, if any."""
         out = self.git(
             "log", f"origin/{self.base_branch}", "--format=%H",
             f"--grep={HEAD_TRAILER}: {head}", "--grep", f"{TASK_TRAILER}: {task}", "--all-match",
@@ -194,33 +194,42 @@ class GitForge:
         self, *, task: str, branch: str, head_sha: str, method: str, title: str, body: str,
         delete_branch: bool,
     ) -> MergeOutcome:  # fmt: skip
-        """Merge *branch* (which must point at *head_sha*) into the base."""
+        """Merge *branch* (which must point at *head_sha*) into the base.
+
+        The common case, the base moved only by this clone's own pushes, needs no fetch: the
+        clone's view of the remote is current, and the push is pinned to it. Anything else
+        (a refused push, a branch or base that moved) is decided again after a fetch."""
         self.writable(branch)
-        already = self.find_merge(task, head_sha)
-        if already:
-            if delete_branch:
-                self.delete_branch(branch)
-            return MergeOutcome("merged", head_sha, merged_sha=already, message="already merged")
-        current = self.git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}",
-                           check=False) or None  # as find_merge just fetched it  # fmt: skip
-        if current != head_sha:
-            return MergeOutcome(
-                "error", head_sha, message=f"{branch} is at {current}, not the verified {head_sha}"
-            )
-        base = self.git("rev-parse", f"origin/{self.base_branch}")
-        if not self._lands_verified(base, head_sha, method):
-            return self._rebase(branch, head_sha, base)
         message = f"{title}\n\n{body}\n\n{TASK_TRAILER}: {task}\n{HEAD_TRAILER}: {head_sha}\n"
-        self.git("checkout", "--quiet", "--detach", "--force", base)
-        if method == "squash":
-            self.git("merge", "--quiet", "--squash", head_sha)
-            self.git("commit", "--quiet", "--no-verify", "-m", message)
-        elif method == "merge":
-            self.git("merge", "--quiet", "--no-ff", "-m", message, head_sha)
-        else:  # rebase: replay the branch's commits on the base, then mark the last one
-            self.git("cherry-pick", f"{base}..{head_sha}")
-            self.git("commit", "--quiet", "--amend", "--no-verify", "-m", message)
-        merged = self.git("rev-parse", "HEAD")
+        cloned = self._cloned()  # a new clone is as fresh as a fetch
+        for fresh in (False, True) if cloned else (True,):
+            if fresh and cloned:
+                self.sync()
+            already = self.find_merge(task, head_sha)
+            if already:
+                if delete_branch:
+                    self.delete_branch(branch)
+                return MergeOutcome("merged", head_sha, merged_sha=already,
+                                    message="already merged")  # fmt: skip
+            landed = self._land(branch, head_sha, method, message, delete_branch, fresh=fresh)
+            if landed is not None:
+                return landed
+        raise AssertionError("a fresh attempt always decides")  # pragma: no cover
+
+    def _land(self, branch: str, head_sha: str, method: str, message: str, delete_branch: bool,
+              *, fresh: bool) -> MergeOutcome | None:  # fmt: skip
+        """Merge from what the clone knows of the remote; None when not *fresh* and that
+        knowledge may be out of date."""
+        current = self.git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}",
+                           check=False) or None  # fmt: skip
+        base = self.git("rev-parse", f"origin/{self.base_branch}")
+        if current != head_sha:
+            return None if not fresh else MergeOutcome(
+                "error", head_sha, message=f"{branch} is at {current}, not the verified {head_sha}"
+            )  # fmt: skip
+        if not self._lands_verified(base, head_sha, method):
+            return None if not fresh else self._rebase(branch, head_sha, base)
+        merged = self._merge_commit(base, head_sha, method, message)
         # One atomic push lands the merge and deletes the branch, each pinned to what was
         # verified: a racing push to either makes both fail.
         refs = [f"{merged}:refs/heads/{self.base_branch}"]
@@ -230,10 +239,24 @@ class GitForge:
             leases.append(f"--force-with-lease={branch}:{head_sha}")
         pushed = self._run("push", "--quiet", "--atomic", *leases, "origin", *refs)
         if pushed.returncode != 0:
-            return MergeOutcome(
+            return None if not fresh else MergeOutcome(
                 "error", head_sha, message=f"the base moved during the merge: {pushed.stderr[:300]}"
-            )
+            )  # fmt: skip
         return MergeOutcome("merged", head_sha, merged_sha=merged)
+
+    def _merge_commit(self, base: str, head_sha: str, method: str, message: str) -> str:
+        """The commit that lands *head_sha* on *base* with *method*, once it is known to yield
+        exactly the head's tree (squash and merge need no work tree for that)."""
+        tree = f"{head_sha}^{{tree}}"
+        if method == "squash":
+            return self.git("commit-tree", tree, "-p", base, "-m", message)
+        if method == "merge":
+            return self.git("commit-tree", tree, "-p", base, "-p", head_sha, "-m", message)
+        # rebase: replay the branch's commits on the base, then mark the last one
+        self.git("checkout", "--quiet", "--detach", "--force", base)
+        self.git("cherry-pick", f"{base}..{head_sha}")
+        self.git("commit", "--quiet", "--amend", "--no-verify", "-m", message)
+        return self.git("rev-parse", "HEAD")
 
     def _lands_verified(self, base: str, head_sha: str, method: str) -> bool:
         """Whether merging *head_sha* into *base* now yields exactly the tree CI verified:
