@@ -275,13 +275,17 @@ class GitForge:
         """*head_sha*'s own commits (those after *upstream*; None: after where it left the
         base) replayed on *onto* (None: the base), in the operator's clone; nothing pushed.
         A conflict leaves nothing behind and names the files."""
+        # Built on the one ahead, only the base's news would matter, and not even that for
+        # where the head left the base: the head was made in this clone from a base it had
+        # fetched, and the clone's base only moves forward. So a clone that has the commits
+        # needs no fetch.
         known = (
             onto is not None
-            and upstream is not None
             and (self.clone / ".git").exists()
-            and self._run("rev-list", "--no-walk", head_sha, onto, upstream).returncode == 0
-        )
-        if not known:  # the base's news matters, or the clone lacks a commit: fetch
+            and self._run("rev-list", "--no-walk", head_sha, onto, *filter(None, [upstream]))
+            .returncode == 0
+        )  # fmt: skip
+        if not known:
             self.sync()
         base = self.git("rev-parse", f"origin/{self.base_branch}")
         since = upstream or self.git("merge-base", head_sha, base)
