@@ -248,6 +248,14 @@ def test_a_batch_is_built_waiting_for_its_last_task_whose_run_verifies_it() -> N
     assert alone.builds == [Build("b", sha(2), None, sha(1), ("a",), False)], (
         "the last in the queue does not wait for a batch to fill"
     )
+    checks = {"source": "github-checks", "requiredChecks": ["t"]}
+    github = factory(merge={"batchSize": 3}, ci=checks,
+                     repository={"url": "https://github.com/o/r.git", "forge": "github",
+                                 "credentials": {"githubApp": {"secretName": "app"}}})  # fmt: skip
+    built = schedule({"app": github}, [queue[0], queued("b", 1, head=2), queued("c", 2, head=3)])
+    assert [b.covered for b in built.builds] == [False], (
+        "the repository's CI runs on every head anyway: no batches"
+    )
 
 
 def test_a_green_run_verifies_the_batch_it_carried_and_the_front_merges_then() -> None:

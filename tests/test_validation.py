@@ -148,6 +148,8 @@ spec:
         pytest.param("{batchSize: 8}", "is more than concurrency.maxActiveTasks 2", id="slots"),
         pytest.param("{batchSize: 2, method: rebase}", "has no effect with merge.method rebase",
                      id="rebase"),
+        pytest.param("{batchSize: 2}\n  ci: {source: github-checks, requiredChecks: [test]}",
+                     "has no effect with ci.source github-checks", id="github-checks"),
     ],
 )  # fmt: skip
 def test_a_batch_size_that_cannot_take_effect_warns_with_the_fix(
@@ -159,12 +161,15 @@ apiVersion: agentfactory.dev/v1alpha1
 kind: FactorySpec
 metadata: {{name: app}}
 spec:
-  repository: {{url: "https://github.com/example/app.git"}}
+  repository:
+    url: "https://github.com/example/app.git"
+    forge: github
+    credentials: {{githubApp: {{secretName: app}}}}
   checks: [{{name: test, command: "pytest"}}]
   merge: {merge}
 """)
     assert main(["validate", str(manifest)]) == 0
     assert f"FactorySpec/app: spec.merge.batchSize: warning: {said}" in capsys.readouterr().out
-    manifest.write_text(manifest.read_text().replace(merge, "{batchSize: 2}"))
+    manifest.write_text(manifest.read_text().replace(merge, "{batchSize: 2}"))  # sandbox CI
     assert main(["validate", str(manifest)]) == 0
     assert "batchSize" not in capsys.readouterr().out, "two fit in the default two slots"

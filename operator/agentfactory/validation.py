@@ -163,6 +163,10 @@ def _unfillable_batches(item: Loaded, factory: FactorySpec) -> list[Problem]:
     if merge.method == "rebase":
         why = ("has no effect with merge.method rebase, which verifies one task at a time;"
                " use squash or merge to batch")  # fmt: skip
+    elif factory.spec.ci.source == "github-checks":
+        why = ("has no effect with ci.source github-checks: the repository's own CI runs on"
+               " every task's head anyway (and branch protection asks for it); batch with"
+               " ci.source sandbox")  # fmt: skip
     elif merge.batch_size > slots:
         why = (
             f"is more than concurrency.maxActiveTasks {slots}: queued tasks keep their slot,"

@@ -458,17 +458,13 @@ class Merge(Model):
     middle task of what it carried runs CI next, so one red change among n is found in
     about log2(n) runs, and the green ones still merge. With `speculationDepth` d, d
     batches (d x batchSize tasks) are in flight. 1 (the default) verifies every task with
-    a run of its own; `method: rebase` always does."""
+    a run of its own; so do `method: rebase` and `ci.source: github-checks` (the
+    repository's own CI runs on every task's head, and branch protection asks for it)."""
 
     @property
     def depth(self) -> int:
         """The speculation depth in effect for the merge method."""
         return 1 if self.method == "rebase" else self.speculation_depth
-
-    @property
-    def batch(self) -> int:
-        """The batch size in effect for the merge method."""
-        return 1 if self.method == "rebase" else self.batch_size
 
 
 BUILTIN_PROTECTED_PATHS = (".github/workflows/**",)
@@ -769,6 +765,13 @@ class FactorySpecSpec(Model):
     def required_check_names(self) -> list[str]:
         """The checks CI must see green (all factory checks when none are listed)."""
         return self.ci.required_checks or [check.name for check in self.checks]
+
+    @property
+    def merge_batch(self) -> int:
+        """The merge queue's batch size in effect (see `merge.batchSize`)."""
+        if self.merge.method == "rebase" or self.ci.source == "github-checks":
+            return 1
+        return self.merge.batch_size
 
 
 class TaskCounts(StatusModel):

@@ -265,7 +265,7 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
                out: Schedule) -> None:  # fmt: skip
     """The speculative merge queue (as Zuul's gate): the tasks at the front, up to
     `merge.depth` CI runs, are each built on top of all those ahead of it and verified side
-    by side (with `merge.batch`, only the last of each batch runs CI, and the others merge on
+    by side (with `merge.batchSize`, only the last of each batch runs CI, and the others merge on
     its green run). The
     front merges once what it was built on has merged and its head is verified. A task built
     on changes that left the queue, or on a head that has changed since, is built again;
@@ -283,7 +283,7 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
     if (task := train.build) is not None:
         assert task.head_sha is not None and task.queue is not None  # noqa: S101 - _train's
         # It ends its batch when the batch is full, or when nothing waits behind it.
-        covered = train.run < spec.merge.batch - 1 and task is not queue[-1]
+        covered = train.run < spec.merge_batch - 1 and task is not queue[-1]
         out.builds.append(Build(task.name, task.head_sha, task.queue.onto, train.onto,
                                 tuple(t.name for t in train.chain), covered))  # fmt: skip
     _verify_batches(train, out)
