@@ -81,3 +81,12 @@ async def test_a_red_batch_is_bisected_and_every_green_task_still_lands(tmp_path
     assert splits, "the red batch was bisected"
     assert len(run.ci.runs) < 8, f"fewer runs than one per task: {run.ci.runs}"
     assert "work/t05.broken" not in run.forge.git("ls-tree", "-r", "--name-only", "origin/main")
+
+
+async def test_depth_one_with_batches_verifies_one_batch_at_a_time(tmp_path: Path) -> None:
+    run = queue_of(tmp_path, 5, depth=1, batch=4)
+    await run.run()
+    assert run.merged() == [f"t{i:02d}" for i in range(5)], "\n".join(run.said.lines)
+    assert [task for task, _ in run.ci.runs] == ["t00", "t04"], (
+        "the batch behind t00 was built while t00's run went, and ran once that run was free"
+    )

@@ -244,6 +244,20 @@ def test_a_batch_is_built_waiting_for_its_last_task_whose_run_verifies_it() -> N
     ], "d ends the batch"
     queue[3] = queued("d", 3, P.CI, head=0x44, onto=0x33, ahead=("a", "b", "c"))
     assert schedule(BATCHED, queue).builds == [], "two runs in flight: speculationDepth 2"
+    queue.append(queued("f", 5, head=6))
+    assert schedule(BATCHED, queue).builds == [
+        Build("e", sha(5), None, sha(0x44), ("a", "b", "c", "d"), True)
+    ], "the next batch is built while the runs go: it needs no run until it is full"
+    queue[4] = queued("e", 4, head=0x55, onto=0x44, ahead=("a", "b", "c", "d"), covered=True)
+    queue[0] = queued("a", 0, head=1, built=True, ci_passed=True)
+    queue[3] = queued("d", 3, head=0x44, onto=0x33, ahead=("a", "b", "c"), ci_passed=True)
+    result = schedule(BATCHED, queue)
+    assert result.builds == [], "f would be a third run"
+    assert [(n, o.kind) for n, o in result.observations] == [
+        ("a", "MergeSlotGranted"),
+        ("b", "QueueVerified"),
+        ("c", "QueueVerified"),
+    ], "e waits for f's run, which waits for a free one: e is not split"
     alone = schedule(BATCHED, [queue[0], queued("b", 1, head=2)])
     assert alone.builds == [Build("b", sha(2), None, sha(1), ("a",), False)], (
         "the last in the queue does not wait for a batch to fill"

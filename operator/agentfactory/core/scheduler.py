@@ -277,15 +277,19 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
     (and rebuilt it if so)."""
     queue = merge_queue(members)
     out.merge_queue[factory_name] = [t.name for t in queue]
+    batch = spec.merge_batch
     train = _train(queue, {t.name for t in members if t.phase == Phase.MERGED},
-                   spec.merge.depth, merging=any(t.merge_running for t in members),
+                   spec.merge.depth, batch, merging=any(t.merge_running for t in members),
                    out=out)  # fmt: skip
     if (task := train.build) is not None:
         assert task.head_sha is not None and task.queue is not None  # noqa: S101 - _train's
         # It ends its batch when the batch is full, or when nothing waits behind it.
-        covered = train.run < spec.merge_batch - 1 and task is not queue[-1]
-        out.builds.append(Build(task.name, task.head_sha, task.queue.onto, train.onto,
-                                tuple(t.name for t in train.chain), covered))  # fmt: skip
+        covered = train.run < batch - 1 and task is not queue[-1]
+        if covered or train.runs < train.depth:
+            out.builds.append(Build(task.name, task.head_sha, task.queue.onto, train.onto,
+                                    tuple(t.name for t in train.chain), covered))  # fmt: skip
+        else:  # a run of its own would be one too many: it waits for a free one
+            train.build, train.deferred = None, True
     _verify_batches(train, out)
 
 
@@ -302,19 +306,26 @@ class _Train:
     onto: str | None = None
     run: int = 0
     """How many tasks at the end of the chain wait for a run behind them (their batch's)."""
+    runs: int = 0
+    """The CI runs of the chain (its tasks not waiting for a batch)."""
+    depth: int = 1
+    deferred: bool = False
+    """The next task would run CI, and *depth* runs are in the chain: it waits."""
 
 
-def _train(queue: list[TaskInfo], merged: set[str], depth: int, *, merging: bool,
-           out: Schedule) -> _Train:  # fmt: skip
-    """The chain from the front, up to *depth* CI runs (a run verifies its batch)."""
-    train = _Train()
+def _train(queue: list[TaskInfo], merged: set[str], depth: int, batch: int, *,
+           merging: bool, out: Schedule) -> _Train:  # fmt: skip
+    """The chain from the front, up to *depth* CI runs (a run verifies its batch), and the
+    tasks of the batch filling behind them: they are built while the runs go, and the one
+    that ends the batch runs CI once a run is free."""
+    train = _Train(depth=depth)
     queued = {t.name for t in queue}
     held = {t.name for t in queue if t.held}
     chain = train.chain
-    runs = 0
     for task in queue:
         assert task.queue is not None  # noqa: S101 - merge_queue keeps only queued tasks
-        if runs >= depth:
+        if train.runs >= depth and train.run >= batch - 1:
+            train.deferred = True  # it would run CI: it waits for a free run
             return train
         before = chain[-1] if chain else None
         ahead = tuple(t.name for t in chain)
@@ -337,7 +348,7 @@ def _train(queue: list[TaskInfo], merged: set[str], depth: int, *, merging: bool
                 return train  # its merge finds whether the base moved under it: then it is built
             chain.append(task)
             train.run = train.run + 1 if task.queue.covered else 0
-            runs += not task.queue.covered
+            train.runs += not task.queue.covered
             continue
         if task.merge_running or task.head_sha is None:
             return train
@@ -376,7 +387,7 @@ def _verify_batches(train: _Train, out: Schedule) -> None:
         waiting = []
     names = {t.name for t in waiting}
     failed = [t for t in train.held if names & set(t.queue.ahead if t.queue else ())]
-    if not waiting or running or (train.build is not None and not failed):
+    if not waiting or running or ((train.build or train.deferred) and not failed):
         return  # nothing stuck, or a run under way (or being built) decides first
     middle = waiting[(len(waiting) - 1) // 2]
     split = BatchSplit(head_sha=middle.head_sha or "", failed=failed[0].name if failed else None)
