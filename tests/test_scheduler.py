@@ -288,22 +288,38 @@ def test_a_green_run_verifies_the_batch_it_carried_and_the_front_merges_then() -
                                          schedule(BATCHED, queue).observations]  # fmt: skip
 
 
-def test_a_red_batch_is_bisected_one_split_at_a_time() -> None:
-    queue = [queued("a", 0, P.CI, head=1, built=True),
-             queued("b", 1, head=2, onto=1, ahead=("a",), covered=True),
-             queued("c", 2, head=3, onto=2, ahead=("a", "b"), covered=True),
-             queued("d", 3, P.CI, head=4, onto=3, ahead=("a", "b", "c"), held=True)]  # fmt: skip
-    assert kinds(queue, merge={"batchSize": 3}) == [], "a's run decides first"
-    queue[0] = queued("a", 0, head=1, built=True, ci_passed=True)
-    got = schedule(BATCHED, queue).observations
-    assert [(n, o.kind, getattr(o, "failed", None)) for n, o in got] == [
-        ("a", "MergeSlotGranted", None),
-        ("b", "BatchSplit", "d"),
-    ], "the middle of b, c: b"
-    queue[1] = queued("b", 1, P.CI, head=2, onto=1, ahead=("a",))
-    assert kinds(queue, merge={"batchSize": 3}) == [("a", "MergeSlotGranted")], (
-        "b's run decides for c first"
+def red_batch(size: int) -> list[TaskInfo]:
+    """a (green, at the front), a batch c1..c<size> whose last run, h's, failed (held), and x
+    behind h, to be built without it."""
+    queue, names = [queued("a", 0, head=1, built=True, ci_passed=True)], ["a"]
+    for i in range(1, size + 1):
+        queue.append(queued(f"c{i}", i, head=i + 1, onto=i, ahead=tuple(names), covered=True))
+        names.append(f"c{i}")
+    queue.append(queued("h", size + 1, P.CI, head=size + 2, onto=size + 1, ahead=tuple(names),
+                        held=True))  # fmt: skip
+    queue.append(queued("x", size + 2, P.CI, head=size + 3, onto=size + 2, ahead=(*names, "h")))
+    return queue
+
+
+@pytest.mark.parametrize(("depth", "split"), [(1, ["c4"]), (3, ["c2", "c4", "c6"])])
+def test_a_red_batch_is_bisected_with_the_runs_the_depth_allows(
+    depth: int, split: list[str]
+) -> None:
+    shape = {"app": factory(merge={"batchSize": 8, "speculationDepth": depth})}
+    queue = red_batch(7)
+    result = schedule(shape, queue)
+    assert [n for n, o in result.observations if o.kind == "BatchSplit"] == split, (
+        "the batch and h's own change in depth + 1 parts: the end of each part runs CI"
     )
+    assert all(getattr(o, "failed", "h") == "h" for _, o in result.observations)
+    assert result.builds == [], "x would carry the red change: it waits for the bisection"
+    queue[4] = queued("c4", 4, P.CI, head=5, onto=4, ahead=("a", "c1", "c2", "c3"))
+    assert [n for n, o in schedule(shape, queue).observations if o.kind == "BatchSplit"] == [], (
+        "c4's run decides first"
+    )
+    ahead_running = red_batch(7)
+    ahead_running[0] = queued("a", 0, P.CI, head=1, built=True)
+    assert kinds(ahead_running, merge={"batchSize": 8}) == [], "a's run may be the red one"
 
 
 def test_a_batch_no_run_carries_any_more_is_verified_by_its_own_runs() -> None:
@@ -311,7 +327,9 @@ def test_a_batch_no_run_carries_any_more_is_verified_by_its_own_runs() -> None:
     queue = [queued("b", 1, head=2, built=True, covered=True),
              queued("c", 2, head=3, onto=2, ahead=("b",), covered=True)]  # fmt: skip
     got = schedule(BATCHED, queue).observations
-    assert [(n, o.kind, getattr(o, "failed", "-")) for n, o in got] == [("b", "BatchSplit", None)]
+    assert [(n, o.kind, getattr(o, "failed", "-")) for n, o in got] == [
+        ("c", "BatchSplit", None)
+    ], "the last of them: its run verifies them all when green"
 
 
 def test_a_task_that_conflicts_with_the_one_ahead_waits_for_it() -> None:

@@ -17,6 +17,7 @@ Tarjan), except the path-lock check, which compares a candidate with the locked 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -281,16 +282,18 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
     train = _train(queue, {t.name for t in members if t.phase == Phase.MERGED},
                    spec.merge.depth, batch, merging=any(t.merge_running for t in members),
                    out=out)  # fmt: skip
+    build = None
     if (task := train.build) is not None:
         assert task.head_sha is not None and task.queue is not None  # noqa: S101 - _train's
         # It ends its batch when the batch is full, or when nothing waits behind it.
         covered = train.run < batch - 1 and task is not queue[-1]
         if covered or train.runs < train.depth:
-            out.builds.append(Build(task.name, task.head_sha, task.queue.onto, train.onto,
-                                    tuple(t.name for t in train.chain), covered))  # fmt: skip
+            build = Build(task.name, task.head_sha, task.queue.onto, train.onto,
+                          tuple(t.name for t in train.chain), covered)  # fmt: skip
         else:  # a run of its own would be one too many: it waits for a free one
             train.build, train.deferred = None, True
-    _verify_batches(train, out)
+    if not _verify_batches(train, out) and build is not None:
+        out.builds.append(build)  # while a red batch is bisected, what follows would carry it
 
 
 @dataclass
@@ -324,7 +327,7 @@ def _train(queue: list[TaskInfo], merged: set[str], depth: int, batch: int, *,
     chain = train.chain
     for task in queue:
         assert task.queue is not None  # noqa: S101 - merge_queue keeps only queued tasks
-        if train.runs >= depth and train.run >= batch - 1:
+        if not task.held and train.runs >= depth and train.run >= batch - 1:
             train.deferred = True  # it would run CI: it waits for a free run
             return train
         before = chain[-1] if chain else None
@@ -364,14 +367,16 @@ def _unverified(task: TaskInfo) -> bool:
     return task.queue is not None and task.queue.covered and not task.ci_passed
 
 
-def _verify_batches(train: _Train, out: Schedule) -> None:
+def _verify_batches(train: _Train, out: Schedule) -> bool:
     """Each task of the train that waits for its batch's run is verified by the first green
     run behind it: that run's head carried its change (the train is built in order).
 
-    Those left with no run behind them that may verify them (it failed and is held, or it
-    left the queue) are bisected: the middle one is verified on its own run. One at a time
-    and only once no run ahead of them is still going, so one red change among n is found
-    in about log2(n) runs."""
+    Those left with no run behind them that may verify them are split off, once no run
+    ahead of them is still going. When that run failed (it is held), that is a bisection:
+    up to `merge.speculationDepth` of them, evenly spaced, are verified on runs of their
+    own at once, so one red change among n is found in about log(n) / log(depth + 1)
+    rounds; True then, and nothing is built behind them meanwhile (it would carry the red
+    change). When that run left the queue, the last of them is verified on its own."""
     waiting: list[TaskInfo] = []
     running = False
     for task in train.chain:
@@ -388,10 +393,16 @@ def _verify_batches(train: _Train, out: Schedule) -> None:
     names = {t.name for t in waiting}
     failed = [t for t in train.held if names & set(t.queue.ahead if t.queue else ())]
     if not waiting or running or ((train.build or train.deferred) and not failed):
-        return  # nothing stuck, or a run under way (or being built) decides first
-    middle = waiting[(len(waiting) - 1) // 2]
-    split = BatchSplit(head_sha=middle.head_sha or "", failed=failed[0].name if failed else None)
-    out.observations.append((middle.name, split))
+        return bool(waiting and failed)  # nothing stuck, or a run under way decides first
+    ends = [len(waiting) - 1]
+    if failed:  # it carried them and failed: they and it, in depth + 1 parts; each part's end
+        parts, size = min(train.depth, len(waiting)) + 1, len(waiting) + 1
+        ends = sorted({math.ceil((i + 1) * size / parts) - 1 for i in range(parts - 1)})
+    by = failed[0].name if failed else None
+    out.observations.extend(
+        (waiting[i].name, BatchSplit(head_sha=waiting[i].head_sha or "", failed=by)) for i in ends
+    )
+    return bool(failed)
 
 
 def _in_place(place: QueuePlace, ahead: tuple[str, ...], onto: str | None,
