@@ -39,7 +39,10 @@ async def test_a_red_task_goes_back_and_only_those_behind_it_are_verified_again(
     assert "broken by work/t02.broken" in red.feedback
     verified = [task for task, _ in run.ci.runs]
     assert verified.count("t00") == verified.count("t01") == 1, "ahead of it: once"
-    assert verified.count("t03") == 2, "behind it: built again without its change"
+    assert verified.count("t03") <= 2, "behind it: at most once more"
+    last_t03 = [head for task, head in run.ci.runs if task == "t03"][-1]
+    files = run.forge.git("ls-tree", "-r", "--name-only", last_t03)
+    assert "work/t02.broken" not in files, "behind it: built again without its change"
     assert "work/t02.broken" not in run.forge.git("ls-tree", "-r", "--name-only", "origin/main")
 
 

@@ -128,8 +128,8 @@ class Reconciler:
             for build in result.builds
             if (found := self.store.task(build.task)) is not None
         )
-        if moved:
-            return True
+        if moved:  # the work below reads the tasks as these decisions left them
+            runnable = [t for t in map(self.store.task, (t.name for t in runnable)) if t]
         await self._show_waiting(result.waiting)
         moved |= await self._by_factory(
             (task.factory, functools.partial(self._try_advance, task, factories[task.factory]))
