@@ -454,12 +454,13 @@ class Merge(Model):
     """How many queued tasks one CI run verifies: only the last of each batch runs CI, on
     top of all those ahead of it, and the others merge on its green run (their
     `status.ci.verifiedBy` names it). Each task still lands as its own commit, so the base
-    between two tasks of a batch was not verified on its own. A red batch is bisected: the
-    middle task of what it carried runs CI next, so one red change among n is found in
-    about log2(n) runs, and the green ones still merge. With `speculationDepth` d, d
-    batches (d x batchSize tasks) are in flight. 1 (the default) verifies every task with
-    a run of its own; so do `method: rebase` and `ci.source: github-checks` (the
-    repository's own CI runs on every task's head, and branch protection asks for it)."""
+    between two tasks of a batch was not verified on its own. A red batch is bisected: it
+    and the failed run's own change are cut into `speculationDepth` + 1 parts, the end of
+    each part runs CI at once, and so on in the part that failed; the green tasks still
+    merge. `speculationDepth` counts CI runs in flight, and the next batch is built while
+    they go. 1 (the default) verifies every task with a run of its own; so do `method:
+    rebase` and `ci.source: github-checks` (the repository's own CI runs on every task's
+    head, and branch protection asks for it)."""
 
     @property
     def depth(self) -> int:

@@ -123,12 +123,14 @@ class Reconciler:
                 moved |= not (
                     await self.apply(found, factories[found.factory], observation)
                 ).ignored
-        moved |= await self._by_factory(
+        if moved:
+            return True
+        if await self._by_factory(
             (found.factory, functools.partial(self._build, build, factories[found.factory]))
             for build in result.builds
             if (found := self.store.task(build.task)) is not None
-        )
-        if moved:  # the work below reads the tasks as these decisions left them
+        ):  # the stage work goes on at once, with the tasks as the builds left them
+            moved = True
             runnable = [t for t in map(self.store.task, (t.name for t in runnable)) if t]
         await self._show_waiting(result.waiting)
         moved |= await self._by_factory(
