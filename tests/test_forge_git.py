@@ -102,28 +102,18 @@ def test_each_merge_method_lands_once_with_trailers(
     assert count == (3 if method == "merge" else 2), "exactly one merge landed"
 
 
-def test_a_racing_push_to_the_branch_makes_the_merge_fail(tmp_path: Path, remote: Path) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
-    verified = f.commit_patch(base, diff, "verified")
-    _, other = diff_of(tmp_path, remote, "w2", {"app.py": "x = 2\n"})
-    racing = f.commit_patch(base, other, "race")
-    f.push_branch("factory/greet", racing)
-    outcome = land(f, verified)
-    assert outcome.outcome == "error" and "not the verified" in outcome.message
-    assert len(git(remote, "rev-list", "main").splitlines()) == 1
-
-
-def test_a_racing_push_the_clone_has_not_seen_makes_the_merge_fail(
-    tmp_path: Path, remote: Path
+@pytest.mark.parametrize("racer", ["this clone", "another clone"])
+def test_a_racing_push_to_the_branch_makes_the_merge_fail(
+    tmp_path: Path, remote: Path, racer: str
 ) -> None:
     f = forge(tmp_path, remote)
     base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
     verified = f.commit_patch(base, diff, "verified")
     f.push_branch("factory/greet", verified)
-    other = GitForge(remote=str(remote), workdir=tmp_path / "someone-else")
-    _, racing_diff = diff_of(tmp_path, remote, "w2", {"app.py": "x = 2\n"})
-    other.push_branch("factory/greet", other.commit_patch(base, racing_diff, "race"))
+    # Another clone's push is one this clone's view of the remote has not seen.
+    other = f if racer == "this clone" else forge(tmp_path / "someone-else", remote)
+    _, racing = diff_of(tmp_path, remote, "w2", {"app.py": "x = 2\n"})
+    other.push_branch("factory/greet", other.commit_patch(base, racing, "race"))
     outcome = land(f, verified)
     assert outcome.outcome == "error" and "not the verified" in outcome.message
     assert len(git(remote, "rev-list", "main").splitlines()) == 1
