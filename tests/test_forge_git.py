@@ -46,6 +46,17 @@ def diff_of(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) -> tu
     return git(work, "rev-parse", "HEAD"), git(work, "diff", "--cached", "--binary", "HEAD") + "\n"
 
 
+def pushed(tmp_path: Path, remote: Path, edit: dict[str, str],
+           message: str) -> tuple[GitForge, str, str]:  # fmt: skip
+    """A forge, and *edit* committed on the base as *message* and pushed to factory/greet:
+    (the forge, the base, the head)."""
+    f = forge(tmp_path, remote)
+    base, diff = diff_of(tmp_path, remote, "w", edit)
+    head = f.commit_patch(base, diff, message)
+    f.push_branch("factory/greet", head)
+    return f, base, head
+
+
 def push_to_main(tmp_path: Path, remote: Path, name: str, edit: dict[str, str]) -> str:
     work = tmp_path / name
     git(tmp_path, "clone", "-q", str(remote), str(work))
@@ -73,10 +84,9 @@ def land(f: GitForge, head: str, method: str = "squash") -> MergeOutcome:
 def test_a_patch_becomes_a_pushed_branch_and_pushing_twice_changes_nothing(
     tmp_path: Path, remote: Path
 ) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
-    head = f.commit_patch(base, diff, "greet: say hello")
-    f.push_branch("factory/greet", head)
+    f, _, head = pushed(
+        tmp_path, remote, {"app.py": "def greet():\n    return 'hello'\n"}, "greet: say hello"
+    )
     f.push_branch("factory/greet", head)
     assert f.branch_head("factory/greet") == head
     assert git(remote, "log", "--format=%s", "factory/greet") == "greet: say hello\nbase"
@@ -86,10 +96,9 @@ def test_a_patch_becomes_a_pushed_branch_and_pushing_twice_changes_nothing(
 def test_each_merge_method_lands_once_with_trailers(
     tmp_path: Path, remote: Path, method: str
 ) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
-    head = f.commit_patch(base, diff, "greet: say hello")
-    f.push_branch("factory/greet", head)
+    f, _, head = pushed(
+        tmp_path, remote, {"app.py": "def greet():\n    return 'hello'\n"}, "greet: say hello"
+    )
     first = land(f, head, method)
     second = land(f, head, method)
     assert first.outcome == "merged" and first.merged_sha
@@ -106,10 +115,7 @@ def test_each_merge_method_lands_once_with_trailers(
 def test_a_racing_push_to_the_branch_makes_the_merge_fail(
     tmp_path: Path, remote: Path, racer: str
 ) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
-    verified = f.commit_patch(base, diff, "verified")
-    f.push_branch("factory/greet", verified)
+    f, base, verified = pushed(tmp_path, remote, {"app.py": "x = 1\n"}, "verified")
     # Another clone's push is one this clone's view of the remote has not seen.
     other = f if racer == "this clone" else forge(tmp_path / "someone-else", remote)
     _, racing = diff_of(tmp_path, remote, "w2", {"app.py": "x = 2\n"})
@@ -122,10 +128,7 @@ def test_a_racing_push_to_the_branch_makes_the_merge_fail(
 def test_a_merge_retried_after_it_landed_is_found_when_the_branch_stays(
     tmp_path: Path, remote: Path
 ) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "x = 1\n"})
-    head = f.commit_patch(base, diff, "verified")
-    f.push_branch("factory/greet", head)
+    f, _, head = pushed(tmp_path, remote, {"app.py": "x = 1\n"}, "verified")
     kept = {"task": "greet", "branch": "factory/greet", "head_sha": head, "method": "squash",
             "title": "t", "body": "", "delete_branch": False}  # fmt: skip
     first, again = f.merge(**kept), f.merge(**kept)  # type: ignore[arg-type]
@@ -135,10 +138,7 @@ def test_a_merge_retried_after_it_landed_is_found_when_the_branch_stays(
 
 
 def test_a_moved_base_is_rebased_and_handed_back_for_ci(tmp_path: Path, remote: Path) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
-    head = f.commit_patch(base, diff, "greet")
-    f.push_branch("factory/greet", head)
+    f, _, head = pushed(tmp_path, remote, {"app.py": "def greet():\n    return 'hello'\n"}, "greet")
     push_to_main(tmp_path, remote, "other", {"notes.txt": "two\n"})
     moved = land(f, head)
     assert moved.outcome == "base-moved" and moved.new_head_sha
@@ -150,10 +150,7 @@ def test_a_moved_base_is_rebased_and_handed_back_for_ci(tmp_path: Path, remote: 
 
 
 def test_a_conflicting_base_is_reported_with_the_files(tmp_path: Path, remote: Path) -> None:
-    f = forge(tmp_path, remote)
-    base, diff = diff_of(tmp_path, remote, "w", {"app.py": "def greet():\n    return 'hello'\n"})
-    head = f.commit_patch(base, diff, "greet")
-    f.push_branch("factory/greet", head)
+    f, _, head = pushed(tmp_path, remote, {"app.py": "def greet():\n    return 'hello'\n"}, "greet")
     push_to_main(tmp_path, remote, "other", {"app.py": "def greet():\n    return 'howdy'\n"})
     outcome = land(f, head)
     assert outcome.outcome == "conflict" and "app.py" in outcome.message

@@ -357,13 +357,18 @@ class _Step(Step):
         self._enter(Stage.CI, T.QUEUE_REBASED, f"built {on} in the merge queue: verifying it"
                     " with every change that merges before it", None, retry=False)  # fmt: skip
 
-    def _on_QueueVerified(self, obs: QueueVerified) -> None:  # noqa: N802
+    def _covered(self, head_sha: str, stale: str) -> QueuePlace:
+        """Its place, while it waits in Merging for its batch's run with head *head_sha*."""
         self._require(P.MERGING)
         queue = self.status.queue
         if queue is None or not queue.covered:
             raise Ignored("not waiting for its batch's CI run")
-        if obs.head_sha != self.status.head_sha:
-            raise Ignored(f"{obs.by}'s run carried {obs.head_sha[:12]}, not the current head")
+        if head_sha != self.status.head_sha:
+            raise Ignored(f"{stale} {head_sha[:12]}, not the current head")
+        return queue
+
+    def _on_QueueVerified(self, obs: QueueVerified) -> None:  # noqa: N802
+        self._covered(obs.head_sha, f"{obs.by}'s run carried")
         if self.status.ci is not None:
             raise Ignored("already verified")
         self.status.ci = CIRecord(state="success", head_sha=obs.head_sha, verified_by=obs.by)
@@ -371,12 +376,9 @@ class _Step(Step):
                                " waits for its turn to merge")  # fmt: skip
 
     def _on_BatchSplit(self, obs: BatchSplit) -> None:  # noqa: N802
-        self._require(P.MERGING)
-        queue = self.status.queue
-        if queue is None or not queue.covered or self.status.ci is not None:
-            raise Ignored("not waiting for its batch's CI run")
-        if obs.head_sha != self.status.head_sha:
-            raise Ignored(f"split at {obs.head_sha[:12]}, not the current head")
+        queue = self._covered(obs.head_sha, "split at")
+        if self.status.ci is not None:
+            raise Ignored("already verified by its batch's run")
         queue.covered = False
         why = (f"the batch {obs.failed} ended failed CI: verifying this task's head on its"
                " own run, to find whose change failed" if obs.failed else

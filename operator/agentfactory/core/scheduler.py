@@ -266,9 +266,9 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
                out: Schedule) -> None:  # fmt: skip
     """The speculative merge queue (as Zuul's gate): the tasks at the front, up to
     `merge.depth` CI runs, are each built on top of all those ahead of it and verified side
-    by side (with `merge.batchSize`, only the last of each batch runs CI, and the others merge on
-    its green run). The
-    front merges once what it was built on has merged and its head is verified. A task built
+    by side (with `merge.batchSize`, only the last of each batch runs CI, and the others
+    merge on its green run). The front merges once what it was built on has merged and its
+    head is verified. A task built
     on changes that left the queue, or on a head that has changed since, is built again;
     those behind follow, one place per pass. A task whose CI failed is held: it settles once
     all it carried merged (the failure is its own), is built again without any it carried
@@ -278,22 +278,12 @@ def _run_queue(spec: FactorySpecSpec, factory_name: str, members: list[TaskInfo]
     (and rebuilt it if so)."""
     queue = merge_queue(members)
     out.merge_queue[factory_name] = [t.name for t in queue]
-    batch = spec.merge_batch
-    train = _train(queue, {t.name for t in members if t.phase == Phase.MERGED},
-                   spec.merge.depth, batch, merging=any(t.merge_running for t in members),
+    depth = spec.merge.depth
+    train = _train(queue, {t.name for t in members if t.phase == Phase.MERGED}, depth,
+                   spec.merge_batch, merging=any(t.merge_running for t in members),
                    out=out)  # fmt: skip
-    build = None
-    if (task := train.build) is not None:
-        assert task.head_sha is not None and task.queue is not None  # noqa: S101 - _train's
-        # It ends its batch when the batch is full, or when nothing waits behind it.
-        covered = train.run < batch - 1 and task is not queue[-1]
-        if covered or train.runs < train.depth:
-            build = Build(task.name, task.head_sha, task.queue.onto, train.onto,
-                          tuple(t.name for t in train.chain), covered)  # fmt: skip
-        else:  # a run of its own would be one too many: it waits for a free one
-            train.build, train.deferred = None, True
-    if not _verify_batches(train, out) and build is not None:
-        out.builds.append(build)  # while a red batch is bisected, what follows would carry it
+    if not _verify_batches(train, depth, out) and train.build is not None:
+        out.builds.append(train.build)  # while a red batch is bisected, what follows would carry it
 
 
 @dataclass
@@ -304,16 +294,14 @@ class _Train:
     """The tasks built where they should be, front first: each carries those before it."""
     held: list[TaskInfo] = field(default_factory=list)
     """Held failures waiting to learn whose failure it is."""
-    build: TaskInfo | None = None
-    """The next task to build, on *onto*."""
-    onto: str | None = None
+    build: Build | None = None
+    """The next task to build, on the end of the chain."""
     run: int = 0
     """How many tasks at the end of the chain wait for a run behind them (their batch's)."""
     runs: int = 0
     """The CI runs of the chain (its tasks not waiting for a batch)."""
-    depth: int = 1
     deferred: bool = False
-    """The next task would run CI, and *depth* runs are in the chain: it waits."""
+    """The next task would run CI, and the depth's runs are in the chain: it waits."""
 
 
 def _train(queue: list[TaskInfo], merged: set[str], depth: int, batch: int, *,
@@ -321,7 +309,7 @@ def _train(queue: list[TaskInfo], merged: set[str], depth: int, batch: int, *,
     """The chain from the front, up to *depth* CI runs (a run verifies its batch), and the
     tasks of the batch filling behind them: they are built while the runs go, and the one
     that ends the batch runs CI once a run is free."""
-    train = _Train(depth=depth)
+    train = _Train()
     queued = {t.name for t in queue}
     held = {t.name for t in queue if t.held}
     chain = train.chain
@@ -357,7 +345,12 @@ def _train(queue: list[TaskInfo], merged: set[str], depth: int, batch: int, *,
             return train
         if onto is not None and task.queue.conflict == onto:
             return train  # it cannot be built on that head: it waits for that task to merge
-        train.build, train.onto = task, onto
+        # It ends its batch when the batch is full, or when nothing waits behind it.
+        covered = train.run < batch - 1 and task is not queue[-1]
+        if covered or train.runs < depth:
+            train.build = Build(task.name, task.head_sha, task.queue.onto, onto, ahead, covered)
+        else:  # a run of its own would be one too many: it waits for a free one
+            train.deferred = True
         return train  # those behind it are built on its new head, in a later pass
     return train
 
@@ -367,7 +360,7 @@ def _unverified(task: TaskInfo) -> bool:
     return task.queue is not None and task.queue.covered and not task.ci_passed
 
 
-def _verify_batches(train: _Train, out: Schedule) -> bool:
+def _verify_batches(train: _Train, depth: int, out: Schedule) -> bool:
     """Each task of the train that waits for its batch's run is verified by the first green
     run behind it: that run's head carried its change (the train is built in order).
 
@@ -392,11 +385,11 @@ def _verify_batches(train: _Train, out: Schedule) -> bool:
         waiting = []
     names = {t.name for t in waiting}
     failed = [t for t in train.held if names & set(t.queue.ahead if t.queue else ())]
-    if not waiting or running or ((train.build or train.deferred) and not failed):
+    if not waiting or running or ((train.build is not None or train.deferred) and not failed):
         return bool(waiting and failed)  # nothing stuck, or a run under way decides first
     ends = [len(waiting) - 1]
     if failed:  # it carried them and failed: they and it, in depth + 1 parts; each part's end
-        parts, size = min(train.depth, len(waiting)) + 1, len(waiting) + 1
+        parts, size = min(depth, len(waiting)) + 1, len(waiting) + 1
         ends = sorted({math.ceil((i + 1) * size / parts) - 1 for i in range(parts - 1)})
     by = failed[0].name if failed else None
     out.observations.extend(

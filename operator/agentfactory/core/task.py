@@ -588,6 +588,13 @@ class AgentTaskStatus(StatusModel):
         )
 
     @property
+    def ci_passed(self) -> bool:
+        """CI passed on its current head (a run of its own, or its batch's)."""
+        return (
+            self.ci is not None and self.ci.state == "success" and self.ci.head_sha == self.head_sha
+        )
+
+    @property
     def ci_held(self) -> bool:
         """Its CI failed in the merge queue on top of others, and it waits to learn whose
         failure that is (no attempt runs)."""

@@ -71,9 +71,7 @@ def task_info(record: Record) -> TaskInfo:
         head_sha=status.head_sha,
         queue=status.queue,
         held=status.ci_held,
-        ci_passed=status.ci is not None
-        and status.ci.state == "success"
-        and status.ci.head_sha == status.head_sha,
+        ci_passed=status.ci_passed,
     )
 
 
